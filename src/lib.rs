@@ -1,1 +1,9 @@
+//! azi3-status-jobs: watches care-robot residents for missing toilet activity.
+//!
+//! - [`domain`]: the pure monitoring core (rule, session, window, alarms).
+//! - [`replay`]: evaluates a rule over historical events.
+//! - [`cli`]: the command line.
+
+pub mod cli;
 pub mod domain;
+pub mod replay;

@@ -1,0 +1,30 @@
+//! The command line: one sub-command per job the binary does.
+
+mod replay;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Watches care-robot residents for missing toilet activity and raises
+/// NO_TOILET_ACTIVITY_ALARM exactly once per missed window.
+#[derive(Debug, Parser)]
+#[command(name = "azi3-status-jobs", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Evaluate one rule over a file of historical events and report the alarms it would raise.
+    Replay(replay::ReplayArgs),
+}
+
+/// Parses the command line and runs the chosen sub-command; the exit code says how it went.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Replay(args) => replay::run(args),
+    }
+}

@@ -1,0 +1,249 @@
+//! `azi3-status-jobs replay`: one rule over an events file.
+
+use std::fs::File;
+use std::io::{self, BufReader, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use jiff::civil::Date;
+
+use crate::domain::{DEFAULT_WATCHED_EVENT, Rule, RuleError, RuleInput};
+use crate::replay::{
+    CsvEvents, DateRange, EventSet, EventSource, InputError, InputFormat, JsonlEvents,
+    collect_events, render_html, render_table, replay,
+};
+
+const AFTER_HELP: &str = "\
+Examples:
+  # How many alarms would 08:00–22:00 with a 2-hour gap have raised?
+  azi3-status-jobs replay --events toilet.csv --timezone Europe/Madrid --start 08:00 --end 22:00
+
+  # The same with a 90-minute gap, as JSON, for one week
+  azi3-status-jobs replay --events toilet.csv --timezone Europe/Madrid --start 08:00 --end 22:00 \\
+      --gap 90m --from 2011-11-28 --to 2011-12-04 --output json
+
+  # A page with a timeline per day
+  azi3-status-jobs replay --events toilet.jsonl --timezone Europe/Amsterdam --start 07:30 --end 21:00 \\
+      --output html > replay.html
+
+Input: CSV with a header (occurred_at required; event_name, id, robot_id optional) or JSON Lines
+(occurredAt required; eventName, id, robotId optional). occurred_at is RFC 3339 with an offset or Z
+(2011-11-28T10:21:24Z), or local time in --timezone (2011-11-28 10:21:24). Rows of another event
+name or robot are skipped; rows with the same id count once.
+
+Exit codes: 0 done; 2 bad arguments or a bad row (file, line, column and value are named).";
+
+/// Arguments of `replay`.
+#[derive(Debug, Args)]
+#[command(after_long_help = AFTER_HELP)]
+pub struct ReplayArgs {
+    /// Events file, CSV or JSON Lines; `-` reads standard input. Example: `--events toilet.csv`
+    #[arg(long, value_name = "FILE|-")]
+    events: PathBuf,
+
+    /// The resident's IANA time zone. Example: `--timezone Europe/Amsterdam`
+    #[arg(long, value_name = "IANA")]
+    timezone: String,
+
+    /// Daily local start time A. Example: `--start 08:00`
+    #[arg(long, value_name = "HH:MM[:SS]")]
+    start: String,
+
+    /// Daily local end time B; at or before A, the session ends the next day. Example: `--end 22:00`
+    #[arg(long, value_name = "HH:MM[:SS]")]
+    end: String,
+
+    /// Longest silence tolerated, whole minutes, at least 1. Examples: `--gap 120m`, `--gap 2h`, `--gap 90m`
+    #[arg(long, default_value = "120m")]
+    gap: String,
+
+    /// Robot whose events count; rows naming another robot are skipped. Example: `--robot-id 42`
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    robot_id: u32,
+
+    /// Event name that counts; rows naming another event are skipped. Example: `--event-name TOILET_ACTIVITY`
+    #[arg(long, default_value = DEFAULT_WATCHED_EVENT)]
+    event_name: String,
+
+    /// Whether a last window cut short by the end time alarms. Example: `--partial-final-window alarm`
+    #[arg(long, value_name = "ignore|alarm", default_value = "ignore")]
+    partial_final_window: String,
+
+    /// First local date to evaluate (default: the date of the first event). Example: `--from 2011-11-28`
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    from: Option<Date>,
+
+    /// Last local date to evaluate, inclusive (default: the date of the last event). Example: `--to 2011-12-11`
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    to: Option<Date>,
+
+    /// What to print on standard output. Example: `--output json`
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+
+    /// Input format (default: jsonl for a `.jsonl` file, csv otherwise). Example: `--input-format jsonl`
+    #[arg(long, value_enum)]
+    input_format: Option<InputFormat>,
+
+    /// Warn about bad rows and count them instead of stopping at the first one.
+    #[arg(long)]
+    skip_invalid: bool,
+}
+
+/// What `replay` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// The report as JSON.
+    Json,
+    /// A per-day summary for a terminal.
+    Table,
+    /// One self-contained HTML page with a timeline per day.
+    Html,
+}
+
+fn parse_date(text: &str) -> Result<Date, String> {
+    Date::strptime("%Y-%m-%d", text.trim())
+        .map_err(|_| format!("{text:?} is not a date (write YYYY-MM-DD)"))
+}
+
+/// Runs `replay`; errors go to standard error, nothing partial to standard output.
+pub fn run(args: ReplayArgs) -> ExitCode {
+    let rule = match rule_from(&args) {
+        Ok(rule) => rule,
+        Err(e) => return fail(&format!("invalid --{}: {e}", e.field.replace('_', "-"))),
+    };
+    if let (Some(from), Some(to)) = (args.from, args.to)
+        && from > to
+    {
+        return fail(&format!("--from {from} is after --to {to}"));
+    }
+    let events = match read_events(&args, &rule) {
+        Ok(events) => events,
+        Err(e) => return fail(&e.to_string()),
+    };
+    if events.invalid > 0 {
+        eprintln!(
+            "warning: {} invalid rows skipped (of {} read)",
+            events.invalid, events.rows
+        );
+    }
+    let range = DateRange {
+        from: args.from,
+        to: args.to,
+    };
+    let report = replay(&rule, &events, range, args.output == Output::Html);
+    let text = match args.output {
+        Output::Json => match serde_json::to_string_pretty(&report) {
+            Ok(json) => json + "\n",
+            Err(e) => return fail(&format!("cannot write JSON: {e}")),
+        },
+        Output::Table => render_table(&report, &rule.timezone),
+        Output::Html => render_html(&report, &rule.timezone),
+    };
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the report: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+fn rule_from(args: &ReplayArgs) -> Result<Rule, RuleError> {
+    let input = RuleInput {
+        robot_id: args.robot_id,
+        timezone: args.timezone.clone(),
+        start: args.start.clone(),
+        end: args.end.clone(),
+        gap: args.gap.clone(),
+        watched_event: args.event_name.clone(),
+        partial_final_window: args.partial_final_window.clone(),
+        ..RuleInput::default()
+    };
+    input.validate().map_err(|mut e| {
+        if e.field == "watched_event" {
+            e.field = "event_name";
+        }
+        e
+    })
+}
+
+fn read_events(args: &ReplayArgs, rule: &Rule) -> Result<EventSet, InputError> {
+    let is_stdin = args.events == Path::new("-");
+    let name = args.events.display().to_string();
+    let format = args.input_format.unwrap_or_else(|| {
+        match args.events.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("jsonl") => InputFormat::Jsonl,
+            _ => InputFormat::Csv,
+        }
+    });
+    let (input, progress): (Box<dyn Read>, Option<ProgressBar>) = if is_stdin {
+        (Box::new(io::stdin().lock()), None)
+    } else {
+        let file = File::open(&args.events).map_err(|source| InputError::Io {
+            file: name.clone(),
+            source,
+        })?;
+        let progress = progress_bar(&file);
+        let input: Box<dyn Read> = match &progress {
+            Some(bar) => Box::new(bar.wrap_read(file)),
+            None => Box::new(file),
+        };
+        (input, progress)
+    };
+    let warn = |e: &InputError| {
+        let line = format!("warning: skipped: {e}");
+        match &progress {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    };
+    let result = match format {
+        InputFormat::Csv => collect(&mut CsvEvents::new(input, &name)?, rule, args, warn),
+        InputFormat::Jsonl => collect(
+            &mut JsonlEvents::new(BufReader::with_capacity(1 << 16, input), &name),
+            rule,
+            args,
+            warn,
+        ),
+    };
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    result
+}
+
+fn collect(
+    source: &mut impl EventSource,
+    rule: &Rule,
+    args: &ReplayArgs,
+    warn: impl FnMut(&InputError),
+) -> Result<EventSet, InputError> {
+    collect_events(source, rule, args.skip_invalid, warn)
+}
+
+/// A byte-based progress bar on standard error, only when it is a terminal.
+fn progress_bar(file: &File) -> Option<ProgressBar> {
+    if !io::stderr().is_terminal() {
+        return None;
+    }
+    let len = file.metadata().ok()?.len();
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .ok()?,
+    );
+    Some(bar)
+}

@@ -1,0 +1,143 @@
+//! `replay`: evaluates one rule over historical events, exactly as the live service decides.
+//!
+//! Reading is streamed: a row is parsed, filtered and reduced to its instant before the next is
+//! read, so memory grows with the number of kept events (an instant each, plus the id of events
+//! that carry one), never with the size of the file.
+
+mod html;
+mod input;
+mod report;
+mod table;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+
+use crate::domain::{Rule, Session, Step, evaluate_steps};
+
+pub use html::render_html;
+pub use input::{
+    CsvEvents, EventRow, InputError, InputFormat, JsonlEvents, Position, csv_reader,
+    parse_occurred_at,
+};
+pub use report::{AlarmReport, ReplayReport, RuleReport, SessionReport, Timeline, Totals};
+pub use table::render_table;
+
+/// A reader of event rows, CSV or JSON Lines.
+pub trait EventSource {
+    /// The next row, `Ok(None)` at the end; after a row error, reading may go on.
+    fn next_row(&mut self, tz: &jiff::tz::TimeZone) -> Result<Option<EventRow<'_>>, InputError>;
+}
+
+impl<R: std::io::Read> EventSource for CsvEvents<R> {
+    fn next_row(&mut self, tz: &jiff::tz::TimeZone) -> Result<Option<EventRow<'_>>, InputError> {
+        CsvEvents::next_row(self, tz)
+    }
+}
+
+impl<R: std::io::BufRead> EventSource for JsonlEvents<R> {
+    fn next_row(&mut self, tz: &jiff::tz::TimeZone) -> Result<Option<EventRow<'_>>, InputError> {
+        JsonlEvents::next_row(self, tz)
+    }
+}
+
+/// The distinct events of the rule found in a file, in time order, with counts of the rest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventSet {
+    /// Instants of the kept events, ascending.
+    pub instants: Vec<Timestamp>,
+    /// Rows read.
+    pub rows: u64,
+    /// Rows of another event name or robot.
+    pub other: u64,
+    /// Rows whose id had been seen before.
+    pub duplicates: u64,
+    /// Rows refused as invalid (only with `skip_invalid`).
+    pub invalid: u64,
+}
+
+/// Reads every row of `source`, keeping the rule's events once each.
+///
+/// Rows of another event name or robot are passed over; a row whose `id` was seen before is a
+/// duplicate (the first wins); rows without an `id` are all distinct. A bad row stops the read
+/// with its error unless `skip_invalid`, in which case `on_invalid` is told and it is counted.
+pub fn collect_events(
+    source: &mut impl EventSource,
+    rule: &Rule,
+    skip_invalid: bool,
+    mut on_invalid: impl FnMut(&InputError),
+) -> Result<EventSet, InputError> {
+    let mut set = EventSet::default();
+    let mut seen_ids: foldhash::HashSet<Box<str>> = foldhash::HashSet::default();
+    loop {
+        let row = match source.next_row(&rule.timezone) {
+            Ok(Some(row)) => row,
+            Ok(None) => break,
+            Err(e) if skip_invalid && e.is_row_error() => {
+                set.rows += 1;
+                set.invalid += 1;
+                on_invalid(&e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        set.rows += 1;
+        let other_name = row.event_name.is_some_and(|n| n != rule.watched_event);
+        let other_robot = row.robot_id.is_some_and(|r| r != rule.robot_id);
+        if other_name || other_robot {
+            set.other += 1;
+            continue;
+        }
+        if let Some(id) = row.id
+            && !seen_ids.insert(Box::from(id))
+        {
+            set.duplicates += 1;
+            continue;
+        }
+        set.instants.push(row.occurred_at);
+    }
+    set.instants.sort_unstable();
+    Ok(set)
+}
+
+/// Which local dates to evaluate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DateRange {
+    /// First date; by default the local date of the first event.
+    pub from: Option<Date>,
+    /// Last date, inclusive; by default the local date of the last event.
+    pub to: Option<Date>,
+}
+
+/// Evaluates `rule` on every session of `range` over `events`. With `timeline`, each session
+/// report also carries its windows and events (for the HTML page).
+pub fn replay(rule: &Rule, events: &EventSet, range: DateRange, timeline: bool) -> ReplayReport {
+    let instants = &events.instants;
+    let local_date = |t: &Timestamp| rule.timezone.to_datetime(*t).date();
+    let from = range.from.or_else(|| instants.first().map(local_date));
+    let to = range.to.or_else(|| instants.last().map(local_date));
+    let mut report = ReplayReport::new(rule);
+    let (Some(from), Some(to)) = (from, to) else {
+        return report;
+    };
+    report.totals.events = instants
+        .iter()
+        .filter(|t| (from..=to).contains(&local_date(t)))
+        .count();
+    for session in Session::between(rule, from, to) {
+        let lo = instants.partition_point(|t| *t < session.start);
+        let hi = instants.partition_point(|t| *t <= session.end);
+        let in_session = &instants[lo..hi];
+        let mut steps = Vec::new();
+        let outcome = evaluate_steps(rule, session, in_session, |step: Step| {
+            if timeline {
+                steps.push(step);
+            }
+        });
+        let timeline = timeline.then(|| Timeline {
+            events: in_session.to_vec(),
+            steps,
+        });
+        report.push(SessionReport::from_outcome(&outcome, timeline));
+    }
+    report
+}
