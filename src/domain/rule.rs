@@ -189,7 +189,11 @@ impl FromStr for Gap {
             return Err(RuleError::new("gap", s, "must be at least 1 minute"));
         }
         if duration.subsec_nanos() != 0 || duration.as_secs() % 60 != 0 {
-            return Err(RuleError::new("gap", s, "must be a whole number of minutes"));
+            return Err(RuleError::new(
+                "gap",
+                s,
+                "must be a whole number of minutes",
+            ));
         }
         let minutes = u32::try_from(duration.as_mins())
             .map_err(|_| RuleError::new("gap", s, "is too long"))?;
@@ -448,7 +452,13 @@ mod tests {
 
     #[test]
     fn gap_accepts_the_usual_spellings() {
-        for (text, minutes) in [("120m", 120), ("2h", 120), ("90m", 90), ("PT2H", 120), ("1", 1)] {
+        for (text, minutes) in [
+            ("120m", 120),
+            ("2h", 120),
+            ("90m", 90),
+            ("PT2H", 120),
+            ("1", 1),
+        ] {
             assert_eq!(text.parse::<Gap>().unwrap().minutes(), minutes, "{text}");
         }
         assert!("1m30s".parse::<Gap>().is_err());

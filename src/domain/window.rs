@@ -224,7 +224,7 @@ impl SessionState {
         let full = length >= self.window_gap.duration();
         let due = full
             || (self.partial_final_window == PartialFinalWindow::Alarm && length.is_positive());
-        let alarm = due.then(|| Alarm {
+        let alarm = due.then_some(Alarm {
             identity: AlarmIdentity {
                 robot_id: self.session.robot_id,
                 date: self.session.date,
@@ -358,12 +358,7 @@ mod tests {
             (PartialFinalWindow::Ignore, 0),
             (PartialFinalWindow::Alarm, 1),
         ] {
-            let mut s = state(
-                "2025-01-01T08:00:00Z",
-                "2025-01-01T09:00:00Z",
-                120,
-                partial,
-            );
+            let mut s = state("2025-01-01T08:00:00Z", "2025-01-01T09:00:00Z", 120, partial);
             let closed = s.close().unwrap();
             assert_eq!(u32::from(closed.alarm.is_some()), expected);
             assert_eq!(closed.next, None);
