@@ -1,0 +1,268 @@
+//! `azi3-status-jobs replay` run as a user runs it: the real binary, files on disk.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+fn replay(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_azi3-status-jobs"))
+        .arg("replay")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn file(dir: &tempfile::TempDir, name: &str, content: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, content).unwrap();
+    path.display().to_string()
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+const AMSTERDAM_8_TO_20: [&str; 6] = [
+    "--timezone",
+    "Europe/Amsterdam",
+    "--start",
+    "08:00",
+    "--end",
+    "20:00",
+];
+
+#[test]
+fn worked_example_prints_exactly_its_four_alarms() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = file(
+        &dir,
+        "events.csv",
+        "occurred_at,event_name,id\n\
+         2025-03-30 09:10,TOILET_ACTIVITY,a\n\
+         2025-03-30 09:40,TOILET_ACTIVITY,b\n\
+         2025-03-30 13:00,TOILET_ACTIVITY,c\n",
+    );
+    let mut args = vec!["--events", &events, "--output", "json", "--robot-id", "7"];
+    args.extend(AMSTERDAM_8_TO_20);
+    let out = replay(&args, None);
+    let expected = json!({
+        "rule": {"robotId": 7, "timezone": "Europe/Amsterdam", "start": "08:00:00", "end": "20:00:00",
+                 "gapMinutes": 120, "partialFinalWindow": "ignore", "eventName": "TOILET_ACTIVITY"},
+        "sessions": [{
+            "robotId": 7, "date": "2025-03-30",
+            "start": "2025-03-30T06:00:00Z", "end": "2025-03-30T18:00:00Z",
+            "result": "ALARM_RAISED", "events": 3,
+            "alarms": [
+                {"windowStart": "2025-03-30T07:40:00Z", "windowEnd": "2025-03-30T09:40:00Z",
+                 "referenceId": "nta-7-2025-03-30-1743320400"},
+                {"windowStart": "2025-03-30T11:00:00Z", "windowEnd": "2025-03-30T13:00:00Z",
+                 "referenceId": "nta-7-2025-03-30-1743332400"},
+                {"windowStart": "2025-03-30T13:00:00Z", "windowEnd": "2025-03-30T15:00:00Z",
+                 "referenceId": "nta-7-2025-03-30-1743339600"},
+                {"windowStart": "2025-03-30T15:00:00Z", "windowEnd": "2025-03-30T17:00:00Z",
+                 "referenceId": "nta-7-2025-03-30-1743346800"}
+            ]
+        }],
+        "totals": {"sessions": 1, "alarms": 4, "events": 3}
+    });
+    assert_eq!(stdout_json(&out), expected);
+}
+
+#[test]
+fn partial_final_window_alarm_adds_the_short_last_window() {
+    let events = "occurred_at\n2025-03-30T07:10:00Z\n2025-03-30T07:40:00Z\n2025-03-30T11:00:00Z\n";
+    let mut args = vec![
+        "--events",
+        "-",
+        "--output",
+        "json",
+        "--partial-final-window",
+        "alarm",
+    ];
+    args.extend(AMSTERDAM_8_TO_20);
+    let report = stdout_json(&replay(&args, Some(events)));
+    let alarms = report["sessions"][0]["alarms"].as_array().unwrap();
+    assert_eq!(alarms.len(), 5);
+    assert_eq!(alarms[4]["windowStart"], "2025-03-30T17:00:00Z");
+    assert_eq!(alarms[4]["windowEnd"], "2025-03-30T18:00:00Z");
+}
+
+#[test]
+fn jsonl_duplicates_other_robots_and_other_events_are_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = file(
+        &dir,
+        "events.jsonl",
+        r#"{"occurredAt":"2025-03-30T07:10:00Z","id":"a","robotId":1}
+{"occurredAt":"2025-03-30T09:00:00Z","id":"a","robotId":1}
+{"occurredAt":"2025-03-30T08:00:00Z","id":"x","robotId":2}
+{"occurredAt":"2025-03-30T08:30:00Z","eventName":"BATHROOM_ACTIVITY"}
+{"occurredAt":"2025-03-30T08:45:00Z"}
+{"occurredAt":"2025-03-30T08:45:00Z"}
+"#,
+    );
+    let mut args = vec!["--events", &events, "--output", "json"];
+    args.extend(AMSTERDAM_8_TO_20);
+    let report = stdout_json(&replay(&args, None));
+    // a (07:10, the first of the two rows with id a) and the two id-less rows at 08:45.
+    assert_eq!(report["totals"]["events"], 3);
+    assert_eq!(report["sessions"][0]["events"], 3);
+    let first = &report["sessions"][0]["alarms"][0];
+    assert_eq!(first["windowStart"], "2025-03-30T08:45:00Z");
+}
+
+#[test]
+fn a_malformed_row_names_file_line_column_and_value_and_prints_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = file(
+        &dir,
+        "bad.csv",
+        "occurred_at,id\n2025-03-30T07:10:00Z,a\n2025-03-30T25:10:00Z,b\n",
+    );
+    let mut args = vec!["--events", &events, "--output", "json"];
+    args.extend(AMSTERDAM_8_TO_20);
+    let out = replay(&args, None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{events}:3: column `occurred_at`: \"2025-03-30T25:10:00Z\""
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn skip_invalid_turns_bad_rows_into_a_warning_count() {
+    let events = "occurred_at,robot_id\n2025-03-30T07:10:00Z,1\nnot a time,1\n2025-03-30T08:00:00Z,one\n";
+    let mut args = vec!["--events", "-", "--output", "json", "--skip-invalid"];
+    args.extend(AMSTERDAM_8_TO_20);
+    let out = replay(&args, Some(events));
+    let report = stdout_json(&out);
+    assert_eq!(report["totals"]["events"], 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("2 invalid rows skipped (of 3 read)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("-:3: column `occurred_at`"), "{stderr}");
+    assert!(stderr.contains("-:4: column `robot_id`: \"one\""), "{stderr}");
+}
+
+#[test]
+fn a_bad_rule_flag_names_the_flag_and_value() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--timezone", "Europe/Atlantis", "--start", "08:00", "--end", "20:00"],
+            "invalid --timezone: timezone = \"Europe/Atlantis\"",
+        ),
+        (
+            &["--timezone", "UTC", "--start", "8h", "--end", "20:00"],
+            "invalid --start: start = \"8h\"",
+        ),
+        (
+            &["--timezone", "UTC", "--start", "08:00", "--end", "20:00", "--gap", "30s"],
+            "invalid --gap: gap = \"30s\": must be at least 1 minute",
+        ),
+        (
+            &["--timezone", "UTC", "--start", "08:00", "--end", "20:00", "--event-name", ""],
+            "invalid --event-name: event_name = \"\"",
+        ),
+    ];
+    for (flags, message) in cases {
+        let mut args = vec!["--events", "-"];
+        args.extend(flags);
+        let out = replay(&args, Some("occurred_at\n"));
+        assert_eq!(out.status.code(), Some(2), "{flags:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{flags:?}: {stderr}");
+    }
+}
+
+#[test]
+fn from_and_to_choose_the_dates_even_without_events() {
+    let mut args = vec![
+        "--events",
+        "-",
+        "--output",
+        "json",
+        "--from",
+        "2025-03-29",
+        "--to",
+        "2025-03-31",
+    ];
+    args.extend(AMSTERDAM_8_TO_20);
+    let report = stdout_json(&replay(&args, Some("occurred_at\n")));
+    let dates: Vec<&str> = report["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["date"].as_str().unwrap())
+        .collect();
+    assert_eq!(dates, ["2025-03-29", "2025-03-30", "2025-03-31"]);
+    // Six full windows from 08:00 to 20:00 every day.
+    assert_eq!(report["totals"]["alarms"], 18);
+    assert_eq!(report["totals"]["events"], 0);
+}
+
+#[test]
+fn table_and_html_show_each_day() {
+    let events = "occurred_at\n2025-03-30 09:10\n2025-03-31 09:10\n";
+    let mut args = vec!["--events", "-"];
+    args.extend(AMSTERDAM_8_TO_20);
+    let out = replay(&args, Some(events));
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("2025-03-30  08:00  20:00"), "{table}");
+    assert!(table.contains("2 sessions, 10 alarms, 2 events"), "{table}");
+
+    args.extend(["--output", "html"]);
+    let out = replay(&args, Some(events));
+    let html = String::from_utf8(out.stdout).unwrap();
+    assert!(html.starts_with("<!doctype html>"));
+    assert_eq!(html.matches("<svg").count(), 2);
+    assert!(html.contains("event 09:10"));
+    assert!(!html.contains("<script"), "self-contained, no scripts");
+}
+
+#[test]
+fn help_explains_every_flag_with_an_example() {
+    let out = Command::new(env!("CARGO_BIN_EXE_azi3-status-jobs"))
+        .args(["replay", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--events",
+        "--timezone",
+        "--start",
+        "--end",
+        "--gap",
+        "--robot-id",
+        "--event-name",
+        "--partial-final-window",
+        "--from",
+        "--to",
+        "--output",
+        "--input-format",
+        "--skip-invalid",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from help");
+    }
+    assert!(help.contains("Examples:"));
+}
