@@ -124,14 +124,17 @@ impl Session {
             .filter_map(move |d| Session::on(rule, d))
     }
 
-    /// The sessions of `rule` that contain instant `t`: at most two (the session of the local
-    /// date of `t`, and the one of the day before when sessions cross midnight or touch).
+    /// The sessions of `rule` that contain instant `t`, in date order: at most two (the session
+    /// of the local date of `t`, and an earlier one when sessions cross midnight or touch).
+    ///
+    /// The earlier one is usually of the day before, but its end can lie two local dates after
+    /// its start when the date in between does not exist (Pacific/Apia skipped 2011-12-30), so
+    /// the two days before are looked at.
     pub fn containing(rule: &Rule, t: Timestamp) -> impl Iterator<Item = Session> + '_ {
         let local = rule.timezone.to_datetime(t).date();
-        let before = local.yesterday().ok();
-        before
-            .into_iter()
-            .chain(std::iter::once(local))
+        (0..=2)
+            .rev()
+            .filter_map(move |back| local.checked_sub(jiff::Span::new().days(back)).ok())
             .filter_map(move |d| Session::on(rule, d))
             .filter(move |s| s.contains(t))
     }
