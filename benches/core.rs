@@ -76,7 +76,9 @@ fn evaluate_all(robots: &[Robot]) -> usize {
         for session in Session::between(&robot.rule, first, last) {
             let lo = robot.events.partition_point(|t| *t < session.start);
             let hi = robot.events.partition_point(|t| *t <= session.end);
-            alarms += evaluate(&robot.rule, session, &robot.events[lo..hi]).alarms.len();
+            alarms += evaluate(&robot.rule, session, &robot.events[lo..hi])
+                .alarms
+                .len();
         }
     }
     alarms
