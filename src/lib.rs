@@ -2,8 +2,10 @@
 //!
 //! - [`domain`]: the pure monitoring core (rule, session, window, alarms).
 //! - [`replay`]: evaluates a rule over historical events.
+//! - [`queue`]: reading status-queue messages.
 //! - [`cli`]: the command line.
 
 pub mod cli;
 pub mod domain;
+pub mod queue;
 pub mod replay;
