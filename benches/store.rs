@@ -1,0 +1,3 @@
+//! Store throughput benchmark.
+
+fn main() {}

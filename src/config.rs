@@ -1,0 +1,232 @@
+//! Service configuration: a TOML file plus `AZI3_` environment overrides (`__` separates
+//! nesting levels, e.g. `AZI3_DATABASE__URL`). Every error names the key and the value.
+//!
+//! ```toml
+//! [database]
+//! url = "mysql://azi3:secret@db:3306/tinybots"
+//! bootstrap_shared_schema = false
+//!
+//! [status_check]
+//! step_id = 901
+//! script_version_id = 77
+//! scheduled_id = 0
+//!
+//! [[rules]]
+//! robot_id = 7
+//! timezone = "Europe/Amsterdam"
+//! start = "08:00"
+//! end = "20:00"
+//! gap = "2h"
+//! ```
+
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    DEFAULT_ALARM_EVENT, DEFAULT_WATCHED_EVENT, Gap, PartialFinalWindow, RobotId, Rule, RuleInput,
+};
+
+/// The database URL used when none is configured: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://azi3-status-jobs.db?mode=rwc";
+/// The config file read when none is named.
+pub const DEFAULT_CONFIG_FILE: &str = "azi3-status-jobs.toml";
+/// The prefix of environment overrides.
+pub const ENV_PREFIX: &str = "AZI3_";
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `[database]`.
+    pub database: DatabaseConfig,
+    /// `[status_check]`.
+    pub status_check: StatusCheckConfig,
+    /// `[[rules]]`: applied at start (created or updated; rules not listed are left alone).
+    pub rules: Vec<RuleConfig>,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// `mysql://…`, `mariadb://…` or `sqlite://…`.
+    pub url: String,
+    /// Create the shared `status_check*` tables on MySQL (never on a production database,
+    /// where they belong to `typ-e`). SQLite always has them created.
+    pub bootstrap_shared_schema: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: DEFAULT_DATABASE_URL.to_string(),
+            bootstrap_shared_schema: false,
+        }
+    }
+}
+
+/// `[status_check]`: the script columns every `status_check` row carries (contracts §4.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusCheckConfig {
+    /// `script_step.id` of a placeholder step.
+    pub step_id: u64,
+    /// `script_version.id` of a placeholder script version.
+    pub script_version_id: u64,
+    /// `scheduled_id` (no foreign key; 0 is fine).
+    pub scheduled_id: u64,
+}
+
+/// One `[[rules]]` entry; fields left out take the spec's defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleConfig {
+    /// The robot.
+    pub robot_id: RobotId,
+    /// IANA zone name.
+    pub timezone: String,
+    /// `HH:MM` or `HH:MM:SS`.
+    pub start: String,
+    /// `HH:MM` or `HH:MM:SS`.
+    pub end: String,
+    /// `120m`, `2h`, …
+    #[serde(default)]
+    pub gap: Option<String>,
+    /// `ignore` or `alarm`.
+    #[serde(default)]
+    pub partial_final_window: Option<String>,
+    /// The watched event.
+    #[serde(default)]
+    pub watched_event: Option<String>,
+    /// The alarm event.
+    #[serde(default)]
+    pub alarm_event: Option<String>,
+    /// Defaults to true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+impl RuleConfig {
+    /// Validates the entry; the error names `rules[<index>].<field>` and the value.
+    pub fn to_rule(&self, index: usize) -> Result<Rule, ConfigError> {
+        RuleInput {
+            robot_id: self.robot_id,
+            timezone: self.timezone.clone(),
+            start: self.start.clone(),
+            end: self.end.clone(),
+            gap: self.gap.clone().unwrap_or_else(|| Gap::DEFAULT.to_string()),
+            watched_event: self
+                .watched_event
+                .clone()
+                .unwrap_or_else(|| DEFAULT_WATCHED_EVENT.to_string()),
+            alarm_event: self
+                .alarm_event
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ALARM_EVENT.to_string()),
+            partial_final_window: self
+                .partial_final_window
+                .clone()
+                .unwrap_or_else(|| PartialFinalWindow::Ignore.to_string()),
+            enabled: self.enabled.unwrap_or(true),
+        }
+        .validate()
+        .map_err(|e| ConfigError(format!("rules[{index}].{e}")))
+    }
+}
+
+/// A configuration that cannot be used; the message names the key and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads `file` (when it exists) and then the `AZI3_` environment over it.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        Self::from_figment(
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::file(file))
+                .merge(Env::prefixed(ENV_PREFIX).split("__")),
+        )
+    }
+
+    /// Reads a configuration from any figment (tests use it with in-memory sources).
+    pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract().map_err(|e| {
+            let errors: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            ConfigError(errors.join("; "))
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The rules of `[[rules]]`, validated.
+    pub fn rules(&self) -> Result<Vec<Rule>, ConfigError> {
+        self.rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.to_rule(i))
+            .collect()
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let url = &self.database.url;
+        if !["mysql://", "mariadb://", "sqlite:"]
+            .iter()
+            .any(|p| url.starts_with(p))
+        {
+            return Err(ConfigError(format!(
+                "database.url = {url:?}: must start with mysql://, mariadb:// or sqlite:"
+            )));
+        }
+        self.rules()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Config::from_figment(
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text)),
+        )
+    }
+
+    #[test]
+    fn defaults_to_a_sqlite_file_in_the_working_directory() {
+        let config = from_toml("").unwrap();
+        assert_eq!(config.database.url, DEFAULT_DATABASE_URL);
+        assert!(!config.database.bootstrap_shared_schema);
+        assert!(config.rules.is_empty());
+    }
+
+    #[test]
+    fn reads_rules_with_defaults() {
+        let config = from_toml(
+            "[[rules]]\nrobot_id = 7\ntimezone = \"Europe/Amsterdam\"\nstart = \"08:00\"\nend = \"20:00\"\n",
+        )
+        .unwrap();
+        let rules = config.rules().unwrap();
+        assert_eq!(rules[0].robot_id, 7);
+        assert_eq!(rules[0].gap.minutes(), 120);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_value() {
+        let err = from_toml(
+            "[[rules]]\nrobot_id = 7\ntimezone = \"Europe/Amsterdam\"\nstart = \"08:00\"\nend = \"20:00\"\ngap = \"30s\"\n",
+        )
+        .unwrap_err();
+        assert!(err.0.contains("rules[0].gap = \"30s\""), "{err}");
+        let err = from_toml("[status_check]\nstep_id = \"abc\"\n").unwrap_err();
+        assert!(
+            err.0.contains("status_check.step_id") && err.0.contains("abc"),
+            "{err}"
+        );
+        let err = from_toml("[database]\nurl = \"postgres://x\"\n").unwrap_err();
+        assert!(err.0.contains("database.url = \"postgres://x\""), "{err}");
+    }
+}

@@ -1,0 +1,48 @@
+//! What can go wrong in the store.
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or the connection broke.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration set could not be applied.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row holds something the service never writes.
+    #[error("stored data is not readable: {0}")]
+    Corrupt(String),
+    /// The caller asked for something the store cannot do.
+    #[error("{0}")]
+    Invalid(String),
+    /// Another transaction raced this one to a unique key; running it again resolves it.
+    #[error("lost a race for a unique key; retry")]
+    Raced,
+    /// A test armed the fault hook and this transaction hit it.
+    #[error("fault injected by a test")]
+    FaultInjected,
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(msg: impl Into<String>) -> Self {
+        StoreError::Corrupt(msg.into())
+    }
+
+    /// Whether running the whole transaction again may succeed: a lock wait timeout or a
+    /// deadlock on MySQL (1205, 1213), a busy database on SQLite, or a lost unique-key race.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Raced => true,
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                    return matches!(my.number(), 1205 | 1213);
+                }
+                // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+                db.code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+            }
+            _ => false,
+        }
+    }
+}

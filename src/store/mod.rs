@@ -1,0 +1,520 @@
+//! The durable store: every piece of monitoring state lives in the database, in the service's
+//! own `status_job_*` tables and in the shared `status_check*` tables that robot scripts read
+//! (spec §8). Two backends behind one [`Store`]: MySQL/MariaDB for production, an embedded
+//! SQLite file for a laptop or a demo, with the same behaviour.
+//!
+//! Each transition is one transaction that first locks the session row (`SELECT … FOR UPDATE`
+//! on MySQL; SQLite's single writer holds the whole database), asks the core
+//! ([`crate::domain::SessionState`]) what happens, and writes that down. Transactions that lose
+//! a lock wait or a deadlock (MySQL 1205/1213), find SQLite busy, or lose a unique-key race run
+//! again from the start.
+//!
+//! Instants are passed in by the caller; the store reads no clock for any decision.
+
+mod error;
+mod fault;
+mod migrate;
+mod mysql;
+mod outbox;
+mod rules;
+mod seed;
+mod service_data;
+mod session_row;
+mod sql;
+mod sqlite;
+mod transitions;
+mod types;
+mod views;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::civil::Date;
+use jiff::{SignedDuration, Timestamp};
+use sqlx::mysql::MySqlPool;
+use sqlx::sqlite::SqlitePool;
+
+pub use error::StoreError;
+pub use fault::FaultPlan;
+pub use migrate::{MigrationSet, PendingMigration, SERVICE_TABLE, SHARED_TABLE};
+pub use seed::{DESCRIPTION_NAME, MYSQL_SEED, SQLITE_SEED, TEMPLATE_VERSION, Template};
+pub use service_data::DeadLetter;
+pub use sql::{Arg, Dialect, Row, Tx, Value};
+pub use transitions::{
+    RECORD_ALARM_SENT, RECORD_EVENT_LATE, RECORD_EVENT_OBSERVED, RECORD_SUBSCRIBED,
+};
+pub use types::{
+    ApplyOutcome, CloseOutcome, DueWindow, EndOutcome, EventInput, OutboxAlarm, RecordView,
+    RuleChange, SessionView, StartOutcome, StatusCheckRefs, StoredRule,
+};
+
+use crate::domain::{RobotId, Rule, Session, SessionResult};
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How many times a transaction that lost a lock race is run again before giving up.
+const MAX_ATTEMPTS: u32 = 20;
+
+#[derive(Clone)]
+enum Backend {
+    Mysql(MySqlPool),
+    Sqlite(SqlitePool),
+}
+
+/// The durable store. Cheap to clone; clones share the connection pool.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    fault: Arc<FaultPlan>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dialect", &self.dialect())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Connects to `url`: `mysql://…` (or `mariadb://…`) or `sqlite://…`.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let backend = if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            let url = url.replacen("mariadb:", "mysql:", 1);
+            Backend::Mysql(mysql::connect(&url, 10).await?)
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite(sqlite::connect(url).await?)
+        } else {
+            return Err(StoreError::Invalid(format!(
+                "database.url = {url:?}: must start with mysql://, mariadb:// or sqlite://"
+            )));
+        };
+        Ok(Store {
+            backend,
+            fault: Arc::new(FaultPlan::default()),
+        })
+    }
+
+    /// Which SQL the database speaks.
+    pub fn dialect(&self) -> Dialect {
+        match self.backend {
+            Backend::Mysql(_) => Dialect::Mysql,
+            Backend::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// The fault hook tests use to kill a transition's connection (see [`FaultPlan`]).
+    #[doc(hidden)]
+    pub fn fault_plan(&self) -> &FaultPlan {
+        &self.fault
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Mysql(p) => p.close().await,
+            Backend::Sqlite(p) => p.close().await,
+        }
+    }
+
+    /// Begins a transaction (a write transaction on SQLite).
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        match &self.backend {
+            Backend::Mysql(p) => mysql::begin(p, &self.fault).await,
+            Backend::Sqlite(p) => sqlite::begin(p, &self.fault).await,
+        }
+    }
+
+    /// Runs `f` in one transaction and commits; runs it again from the start when it lost a
+    /// lock race. Dropping the transaction on an error rolls everything back.
+    async fn run<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: for<'a> Fn(&'a mut Tx) -> BoxFuture<'a, Result<R, StoreError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let mut tx = self.begin().await?;
+            let outcome = f(&mut tx).await;
+            let result = match outcome {
+                Ok(r) => tx.commit().await.map(|()| r),
+                Err(e) => {
+                    drop(tx);
+                    Err(e)
+                }
+            };
+            match result {
+                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                    // A short, growing pause lets the winner of the race finish.
+                    tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    // ---- schema -------------------------------------------------------------------------
+
+    /// Whether the shared-schema bootstrap applies: always on SQLite, on MySQL only when asked.
+    fn bootstraps_shared(&self, bootstrap_shared_schema: bool) -> bool {
+        bootstrap_shared_schema || self.dialect() == Dialect::Sqlite
+    }
+
+    /// Applies the service migrations, and the shared-schema bootstrap where it applies.
+    pub async fn migrate(&self, bootstrap_shared_schema: bool) -> Result<(), StoreError> {
+        let mut sets = Vec::new();
+        if self.bootstraps_shared(bootstrap_shared_schema) {
+            sets.push(MigrationSet::SharedBootstrap);
+        }
+        sets.push(MigrationSet::Service);
+        for set in sets {
+            let migrator = migrate::migrator(self.dialect(), set);
+            match &self.backend {
+                Backend::Mysql(p) => migrator.run(p).await?,
+                Backend::Sqlite(p) => migrator.run(p).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The migrations [`Store::migrate`] would apply, with their SQL; changes nothing.
+    pub async fn pending_migrations(
+        &self,
+        bootstrap_shared_schema: bool,
+    ) -> Result<Vec<PendingMigration>, StoreError> {
+        let mut sets = Vec::new();
+        if self.bootstraps_shared(bootstrap_shared_schema) {
+            sets.push(MigrationSet::SharedBootstrap);
+        }
+        sets.push(MigrationSet::Service);
+        let mut pending = Vec::new();
+        for set in sets {
+            let applied = self.applied_versions(set.table()).await?;
+            for m in migrate::migrator(self.dialect(), set).iter() {
+                if m.migration_type.is_down_migration() || applied.contains(&m.version) {
+                    continue;
+                }
+                pending.push(PendingMigration {
+                    set,
+                    version: m.version,
+                    description: m.description.to_string(),
+                    sql: m.sql.as_str().to_string(),
+                });
+            }
+        }
+        Ok(pending)
+    }
+
+    async fn applied_versions(&self, table: &'static str) -> Result<Vec<i64>, StoreError> {
+        let exists_sql = match self.dialect() {
+            Dialect::Mysql => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
+            }
+            Dialect::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+            }
+        };
+        self.run(move |tx| {
+            Box::pin(async move {
+                let n = tx
+                    .fetch_optional(exists_sql, &[table.into()])
+                    .await?
+                    .map(|r| r.int(0))
+                    .transpose()?
+                    .unwrap_or(0);
+                if n == 0 {
+                    return Ok(Vec::new());
+                }
+                let rows = tx
+                    .fetch_all(
+                        &format!("SELECT version FROM {table} WHERE success = 1 ORDER BY version"),
+                        &[],
+                    )
+                    .await?;
+                rows.iter().map(|r| r.int(0)).collect()
+            })
+        })
+        .await
+    }
+
+    /// Upserts the toilet-monitoring template (idempotent) and returns it.
+    pub async fn seed_template(&self) -> Result<Template, StoreError> {
+        self.run(|tx| Box::pin(seed::seed(tx))).await
+    }
+
+    /// The toilet-monitoring template, if seeded.
+    pub async fn template(&self) -> Result<Option<Template>, StoreError> {
+        self.run(|tx| Box::pin(seed::find(tx))).await
+    }
+
+    /// On MySQL, checks that the rows the script columns point at exist; the error says what to
+    /// create. Nothing to check on SQLite, which has no script tables.
+    pub async fn check_script_refs(&self, refs: StatusCheckRefs) -> Result<(), String> {
+        match &self.backend {
+            Backend::Mysql(p) => mysql::check_script_refs(p, refs).await,
+            Backend::Sqlite(_) => Ok(()),
+        }
+    }
+
+    // ---- sessions -----------------------------------------------------------------------
+
+    /// Creates the session of `rule` (its `status_check`, poller and key rows) or returns the
+    /// existing one; safe to call from several instances at once.
+    pub async fn start_session(
+        &self,
+        rule: &StoredRule,
+        session: Session,
+        owner: &str,
+        refs: StatusCheckRefs,
+        now: Timestamp,
+    ) -> Result<StartOutcome, StoreError> {
+        if session.robot_id != rule.rule.robot_id {
+            return Err(StoreError::Invalid(format!(
+                "session of robot {} does not belong to the rule of robot {}",
+                session.robot_id, rule.rule.robot_id
+            )));
+        }
+        self.run(move |tx| {
+            let rule = rule.clone();
+            let owner = owner.to_string();
+            Box::pin(async move {
+                transitions::start_session(tx, &rule.rule, rule.version, session, &owner, refs, now)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// Applies one watched event to a session: a duplicate writes nothing; otherwise the core
+    /// classifies it (observed, late, outside, or ahead: kept until the windows before it close).
+    pub async fn apply_event(
+        &self,
+        status_check_id: u64,
+        event: EventInput,
+        now: Timestamp,
+    ) -> Result<ApplyOutcome, StoreError> {
+        self.run(move |tx| Box::pin(transitions::apply_event(tx, status_check_id, event, now)))
+            .await
+    }
+
+    /// Closes the session's current window if its deadline is still `expected_deadline`.
+    pub async fn close_window(
+        &self,
+        status_check_id: u64,
+        expected_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<CloseOutcome, StoreError> {
+        self.run(move |tx| {
+            Box::pin(transitions::close_window(
+                tx,
+                status_check_id,
+                expected_deadline,
+                now,
+            ))
+        })
+        .await
+    }
+
+    /// Ends a running session as `DISABLED` or `FAILED`.
+    pub async fn end_session(
+        &self,
+        status_check_id: u64,
+        result: SessionResult,
+        now: Timestamp,
+    ) -> Result<EndOutcome, StoreError> {
+        self.run(move |tx| Box::pin(transitions::end_session(tx, status_check_id, result, now)))
+            .await
+    }
+
+    /// Stores the Megazord subscription of a session and writes its `SUBSCRIBED` record.
+    pub async fn record_subscribed(
+        &self,
+        status_check_id: u64,
+        subscription_id: u64,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.run(move |tx| {
+            Box::pin(transitions::record_subscribed(
+                tx,
+                status_check_id,
+                subscription_id,
+                at,
+            ))
+        })
+        .await
+    }
+
+    /// Refreshes `status_check_poller.updated_at` of the rows `owner` holds.
+    pub async fn refresh_poller_locks(&self, owner: &str) -> Result<u64, StoreError> {
+        self.run(move |tx| {
+            let owner = owner.to_string();
+            Box::pin(async move { service_data::refresh_poller_locks(tx, &owner).await })
+        })
+        .await
+    }
+
+    /// The sessions of a robot with local dates `from..=to`, with their records.
+    pub async fn sessions(
+        &self,
+        robot_id: RobotId,
+        from: Date,
+        to: Date,
+    ) -> Result<Vec<SessionView>, StoreError> {
+        self.run(move |tx| Box::pin(views::sessions(tx, robot_id, from, to)))
+            .await
+    }
+
+    /// One session with its records.
+    pub async fn session(&self, status_check_id: u64) -> Result<Option<SessionView>, StoreError> {
+        self.run(move |tx| Box::pin(views::session(tx, status_check_id)))
+            .await
+    }
+
+    /// Running sessions whose deadline is at or before `now`.
+    pub async fn due_windows(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DueWindow>, StoreError> {
+        self.run(move |tx| Box::pin(views::due_windows(tx, now, limit)))
+            .await
+    }
+
+    // ---- rules --------------------------------------------------------------------------
+
+    /// Saves a rule; a change bumps its version and applies to running sessions (spec §6).
+    pub async fn set_rule(&self, rule: &Rule, now: Timestamp) -> Result<RuleChange, StoreError> {
+        self.run(move |tx| {
+            let rule = rule.clone();
+            Box::pin(async move { transitions::set_rule(tx, &rule, now).await })
+        })
+        .await
+    }
+
+    /// Disables the rule of a robot and ends its running sessions as `DISABLED`;
+    /// `None` when the robot has no rule.
+    pub async fn disable_rule(
+        &self,
+        robot_id: RobotId,
+        now: Timestamp,
+    ) -> Result<Option<RuleChange>, StoreError> {
+        self.run(move |tx| {
+            Box::pin(async move {
+                let Some(stored) = rules::get(tx, robot_id).await? else {
+                    return Ok(None);
+                };
+                let mut rule = stored.rule;
+                rule.enabled = false;
+                transitions::set_rule(tx, &rule, now).await.map(Some)
+            })
+        })
+        .await
+    }
+
+    /// Every stored rule.
+    pub async fn rules(&self) -> Result<Vec<StoredRule>, StoreError> {
+        self.run(|tx| Box::pin(rules::list(tx))).await
+    }
+
+    /// The rule of one robot.
+    pub async fn rule(&self, robot_id: RobotId) -> Result<Option<StoredRule>, StoreError> {
+        self.run(move |tx| Box::pin(rules::get(tx, robot_id))).await
+    }
+
+    // ---- alarm outbox -------------------------------------------------------------------
+
+    /// Claims up to `limit` alarms to post: pending, failed, or claimed longer than `lease` ago.
+    pub async fn claim_alarms(
+        &self,
+        owner: &str,
+        limit: u32,
+        now: Timestamp,
+        lease: SignedDuration,
+    ) -> Result<Vec<OutboxAlarm>, StoreError> {
+        let dialect = self.dialect();
+        self.run(move |tx| {
+            let owner = owner.to_string();
+            Box::pin(async move {
+                match dialect {
+                    Dialect::Mysql => mysql::claim(tx, &owner, limit, now, lease).await,
+                    Dialect::Sqlite => sqlite::claim(tx, &owner, limit, now, lease).await,
+                }
+            })
+        })
+        .await
+    }
+
+    /// Marks an alarm posted (Megazord gave it `megazord_incoming_id`) and writes the
+    /// `ALARM_SENT` record; false when it was already marked.
+    pub async fn mark_alarm_sent(
+        &self,
+        alarm_id: u64,
+        megazord_incoming_id: u64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.run(move |tx| Box::pin(outbox::mark_sent(tx, alarm_id, megazord_incoming_id, now)))
+            .await
+    }
+
+    /// Marks a posting attempt failed with `error`.
+    pub async fn mark_alarm_failed(
+        &self,
+        alarm_id: u64,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.run(move |tx| {
+            let error = error.to_string();
+            Box::pin(async move { outbox::mark_failed(tx, alarm_id, &error, now).await })
+        })
+        .await
+    }
+
+    /// The outbox rows of a session.
+    pub async fn alarms_of(&self, status_check_id: u64) -> Result<Vec<OutboxAlarm>, StoreError> {
+        self.run(move |tx| Box::pin(outbox::of_session(tx, status_check_id)))
+            .await
+    }
+
+    // ---- dead letters and metadata ------------------------------------------------------
+
+    /// Keeps a queue message that could not be used.
+    pub async fn record_dead_letter(
+        &self,
+        body: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.run(move |tx| {
+            let (body, reason) = (body.to_string(), reason.to_string());
+            Box::pin(async move { service_data::record_dead_letter(tx, &body, &reason, now).await })
+        })
+        .await
+    }
+
+    /// Every dead letter.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        self.run(|tx| Box::pin(service_data::dead_letters(tx)))
+            .await
+    }
+
+    /// A service metadata value.
+    pub async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.run(move |tx| {
+            let key = key.to_string();
+            Box::pin(async move { service_data::get_meta(tx, &key).await })
+        })
+        .await
+    }
+
+    /// Sets a service metadata value.
+    pub async fn set_meta(&self, key: &str, value: &str, now: Timestamp) -> Result<(), StoreError> {
+        self.run(move |tx| {
+            let (key, value) = (key.to_string(), value.to_string());
+            Box::pin(async move { service_data::set_meta(tx, &key, &value, now).await })
+        })
+        .await
+    }
+}

@@ -1,0 +1,135 @@
+//! The MySQL/MariaDB backend: connection set-up, the outbox claim with `SKIP LOCKED`, and the
+//! start-up check of the script rows that `status_check` refers to.
+//!
+//! Every connection runs at READ COMMITTED (gap locks of REPEATABLE READ block concurrent
+//! claims; stack notes §6) with the session time zone `+00:00`, so TIMESTAMP columns hold UTC.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use sqlx::Executor;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+
+use super::error::StoreError;
+use super::fault::FaultPlan;
+use super::outbox::{self, CLAIMABLE};
+use super::session_row::ts_to_ms;
+use super::sql::{Arg, Inner, Tx};
+use super::types::{OutboxAlarm, StatusCheckRefs};
+
+/// Opens a pool on `url` (`mysql://user:password@host:port/database`).
+pub async fn connect(url: &str, max_connections: u32) -> Result<MySqlPool, StoreError> {
+    let options = MySqlConnectOptions::from_str(url)?.timezone(Some("+00:00".to_string()));
+    let pool = MySqlPoolOptions::new()
+        .max_connections(max_connections.max(2))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+/// Begins a transaction.
+pub async fn begin(pool: &MySqlPool, fault: &Arc<FaultPlan>) -> Result<Tx, StoreError> {
+    Ok(Tx {
+        inner: Inner::Mysql {
+            tx: pool.begin().await?,
+            pool: pool.clone(),
+        },
+        fault: Arc::clone(fault),
+    })
+}
+
+/// Claims up to `limit` alarms for `owner`: rows another dispatcher holds locked are skipped,
+/// so two dispatchers never claim the same alarm.
+pub async fn claim(
+    tx: &mut Tx,
+    owner: &str,
+    limit: u32,
+    now: Timestamp,
+    lease: SignedDuration,
+) -> Result<Vec<OutboxAlarm>, StoreError> {
+    let expired = ts_to_ms(now) - lease.as_millis() as i64;
+    let ids = tx
+        .fetch_all(
+            &format!(
+                "SELECT id FROM status_job_alarm WHERE {CLAIMABLE} ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED"
+            ),
+            &[expired.into(), limit.into()],
+        )
+        .await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = ids.iter().map(|r| r.int(0)).collect::<Result<_, _>>()?;
+    let placeholders = vec!["?"; ids.len()].join(", ");
+    let mut args: Vec<Arg> = vec![owner.into(), ts_to_ms(now).into(), ts_to_ms(now).into()];
+    args.extend(ids.iter().map(|id| Arg::Int(*id)));
+    tx.execute(
+        &format!(
+            "UPDATE status_job_alarm SET state = 'sending', claimed_by = ?, claimed_at_ms = ?, \
+             updated_at_ms = ?, attempts = attempts + 1 WHERE id IN ({placeholders})"
+        ),
+        &args,
+    )
+    .await?;
+    tx.checkpoint().await?;
+    let rows = tx
+        .fetch_all(
+            &format!(
+                "SELECT {} FROM status_job_alarm WHERE id IN ({placeholders}) ORDER BY id",
+                outbox::COLUMNS
+            ),
+            &ids.iter().map(|id| Arg::Int(*id)).collect::<Vec<_>>(),
+        )
+        .await?;
+    rows.iter().map(outbox::from_row).collect()
+}
+
+/// Checks that the rows the `status_check` script columns point at exist in the shared
+/// schema; the message says what to create when they do not (contracts §4.7, §6 item 9).
+pub async fn check_script_refs(pool: &MySqlPool, refs: StatusCheckRefs) -> Result<(), String> {
+    let step = exists(pool, "script_step", refs.step_id).await;
+    let version = exists(pool, "script_version", refs.script_version_id).await;
+    let mut missing = Vec::new();
+    match step {
+        Ok(true) => {}
+        Ok(false) => missing.push(format!(
+            "status_check.step_id = {} (config key status_check.step_id) has no row in script_step: \
+             create a placeholder script_step (with an existing step_type_id) for azi3-status-jobs \
+             and put its id in status_check.step_id",
+            refs.step_id
+        )),
+        Err(e) => missing.push(format!("cannot read script_step: {e}")),
+    }
+    match version {
+        Ok(true) => {}
+        Ok(false) => missing.push(format!(
+            "status_check.script_version_id = {} (config key status_check.script_version_id) has no \
+             row in script_version: create a placeholder script_reference and script_version named \
+             'azi3-status-jobs placeholder' and put the version id in status_check.script_version_id",
+            refs.script_version_id
+        )),
+        Err(e) => missing.push(format!("cannot read script_version: {e}")),
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing.join("; "))
+    }
+}
+
+async fn exists(pool: &MySqlPool, table: &'static str, id: u64) -> Result<bool, sqlx::Error> {
+    let sql = match table {
+        "script_step" => "SELECT COUNT(*) FROM script_step WHERE id = ?",
+        _ => "SELECT COUNT(*) FROM script_version WHERE id = ?",
+    };
+    let n: i64 = sqlx::query_scalar(sql).bind(id).fetch_one(pool).await?;
+    Ok(n > 0)
+}

@@ -1,0 +1,136 @@
+//! The alarm outbox: rows written by `close_window`, claimed by the dispatcher, marked sent
+//! (with the `ALARM_SENT` record) or failed.
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+
+use super::error::StoreError;
+use super::session_row::{ms_to_ts, ts_to_ms};
+use super::sql::{Row, Tx};
+use super::transitions::{RECORD_ALARM_SENT, insert_record, lock_session};
+use super::types::OutboxAlarm;
+use crate::domain::AlarmIdentity;
+
+/// The columns [`from_row`] reads.
+pub const COLUMNS: &str = "id, status_check_id, robot_id, local_date, window_start_ms, window_end_ms, \
+     reference_id, alarm_event, state, attempts, last_error, megazord_incoming_id";
+
+/// The condition of a claimable alarm: never tried, failed, or claimed by a dispatcher whose
+/// claim is older than the lease (it may have died mid-post; the next one reconciles first).
+pub const CLAIMABLE: &str =
+    "(state IN ('pending', 'failed') OR (state = 'sending' AND claimed_at_ms < ?))";
+
+/// Reads a row selected with [`COLUMNS`].
+pub fn from_row(row: &Row) -> Result<OutboxAlarm, StoreError> {
+    let date_text = row.text(3)?;
+    let date: Date = date_text
+        .parse()
+        .map_err(|e| StoreError::corrupt(format!("local_date {date_text:?}: {e}")))?;
+    Ok(OutboxAlarm {
+        id: row.id(0)?,
+        status_check_id: row.id(1)?,
+        identity: AlarmIdentity {
+            robot_id: u32::try_from(row.id(2)?)
+                .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
+            date,
+            window_start: ms_to_ts(row.int(4)?)?,
+        },
+        window_end: ms_to_ts(row.int(5)?)?,
+        reference_id: row.text(6)?,
+        alarm_event: row.text(7)?,
+        state: row.text(8)?,
+        attempts: u32::try_from(row.int(9)?)
+            .map_err(|_| StoreError::corrupt("attempts out of range"))?,
+        last_error: row.opt_text(10)?,
+        megazord_incoming_id: row.opt_int(11)?.map(|v| v as u64),
+    })
+}
+
+/// Marks an alarm posted and writes its `ALARM_SENT` record (created at the window end).
+/// Returns false when it was already marked sent (nothing is written twice).
+pub async fn mark_sent(
+    tx: &mut Tx,
+    alarm_id: u64,
+    megazord_incoming_id: u64,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let Some(alarm) = read(tx, alarm_id, false).await? else {
+        return Err(StoreError::Invalid(format!("no alarm with id {alarm_id}")));
+    };
+    // Lock order everywhere: the session first, then its alarm.
+    lock_session(tx, alarm.status_check_id).await?;
+    let Some(alarm) = read(tx, alarm_id, true).await? else {
+        return Err(StoreError::Invalid(format!("no alarm with id {alarm_id}")));
+    };
+    if alarm.state == "sent" {
+        return Ok(false);
+    }
+    tx.execute(
+        "UPDATE status_job_alarm SET state = 'sent', megazord_incoming_id = ?, sent_at_ms = ?, \
+         updated_at_ms = ?, claimed_by = NULL WHERE id = ?",
+        &[
+            megazord_incoming_id.into(),
+            ts_to_ms(now).into(),
+            ts_to_ms(now).into(),
+            alarm_id.into(),
+        ],
+    )
+    .await?;
+    tx.checkpoint().await?;
+    insert_record(
+        tx,
+        alarm.status_check_id,
+        Some(megazord_incoming_id),
+        None,
+        &alarm.alarm_event,
+        RECORD_ALARM_SENT,
+        alarm.window_end,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Marks a posting attempt failed; the alarm is claimable again.
+pub async fn mark_failed(
+    tx: &mut Tx,
+    alarm_id: u64,
+    error: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let changed = tx
+        .execute(
+            "UPDATE status_job_alarm SET state = 'failed', last_error = ?, updated_at_ms = ?, \
+             claimed_by = NULL WHERE id = ? AND state <> 'sent'",
+            &[error.into(), ts_to_ms(now).into(), alarm_id.into()],
+        )
+        .await?;
+    tx.checkpoint().await?;
+    Ok(changed > 0)
+}
+
+/// One alarm, locked when `lock`.
+pub async fn read(
+    tx: &mut Tx,
+    alarm_id: u64,
+    lock: bool,
+) -> Result<Option<OutboxAlarm>, StoreError> {
+    let suffix = if lock { tx.dialect().for_update() } else { "" };
+    let row = tx
+        .fetch_optional(
+            &format!("SELECT {COLUMNS} FROM status_job_alarm WHERE id = ?{suffix}"),
+            &[alarm_id.into()],
+        )
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Every alarm of a session, in window order.
+pub async fn of_session(tx: &mut Tx, status_check_id: u64) -> Result<Vec<OutboxAlarm>, StoreError> {
+    let rows = tx
+        .fetch_all(
+            &format!("SELECT {COLUMNS} FROM status_job_alarm WHERE status_check_id = ? ORDER BY window_start_ms"),
+            &[status_check_id.into()],
+        )
+        .await?;
+    rows.iter().map(from_row).collect()
+}

@@ -1,0 +1,163 @@
+//! The `status_job_rule` table: rules as columns, and back to validated [`Rule`]s.
+
+use jiff::Timestamp;
+
+use super::error::StoreError;
+use super::session_row::{ms_to_ts, ts_to_ms};
+use super::sql::{Row, Tx};
+use super::types::StoredRule;
+use crate::domain::{Rule, RuleInput};
+
+const COLUMNS: &str = "robot_id, timezone, start_time, end_time, gap_minutes, watched_event, \
+     alarm_event, partial_final_window, enabled, version, updated_at_ms";
+
+/// A rule in the form it is stored; two rules are the same rule when these are equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredColumns {
+    robot_id: u32,
+    timezone: String,
+    start_time: String,
+    end_time: String,
+    gap_minutes: u32,
+    watched_event: String,
+    alarm_event: String,
+    partial_final_window: String,
+    enabled: bool,
+}
+
+impl StoredColumns {
+    /// The columns of `rule`.
+    pub fn of(rule: &Rule) -> StoredColumns {
+        StoredColumns {
+            robot_id: rule.robot_id,
+            timezone: rule.timezone_name().to_string(),
+            start_time: rule.start.strftime("%H:%M:%S").to_string(),
+            end_time: rule.end.strftime("%H:%M:%S").to_string(),
+            gap_minutes: rule.gap.minutes(),
+            watched_event: rule.watched_event.clone(),
+            alarm_event: rule.alarm_event.clone(),
+            partial_final_window: rule.partial_final_window.as_str().to_string(),
+            enabled: rule.enabled,
+        }
+    }
+
+    fn from_row(row: &Row) -> Result<StoredColumns, StoreError> {
+        Ok(StoredColumns {
+            robot_id: u32::try_from(row.id(0)?)
+                .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
+            timezone: row.text(1)?,
+            start_time: row.text(2)?,
+            end_time: row.text(3)?,
+            gap_minutes: u32::try_from(row.int(4)?)
+                .map_err(|_| StoreError::corrupt("gap out of range"))?,
+            watched_event: row.text(5)?,
+            alarm_event: row.text(6)?,
+            partial_final_window: row.text(7)?,
+            enabled: row.int(8)? != 0,
+        })
+    }
+
+    fn to_rule(&self) -> Result<Rule, StoreError> {
+        RuleInput {
+            robot_id: self.robot_id,
+            timezone: self.timezone.clone(),
+            start: self.start_time.clone(),
+            end: self.end_time.clone(),
+            gap: self.gap_minutes.to_string(),
+            watched_event: self.watched_event.clone(),
+            alarm_event: self.alarm_event.clone(),
+            partial_final_window: self.partial_final_window.clone(),
+            enabled: self.enabled,
+        }
+        .validate()
+        .map_err(|e| StoreError::corrupt(format!("rule of robot {}: {e}", self.robot_id)))
+    }
+}
+
+fn stored_rule(row: &Row) -> Result<StoredRule, StoreError> {
+    let columns = StoredColumns::from_row(row)?;
+    Ok(StoredRule {
+        rule: columns.to_rule()?,
+        version: row.id(9)?,
+        updated_at: ms_to_ts(row.int(10)?)?,
+    })
+}
+
+/// Locks and reads the rule of `robot_id`, if there is one.
+pub async fn lock(tx: &mut Tx, robot_id: u32) -> Result<Option<(StoredColumns, u64)>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM status_job_rule WHERE robot_id = ?{}",
+        tx.dialect().for_update()
+    );
+    match tx.fetch_optional(&sql, &[robot_id.into()]).await? {
+        Some(row) => Ok(Some((StoredColumns::from_row(&row)?, row.id(9)?))),
+        None => Ok(None),
+    }
+}
+
+/// Writes `columns` as version `version`.
+pub async fn write(
+    tx: &mut Tx,
+    columns: &StoredColumns,
+    version: u64,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO status_job_rule ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){}",
+        tx.dialect().upsert(
+            "robot_id",
+            &[
+                "timezone",
+                "start_time",
+                "end_time",
+                "gap_minutes",
+                "watched_event",
+                "alarm_event",
+                "partial_final_window",
+                "enabled",
+                "version",
+                "updated_at_ms",
+            ],
+        )
+    );
+    tx.execute(
+        &sql,
+        &[
+            columns.robot_id.into(),
+            columns.timezone.clone().into(),
+            columns.start_time.clone().into(),
+            columns.end_time.clone().into(),
+            columns.gap_minutes.into(),
+            columns.watched_event.clone().into(),
+            columns.alarm_event.clone().into(),
+            columns.partial_final_window.clone().into(),
+            columns.enabled.into(),
+            version.into(),
+            ts_to_ms(now).into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Every stored rule, by robot.
+pub async fn list(tx: &mut Tx) -> Result<Vec<StoredRule>, StoreError> {
+    let rows = tx
+        .fetch_all(
+            &format!("SELECT {COLUMNS} FROM status_job_rule ORDER BY robot_id"),
+            &[],
+        )
+        .await?;
+    rows.iter().map(stored_rule).collect()
+}
+
+/// The rule of one robot.
+pub async fn get(tx: &mut Tx, robot_id: u32) -> Result<Option<StoredRule>, StoreError> {
+    let row = tx
+        .fetch_optional(
+            &format!("SELECT {COLUMNS} FROM status_job_rule WHERE robot_id = ?"),
+            &[robot_id.into()],
+        )
+        .await?;
+    row.as_ref().map(stored_rule).transpose()
+}

@@ -1,0 +1,113 @@
+//! The `status_job_session` row and its conversion to and from the core's [`SessionState`].
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+
+use super::error::StoreError;
+use super::sql::{Arg, Row};
+use crate::domain::{Gap, PartialFinalWindow, Session, SessionResult, SessionState, Window};
+
+/// The columns read back, in the order [`SessionRow::from_row`] expects.
+pub const COLUMNS: &str = "status_check_id, robot_id, local_date, session_start_ms, session_end_ms, \
+     window_start_ms, window_end_ms, window_gap_minutes, gap_minutes, partial_final_window, \
+     alarms, result, watched_event, alarm_event, rule_version, owner";
+
+/// One session as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub status_check_id: u64,
+    pub state: SessionState,
+    pub watched_event: String,
+    pub alarm_event: String,
+    pub rule_version: u64,
+    pub owner: String,
+}
+
+impl SessionRow {
+    /// Reads a row selected with [`COLUMNS`].
+    pub fn from_row(row: &Row) -> Result<SessionRow, StoreError> {
+        let robot_id =
+            u32::try_from(row.id(1)?).map_err(|_| StoreError::corrupt("robot_id out of range"))?;
+        let date_text = row.text(2)?;
+        let date: Date = date_text
+            .parse()
+            .map_err(|e| StoreError::corrupt(format!("local_date {date_text:?}: {e}")))?;
+        let session = Session {
+            robot_id,
+            date,
+            start: ms_to_ts(row.int(3)?)?,
+            end: ms_to_ts(row.int(4)?)?,
+        };
+        let window = Window {
+            start: ms_to_ts(row.int(5)?)?,
+            end: ms_to_ts(row.int(6)?)?,
+        };
+        let result_text = row.text(11)?;
+        let state = SessionState {
+            session,
+            gap: gap(row.int(8)?)?,
+            partial_final_window: row
+                .text(9)?
+                .parse::<PartialFinalWindow>()
+                .map_err(|e| StoreError::corrupt(e.to_string()))?,
+            window,
+            window_gap: gap(row.int(7)?)?,
+            alarms: u32::try_from(row.int(10)?)
+                .map_err(|_| StoreError::corrupt("alarms out of range"))?,
+            result: SessionResult::parse(&result_text)
+                .ok_or_else(|| StoreError::corrupt(format!("result {result_text:?}")))?,
+        };
+        Ok(SessionRow {
+            status_check_id: row.id(0)?,
+            state,
+            watched_event: row.text(12)?,
+            alarm_event: row.text(13)?,
+            rule_version: row.id(14)?,
+            owner: row.text(15)?,
+        })
+    }
+
+    /// The arguments of the state columns, in the order of [`STATE_ASSIGNMENTS`].
+    pub fn state_args(&self) -> Vec<Arg> {
+        let s = &self.state;
+        vec![
+            ts_to_ms(s.session.end).into(),
+            ts_to_ms(s.window.start).into(),
+            ts_to_ms(s.window.end).into(),
+            s.window_gap.minutes().into(),
+            s.gap.minutes().into(),
+            s.partial_final_window.as_str().into(),
+            s.alarms.into(),
+            s.result.as_str().into(),
+            self.rule_version.into(),
+        ]
+    }
+}
+
+/// The `SET` list that writes [`SessionRow::state_args`].
+pub const STATE_ASSIGNMENTS: &str = "session_end_ms = ?, window_start_ms = ?, window_end_ms = ?, \
+     window_gap_minutes = ?, gap_minutes = ?, partial_final_window = ?, alarms = ?, result = ?, \
+     rule_version = ?";
+
+fn gap(minutes: i64) -> Result<Gap, StoreError> {
+    u32::try_from(minutes)
+        .ok()
+        .and_then(|m| Gap::from_minutes(m).ok())
+        .ok_or_else(|| StoreError::corrupt(format!("gap of {minutes} minutes")))
+}
+
+/// An instant as stored in the service tables.
+pub fn ts_to_ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+/// A stored instant read back.
+pub fn ms_to_ts(ms: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_millisecond(ms).map_err(|e| StoreError::corrupt(format!("instant {ms}: {e}")))
+}
+
+/// An instant as a shared-table TIMESTAMP value (UTC, whole seconds; the connection zone is
+/// `+00:00` on MySQL, and SQLite's CURRENT_TIMESTAMP uses the same text).
+pub fn ts_to_sql(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S").to_string()
+}

@@ -1,0 +1,378 @@
+//! A small dialect-neutral layer over one open transaction, so that every transition is written
+//! once: arguments and row values are the three kinds the store needs (integer, text, NULL),
+//! and the few statements that differ between MySQL and SQLite ask [`Dialect`] for their words.
+
+use std::sync::Arc;
+
+use sqlx::mysql::{MySql, MySqlArguments, MySqlPool, MySqlRow};
+use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteRow};
+use sqlx::{AssertSqlSafe, Column, Row as _, Transaction, TypeInfo, ValueRef};
+
+use super::error::StoreError;
+use super::fault::FaultPlan;
+
+/// Which SQL the database speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// MySQL 8 or MariaDB 10.6+.
+    Mysql,
+    /// SQLite 3.35+.
+    Sqlite,
+}
+
+impl Dialect {
+    /// The locking clause of a read that the transaction is about to change.
+    /// SQLite needs none: its single writer already holds the database.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Mysql => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        }
+    }
+
+    /// `INSERT` that leaves an existing row with the same key alone.
+    pub fn insert_ignore(self) -> &'static str {
+        match self {
+            Dialect::Mysql => "INSERT IGNORE",
+            Dialect::Sqlite => "INSERT OR IGNORE",
+        }
+    }
+
+    /// The tail of an upsert on `key` that overwrites `columns` with the new values.
+    pub fn upsert(self, key: &str, columns: &[&str]) -> String {
+        match self {
+            Dialect::Mysql => {
+                let sets: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("{c} = VALUES({c})"))
+                    .collect();
+                format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", "))
+            }
+            Dialect::Sqlite => {
+                let sets: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("{c} = excluded.{c}"))
+                    .collect();
+                format!(" ON CONFLICT ({key}) DO UPDATE SET {}", sets.join(", "))
+            }
+        }
+    }
+
+    /// An expression giving the unix seconds of a TIMESTAMP/DATETIME column.
+    pub fn epoch_seconds(self, column: &str) -> String {
+        match self {
+            Dialect::Mysql => format!("CAST(UNIX_TIMESTAMP({column}) AS SIGNED)"),
+            Dialect::Sqlite => format!("CAST(strftime('%s', {column}) AS INTEGER)"),
+        }
+    }
+}
+
+/// A statement argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    /// An integer (ids are stored below 2^63).
+    Int(i64),
+    /// Text.
+    Text(String),
+    /// NULL.
+    Null,
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+
+impl From<u32> for Arg {
+    fn from(v: u32) -> Self {
+        Arg::Int(i64::from(v))
+    }
+}
+
+impl From<u64> for Arg {
+    fn from(v: u64) -> Self {
+        Arg::Int(to_i64(v))
+    }
+}
+
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Arg::Int(i64::from(v))
+    }
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(v.to_string())
+    }
+}
+
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(v)
+    }
+}
+
+impl<T: Into<Arg>> From<Option<T>> for Arg {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Arg::Null, Into::into)
+    }
+}
+
+/// An id as the databases store it. Ids never reach 2^63; one that did would be a corrupt
+/// input, and saturating keeps it from aliasing a real row.
+pub fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A value read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// NULL.
+    Null,
+    /// Any integer column.
+    Int(i64),
+    /// Any other column, as text.
+    Text(String),
+}
+
+/// One result row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row(pub Vec<Value>);
+
+impl Row {
+    /// Column `i` as an integer.
+    pub fn int(&self, i: usize) -> Result<i64, StoreError> {
+        match self.0.get(i) {
+            Some(Value::Int(v)) => Ok(*v),
+            Some(Value::Text(t)) => t
+                .parse()
+                .map_err(|_| StoreError::corrupt(format!("column {i}: {t:?} is not an integer"))),
+            other => Err(StoreError::corrupt(format!(
+                "column {i}: expected an integer, found {other:?}"
+            ))),
+        }
+    }
+
+    /// Column `i` as an unsigned id.
+    pub fn id(&self, i: usize) -> Result<u64, StoreError> {
+        let v = self.int(i)?;
+        u64::try_from(v).map_err(|_| StoreError::corrupt(format!("column {i}: negative id {v}")))
+    }
+
+    /// Column `i` as an integer, or `None` when NULL.
+    pub fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        match self.0.get(i) {
+            Some(Value::Null) => Ok(None),
+            _ => self.int(i).map(Some),
+        }
+    }
+
+    /// Column `i` as text.
+    pub fn text(&self, i: usize) -> Result<String, StoreError> {
+        match self.0.get(i) {
+            Some(Value::Text(t)) => Ok(t.clone()),
+            Some(Value::Int(v)) => Ok(v.to_string()),
+            other => Err(StoreError::corrupt(format!(
+                "column {i}: expected text, found {other:?}"
+            ))),
+        }
+    }
+
+    /// Column `i` as text, or `None` when NULL.
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        match self.0.get(i) {
+            Some(Value::Null) => Ok(None),
+            _ => self.text(i).map(Some),
+        }
+    }
+}
+
+/// The open transaction of one backend.
+pub(crate) enum Inner {
+    Mysql {
+        tx: Transaction<'static, MySql>,
+        /// A second way in, used only by the fault hook to kill this transaction's connection.
+        pool: MySqlPool,
+    },
+    Sqlite(Transaction<'static, Sqlite>),
+}
+
+/// One open transaction. Dropped without [`Tx::commit`], it rolls back.
+pub struct Tx {
+    pub(crate) inner: Inner,
+    pub(crate) fault: Arc<FaultPlan>,
+}
+
+impl Tx {
+    /// The SQL dialect of this transaction.
+    pub fn dialect(&self) -> Dialect {
+        match self.inner {
+            Inner::Mysql { .. } => Dialect::Mysql,
+            Inner::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Runs a statement; returns the number of rows it changed.
+    pub async fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
+        Ok(match &mut self.inner {
+            Inner::Mysql { tx, .. } => bind_mysql(sql, args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            Inner::Sqlite(tx) => bind_sqlite(sql, args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// Runs an `INSERT` into a table with an auto-increment key; returns the new id.
+    pub async fn insert(&mut self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
+        let id = match &mut self.inner {
+            Inner::Mysql { tx, .. } => bind_mysql(sql, args)
+                .execute(&mut **tx)
+                .await?
+                .last_insert_id(),
+            Inner::Sqlite(tx) => {
+                let rowid = bind_sqlite(sql, args)
+                    .execute(&mut **tx)
+                    .await?
+                    .last_insert_rowid();
+                u64::try_from(rowid)
+                    .map_err(|_| StoreError::corrupt(format!("negative rowid {rowid}")))?
+            }
+        };
+        Ok(id)
+    }
+
+    /// Runs a query; returns every row.
+    pub async fn fetch_all(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError> {
+        match &mut self.inner {
+            Inner::Mysql { tx, .. } => {
+                let rows = bind_mysql(sql, args).fetch_all(&mut **tx).await?;
+                rows.iter().map(mysql_row).collect()
+            }
+            Inner::Sqlite(tx) => {
+                let rows = bind_sqlite(sql, args).fetch_all(&mut **tx).await?;
+                rows.iter().map(sqlite_row).collect()
+            }
+        }
+    }
+
+    /// Runs a query; returns the first row, if any.
+    pub async fn fetch_optional(
+        &mut self,
+        sql: &str,
+        args: &[Arg],
+    ) -> Result<Option<Row>, StoreError> {
+        Ok(self.fetch_all(sql, args).await?.into_iter().next())
+    }
+
+    /// Runs a batch of statements given as one text, without arguments.
+    pub async fn execute_script(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        match &mut self.inner {
+            Inner::Mysql { tx, .. } => {
+                sqlx::raw_sql(sql).execute(&mut **tx).await?;
+            }
+            Inner::Sqlite(tx) => {
+                sqlx::raw_sql(sql).execute(&mut **tx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A point between two statements of a transition where a test may make the connection
+    /// die (see [`FaultPlan`]); free when no fault is armed.
+    pub async fn checkpoint(&mut self) -> Result<(), StoreError> {
+        if !self.fault.should_fire() {
+            return Ok(());
+        }
+        match &mut self.inner {
+            Inner::Mysql { tx, pool } => {
+                let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+                    .fetch_one(&mut **tx)
+                    .await?;
+                sqlx::query(AssertSqlSafe(format!("KILL {id}")))
+                    .execute(&*pool)
+                    .await?;
+                // The next statement on the killed connection fails, as it would after a crash.
+                Ok(())
+            }
+            Inner::Sqlite(_) => Err(StoreError::FaultInjected),
+        }
+    }
+
+    /// Makes everything the transaction did permanent.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self.inner {
+            Inner::Mysql { tx, .. } => tx.commit().await?,
+            Inner::Sqlite(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+fn bind_mysql<'q>(sql: &str, args: &[Arg]) -> sqlx::query::Query<'q, MySql, MySqlArguments> {
+    let mut q = sqlx::query(AssertSqlSafe(sql.to_string()));
+    for a in args {
+        q = match a {
+            Arg::Int(v) => q.bind(*v),
+            Arg::Text(t) => q.bind(t.clone()),
+            Arg::Null => q.bind(Option::<i64>::None),
+        };
+    }
+    q
+}
+
+fn bind_sqlite<'q>(sql: &str, args: &[Arg]) -> sqlx::query::Query<'q, Sqlite, SqliteArguments> {
+    let mut q = sqlx::query(AssertSqlSafe(sql.to_string()));
+    for a in args {
+        q = match a {
+            Arg::Int(v) => q.bind(*v),
+            Arg::Text(t) => q.bind(t.clone()),
+            Arg::Null => q.bind(Option::<i64>::None),
+        };
+    }
+    q
+}
+
+fn mysql_row(row: &MySqlRow) -> Result<Row, StoreError> {
+    let mut values = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        if row.try_get_raw(i)?.is_null() {
+            values.push(Value::Null);
+            continue;
+        }
+        let name = column.type_info().name();
+        // Unsigned columns are read unchecked: every value the store writes is below 2^63.
+        let value = if name.contains("INT") || name == "BOOLEAN" {
+            Value::Int(row.try_get_unchecked::<i64, _>(i)?)
+        } else if name.contains("DECIMAL") {
+            let text: String = row.try_get_unchecked(i)?;
+            Value::Text(text)
+        } else {
+            Value::Text(row.try_get_unchecked::<String, _>(i)?)
+        };
+        values.push(value);
+    }
+    Ok(Row(values))
+}
+
+fn sqlite_row(row: &SqliteRow) -> Result<Row, StoreError> {
+    let mut values = Vec::with_capacity(row.len());
+    for i in 0..row.len() {
+        let raw = row.try_get_raw(i)?;
+        if raw.is_null() {
+            values.push(Value::Null);
+            continue;
+        }
+        let value = match raw.type_info().name() {
+            "INTEGER" | "BOOLEAN" => Value::Int(row.try_get::<i64, _>(i)?),
+            _ => Value::Text(row.try_get_unchecked::<String, _>(i)?),
+        };
+        values.push(value);
+    }
+    Ok(Row(values))
+}

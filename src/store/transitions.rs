@@ -1,0 +1,508 @@
+//! The state transitions, each run inside one transaction by [`super::Store`]. Every decision
+//! about windows is the core's ([`SessionState`]); this module only loads the state under a
+//! row lock, calls the core, and writes down what it decided. After each write a transition
+//! passes a [`Tx::checkpoint`] where a test can kill the connection.
+
+use jiff::Timestamp;
+
+use super::error::StoreError;
+use super::rules::{self, StoredColumns};
+use super::session_row::{COLUMNS, STATE_ASSIGNMENTS, SessionRow, ts_to_ms, ts_to_sql};
+use super::sql::{Arg, Tx};
+use super::types::{
+    ApplyOutcome, CloseOutcome, EndOutcome, EventInput, RuleChange, StartOutcome, StatusCheckRefs,
+};
+use crate::domain::{Alarm, EventClass, Rule, Session, SessionResult, SessionState};
+
+/// `status_check_record.result` words (spec §8).
+pub const RECORD_SUBSCRIBED: &str = "SUBSCRIBED";
+/// An event moved the window.
+pub const RECORD_EVENT_OBSERVED: &str = "EVENT_OBSERVED";
+/// An event of the session with `t < s`.
+pub const RECORD_EVENT_LATE: &str = "EVENT_LATE";
+/// An alarm was posted.
+pub const RECORD_ALARM_SENT: &str = "ALARM_SENT";
+
+/// `status_job_event.state` words.
+const EVENT_OBSERVED: &str = "observed";
+const EVENT_LATE: &str = "late";
+const EVENT_OUTSIDE: &str = "outside";
+const EVENT_PENDING: &str = "pending";
+
+/// Creates the session's `status_check`, poller and key rows, or finds the existing ones.
+pub async fn start_session(
+    tx: &mut Tx,
+    rule: &Rule,
+    rule_version: u64,
+    session: Session,
+    owner: &str,
+    refs: StatusCheckRefs,
+    now: Timestamp,
+) -> Result<StartOutcome, StoreError> {
+    let date = session.date.to_string();
+    if let Some(id) = find_session(tx, session.robot_id, &date).await? {
+        return Ok(StartOutcome::Existing(id));
+    }
+    let state = SessionState::begin(session, rule.gap, rule.partial_final_window);
+    let id = tx
+        .insert(
+            "INSERT INTO status_check (robot_id, status_check_template_id, phase, result, \
+             step_id, script_version_id, scheduled_id, planned_at, created_at, updated_at) \
+             VALUES (?, ?, 'FUTURE', 'PENDING', ?, ?, ?, ?, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            &[
+                session.robot_id.into(),
+                refs.template_id.into(),
+                refs.step_id.into(),
+                refs.script_version_id.into(),
+                refs.scheduled_id.into(),
+                ts_to_sql(session.start).into(),
+            ],
+        )
+        .await?;
+    tx.checkpoint().await?;
+    tx.execute(
+        "INSERT INTO status_check_poller (status_check_id, since, `until`, lock_id, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        &[
+            id.into(),
+            ts_to_sql(state.window.start).into(),
+            ts_to_sql(state.window.end).into(),
+            owner.into(),
+        ],
+    )
+    .await?;
+    tx.checkpoint().await?;
+    let row = SessionRow {
+        status_check_id: id,
+        state,
+        watched_event: rule.watched_event.clone(),
+        alarm_event: rule.alarm_event.clone(),
+        rule_version,
+        owner: owner.to_string(),
+    };
+    let mut args: Vec<Arg> = vec![
+        id.into(),
+        session.robot_id.into(),
+        date.clone().into(),
+        ts_to_ms(session.start).into(),
+        row.watched_event.clone().into(),
+        row.alarm_event.clone().into(),
+        owner.into(),
+        ts_to_ms(now).into(),
+        ts_to_ms(now).into(),
+    ];
+    args.extend(row.state_args());
+    let sql = format!(
+        "{} INTO status_job_session (status_check_id, robot_id, local_date, session_start_ms, \
+         watched_event, alarm_event, owner, created_at_ms, updated_at_ms, session_end_ms, \
+         window_start_ms, window_end_ms, window_gap_minutes, gap_minutes, partial_final_window, \
+         alarms, result, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        tx.dialect().insert_ignore()
+    );
+    if tx.execute(&sql, &args).await? == 0 {
+        // Another instance created the session since the lookup above: give up this attempt
+        // (rolling back the rows made so far) and find its session on the retry.
+        return Err(StoreError::Raced);
+    }
+    tx.checkpoint().await?;
+    Ok(StartOutcome::Created(id))
+}
+
+async fn find_session(tx: &mut Tx, robot_id: u32, date: &str) -> Result<Option<u64>, StoreError> {
+    let row = tx
+        .fetch_optional(
+            "SELECT status_check_id FROM status_job_session WHERE robot_id = ? AND local_date = ?",
+            &[robot_id.into(), date.into()],
+        )
+        .await?;
+    row.map(|r| r.id(0)).transpose()
+}
+
+/// Locks the session row for the rest of the transaction and reads it.
+pub async fn lock_session(
+    tx: &mut Tx,
+    status_check_id: u64,
+) -> Result<Option<SessionRow>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM status_job_session WHERE status_check_id = ?{}",
+        tx.dialect().for_update()
+    );
+    let row = tx.fetch_optional(&sql, &[status_check_id.into()]).await?;
+    row.as_ref().map(SessionRow::from_row).transpose()
+}
+
+/// Dedupes, classifies and applies one event.
+pub async fn apply_event(
+    tx: &mut Tx,
+    status_check_id: u64,
+    event: EventInput,
+    now: Timestamp,
+) -> Result<ApplyOutcome, StoreError> {
+    let Some(mut row) = lock_session(tx, status_check_id).await? else {
+        return Ok(ApplyOutcome::NoSession);
+    };
+    let before = row.state;
+    let class = row.state.classify(event.occurred_at);
+    let sql = format!(
+        "{} INTO status_job_event (status_check_id, incoming_event_id, outgoing_event_id, \
+         occurred_at_ms, state, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+        tx.dialect().insert_ignore()
+    );
+    let inserted = tx
+        .execute(
+            &sql,
+            &[
+                status_check_id.into(),
+                event.incoming_event_id.into(),
+                event.outgoing_event_id.into(),
+                ts_to_ms(event.occurred_at).into(),
+                event_state(class).into(),
+                ts_to_ms(now).into(),
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        return Ok(ApplyOutcome::Duplicate);
+    }
+    tx.checkpoint().await?;
+    let applied = row.state.observe(event.occurred_at);
+    debug_assert_eq!(applied, class);
+    if let Some(result) = record_result(class) {
+        append_record(tx, status_check_id, event, &row.watched_event, result).await?;
+    }
+    if class == EventClass::Observed {
+        drain_pending(tx, &mut row).await?;
+    }
+    save(tx, &before, &row, now).await?;
+    Ok(ApplyOutcome::Applied(class))
+}
+
+/// Closes the window whose deadline is `expected_deadline`, if it is still the current one.
+pub async fn close_window(
+    tx: &mut Tx,
+    status_check_id: u64,
+    expected_deadline: Timestamp,
+    now: Timestamp,
+) -> Result<CloseOutcome, StoreError> {
+    let Some(mut row) = lock_session(tx, status_check_id).await? else {
+        return Ok(CloseOutcome::NotRunning);
+    };
+    let Some(deadline) = row.state.deadline() else {
+        return Ok(CloseOutcome::NotRunning);
+    };
+    if deadline != expected_deadline {
+        return Ok(CloseOutcome::Stale { deadline });
+    }
+    let before = row.state;
+    let closed = row
+        .state
+        .close()
+        .ok_or_else(|| StoreError::corrupt("a running session had no window to close"))?;
+    if let Some(alarm) = closed.alarm {
+        insert_alarm(tx, &row, &alarm, now).await?;
+    }
+    drain_pending(tx, &mut row).await?;
+    save(tx, &before, &row, now).await?;
+    Ok(CloseOutcome::Closed {
+        alarm: closed.alarm.map(|a| a.identity),
+        next: row.state.is_running().then_some(row.state.window),
+        result: row.state.result,
+    })
+}
+
+/// Ends a running session with `DISABLED` or `FAILED`.
+pub async fn end_session(
+    tx: &mut Tx,
+    status_check_id: u64,
+    result: SessionResult,
+    now: Timestamp,
+) -> Result<EndOutcome, StoreError> {
+    let Some(mut row) = lock_session(tx, status_check_id).await? else {
+        return Ok(EndOutcome::NotRunning);
+    };
+    if !row.state.is_running() {
+        return Ok(EndOutcome::NotRunning);
+    }
+    let before = row.state;
+    match result {
+        SessionResult::Disabled => row.state.disable(),
+        SessionResult::Failed => row.state.fail(),
+        other => {
+            return Err(StoreError::Invalid(format!(
+                "a session can only be ended as DISABLED or FAILED, not {other}"
+            )));
+        }
+    }
+    save(tx, &before, &row, now).await?;
+    Ok(EndOutcome::Ended)
+}
+
+/// Stores the subscription of a session and writes its `SUBSCRIBED` record.
+pub async fn record_subscribed(
+    tx: &mut Tx,
+    status_check_id: u64,
+    subscription_id: u64,
+    at: Timestamp,
+) -> Result<bool, StoreError> {
+    let Some(row) = lock_session(tx, status_check_id).await? else {
+        return Ok(false);
+    };
+    tx.execute(
+        "UPDATE status_check SET subscription_id = ?, updated_at = CURRENT_TIMESTAMP WHERE id = ?",
+        &[subscription_id.into(), status_check_id.into()],
+    )
+    .await?;
+    tx.checkpoint().await?;
+    insert_record(
+        tx,
+        status_check_id,
+        None,
+        None,
+        &row.watched_event,
+        RECORD_SUBSCRIBED,
+        at,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Saves a rule (a new version when anything changed) and applies the change to the robot's
+/// running sessions as spec §6 says: a new end re-clamps, a new gap applies from the next
+/// window, disabling ends the session with `DISABLED`.
+pub async fn set_rule(tx: &mut Tx, rule: &Rule, now: Timestamp) -> Result<RuleChange, StoreError> {
+    let wanted = StoredColumns::of(rule);
+    let current = rules::lock(tx, rule.robot_id).await?;
+    let version = match &current {
+        Some((columns, version)) if *columns == wanted => {
+            return Ok(RuleChange {
+                version: *version,
+                changed: false,
+                sessions: Vec::new(),
+            });
+        }
+        Some((_, version)) => version + 1,
+        None => 1,
+    };
+    rules::write(tx, &wanted, version, now).await?;
+    tx.checkpoint().await?;
+    let running = tx
+        .fetch_all(
+            "SELECT status_check_id FROM status_job_session WHERE robot_id = ? AND result = 'PENDING' \
+             ORDER BY status_check_id",
+            &[rule.robot_id.into()],
+        )
+        .await?;
+    let mut sessions = Vec::new();
+    for r in running {
+        let id = r.id(0)?;
+        let Some(mut row) = lock_session(tx, id).await? else {
+            continue;
+        };
+        if !row.state.is_running() {
+            continue;
+        }
+        let before = row.state;
+        if rule.enabled {
+            row.state.change_gap(rule.gap);
+            row.state.partial_final_window = rule.partial_final_window;
+            if let Some(new) = Session::on(rule, row.state.session.date)
+                && new.end != row.state.session.end
+            {
+                row.state.change_end(new.end);
+            }
+            row.rule_version = version;
+            drain_pending(tx, &mut row).await?;
+        } else {
+            row.state.disable();
+            row.rule_version = version;
+        }
+        save(tx, &before, &row, now).await?;
+        sessions.push(id);
+    }
+    Ok(RuleChange {
+        version,
+        changed: true,
+        sessions,
+    })
+}
+
+/// Applies the waiting (`pending`) events that the current window now reaches, in time order,
+/// so that a session fed an event early ends exactly as one fed it on time.
+async fn drain_pending(tx: &mut Tx, row: &mut SessionRow) -> Result<(), StoreError> {
+    let pending = tx
+        .fetch_all(
+            "SELECT incoming_event_id, outgoing_event_id, occurred_at_ms FROM status_job_event \
+             WHERE status_check_id = ? AND state = 'pending' ORDER BY occurred_at_ms, incoming_event_id",
+            &[row.status_check_id.into()],
+        )
+        .await?;
+    for p in pending {
+        let event = EventInput {
+            incoming_event_id: p.id(0)?,
+            outgoing_event_id: p.opt_int(1)?.map(|v| v as u64),
+            occurred_at: super::session_row::ms_to_ts(p.int(2)?)?,
+        };
+        let class = row.state.observe(event.occurred_at);
+        if class == EventClass::Ahead {
+            break;
+        }
+        tx.execute(
+            "UPDATE status_job_event SET state = ? WHERE status_check_id = ? AND incoming_event_id = ?",
+            &[event_state(class).into(), row.status_check_id.into(), event.incoming_event_id.into()],
+        )
+        .await?;
+        tx.checkpoint().await?;
+        if let Some(result) = record_result(class) {
+            append_record(tx, row.status_check_id, event, &row.watched_event, result).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the session row and the shared rows that mirror it: the poller's window while the
+/// session runs; `COMPLETED` and the result, without a poller, once it ended.
+async fn save(
+    tx: &mut Tx,
+    before: &SessionState,
+    row: &SessionRow,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if *before == row.state {
+        return Ok(());
+    }
+    let mut args = row.state_args();
+    args.push(ts_to_ms(now).into());
+    args.push(row.status_check_id.into());
+    tx.execute(
+        &format!("UPDATE status_job_session SET {STATE_ASSIGNMENTS}, updated_at_ms = ? WHERE status_check_id = ?"),
+        &args,
+    )
+    .await?;
+    tx.checkpoint().await?;
+    let id = row.status_check_id;
+    if row.state.is_running() {
+        if before.window != row.state.window {
+            tx.execute(
+                "UPDATE status_check_poller SET since = ?, `until` = ?, updated_at = CURRENT_TIMESTAMP \
+                 WHERE status_check_id = ?",
+                &[
+                    ts_to_sql(row.state.window.start).into(),
+                    ts_to_sql(row.state.window.end).into(),
+                    id.into(),
+                ],
+            )
+            .await?;
+            tx.checkpoint().await?;
+        }
+    } else if before.is_running() {
+        tx.execute(
+            "UPDATE status_check SET phase = 'COMPLETED', result = ?, updated_at = CURRENT_TIMESTAMP \
+             WHERE id = ?",
+            &[row.state.result.as_str().into(), id.into()],
+        )
+        .await?;
+        tx.checkpoint().await?;
+        tx.execute(
+            "DELETE FROM status_check_poller WHERE status_check_id = ?",
+            &[id.into()],
+        )
+        .await?;
+        tx.checkpoint().await?;
+    }
+    Ok(())
+}
+
+async fn insert_alarm(
+    tx: &mut Tx,
+    row: &SessionRow,
+    alarm: &Alarm,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "{} INTO status_job_alarm (status_check_id, robot_id, local_date, window_start_ms, \
+         window_end_ms, reference_id, alarm_event, state, attempts, created_at_ms, updated_at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+        tx.dialect().insert_ignore()
+    );
+    tx.execute(
+        &sql,
+        &[
+            row.status_check_id.into(),
+            alarm.identity.robot_id.into(),
+            alarm.identity.date.to_string().into(),
+            ts_to_ms(alarm.identity.window_start).into(),
+            ts_to_ms(alarm.window.end).into(),
+            alarm.reference_id().into(),
+            row.alarm_event.clone().into(),
+            ts_to_ms(now).into(),
+            ts_to_ms(now).into(),
+        ],
+    )
+    .await?;
+    tx.checkpoint().await
+}
+
+async fn append_record(
+    tx: &mut Tx,
+    status_check_id: u64,
+    event: EventInput,
+    event_name: &str,
+    result: &str,
+) -> Result<(), StoreError> {
+    insert_record(
+        tx,
+        status_check_id,
+        Some(event.incoming_event_id),
+        event.outgoing_event_id,
+        event_name,
+        result,
+        event.occurred_at,
+    )
+    .await
+}
+
+/// Appends a `status_check_record` with `order` = 1 + MAX(order), under the session lock.
+pub async fn insert_record(
+    tx: &mut Tx,
+    status_check_id: u64,
+    incoming_event_id: Option<u64>,
+    outgoing_event_id: Option<u64>,
+    event_name: &str,
+    result: &str,
+    created_at: Timestamp,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO status_check_record (status_check_id, incoming_event_id, outgoing_event_id, \
+         event_name, `order`, phase, result, created_at) \
+         SELECT ?, ?, ?, ?, COALESCE(MAX(`order`), 0) + 1, 'FUTURE', ?, ? \
+         FROM status_check_record WHERE status_check_id = ?",
+        &[
+            status_check_id.into(),
+            incoming_event_id.into(),
+            outgoing_event_id.into(),
+            event_name.into(),
+            result.into(),
+            ts_to_sql(created_at).into(),
+            status_check_id.into(),
+        ],
+    )
+    .await?;
+    tx.checkpoint().await
+}
+
+fn event_state(class: EventClass) -> &'static str {
+    match class {
+        EventClass::Observed => EVENT_OBSERVED,
+        EventClass::Late => EVENT_LATE,
+        EventClass::Outside => EVENT_OUTSIDE,
+        EventClass::Ahead => EVENT_PENDING,
+    }
+}
+
+fn record_result(class: EventClass) -> Option<&'static str> {
+    match class {
+        EventClass::Observed => Some(RECORD_EVENT_OBSERVED),
+        EventClass::Late => Some(RECORD_EVENT_LATE),
+        EventClass::Outside | EventClass::Ahead => None,
+    }
+}

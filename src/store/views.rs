@@ -1,0 +1,131 @@
+//! Read-only queries: sessions with their shared rows and records, and due windows.
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+
+use super::error::StoreError;
+use super::session_row::{COLUMNS, SessionRow, ts_to_ms};
+use super::sql::Tx;
+use super::types::{DueWindow, RecordView, SessionView};
+
+/// The sessions of `robot_id` with local dates from `from` to `to` inclusive, in date order.
+pub async fn sessions(
+    tx: &mut Tx,
+    robot_id: u32,
+    from: Date,
+    to: Date,
+) -> Result<Vec<SessionView>, StoreError> {
+    let rows = tx
+        .fetch_all(
+            "SELECT status_check_id FROM status_job_session WHERE robot_id = ? AND local_date >= ? \
+             AND local_date <= ? ORDER BY local_date",
+            &[
+                robot_id.into(),
+                from.to_string().into(),
+                to.to_string().into(),
+            ],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        if let Some(view) = session(tx, r.id(0)?).await? {
+            out.push(view);
+        }
+    }
+    Ok(out)
+}
+
+/// One session by `status_check.id`.
+pub async fn session(tx: &mut Tx, status_check_id: u64) -> Result<Option<SessionView>, StoreError> {
+    let d = tx.dialect();
+    let Some(row) = tx
+        .fetch_optional(
+            &format!("SELECT {COLUMNS} FROM status_job_session WHERE status_check_id = ?"),
+            &[status_check_id.into()],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let stored = SessionRow::from_row(&row)?;
+    let check = tx
+        .fetch_optional(
+            "SELECT phase, result, subscription_id FROM status_check WHERE id = ?",
+            &[status_check_id.into()],
+        )
+        .await?
+        .ok_or_else(|| StoreError::corrupt(format!("status_check {status_check_id} is missing")))?;
+    let poller = tx
+        .fetch_optional(
+            &format!(
+                "SELECT {}, {}, lock_id FROM status_check_poller WHERE status_check_id = ?",
+                d.epoch_seconds("since"),
+                d.epoch_seconds("`until`")
+            ),
+            &[status_check_id.into()],
+        )
+        .await?
+        .map(|p| -> Result<_, StoreError> {
+            Ok((seconds(p.int(0)?)?, seconds(p.int(1)?)?, p.opt_text(2)?))
+        })
+        .transpose()?;
+    let records = tx
+        .fetch_all(
+            &format!(
+                "SELECT `order`, result, event_name, incoming_event_id, outgoing_event_id, {} \
+                 FROM status_check_record WHERE status_check_id = ? ORDER BY `order`",
+                d.epoch_seconds("created_at")
+            ),
+            &[status_check_id.into()],
+        )
+        .await?
+        .iter()
+        .map(|r| -> Result<RecordView, StoreError> {
+            Ok(RecordView {
+                order: u32::try_from(r.int(0)?)
+                    .map_err(|_| StoreError::corrupt("order out of range"))?,
+                result: r.text(1)?,
+                event_name: r.text(2)?,
+                incoming_event_id: r.opt_int(3)?.map(|v| v as u64),
+                outgoing_event_id: r.opt_int(4)?.map(|v| v as u64),
+                created_at: seconds(r.int(5)?)?,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(SessionView {
+        status_check_id,
+        state: stored.state,
+        phase: check.text(0)?,
+        result: check.opt_text(1)?.unwrap_or_default(),
+        subscription_id: check.opt_int(2)?.map(|v| v as u64),
+        poller,
+        records,
+    }))
+}
+
+/// Running sessions whose deadline is at or before `now`, earliest first.
+pub async fn due_windows(
+    tx: &mut Tx,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<DueWindow>, StoreError> {
+    let rows = tx
+        .fetch_all(
+            "SELECT status_check_id, window_end_ms FROM status_job_session \
+             WHERE result = 'PENDING' AND window_end_ms <= ? ORDER BY window_end_ms, status_check_id LIMIT ?",
+            &[ts_to_ms(now).into(), limit.into()],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DueWindow {
+                status_check_id: r.id(0)?,
+                deadline: super::session_row::ms_to_ts(r.int(1)?)?,
+            })
+        })
+        .collect()
+}
+
+fn seconds(s: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_second(s).map_err(|e| StoreError::corrupt(format!("instant {s}: {e}")))
+}
