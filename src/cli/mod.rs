@@ -1,5 +1,6 @@
 //! The command line: one sub-command per job the binary does.
 
+mod admin;
 mod replay;
 
 use std::process::ExitCode;
@@ -19,6 +20,12 @@ pub struct Cli {
 enum Command {
     /// Evaluate one rule over a file of historical events and report the alarms it would raise.
     Replay(replay::ReplayArgs),
+    /// Create or update the database tables (--dry-run prints the SQL).
+    Migrate(admin::MigrateArgs),
+    /// Create or update the TOILET_ACTIVITY_MONITORING status-check template.
+    SeedTemplate(admin::SeedTemplateArgs),
+    /// List, set or disable the monitoring rules stored in the database.
+    Rules(admin::RulesArgs),
 }
 
 /// Parses the command line and runs the chosen sub-command; the exit code says how it went.
@@ -26,5 +33,8 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Replay(args) => replay::run(args),
+        Command::Migrate(args) => admin::migrate(args),
+        Command::SeedTemplate(args) => admin::seed_template(args),
+        Command::Rules(args) => admin::rules(args),
     }
 }

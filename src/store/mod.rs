@@ -22,6 +22,7 @@ mod service_data;
 mod session_row;
 mod sql;
 mod sqlite;
+mod startup;
 mod transitions;
 mod types;
 mod views;
@@ -42,6 +43,7 @@ pub use migrate::{MigrationSet, PendingMigration, SERVICE_TABLE, SHARED_TABLE};
 pub use seed::{DESCRIPTION_NAME, MYSQL_SEED, SQLITE_SEED, TEMPLATE_VERSION, Template};
 pub use service_data::DeadLetter;
 pub use sql::{Arg, Dialect, Row, Tx, Value};
+pub use startup::{Prepared, StartupError, prepare};
 pub use transitions::{
     RECORD_ALARM_SENT, RECORD_EVENT_LATE, RECORD_EVENT_OBSERVED, RECORD_SUBSCRIBED,
 };

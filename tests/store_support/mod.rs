@@ -87,6 +87,14 @@ impl TestDb {
         out
     }
 
+    /// The MariaDB database name (empty for SQLite).
+    pub fn database_name(&self) -> &str {
+        match &self.cleanup {
+            Cleanup::Mysql(db) => db,
+            Cleanup::Sqlite(_) => "",
+        }
+    }
+
     /// Drops the database (a MariaDB database is dropped; a SQLite directory removed).
     pub async fn finish(self) {
         self.store.close().await;

@@ -1,0 +1,65 @@
+//! What the service does with its database before it monitors anything: connect, migrate,
+//! seed the template, check the script rows on a shared MySQL schema, apply `[[rules]]`.
+
+use jiff::Timestamp;
+
+use super::{Dialect, StatusCheckRefs, Store, StoreError};
+use crate::config::{Config, ConfigError};
+
+/// A store ready for monitoring, and the values every new `status_check` row carries.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The store.
+    pub store: Store,
+    /// Template and script columns.
+    pub refs: StatusCheckRefs,
+}
+
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The shared schema lacks rows the service needs; the message says what to create.
+    #[error("the shared schema is missing rows: {0}")]
+    MissingRows(String),
+}
+
+/// Connects and prepares the database as `config` says.
+pub async fn prepare(config: &Config, now: Timestamp) -> Result<Prepared, StartupError> {
+    let rules = config.rules()?;
+    let url = &config.database.url;
+    let store = Store::connect(url).await.map_err(|e| match e {
+        StoreError::Invalid(msg) => StartupError::Config(ConfigError(msg)),
+        other => StartupError::Config(ConfigError(format!("database.url = {url:?}: {other}"))),
+    })?;
+    let bootstrap = config.database.bootstrap_shared_schema;
+    store.migrate(bootstrap).await?;
+    let template = store.seed_template().await?;
+    if !template.is_active {
+        tracing::warn!(
+            template_id = template.id,
+            "the status-check template TOILET_ACTIVITY_MONITORING version 1 is inactive; it is used all the same"
+        );
+    }
+    let refs = StatusCheckRefs {
+        template_id: template.id,
+        step_id: config.status_check.step_id,
+        script_version_id: config.status_check.script_version_id,
+        scheduled_id: config.status_check.scheduled_id,
+    };
+    if store.dialect() == Dialect::Mysql && !bootstrap {
+        store
+            .check_script_refs(refs)
+            .await
+            .map_err(StartupError::MissingRows)?;
+    }
+    for rule in &rules {
+        store.set_rule(rule, now).await?;
+    }
+    Ok(Prepared { store, refs })
+}
