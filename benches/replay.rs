@@ -7,7 +7,9 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use azi3_status_jobs::domain::{Rule, RuleInput};
-use azi3_status_jobs::replay::{CsvEvents, DateRange, collect_events, csv_reader, replay};
+use azi3_status_jobs::replay::{
+    CollectOptions, CsvEvents, DateRange, collect_events, csv_reader, expected_rows, replay,
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const ROWS: u64 = 1_000_000;
@@ -53,8 +55,13 @@ fn csv_only(path: &Path) -> u64 {
 }
 
 fn replay_file(path: &Path, rule: &Rule) -> usize {
-    let mut events = CsvEvents::new(File::open(path).unwrap(), "bench.csv").unwrap();
-    let set = collect_events(&mut events, rule, false, |_| {}).unwrap();
+    let file = File::open(path).unwrap();
+    let options = CollectOptions {
+        skip_invalid: false,
+        expected_rows: expected_rows(file.metadata().unwrap().len()),
+    };
+    let mut events = CsvEvents::new(file, "bench.csv").unwrap();
+    let set = collect_events(&mut events, rule, options, |_| {}).unwrap();
     let report = replay(rule, &set, DateRange::default(), false);
     let json = serde_json::to_vec(&report).unwrap();
     json.len()

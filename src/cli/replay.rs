@@ -11,8 +11,8 @@ use jiff::civil::Date;
 
 use crate::domain::{DEFAULT_WATCHED_EVENT, Rule, RuleError, RuleInput};
 use crate::replay::{
-    CsvEvents, DateRange, EventSet, EventSource, InputError, InputFormat, JsonlEvents,
-    collect_events, render_html, render_table, replay,
+    CollectOptions, CsvEvents, DateRange, EventSet, InputError, InputFormat, JsonlEvents,
+    collect_events, expected_rows, render_html, render_table, replay,
 };
 
 const AFTER_HELP: &str = "\
@@ -189,6 +189,10 @@ fn read_events(args: &ReplayArgs, rule: &Rule) -> Result<EventSet, InputError> {
             _ => InputFormat::Csv,
         }
     });
+    let mut options = CollectOptions {
+        skip_invalid: args.skip_invalid,
+        expected_rows: 0,
+    };
     let (input, progress): (Box<dyn Read>, Option<ProgressBar>) = if is_stdin {
         (Box::new(io::stdin().lock()), None)
     } else {
@@ -196,6 +200,9 @@ fn read_events(args: &ReplayArgs, rule: &Rule) -> Result<EventSet, InputError> {
             file: name.clone(),
             source,
         })?;
+        if let Ok(meta) = file.metadata() {
+            options.expected_rows = expected_rows(meta.len());
+        }
         let progress = progress_bar(&file);
         let input: Box<dyn Read> = match &progress {
             Some(bar) => Box::new(bar.wrap_read(file)),
@@ -211,11 +218,11 @@ fn read_events(args: &ReplayArgs, rule: &Rule) -> Result<EventSet, InputError> {
         }
     };
     let result = match format {
-        InputFormat::Csv => collect(&mut CsvEvents::new(input, &name)?, rule, args, warn),
-        InputFormat::Jsonl => collect(
+        InputFormat::Csv => collect_events(&mut CsvEvents::new(input, &name)?, rule, options, warn),
+        InputFormat::Jsonl => collect_events(
             &mut JsonlEvents::new(BufReader::with_capacity(1 << 16, input), &name),
             rule,
-            args,
+            options,
             warn,
         ),
     };
@@ -223,15 +230,6 @@ fn read_events(args: &ReplayArgs, rule: &Rule) -> Result<EventSet, InputError> {
         bar.finish_and_clear();
     }
     result
-}
-
-fn collect(
-    source: &mut impl EventSource,
-    rule: &Rule,
-    args: &ReplayArgs,
-    warn: impl FnMut(&InputError),
-) -> Result<EventSet, InputError> {
-    collect_events(source, rule, args.skip_invalid, warn)
 }
 
 /// A byte-based progress bar on standard error, only when it is a terminal.

@@ -85,7 +85,7 @@ pub fn evaluate_steps(
                 EventClass::Observed => {
                     counted += 1;
                     let replaced = state.window;
-                    state.observe(t);
+                    state.restart_at(t);
                     on_step(Step::Observed {
                         at: t,
                         replaced,

@@ -202,10 +202,15 @@ impl SessionState {
     pub fn observe(&mut self, t: Timestamp) -> EventClass {
         let class = self.classify(t);
         if class == EventClass::Observed {
-            self.window = window_from(t, self.gap, self.session.end);
-            self.window_gap = self.gap;
+            self.restart_at(t);
         }
         class
+    }
+
+    /// Opens the window `[t, min(t + G, E)]`; `t` has been classified as observed.
+    pub(crate) fn restart_at(&mut self, t: Timestamp) {
+        self.window = window_from(t, self.gap, self.session.end);
+        self.window_gap = self.gap;
     }
 
     /// Closes the current window at its deadline (the caller has established that no event

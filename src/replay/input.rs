@@ -9,9 +9,9 @@
 use std::fmt;
 use std::io::{BufRead, Read};
 
-use jiff::Timestamp;
 use jiff::civil::DateTime;
-use jiff::tz::TimeZone;
+use jiff::tz::{Offset, TimeZone};
+use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 
 use crate::domain::RobotId;
@@ -31,9 +31,9 @@ pub struct EventRow<'a> {
     /// The event instant.
     pub occurred_at: Timestamp,
     /// The event name, when the file gives one.
-    pub event_name: Option<&'a str>,
+    pub event_name: Option<&'a [u8]>,
     /// The event id, when the file gives one; rows with the same id are one event.
-    pub id: Option<&'a str>,
+    pub id: Option<&'a [u8]>,
     /// The robot, when the file gives one.
     pub robot_id: Option<RobotId>,
 }
@@ -119,6 +119,14 @@ impl InputError {
 /// assert!(parse_occurred_at("2011-11-28", &madrid).is_err());
 /// ```
 pub fn parse_occurred_at(text: &str, tz: &TimeZone) -> Result<Timestamp, String> {
+    if let Some(ts) = parse_fixed_layout(text.trim().as_bytes(), tz) {
+        return Ok(ts);
+    }
+    parse_any_layout(text, tz)
+}
+
+/// The general path: jiff's parsers, for every layout the fast path does not take.
+fn parse_any_layout(text: &str, tz: &TimeZone) -> Result<Timestamp, String> {
     const EXPECTED: &str = "not a date-time (write RFC 3339 such as 2025-03-30T09:10:00Z or \
                             2025-03-30T09:10:00+02:00, or local YYYY-MM-DD HH:MM[:SS])";
     let text = text.trim();
@@ -135,10 +143,115 @@ pub fn parse_occurred_at(text: &str, tz: &TimeZone) -> Result<Timestamp, String>
         .map_err(|e| format!("cannot place {local} in the time zone: {e}"))
 }
 
+/// The layouts event exports use, read without the general parser because reading the
+/// instant is most of the cost of a replay: `YYYY-MM-DD(T| )HH:MM[:SS[.fraction]]` followed by
+/// `Z`, `±HH:MM` or nothing (local time in `tz`). Only the digits are read here; calendar and
+/// zone arithmetic is jiff's. `None` sends the text to the general path (which also words the
+/// error).
+fn parse_fixed_layout(b: &[u8], tz: &TimeZone) -> Option<Timestamp> {
+    parse_fixed_layout_with(b, tz, &mut DayStart::default())
+}
+
+/// The instant at which the last date seen began, at the last fixed offset seen: rows of one
+/// export mostly share both, and so the calendar arithmetic is done once per day.
+#[derive(Debug, Default)]
+struct DayStart {
+    date: [u8; 10],
+    offset: i32,
+    start: Option<Timestamp>,
+}
+
+fn parse_fixed_layout_with(b: &[u8], tz: &TimeZone, day: &mut DayStart) -> Option<Timestamp> {
+    fn digits(b: &[u8]) -> Option<i32> {
+        b.iter().try_fold(0i32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + i32::from(c - b'0'))
+        })
+    }
+    if b.len() < 16
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+    {
+        return None;
+    }
+    let (year, month, day_of_month) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+    let (hour, minute) = (digits(&b[11..13])?, digits(&b[14..16])?);
+    let mut rest = &b[16..];
+    let (mut second, mut nanos) = (0, 0);
+    if let [b':', s1, s2, tail @ ..] = rest {
+        second = digits(&[*s1, *s2])?;
+        rest = tail;
+        if let [b'.' | b',', tail @ ..] = rest {
+            let len = tail.iter().take_while(|c| c.is_ascii_digit()).count();
+            if len == 0 || len > 9 {
+                return None;
+            }
+            nanos = digits(&tail[..len])? * 10i32.pow(9 - len as u32);
+            rest = &tail[len..];
+        }
+    }
+    let offset = match rest {
+        [] => {
+            let local = DateTime::new(
+                year as i16,
+                month as i8,
+                day_of_month as i8,
+                hour as i8,
+                minute as i8,
+                second as i8,
+                nanos,
+            )
+            .ok()?;
+            return tz.to_ambiguous_timestamp(local).compatible().ok();
+        }
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let seconds = digits(&[*h1, *h2])? * 3600 + digits(&[*m1, *m2])? * 60;
+            if *sign == b'-' { -seconds } else { seconds }
+        }
+        _ => return None,
+    };
+    // Leap seconds and out-of-range fields go to the general path.
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let date: [u8; 10] = b[0..10].try_into().ok()?;
+    let start = match day.start {
+        Some(start) if day.date == date && day.offset == offset => start,
+        _ => {
+            let midnight =
+                DateTime::new(year as i16, month as i8, day_of_month as i8, 0, 0, 0, 0).ok()?;
+            let start = Offset::from_seconds(offset)
+                .ok()?
+                .to_timestamp(midnight)
+                .ok()?;
+            *day = DayStart {
+                date,
+                offset,
+                start: Some(start),
+            };
+            start
+        }
+    };
+    let since_midnight = SignedDuration::new(i64::from(hour * 3600 + minute * 60 + second), nanos);
+    start.checked_add(since_midnight).ok()
+}
+
 fn parse_robot_id(text: &str) -> Result<RobotId, String> {
     text.trim()
         .parse::<RobotId>()
         .map_err(|_| "not a robot id (a whole number from 0 to 4294967295)".to_string())
+}
+
+fn parse_robot_id_bytes(bytes: &[u8]) -> Option<RobotId> {
+    if bytes.is_empty() || bytes.len() > 10 {
+        return None;
+    }
+    let n = bytes.iter().try_fold(0u64, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + u64::from(c - b'0'))
+    })?;
+    RobotId::try_from(n).ok()
 }
 
 /// Reads CSV rows and hands each to `on_row`; stops at the first error `on_error` returns.
@@ -150,6 +263,8 @@ pub struct CsvEvents<R: Read> {
     id: Option<usize>,
     robot_id: Option<usize>,
     record: csv::ByteRecord,
+    day: DayStart,
+    last_robot: (RobotId, Vec<u8>),
 }
 
 impl<R: Read> CsvEvents<R> {
@@ -182,6 +297,8 @@ impl<R: Read> CsvEvents<R> {
             reader,
             file: file.to_string(),
             record: csv::ByteRecord::new(),
+            day: DayStart::default(),
+            last_robot: (0, b"0".to_vec()),
         })
     }
 
@@ -193,50 +310,61 @@ impl<R: Read> CsvEvents<R> {
             Ok(true) => {}
             Err(e) => return Err(csv_error(&self.file, e)),
         }
-        let line = self.record.position().map_or(0, |p| p.line());
-        let at = || Position {
-            file: self.file.clone(),
-            line,
+        let record = &self.record;
+        let field = |index: Option<usize>| {
+            index
+                .and_then(|i| record.get(i))
+                .map(<[u8]>::trim_ascii)
+                .filter(|v| !v.is_empty())
         };
-        let text = |index: usize, column: &'static str| -> Result<&str, InputError> {
-            let bytes = self.record.get(index).unwrap_or_default();
-            std::str::from_utf8(bytes).map_err(|_| InputError::InvalidValue {
-                at: at(),
+        let invalid =
+            |column: &'static str, value: &[u8], reason: String| InputError::InvalidValue {
+                at: Position {
+                    file: self.file.clone(),
+                    line: record.position().map_or(0, |p| p.line()),
+                },
                 column,
-                value: String::from_utf8_lossy(bytes).into_owned(),
-                reason: "not UTF-8 text".to_string(),
-            })
-        };
-        let optional =
-            |index: Option<usize>, column: &'static str| -> Result<Option<&str>, InputError> {
-                match index {
-                    None => Ok(None),
-                    Some(i) => text(i, column).map(|v| Some(v.trim()).filter(|v| !v.is_empty())),
-                }
-            };
-        let raw_time = text(self.occurred_at, "occurred_at")?;
-        let occurred_at =
-            parse_occurred_at(raw_time, tz).map_err(|reason| InputError::InvalidValue {
-                at: at(),
-                column: "occurred_at",
-                value: raw_time.to_string(),
+                value: String::from_utf8_lossy(value).into_owned(),
                 reason,
-            })?;
-        let robot_id = match optional(self.robot_id, "robot_id")? {
+            };
+        let raw_time = record.get(self.occurred_at).unwrap_or_default();
+        let occurred_at = match parse_fixed_layout_with(raw_time.trim_ascii(), tz, &mut self.day) {
+            Some(ts) => ts,
+            None => {
+                let text = std::str::from_utf8(raw_time)
+                    .map_err(|_| invalid("occurred_at", raw_time, "not UTF-8 text".into()))?;
+                parse_any_layout(text, tz)
+                    .map_err(|reason| invalid("occurred_at", raw_time, reason))?
+            }
+        };
+        let robot_id = match field(self.robot_id) {
             None => None,
-            Some(v) => Some(
-                parse_robot_id(v).map_err(|reason| InputError::InvalidValue {
-                    at: at(),
-                    column: "robot_id",
-                    value: v.to_string(),
-                    reason,
-                })?,
-            ),
+            // Most rows name the robot last seen: no need to read the digits again.
+            Some(v) if v == self.last_robot.1.as_slice() => Some(self.last_robot.0),
+            Some(v) => Some(parse_robot_id_bytes(v).ok_or_else(|| {
+                invalid(
+                    "robot_id",
+                    v,
+                    "not a robot id (a whole number from 0 to 4294967295)".into(),
+                )
+            })?),
+        };
+        if let Some(id) = robot_id
+            && id != self.last_robot.0
+        {
+            self.last_robot = (id, id.to_string().into_bytes());
+        }
+        let record = &self.record;
+        let field = |index: Option<usize>| {
+            index
+                .and_then(|i| record.get(i))
+                .map(<[u8]>::trim_ascii)
+                .filter(|v| !v.is_empty())
         };
         Ok(Some(EventRow {
             occurred_at,
-            event_name: optional(self.event_name, "event_name")?,
-            id: optional(self.id, "id")?,
+            event_name: field(self.event_name),
+            id: field(self.id),
             robot_id,
         }))
     }
@@ -394,13 +522,15 @@ impl<R: BufRead> JsonlEvents<R> {
         };
         let event_name = match &self.row.event_name {
             None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) => Some(s.trim()).filter(|s| !s.is_empty()),
+            Some(serde_json::Value::String(s)) => {
+                Some(s.trim().as_bytes()).filter(|s| !s.is_empty())
+            }
             Some(other) => return Err(invalid("eventName", other, "must be a string")),
         };
         Ok(Some(EventRow {
             occurred_at,
             event_name,
-            id: Some(self.row.id_text.as_str()).filter(|s| !s.is_empty()),
+            id: Some(self.row.id_text.as_bytes()).filter(|s| !s.is_empty()),
             robot_id,
         }))
     }
@@ -409,6 +539,80 @@ impl<R: BufRead> JsonlEvents<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fast path reads every layout it takes exactly as jiff's general parsers do.
+        #[test]
+        fn fixed_layout_agrees_with_the_general_parsers(
+            seconds in 0i64..4_102_444_800,
+            nanos in prop_oneof![Just(0u32), 0u32..1_000_000_000],
+            digits in 1usize..=9,
+            separator in prop_oneof![Just('T'), Just(' '), Just('t')],
+            with_seconds in any::<bool>(),
+            suffix in prop_oneof![Just(String::new()), Just("Z".to_string()),
+                (-14i32..=14, prop_oneof![Just(0), Just(30), Just(45)])
+                    .prop_map(|(h, m)| format!("{}{:02}:{:02}", if h < 0 { '-' } else { '+' }, h.abs(), m))],
+            zone in prop_oneof![Just("Europe/Amsterdam"), Just("America/New_York"), Just("Australia/Lord_Howe")],
+        ) {
+            let tz = TimeZone::get(zone).unwrap();
+            let local = tz.to_datetime(Timestamp::from_second(seconds).unwrap());
+            let mut text = local.strftime("%Y-%m-%d").to_string();
+            text.push(separator);
+            text.push_str(&local.strftime("%H:%M").to_string());
+            if with_seconds {
+                text.push_str(&local.strftime(":%S").to_string());
+                if nanos > 0 {
+                    let fraction = format!("{nanos:09}");
+                    text.push('.');
+                    text.push_str(&fraction[..digits]);
+                }
+            }
+            text.push_str(&suffix);
+            let fast = parse_fixed_layout(text.as_bytes(), &tz);
+            let general = parse_any_layout(&text, &tz).ok();
+            prop_assert!(fast.is_some(), "{text} not taken by the fast path");
+            prop_assert_eq!(fast, general, "{}", text);
+        }
+    }
+
+    proptest! {
+        /// Rows that share a date (and an offset) reuse the start of that day; rows that do
+        /// not, do not.
+        #[test]
+        fn the_day_start_kept_between_rows_changes_nothing(
+            rows in proptest::collection::vec(
+                (1_700_000_000i64..1_700_400_000, prop_oneof![Just("Z"), Just("+02:00"), Just("-05:30")]),
+                1..40,
+            ),
+        ) {
+            let utc = TimeZone::UTC;
+            let mut day = DayStart::default();
+            for (seconds, suffix) in rows {
+                let text = format!("{}{suffix}", utc.to_datetime(Timestamp::from_second(seconds).unwrap()));
+                let kept = parse_fixed_layout_with(text.as_bytes(), &utc, &mut day);
+                prop_assert_eq!(kept, parse_any_layout(&text, &utc).ok(), "{}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn fixed_layout_leaves_odd_text_to_the_general_parser() {
+        let tz = TimeZone::get("UTC").unwrap();
+        for text in [
+            "2025-03-30T09:10:00+0200",
+            "2025-03-30T09:10:00.Z",
+            "2025-03-30T09:10:00.1234567890Z",
+            "2025-03-30T24:10:00Z",
+            "2025-02-30T09:10:00Z",
+            "2025-03-30T09:10:60Z",
+            "2025-03-30",
+            "20250330T091000Z",
+            "2025-03-30T09:10:00Z[Europe/Amsterdam]",
+        ] {
+            assert_eq!(parse_fixed_layout(text.as_bytes(), &tz), None, "{text}");
+        }
+    }
 
     fn madrid() -> TimeZone {
         TimeZone::get("Europe/Madrid").unwrap()
@@ -421,8 +625,8 @@ mod tests {
         let tz = madrid();
         let first = rows.next_row(&tz).unwrap().unwrap();
         assert_eq!(first.robot_id, Some(7));
-        assert_eq!(first.id, Some("a"));
-        assert_eq!(first.event_name, Some("TOILET_ACTIVITY"));
+        assert_eq!(first.id, Some(&b"a"[..]));
+        assert_eq!(first.event_name, Some(&b"TOILET_ACTIVITY"[..]));
         let second = rows.next_row(&tz).unwrap().unwrap();
         assert_eq!(second.occurred_at.to_string(), "2011-11-28T11:00:00Z");
         assert_eq!(
@@ -451,6 +655,25 @@ mod tests {
     }
 
     #[test]
+    fn csv_robot_ids_are_read_row_by_row() {
+        let data = "occurred_at,robot_id\n2011-11-28T10:00:00Z,7\n2011-11-28T10:00:00Z,7\n\
+                    2011-11-28T10:00:00Z,8\n2011-11-28T10:00:00Z, 7 \n2011-11-28T10:00:00Z,0\n\
+                    2011-11-28T10:00:00Z,4294967296\n";
+        let mut rows = CsvEvents::new(data.as_bytes(), "e.csv").unwrap();
+        let tz = madrid();
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(rows.next_row(&tz).unwrap().unwrap().robot_id);
+        }
+        assert_eq!(ids, [Some(7), Some(7), Some(8), Some(7), Some(0)]);
+        let err = rows.next_row(&tz).unwrap_err().to_string();
+        assert!(
+            err.starts_with("e.csv:7: column `robot_id`: \"4294967296\""),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn csv_without_occurred_at_is_refused() {
         let err = CsvEvents::new("time,id\n".as_bytes(), "e.csv")
             .err()
@@ -468,9 +691,12 @@ mod tests {
         let mut rows = JsonlEvents::new(data.as_bytes(), "e.jsonl");
         let tz = madrid();
         let first = rows.next_row(&tz).unwrap().unwrap();
-        assert_eq!((first.id, first.robot_id), (Some("12"), Some(3)));
+        assert_eq!((first.id, first.robot_id), (Some(&b"12"[..]), Some(3)));
         let second = rows.next_row(&tz).unwrap().unwrap();
-        assert_eq!((second.id, second.event_name), (Some("b"), Some("X")));
+        assert_eq!(
+            (second.id, second.event_name),
+            (Some(&b"b"[..]), Some(&b"X"[..]))
+        );
         assert!(rows.next_row(&tz).unwrap().is_none());
     }
 
