@@ -641,8 +641,8 @@ async fn migrations_are_idempotent_and_listed_before_they_run() {
         let pending = db.store.pending_migrations(bootstrap).await.unwrap();
         assert_eq!(
             pending.len(),
-            2,
-            "{}: the shared bootstrap and the service tables",
+            3,
+            "{}: the shared bootstrap and the two service migrations",
             db.name
         );
         assert!(pending.iter().any(|m| {
@@ -664,7 +664,7 @@ async fn migrations_are_idempotent_and_listed_before_they_run() {
     let pending = db.store.pending_migrations(false).await.unwrap();
     assert_eq!(
         pending.len(),
-        1,
+        2,
         "without --bootstrap-shared-schema MySQL gets only its own tables"
     );
     db.finish().await;

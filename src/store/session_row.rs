@@ -10,7 +10,7 @@ use crate::domain::{Gap, PartialFinalWindow, Session, SessionResult, SessionStat
 /// The columns read back, in the order [`SessionRow::from_row`] expects.
 pub const COLUMNS: &str = "status_check_id, robot_id, local_date, session_start_ms, session_end_ms, \
      window_start_ms, window_end_ms, window_gap_minutes, gap_minutes, partial_final_window, \
-     alarms, result, watched_event, alarm_event, rule_version, owner";
+     alarms, result, watched_event, alarm_event, rule_version, owner, pending_events";
 
 /// One session as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +21,8 @@ pub struct SessionRow {
     pub alarm_event: String,
     pub rule_version: u64,
     pub owner: String,
+    /// How many of the session's events wait for an earlier window to close.
+    pub pending_events: u32,
 }
 
 impl SessionRow {
@@ -64,6 +66,8 @@ impl SessionRow {
             alarm_event: row.text(13)?,
             rule_version: row.id(14)?,
             owner: row.text(15)?,
+            pending_events: u32::try_from(row.int(16)?)
+                .map_err(|_| StoreError::corrupt("pending_events out of range"))?,
         })
     }
 
@@ -80,6 +84,7 @@ impl SessionRow {
             s.alarms.into(),
             s.result.as_str().into(),
             self.rule_version.into(),
+            self.pending_events.into(),
         ]
     }
 }
@@ -87,7 +92,7 @@ impl SessionRow {
 /// The `SET` list that writes [`SessionRow::state_args`].
 pub const STATE_ASSIGNMENTS: &str = "session_end_ms = ?, window_start_ms = ?, window_end_ms = ?, \
      window_gap_minutes = ?, gap_minutes = ?, partial_final_window = ?, alarms = ?, result = ?, \
-     rule_version = ?";
+     rule_version = ?, pending_events = ?";
 
 fn gap(minutes: i64) -> Result<Gap, StoreError> {
     u32::try_from(minutes)

@@ -79,6 +79,7 @@ pub async fn start_session(
         alarm_event: rule.alarm_event.clone(),
         rule_version,
         owner: owner.to_string(),
+        pending_events: 0,
     };
     let mut args: Vec<Arg> = vec![
         id.into(),
@@ -96,7 +97,8 @@ pub async fn start_session(
         "{} INTO status_job_session (status_check_id, robot_id, local_date, session_start_ms, \
          watched_event, alarm_event, owner, created_at_ms, updated_at_ms, session_end_ms, \
          window_start_ms, window_end_ms, window_gap_minutes, gap_minutes, partial_final_window, \
-         alarms, result, rule_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         alarms, result, rule_version, pending_events) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         tx.dialect().insert_ignore()
     );
     if tx.execute(&sql, &args).await? == 0 {
@@ -141,7 +143,7 @@ pub async fn apply_event(
     let Some(mut row) = lock_session(tx, status_check_id).await? else {
         return Ok(ApplyOutcome::NoSession);
     };
-    let before = row.state;
+    let before = row.clone();
     let class = row.state.classify(event.occurred_at);
     let sql = format!(
         "{} INTO status_job_event (status_check_id, incoming_event_id, outgoing_event_id, \
@@ -167,6 +169,9 @@ pub async fn apply_event(
     tx.checkpoint().await?;
     let applied = row.state.observe(event.occurred_at);
     debug_assert_eq!(applied, class);
+    if class == EventClass::Ahead {
+        row.pending_events += 1;
+    }
     if let Some(result) = record_result(class) {
         append_record(tx, status_check_id, event, &row.watched_event, result).await?;
     }
@@ -193,7 +198,7 @@ pub async fn close_window(
     if deadline != expected_deadline {
         return Ok(CloseOutcome::Stale { deadline });
     }
-    let before = row.state;
+    let before = row.clone();
     let closed = row
         .state
         .close()
@@ -223,7 +228,7 @@ pub async fn end_session(
     if !row.state.is_running() {
         return Ok(EndOutcome::NotRunning);
     }
-    let before = row.state;
+    let before = row.clone();
     match result {
         SessionResult::Disabled => row.state.disable(),
         SessionResult::Failed => row.state.fail(),
@@ -301,7 +306,7 @@ pub async fn set_rule(tx: &mut Tx, rule: &Rule, now: Timestamp) -> Result<RuleCh
         if !row.state.is_running() {
             continue;
         }
-        let before = row.state;
+        let before = row.clone();
         if rule.enabled {
             row.state.change_gap(rule.gap);
             row.state.partial_final_window = rule.partial_final_window;
@@ -329,6 +334,9 @@ pub async fn set_rule(tx: &mut Tx, rule: &Rule, now: Timestamp) -> Result<RuleCh
 /// Applies the waiting (`pending`) events that the current window now reaches, in time order,
 /// so that a session fed an event early ends exactly as one fed it on time.
 async fn drain_pending(tx: &mut Tx, row: &mut SessionRow) -> Result<(), StoreError> {
+    if row.pending_events == 0 {
+        return Ok(());
+    }
     let pending = tx
         .fetch_all(
             "SELECT incoming_event_id, outgoing_event_id, occurred_at_ms FROM status_job_event \
@@ -346,6 +354,7 @@ async fn drain_pending(tx: &mut Tx, row: &mut SessionRow) -> Result<(), StoreErr
         if class == EventClass::Ahead {
             break;
         }
+        row.pending_events = row.pending_events.saturating_sub(1);
         tx.execute(
             "UPDATE status_job_event SET state = ? WHERE status_check_id = ? AND incoming_event_id = ?",
             &[event_state(class).into(), row.status_check_id.into(), event.incoming_event_id.into()],
@@ -363,13 +372,14 @@ async fn drain_pending(tx: &mut Tx, row: &mut SessionRow) -> Result<(), StoreErr
 /// session runs; `COMPLETED` and the result, without a poller, once it ended.
 async fn save(
     tx: &mut Tx,
-    before: &SessionState,
+    before: &SessionRow,
     row: &SessionRow,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    if *before == row.state {
+    if *before == *row {
         return Ok(());
     }
+    let before = &before.state;
     let mut args = row.state_args();
     args.push(ts_to_ms(now).into());
     args.push(row.status_check_id.into());
