@@ -7,7 +7,7 @@ use jiff::civil::Date;
 use super::error::StoreError;
 use super::session_row::{ms_to_ts, ts_to_ms};
 use super::sql::{Row, Tx};
-use super::transitions::{RECORD_ALARM_SENT, insert_record, lock_session};
+use super::transitions::{RECORD_ALARM_SENT, insert_record, lock_session, save};
 use super::types::OutboxAlarm;
 use crate::domain::AlarmIdentity;
 
@@ -58,7 +58,12 @@ pub async fn mark_sent(
         return Err(StoreError::Invalid(format!("no alarm with id {alarm_id}")));
     };
     // Lock order everywhere: the session first, then its alarm.
-    lock_session(tx, alarm.status_check_id).await?;
+    let Some(mut session) = lock_session(tx, alarm.status_check_id).await? else {
+        return Err(StoreError::corrupt(format!(
+            "alarm {alarm_id} has no session"
+        )));
+    };
+    let before = session.clone();
     let Some(alarm) = read(tx, alarm_id, true).await? else {
         return Err(StoreError::Invalid(format!("no alarm with id {alarm_id}")));
     };
@@ -79,7 +84,7 @@ pub async fn mark_sent(
     tx.checkpoint().await?;
     insert_record(
         tx,
-        alarm.status_check_id,
+        &mut session,
         Some(megazord_incoming_id),
         None,
         &alarm.alarm_event,
@@ -87,6 +92,7 @@ pub async fn mark_sent(
         alarm.window_end,
     )
     .await?;
+    save(tx, &before, &session, now).await?;
     Ok(true)
 }
 

@@ -10,7 +10,7 @@ use crate::domain::{Gap, PartialFinalWindow, Session, SessionResult, SessionStat
 /// The columns read back, in the order [`SessionRow::from_row`] expects.
 pub const COLUMNS: &str = "status_check_id, robot_id, local_date, session_start_ms, session_end_ms, \
      window_start_ms, window_end_ms, window_gap_minutes, gap_minutes, partial_final_window, \
-     alarms, result, watched_event, alarm_event, rule_version, owner, pending_events";
+     alarms, result, watched_event, alarm_event, rule_version, owner, pending_events, records";
 
 /// One session as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,8 @@ pub struct SessionRow {
     pub owner: String,
     /// How many of the session's events wait for an earlier window to close.
     pub pending_events: u32,
+    /// The highest `status_check_record.order` written for the session.
+    pub records: u32,
 }
 
 impl SessionRow {
@@ -68,6 +70,8 @@ impl SessionRow {
             owner: row.text(15)?,
             pending_events: u32::try_from(row.int(16)?)
                 .map_err(|_| StoreError::corrupt("pending_events out of range"))?,
+            records: u32::try_from(row.int(17)?)
+                .map_err(|_| StoreError::corrupt("records out of range"))?,
         })
     }
 
@@ -85,6 +89,7 @@ impl SessionRow {
             s.result.as_str().into(),
             self.rule_version.into(),
             self.pending_events.into(),
+            self.records.into(),
         ]
     }
 }
@@ -92,7 +97,7 @@ impl SessionRow {
 /// The `SET` list that writes [`SessionRow::state_args`].
 pub const STATE_ASSIGNMENTS: &str = "session_end_ms = ?, window_start_ms = ?, window_end_ms = ?, \
      window_gap_minutes = ?, gap_minutes = ?, partial_final_window = ?, alarms = ?, result = ?, \
-     rule_version = ?, pending_events = ?";
+     rule_version = ?, pending_events = ?, records = ?";
 
 fn gap(minutes: i64) -> Result<Gap, StoreError> {
     u32::try_from(minutes)

@@ -80,6 +80,7 @@ pub async fn start_session(
         rule_version,
         owner: owner.to_string(),
         pending_events: 0,
+        records: 0,
     };
     let mut args: Vec<Arg> = vec![
         id.into(),
@@ -97,8 +98,8 @@ pub async fn start_session(
         "{} INTO status_job_session (status_check_id, robot_id, local_date, session_start_ms, \
          watched_event, alarm_event, owner, created_at_ms, updated_at_ms, session_end_ms, \
          window_start_ms, window_end_ms, window_gap_minutes, gap_minutes, partial_final_window, \
-         alarms, result, rule_version, pending_events) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         alarms, result, rule_version, pending_events, records) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         tx.dialect().insert_ignore()
     );
     if tx.execute(&sql, &args).await? == 0 {
@@ -173,7 +174,7 @@ pub async fn apply_event(
         row.pending_events += 1;
     }
     if let Some(result) = record_result(class) {
-        append_record(tx, status_check_id, event, &row.watched_event, result).await?;
+        append_record(tx, &mut row, event, result).await?;
     }
     if class == EventClass::Observed {
         drain_pending(tx, &mut row).await?;
@@ -249,25 +250,19 @@ pub async fn record_subscribed(
     subscription_id: u64,
     at: Timestamp,
 ) -> Result<bool, StoreError> {
-    let Some(row) = lock_session(tx, status_check_id).await? else {
+    let Some(mut row) = lock_session(tx, status_check_id).await? else {
         return Ok(false);
     };
+    let before = row.clone();
     tx.execute(
         "UPDATE status_check SET subscription_id = ?, updated_at = CURRENT_TIMESTAMP WHERE id = ?",
         &[subscription_id.into(), status_check_id.into()],
     )
     .await?;
     tx.checkpoint().await?;
-    insert_record(
-        tx,
-        status_check_id,
-        None,
-        None,
-        &row.watched_event,
-        RECORD_SUBSCRIBED,
-        at,
-    )
-    .await?;
+    let event_name = row.watched_event.clone();
+    insert_record(tx, &mut row, None, None, &event_name, RECORD_SUBSCRIBED, at).await?;
+    save(tx, &before, &row, at).await?;
     Ok(true)
 }
 
@@ -362,15 +357,15 @@ async fn drain_pending(tx: &mut Tx, row: &mut SessionRow) -> Result<(), StoreErr
         .await?;
         tx.checkpoint().await?;
         if let Some(result) = record_result(class) {
-            append_record(tx, row.status_check_id, event, &row.watched_event, result).await?;
+            append_record(tx, row, event, result).await?;
         }
     }
     Ok(())
 }
 
-/// Writes the session row and the shared rows that mirror it: the poller's window while the
+/// Writes the session row (when it changed) and the shared rows that mirror it: the poller's window while the
 /// session runs; `COMPLETED` and the result, without a poller, once it ended.
-async fn save(
+pub async fn save(
     tx: &mut Tx,
     before: &SessionRow,
     row: &SessionRow,
@@ -454,46 +449,46 @@ async fn insert_alarm(
 
 async fn append_record(
     tx: &mut Tx,
-    status_check_id: u64,
+    row: &mut SessionRow,
     event: EventInput,
-    event_name: &str,
     result: &str,
 ) -> Result<(), StoreError> {
+    let event_name = row.watched_event.clone();
     insert_record(
         tx,
-        status_check_id,
+        row,
         Some(event.incoming_event_id),
         event.outgoing_event_id,
-        event_name,
+        &event_name,
         result,
         event.occurred_at,
     )
     .await
 }
 
-/// Appends a `status_check_record` with `order` = 1 + MAX(order), under the session lock.
+/// Appends a `status_check_record` with `order` = 1 + MAX(order), the maximum being kept in
+/// the locked session row (saved by the caller).
 pub async fn insert_record(
     tx: &mut Tx,
-    status_check_id: u64,
+    row: &mut SessionRow,
     incoming_event_id: Option<u64>,
     outgoing_event_id: Option<u64>,
     event_name: &str,
     result: &str,
     created_at: Timestamp,
 ) -> Result<(), StoreError> {
+    row.records += 1;
     tx.execute(
         "INSERT INTO status_check_record (status_check_id, incoming_event_id, outgoing_event_id, \
-         event_name, `order`, phase, result, created_at) \
-         SELECT ?, ?, ?, ?, COALESCE(MAX(`order`), 0) + 1, 'FUTURE', ?, ? \
-         FROM status_check_record WHERE status_check_id = ?",
+         event_name, `order`, phase, result, created_at) VALUES (?, ?, ?, ?, ?, 'FUTURE', ?, ?)",
         &[
-            status_check_id.into(),
+            row.status_check_id.into(),
             incoming_event_id.into(),
             outgoing_event_id.into(),
             event_name.into(),
+            row.records.into(),
             result.into(),
             ts_to_sql(created_at).into(),
-            status_check_id.into(),
         ],
     )
     .await?;

@@ -1,6 +1,10 @@
--- How many events of the session wait (state 'pending'): the common transition, with none
--- waiting, then skips looking for them.
+-- Two counters kept under the session lock, so that a transition reads neither of them from
+-- a growing table:
+-- `pending_events`: how many events of the session wait (state 'pending'); with none waiting,
+--   a transition skips looking for them.
+-- `records`: the highest `status_check_record.order` of the session, i.e. MAX(`order`).
 ALTER TABLE status_job_session ADD COLUMN pending_events INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE status_job_session ADD COLUMN records INTEGER NOT NULL DEFAULT 0;
 
 -- Only waiting events need finding by time; indexing just those keeps every other event
 -- insert to the table's own b-trees.
