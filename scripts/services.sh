@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts what the test suite talks to, installing it first on a fresh machine:
 #   - MariaDB on 127.0.0.1:3306 with a user `azi3`/`azi3` that may create databases.
+#   - moto server (an SQS-compatible emulator, state in memory) on http://127.0.0.1:4566.
 # Safe to run any number of times. Exports nothing; prints the URLs it made ready.
 set -euo pipefail
 
@@ -41,4 +42,50 @@ SQL
     log "MariaDB ready: mysql://azi3:azi3@127.0.0.1:3306"
 }
 
+MOTO_URL=http://127.0.0.1:4566
+MOTO_LOG=/tmp/azi3-moto.log
+
+# Python instead of curl: pip needs Python anyway, curl may be missing on a fresh machine.
+moto_answers() {
+    python3 -c 'import sys, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=2)
+except Exception:
+    sys.exit(1)' "$MOTO_URL/moto-api/" >/dev/null 2>&1
+}
+
+start_moto() {
+    if moto_answers; then
+        log "moto ready: $MOTO_URL"
+        return
+    fi
+    if ! command -v moto_server >/dev/null 2>&1; then
+        if ! python3 -m pip --version >/dev/null 2>&1; then
+            log "installing python3-pip"
+            apt_install python3-pip
+        fi
+        log "installing moto"
+        # Debian's Python refuses pip installs outside a venv (PEP 668) unless told otherwise;
+        # pip versions without that check, or without the root warning, ignore these variables.
+        PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+            python3 -m pip install --quiet moto flask flask-cors
+        hash -r
+    fi
+    local server=(moto_server)
+    command -v moto_server >/dev/null 2>&1 || server=(python3 -m moto.server)
+    log "starting moto server (log: $MOTO_LOG)"
+    setsid nohup "${server[@]}" -H 127.0.0.1 -p 4566 >"$MOTO_LOG" 2>&1 </dev/null &
+    for _ in $(seq 1 150); do
+        moto_answers && break
+        sleep 0.2
+    done
+    if ! moto_answers; then
+        log "moto server did not answer on $MOTO_URL within 30 s; last lines of $MOTO_LOG:"
+        tail -n 20 "$MOTO_LOG" >&2 || true
+        exit 1
+    fi
+    log "moto ready: $MOTO_URL"
+}
+
 start_mariadb
+start_moto
