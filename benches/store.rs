@@ -5,8 +5,6 @@
 //! MariaDB comes from `AZI3_TEST_MYSQL_URL` (default `mysql://azi3:azi3@127.0.0.1:3306`); a
 //! throw-away database is created and dropped. Run with `cargo bench --bench store`.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use azi3_status_jobs::domain::{RuleInput, Session};
@@ -16,19 +14,6 @@ use jiff::civil::{Date, date};
 use jiff::{SignedDuration, Timestamp};
 use sqlx::{AssertSqlSafe, Connection, Executor};
 use tokio::runtime::Runtime;
-
-/// Operations and elapsed time per (backend, bench), summed over everything criterion ran.
-/// `(backend, bench)`.
-type BenchKey = (String, &'static str);
-
-static TOTALS: Mutex<BTreeMap<BenchKey, (u64, Duration)>> = Mutex::new(BTreeMap::new());
-
-fn add(backend: &str, bench: &'static str, ops: u64, elapsed: Duration) {
-    let mut totals = TOTALS.lock().unwrap();
-    let entry = totals.entry((backend.to_string(), bench)).or_default();
-    entry.0 += ops;
-    entry.1 += elapsed;
-}
 
 /// A session that keeps taking events or closing windows, starting a new date when it ends.
 struct Driver {
@@ -137,7 +122,7 @@ async fn plain_commit(store: &Store, n: i64) {
     tx.commit().await.unwrap();
 }
 
-fn bench_backend(c: &mut Criterion, rt: &Runtime, backend: &str, store: Store) {
+fn bench_backend(c: &mut Criterion, rt: &Runtime, backend: &str, store: Store) -> Rates {
     rt.block_on(async {
         store.migrate(true).await.unwrap();
         let mut tx = store.begin().await.unwrap();
@@ -165,9 +150,7 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, backend: &str, store: Store) {
                     plain_id += 1;
                     plain_commit(&store, plain_id).await;
                 }
-                let elapsed = start.elapsed();
-                add(backend, "insert_commit", iters, elapsed);
-                elapsed
+                start.elapsed()
             })
         })
     });
@@ -178,9 +161,7 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, backend: &str, store: Store) {
                 for _ in 0..iters {
                     observer.observe().await;
                 }
-                let elapsed = start.elapsed();
-                add(backend, "apply_event", iters, elapsed);
-                elapsed
+                start.elapsed()
             })
         })
     });
@@ -191,41 +172,76 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, backend: &str, store: Store) {
                 for _ in 0..iters {
                     closer.close().await;
                 }
-                let elapsed = start.elapsed();
-                add(backend, "close_window", iters, elapsed);
-                elapsed
+                start.elapsed()
             })
         })
     });
     group.finish();
+    let rates = rt.block_on(interleaved(
+        &store,
+        &mut observer,
+        &mut closer,
+        &mut plain_id,
+    ));
     rt.block_on(store.close());
+    rates
 }
 
-fn report() {
-    let totals = TOTALS.lock().unwrap();
-    let rate = |backend: &str, bench: &'static str| {
-        totals
-            .get(&(backend.to_string(), bench))
-            .map(|(ops, t)| *ops as f64 / t.as_secs_f64())
-    };
+/// The rates compared: transitions and plain commits measured in alternating blocks, so that
+/// whatever else the machine does at the time weighs on both alike.
+struct Rates {
+    plain: f64,
+    apply_event: f64,
+    close_window: f64,
+}
+
+async fn interleaved(
+    store: &Store,
+    observer: &mut Driver,
+    closer: &mut Driver,
+    plain_id: &mut i64,
+) -> Rates {
+    const ROUNDS: u32 = 40;
+    const BLOCK: u32 = 25;
+    let (mut plain, mut apply, mut close) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        for _ in 0..BLOCK {
+            *plain_id += 1;
+            plain_commit(store, *plain_id).await;
+        }
+        plain += t.elapsed();
+        let t = Instant::now();
+        for _ in 0..BLOCK {
+            observer.observe().await;
+        }
+        apply += t.elapsed();
+        let t = Instant::now();
+        for _ in 0..BLOCK {
+            closer.close().await;
+        }
+        close += t.elapsed();
+    }
+    let n = f64::from(ROUNDS * BLOCK);
+    Rates {
+        plain: n / plain.as_secs_f64(),
+        apply_event: n / apply.as_secs_f64(),
+        close_window: n / close.as_secs_f64(),
+    }
+}
+
+fn report(results: &[(&str, Rates)]) {
     println!("\nbackend   transition     transitions/s   insert+commit/s   ratio");
-    let backends: Vec<String> = totals
-        .keys()
-        .map(|(b, _)| b.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    for backend in backends {
-        let Some(plain) = rate(&backend, "insert_commit") else {
-            continue;
-        };
-        for bench in ["apply_event", "close_window"] {
-            if let Some(tps) = rate(&backend, bench) {
-                println!(
-                    "{backend:<9} {bench:<14} {tps:>13.0}   {plain:>15.0}   {:>5.2}",
-                    tps / plain
-                );
-            }
+    for (backend, r) in results {
+        for (name, tps) in [
+            ("apply_event", r.apply_event),
+            ("close_window", r.close_window),
+        ] {
+            println!(
+                "{backend:<9} {name:<14} {tps:>13.0}   {:>15.0}   {:>5.2}",
+                r.plain,
+                tps / r.plain
+            );
         }
     }
 }
@@ -240,7 +256,7 @@ fn main() {
         dir.path().join("bench.db").display()
     );
     let sqlite = rt.block_on(Store::connect(&url)).unwrap();
-    bench_backend(&mut c, &rt, "sqlite", sqlite);
+    let mut results = vec![("sqlite", bench_backend(&mut c, &rt, "sqlite", sqlite))];
 
     let base = std::env::var("AZI3_TEST_MYSQL_URL")
         .unwrap_or_else(|_| "mysql://azi3:azi3@127.0.0.1:3306".into());
@@ -257,7 +273,7 @@ fn main() {
             let mysql = rt
                 .block_on(Store::connect(&format!("{base}/{db}")))
                 .unwrap();
-            bench_backend(&mut c, &rt, "mariadb", mysql);
+            results.push(("mariadb", bench_backend(&mut c, &rt, "mariadb", mysql)));
             rt.block_on(conn.execute(AssertSqlSafe(format!("DROP DATABASE {db}"))))
                 .unwrap();
         }
@@ -267,5 +283,5 @@ fn main() {
     }
 
     c.final_summary();
-    report();
+    report(&results);
 }
