@@ -1,0 +1,5 @@
+//! Shared test support: stand-ins for the services this one talks to.
+
+#![allow(dead_code)]
+
+pub mod megazord;
