@@ -943,3 +943,72 @@ async fn posts_are_validated_like_megazord() {
 fn queue_name(url: &str) -> &str {
     url.rsplit('/').next().unwrap()
 }
+
+/// Contracts §6 item 20: while the alarm schema is missing the post keeps retrying; once an
+/// operator adds it, the same call goes through, once.
+#[tokio::test]
+async fn a_post_waits_out_a_missing_schema_until_it_is_added() {
+    let server = Arc::new(MegazordServer::start(MegazordOptions::default()).await);
+    server.remove_event_schema(ALARM);
+    let client = MegazordClient::new(MegazordSettings {
+        max_attempts: 1_000,
+        ..settings(&server)
+    })
+    .unwrap();
+    let posting = tokio::spawn(async move {
+        client
+            .post_event(ROBOT, ALARM, "nta-789-2025-11-20-1", &CallRef::new())
+            .await
+    });
+
+    let refused_twice = server
+        .wait_for(Duration::from_secs(10), |s| {
+            s.requests_to(MegazordRoute::PostIncoming)
+                .iter()
+                .filter(|r| r.status == Some(404))
+                .count()
+                >= 2
+        })
+        .await;
+    assert!(refused_twice);
+    server.add_event_schema(ALARM);
+
+    let alarm = posting.await.unwrap().unwrap();
+    assert_eq!(alarm.event_name.as_deref(), Some(ALARM));
+    assert_eq!(server.alarm_posts("nta-789-2025-11-20-1"), 1);
+    assert!(
+        server
+            .wait_for(Duration::from_secs(10), |s| s.incoming_events().len() == 1)
+            .await
+    );
+}
+
+#[tokio::test]
+async fn calls_are_counted_and_timed_per_route_and_outcome() {
+    static RECORDER: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    let metrics = RECORDER.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("the only recorder of this test binary")
+    });
+    let server = MegazordServer::start(MegazordOptions::default()).await;
+    let client = client(&server);
+    server.inject_fault(
+        MegazordRoute::GetOutgoing,
+        Fault::Status(500),
+        FaultSpan::Next(1),
+    );
+    let _ = client
+        .outgoing(&OutgoingLink::new(ROBOT, 1, 1), &CallRef::new())
+        .await;
+
+    let rendered = metrics.render();
+    for line in [
+        r#"megazord_requests_total{route="get_outgoing",outcome="server_error"}"#,
+        r#"megazord_requests_total{route="get_outgoing",outcome="rejected"}"#,
+        r#"megazord_request_duration_seconds_count{route="get_outgoing"}"#,
+    ] {
+        assert!(rendered.contains(line), "{line} missing from\n{rendered}");
+    }
+}

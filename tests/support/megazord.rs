@@ -424,7 +424,8 @@ struct FaultRule {
 #[derive(Default)]
 struct Data {
     providers: Vec<String>,
-    schemas: Vec<String>,
+    /// Event schemas by id - 1; a removed one keeps its slot so the others keep their ids.
+    schemas: Vec<(String, bool)>,
     incoming: Vec<IncomingEvent>,
     subscriptions: Vec<Subscription>,
     outgoing: Vec<OutgoingEvent>,
@@ -451,6 +452,9 @@ struct Shared {
     wake_sender: Notify,
     /// Signalled whenever the sender finishes a message or has nothing left to do.
     sender_progress: Notify,
+    /// Signalled whenever anything a test may wait for changed: a request arrived or was
+    /// answered, an event was stored, a fan-out message was sent.
+    changed: Notify,
 }
 
 impl Shared {
@@ -566,6 +570,7 @@ impl Shared {
         }
         drop(data);
         self.wake_sender.notify_one();
+        self.changed.notify_waiters();
         Ok(event)
     }
 
@@ -589,7 +594,7 @@ impl Shared {
 fn schema_id(data: &Data, event_name: &str) -> Result<u64, (StatusCode, String)> {
     data.schemas
         .iter()
-        .position(|s| s == event_name)
+        .position(|(name, active)| *active && name == event_name)
         .map(|i| i as u64 + 1)
         .ok_or_else(|| {
             (
@@ -695,7 +700,11 @@ impl MegazordServer {
         let shared = Arc::new(Shared {
             data: Mutex::new(Data {
                 providers: options.providers,
-                schemas: options.event_schemas,
+                schemas: options
+                    .event_schemas
+                    .into_iter()
+                    .map(|name| (name, true))
+                    .collect(),
                 fan_out_copies: 1,
                 ..Data::default()
             }),
@@ -705,6 +714,7 @@ impl MegazordServer {
             fan_out: options.fan_out,
             wake_sender: Notify::new(),
             sender_progress: Notify::new(),
+            changed: Notify::new(),
         });
         let robot = "/internal/v1/events/robots/{robot_id}";
         let router = Router::new()
@@ -771,17 +781,18 @@ impl MegazordServer {
     /// Makes `name` a known event schema.
     pub fn add_event_schema(&self, name: &str) {
         let mut data = self.shared.data();
-        if !data.schemas.iter().any(|s| s == name) {
-            data.schemas.push(name.to_string());
+        match data.schemas.iter_mut().find(|(known, _)| known == name) {
+            Some((_, active)) => *active = true,
+            None => data.schemas.push((name.to_string(), true)),
         }
     }
 
-    /// Forgets the event schema `name` (ids of the others stay), so posts of it get 404.
+    /// Forgets the event schema `name` (the others keep their ids), so uses of it get 404
+    /// until it is added again.
     pub fn remove_event_schema(&self, name: &str) {
         let mut data = self.shared.data();
-        if let Some(schema) = data.schemas.iter_mut().find(|s| *s == name) {
-            // Keep the slot so the other schemas keep their ids.
-            *schema = format!("\u{0}removed:{name}");
+        if let Some((_, active)) = data.schemas.iter_mut().find(|(known, _)| known == name) {
+            *active = false;
         }
     }
 
@@ -954,6 +965,28 @@ impl MegazordServer {
         }
     }
 
+    /// Waits until `condition` holds, checking it after every change (a request, a stored
+    /// event, a sent message), for at most `patience`; says whether it holds. For awaiting
+    /// what another process does (an alarm posted, a subscription deleted) without sleeping.
+    pub async fn wait_for(
+        &self,
+        patience: Duration,
+        condition: impl Fn(&MegazordServer) -> bool,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if condition(self) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return condition(self);
+            }
+        }
+    }
+
     /// Every fan-out message with what happened to it, in creation order.
     pub fn fan_out_log(&self) -> Vec<FanOutMessage> {
         self.shared.data().fan_out_log.clone()
@@ -988,6 +1021,7 @@ async fn send_fan_out(shared: Arc<Shared>, client: aws_sdk_sqs::Client) {
             data.fan_out_in_flight = false;
         }
         shared.sender_progress.notify_waiters();
+        shared.changed.notify_waiters();
     }
 }
 
@@ -1041,6 +1075,7 @@ async fn record_and_fault(
         });
         seq
     };
+    shared.changed.notify_waiters();
     let response = match fault {
         None => next.run(request).await,
         Some(Fault::Status(status)) => failure(status_code(status), "injected fault"),
@@ -1061,6 +1096,7 @@ async fn record_and_fault(
     if let Some(recorded) = shared.data().requests.get_mut(seq as usize - 1) {
         recorded.status = Some(response.status().as_u16());
     }
+    shared.changed.notify_waiters();
     response
 }
 
