@@ -23,11 +23,12 @@ const ACTIVITY: &str = "TOILET_ACTIVITY";
 const ALARM: &str = "NO_TOILET_ACTIVITY_ALARM";
 const ROBOT: u32 = 789;
 
-/// Settings for tests: tiny backoff so retries cost milliseconds, a short timeout for stalls.
+/// Settings for tests: tiny backoff so retries cost milliseconds; a timeout short enough for
+/// stalls to be cheap and long enough for a loaded machine to answer a normal request.
 fn settings(server: &MegazordServer) -> MegazordSettings {
     MegazordSettings {
         base_url: server.base_url(),
-        request_timeout_ms: 300,
+        request_timeout_ms: 1_000,
         max_attempts: 4,
         initial_backoff_ms: 1,
         max_backoff_ms: 5,
@@ -354,7 +355,7 @@ async fn stalls_on_every_attempt_end_in_a_timeout_error() {
         MegazordError::Timeout {
             route: Route::DeleteSubscription,
             robot_id: ROBOT,
-            timeout_ms: 300,
+            timeout_ms: 1_000,
             attempts: 2,
         }
     );
