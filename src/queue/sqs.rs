@@ -1,0 +1,727 @@
+//! The consumer of the SQS status queue Megazord fans watched events out to.
+//!
+//! Delivery is at-least-once and unordered, so the consumer's job is narrow: long-poll the queue,
+//! hand each message to a [`MessageHandler`] with at most `max_in_flight` handled at once, keep a
+//! message invisible while its handler works, and delete it only once the handler says it is
+//! finished with it ([`Disposition::Done`], or [`Disposition::DeadLetter`] after the handler
+//! stored the dead letter). A message the handler wants again ([`Disposition::Retry`]), or whose
+//! handler panicked, stays on the queue and comes back: nothing is ever dropped here.
+//!
+//! Megazord sends a subscription's events to `${STATUS_QUEUE_ADDRESS}-${queue}` (contracts §2.1);
+//! queues are created at deploy time, so [`SqsConsumer::connect`] refuses a queue that does not
+//! exist.
+//!
+//! Metrics: `queue_messages_total{outcome}` (`done`, `retry`, `dead_letter`),
+//! `queue_receive_duration_seconds`, `queue_errors_total{operation}` (`receive`, `delete`,
+//! `change_visibility`, `handle`). Every message is handled in a span carrying `messageId` and
+//! `callRef`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::{BehaviorVersion, Region};
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
+
+/// The message attribute carrying the sender's call reference (contracts §2.2, §6 item 25).
+pub const CALL_REF_ATTRIBUTE: &str = "callRef";
+/// The suffix Megazord appends to the status queue address for this service's subscriptions.
+pub const DEFAULT_QUEUE_SUFFIX: &str = "azi-3-status-jobs";
+
+/// SQS returns at most 10 messages per receive.
+const SQS_MAX_BATCH: u32 = 10;
+/// SQS long polls for at most 20 s.
+const SQS_MAX_WAIT_SECONDS: u32 = 20;
+/// SQS keeps a message invisible for at most 12 h.
+const SQS_MAX_VISIBILITY_SECONDS: u32 = 43_200;
+/// How long a call other than a receive may take before it counts as failed. The SDK sets no
+/// operation timeout of its own, and a hung delete would hold a concurrency slot forever.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much longer than its wait time a long poll may take before it counts as failed.
+const RECEIVE_GRACE: Duration = Duration::from_secs(30);
+
+/// `[queue]`: where the status queue is and how it is consumed.
+///
+/// ```
+/// use azi3_status_jobs::queue::SqsSettings;
+///
+/// let settings = SqsSettings {
+///     status_queue_address: Some("https://sqs.eu-central-1.amazonaws.com/1234/status-queue".into()),
+///     ..SqsSettings::default()
+/// };
+/// assert_eq!(
+///     settings.consumer_queue_url().as_deref(),
+///     Some("https://sqs.eu-central-1.amazonaws.com/1234/status-queue-azi-3-status-jobs"),
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SqsSettings {
+    /// Megazord's status queue URL without suffix (its `STATUS_QUEUE_ADDRESS`). With neither this
+    /// nor `consumer_queue_url`, the service consumes no queue.
+    pub status_queue_address: Option<String>,
+    /// The `queue` suffix of this service's Megazord subscriptions; never the one of another
+    /// service, which would then take this service's messages and this one theirs.
+    pub queue_suffix: String,
+    /// The full URL of the queue to consume, overriding address and suffix.
+    pub consumer_queue_url: Option<String>,
+    /// The SQS endpoint, for an emulator (`http://127.0.0.1:4566`); otherwise the region's.
+    pub endpoint_url: Option<String>,
+    /// The AWS region; otherwise taken from the usual AWS environment and profile.
+    pub region: Option<String>,
+    /// Long-poll wait per receive, 0 to 20 s.
+    pub wait_time_seconds: u32,
+    /// Messages asked for per receive, 1 to 10.
+    pub max_messages: u32,
+    /// Messages handled at once, at least 1.
+    pub max_in_flight: usize,
+    /// How long a received message stays invisible to other consumers; extended every half of
+    /// it while the handler works. 1 s to 12 h.
+    pub visibility_timeout_seconds: u32,
+}
+
+impl Default for SqsSettings {
+    fn default() -> Self {
+        SqsSettings {
+            status_queue_address: None,
+            queue_suffix: DEFAULT_QUEUE_SUFFIX.to_string(),
+            consumer_queue_url: None,
+            endpoint_url: None,
+            region: None,
+            wait_time_seconds: SQS_MAX_WAIT_SECONDS,
+            max_messages: SQS_MAX_BATCH,
+            max_in_flight: 10,
+            visibility_timeout_seconds: 30,
+        }
+    }
+}
+
+impl SqsSettings {
+    /// The queue to consume: `consumer_queue_url` when set, otherwise
+    /// `${status_queue_address}-${queue_suffix}` (just the address when the suffix is empty);
+    /// `None` when no queue is configured.
+    pub fn consumer_queue_url(&self) -> Option<String> {
+        if let Some(url) = non_empty(&self.consumer_queue_url) {
+            return Some(url.to_string());
+        }
+        let base = non_empty(&self.status_queue_address)?.trim_end_matches('/');
+        let suffix = self.queue_suffix.trim();
+        Some(if suffix.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}-{suffix}")
+        })
+    }
+
+    /// Checks every value; the error names the key (`queue.<field>`) and the value.
+    pub fn validate(&self) -> Result<(), QueueError> {
+        let invalid = |key: &'static str, value: &dyn std::fmt::Debug, reason: &str| {
+            Err(QueueError::InvalidSetting {
+                key,
+                value: format!("{value:?}"),
+                reason: reason.to_string(),
+            })
+        };
+        for (key, value) in [
+            ("status_queue_address", &self.status_queue_address),
+            ("consumer_queue_url", &self.consumer_queue_url),
+            ("endpoint_url", &self.endpoint_url),
+        ] {
+            if let Some(url) = non_empty(value)
+                && !(url.starts_with("https://") || url.starts_with("http://"))
+            {
+                return invalid(key, &url, "must be an http:// or https:// URL");
+            }
+        }
+        if self.wait_time_seconds > SQS_MAX_WAIT_SECONDS {
+            return invalid(
+                "wait_time_seconds",
+                &self.wait_time_seconds,
+                "must be 0 to 20 (the SQS long-poll limit)",
+            );
+        }
+        if !(1..=SQS_MAX_BATCH).contains(&self.max_messages) {
+            return invalid(
+                "max_messages",
+                &self.max_messages,
+                "must be 1 to 10 (the SQS batch limit)",
+            );
+        }
+        if self.max_in_flight == 0 {
+            return invalid("max_in_flight", &self.max_in_flight, "must be at least 1");
+        }
+        if !(1..=SQS_MAX_VISIBILITY_SECONDS).contains(&self.visibility_timeout_seconds) {
+            return invalid(
+                "visibility_timeout_seconds",
+                &self.visibility_timeout_seconds,
+                "must be 1 to 43200 (12 h, the SQS limit)",
+            );
+        }
+        Ok(())
+    }
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Why the queue cannot be consumed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// A setting is out of range.
+    #[error("queue.{key} = {value}: {reason}")]
+    InvalidSetting {
+        /// The field of `[queue]`.
+        key: &'static str,
+        /// The value found.
+        value: String,
+        /// What it must be.
+        reason: String,
+    },
+    /// Neither an address nor a full queue URL is configured.
+    #[error(
+        "no status queue configured: set queue.status_queue_address (STATUS_QUEUE_ADDRESS) or queue.consumer_queue_url"
+    )]
+    NotConfigured,
+    /// The queue does not exist.
+    #[error(
+        "status queue {url} does not exist: create the SQS queue `{name}` (Megazord sends this service's events to <status queue address>-<queue suffix>), or set queue.consumer_queue_url to an existing queue"
+    )]
+    QueueMissing {
+        /// The URL asked for.
+        url: String,
+        /// The queue name to create: the last segment of the URL.
+        name: String,
+    },
+    /// SQS could not be reached or refused the call.
+    #[error("status queue {url}: {operation} failed: {message}")]
+    Sqs {
+        /// The URL of the queue.
+        url: String,
+        /// The SQS action.
+        operation: &'static str,
+        /// The error with its causes.
+        message: String,
+    },
+}
+
+/// One message as the handler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The body, unparsed (see [`crate::queue::parse_status_message`]).
+    pub body: String,
+    /// The SQS message id: stable across redeliveries.
+    pub message_id: String,
+    /// How many times SQS has handed this message out, this time included (1 on first delivery).
+    pub receive_count: u32,
+    /// The `callRef` message attribute, when the sender set one.
+    pub call_ref: Option<String>,
+}
+
+impl ReceivedMessage {
+    fn from_sqs(message: &Message) -> Self {
+        let receive_count = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(1);
+        let call_ref = message
+            .message_attributes()
+            .and_then(|a| a.get(CALL_REF_ATTRIBUTE))
+            .and_then(|value| value.string_value())
+            .map(str::to_string);
+        ReceivedMessage {
+            body: message.body().unwrap_or_default().to_string(),
+            message_id: message.message_id().unwrap_or_default().to_string(),
+            receive_count,
+            call_ref,
+        }
+    }
+}
+
+/// What became of a message once its handler returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Handled and durably recorded (or irrelevant): delete it.
+    Done,
+    /// Not handled for a passing reason: leave it for redelivery after a short backoff.
+    Retry,
+    /// Unusable; the handler has durably stored it as a dead letter: delete it.
+    DeadLetter {
+        /// Why it is unusable (logged).
+        reason: String,
+    },
+}
+
+impl Disposition {
+    /// The `outcome` label of `queue_messages_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Disposition::Done => "done",
+            Disposition::Retry => "retry",
+            Disposition::DeadLetter { .. } => "dead_letter",
+        }
+    }
+}
+
+/// What is done with each message.
+///
+/// Implementations may be written as `async fn handle(&self, message: ReceivedMessage) ->
+/// Disposition`, as long as the future is `Send`. The same message can arrive more than once
+/// (also concurrently, from another instance), so handling must be idempotent.
+pub trait MessageHandler: Send + Sync + 'static {
+    /// Handles one message; the consumer deletes it, or not, according to the answer.
+    fn handle(&self, message: ReceivedMessage) -> impl Future<Output = Disposition> + Send;
+}
+
+/// A connected consumer of one queue. Cloning is cheap and shares the client (for a readiness
+/// probe next to [`SqsConsumer::run`]).
+#[derive(Debug, Clone)]
+pub struct SqsConsumer {
+    client: Client,
+    queue_url: String,
+    settings: SqsSettings,
+}
+
+impl SqsConsumer {
+    /// Builds a client from the settings (endpoint and region when given, otherwise the AWS
+    /// environment; credentials from the usual AWS chain) and checks that the queue exists.
+    pub async fn connect(settings: &SqsSettings) -> Result<SqsConsumer, QueueError> {
+        settings.validate()?;
+        let client = client_from_environment(settings).await;
+        Self::with_client(client, settings).await
+    }
+
+    /// Like [`SqsConsumer::connect`], with a client built by the caller (own credentials, say).
+    pub async fn with_client(
+        client: Client,
+        settings: &SqsSettings,
+    ) -> Result<SqsConsumer, QueueError> {
+        settings.validate()?;
+        let queue_url = settings
+            .consumer_queue_url()
+            .ok_or(QueueError::NotConfigured)?;
+        let consumer = SqsConsumer {
+            client,
+            queue_url,
+            settings: settings.clone(),
+        };
+        consumer.check_queue().await?;
+        Ok(consumer)
+    }
+
+    /// The URL of the consumed queue.
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// Whether the queue exists and answers (GetQueueAttributes).
+    pub async fn check_queue(&self) -> Result<(), QueueError> {
+        let call = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send();
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => {
+                let missing = error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_queue_does_not_exist())
+                    || matches!(
+                        error.code(),
+                        Some("AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist")
+                    );
+                if missing {
+                    let name = self
+                        .queue_url
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    Err(QueueError::QueueMissing {
+                        url: self.queue_url.clone(),
+                        name,
+                    })
+                } else {
+                    Err(self.sqs_error("GetQueueAttributes", &error))
+                }
+            }
+            Err(_) => Err(QueueError::Sqs {
+                url: self.queue_url.clone(),
+                operation: "GetQueueAttributes",
+                message: format!("no answer within {} s", CALL_TIMEOUT.as_secs()),
+            }),
+        }
+    }
+
+    /// Consumes the queue until `shutdown` is cancelled, then stops receiving, waits for the
+    /// messages in flight to be handled and settled, and returns.
+    ///
+    /// Errors never end the loop: a failed receive is logged, counted and tried again with
+    /// exponential backoff; a failed delete leaves the message to come back.
+    pub async fn run<H: MessageHandler>(self, handler: Arc<H>, shutdown: CancellationToken) {
+        let consumer = Arc::new(self);
+        let slots = Arc::new(Semaphore::new(consumer.settings.max_in_flight));
+        let mut in_flight = JoinSet::new();
+        let mut backoff = receive_backoff();
+        tracing::info!(queueUrl = %consumer.queue_url, "consuming the status queue");
+        loop {
+            while let Some(finished) = in_flight.try_join_next() {
+                log_task_failure(finished);
+            }
+            // Receive only as many messages as can be handled at once: a message's visibility
+            // timeout runs from the moment it is received, so none may wait for a free slot.
+            let first = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            };
+            let mut batch = vec![first];
+            while batch.len() < consumer.settings.max_messages as usize {
+                match slots.clone().try_acquire_owned() {
+                    Ok(slot) => batch.push(slot),
+                    Err(_) => break,
+                }
+            }
+            let started = Instant::now();
+            // Abandoning a long poll on shutdown may abandon messages SQS was returning; they
+            // come back after the visibility timeout.
+            let received = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                received = consumer.receive(batch.len()) => received,
+            };
+            metrics::histogram!("queue_receive_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            match received {
+                Ok(messages) => {
+                    backoff = receive_backoff();
+                    for message in messages {
+                        let slot = match batch.pop() {
+                            Some(slot) => slot,
+                            // SQS never returns more than asked for; should it, wait for room.
+                            None => slots
+                                .clone()
+                                .acquire_owned()
+                                .await
+                                .expect("the semaphore is never closed"),
+                        };
+                        in_flight.spawn(Arc::clone(&consumer).process(
+                            Arc::clone(&handler),
+                            message,
+                            slot,
+                        ));
+                    }
+                }
+                Err(error) => {
+                    drop(batch);
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                    metrics::counter!("queue_errors_total", "operation" => "receive").increment(1);
+                    tracing::warn!(
+                        queueUrl = %consumer.queue_url,
+                        error = %error,
+                        retryInMs = delay.as_millis() as u64,
+                        "receiving from the status queue failed"
+                    );
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            inFlight = in_flight.len(),
+            "stopped receiving from the status queue; finishing the messages in flight"
+        );
+        while let Some(finished) = in_flight.join_next().await {
+            log_task_failure(finished);
+        }
+        tracing::info!("status queue consumer stopped");
+    }
+
+    async fn receive(&self, max: usize) -> Result<Vec<Message>, String> {
+        let call = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max as i32)
+            .wait_time_seconds(self.settings.wait_time_seconds as i32)
+            .visibility_timeout(self.settings.visibility_timeout_seconds as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names(CALL_REF_ATTRIBUTE)
+            .send();
+        let limit = Duration::from_secs(self.settings.wait_time_seconds.into()) + RECEIVE_GRACE;
+        match tokio::time::timeout(limit, call).await {
+            Ok(Ok(output)) => Ok(output.messages.unwrap_or_default()),
+            Ok(Err(error)) => Err(DisplayErrorContext(&error).to_string()),
+            Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
+        }
+    }
+
+    /// Handles one message while holding one of the `max_in_flight` slots, then settles it.
+    async fn process<H: MessageHandler>(
+        self: Arc<Self>,
+        handler: Arc<H>,
+        message: Message,
+        _slot: OwnedSemaphorePermit,
+    ) {
+        let received = ReceivedMessage::from_sqs(&message);
+        let span = tracing::info_span!(
+            "queue_message",
+            messageId = %received.message_id,
+            callRef = received.call_ref.as_deref().unwrap_or(""),
+            receiveCount = received.receive_count,
+        );
+        let Some(receipt) = message.receipt_handle else {
+            // Cannot happen with SQS; without a receipt the message can only come back.
+            metrics::counter!("queue_errors_total", "operation" => "receive").increment(1);
+            tracing::error!(parent: &span, "received a message without a receipt handle");
+            return;
+        };
+        async move {
+            let receive_count = received.receive_count;
+            // The handler runs in its own task so that a panic is caught here, with the
+            // message id at hand, rather than taking the visibility extension down with it.
+            let handling = AbortOnDropHandle::new(tokio::spawn(
+                async move { handler.handle(received).await }.in_current_span(),
+            ));
+            let disposition = tokio::select! {
+                disposition = handling => disposition,
+                never = self.keep_invisible(&receipt) => match never {},
+            };
+            let disposition = match disposition {
+                Ok(disposition) => disposition,
+                Err(error) => {
+                    metrics::counter!("queue_errors_total", "operation" => "handle").increment(1);
+                    tracing::error!(
+                        error = %error,
+                        "the message handler failed; the message comes back after the visibility timeout"
+                    );
+                    return;
+                }
+            };
+            metrics::counter!("queue_messages_total", "outcome" => disposition.outcome())
+                .increment(1);
+            match disposition {
+                Disposition::Done => {
+                    tracing::debug!("message handled");
+                    self.delete(&receipt).await;
+                }
+                Disposition::DeadLetter { reason } => {
+                    tracing::warn!(reason = %reason, "message stored as a dead letter");
+                    self.delete(&receipt).await;
+                }
+                Disposition::Retry => {
+                    let delay = self.redelivery_delay(receive_count);
+                    tracing::info!(retryInSeconds = delay, "message left for redelivery");
+                    if let Err(error) = self.change_visibility(&receipt, delay).await {
+                        // It still comes back, after the full visibility timeout.
+                        metrics::counter!("queue_errors_total", "operation" => "change_visibility")
+                            .increment(1);
+                        tracing::warn!(error = %error, "could not shorten the message's visibility");
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Extends the message's visibility every half visibility timeout; never returns, and is
+    /// dropped when the handler finishes.
+    async fn keep_invisible(&self, receipt: &str) -> Infallible {
+        let timeout = self.settings.visibility_timeout_seconds;
+        let period = Duration::from_millis(u64::from(timeout) * 500);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match self.change_visibility(receipt, timeout).await {
+                Ok(()) => tracing::debug!(visibilitySeconds = timeout, "visibility extended"),
+                Err(error) => {
+                    metrics::counter!("queue_errors_total", "operation" => "change_visibility")
+                        .increment(1);
+                    tracing::warn!(
+                        error = %error,
+                        "could not extend the message's visibility; another consumer may receive it"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Deletes a settled message, trying a few times; if that fails the message comes back and
+    /// is handled again, which handlers tolerate.
+    async fn delete(&self, receipt: &str) {
+        let attempt = || async {
+            let call = self
+                .client
+                .delete_message()
+                .queue_url(&self.queue_url)
+                .receipt_handle(receipt)
+                .send();
+            match tokio::time::timeout(CALL_TIMEOUT, call).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(error)) => Err(DisplayErrorContext(&error).to_string()),
+                Err(_) => Err(format!("no answer within {} s", CALL_TIMEOUT.as_secs())),
+            }
+        };
+        let result = attempt
+            .retry(settle_backoff())
+            .notify(|error, delay| {
+                tracing::warn!(error = %error, retryInMs = delay.as_millis() as u64, "deleting the message failed");
+            })
+            .await;
+        if let Err(error) = result {
+            metrics::counter!("queue_errors_total", "operation" => "delete").increment(1);
+            tracing::error!(
+                error = %error,
+                "could not delete the settled message; it will be delivered again"
+            );
+        }
+    }
+
+    async fn change_visibility(&self, receipt: &str, seconds: u32) -> Result<(), String> {
+        let call = self
+            .client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(seconds as i32)
+            .send();
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(DisplayErrorContext(&error).to_string()),
+            Err(_) => Err(format!("no answer within {} s", CALL_TIMEOUT.as_secs())),
+        }
+    }
+
+    /// 1 s after the first delivery, doubling with every further one, never more than the
+    /// visibility timeout the message would have had anyway.
+    fn redelivery_delay(&self, receive_count: u32) -> u32 {
+        let doublings = receive_count.saturating_sub(1).min(16);
+        (1u32 << doublings).min(self.settings.visibility_timeout_seconds)
+    }
+
+    fn sqs_error<E>(&self, operation: &'static str, error: &SdkError<E>) -> QueueError
+    where
+        E: std::error::Error + 'static,
+    {
+        QueueError::Sqs {
+            url: self.queue_url.clone(),
+            operation,
+            message: DisplayErrorContext(error).to_string(),
+        }
+    }
+}
+
+/// An SQS client configured from the settings and the AWS environment, with the behaviour
+/// version pinned so that an SDK upgrade does not change retries or timeouts unnoticed.
+pub async fn client_from_environment(settings: &SqsSettings) -> Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::v2026_01_12());
+    if let Some(region) = non_empty(&settings.region) {
+        loader = loader.region(Region::new(region.to_string()));
+    }
+    if let Some(endpoint) = non_empty(&settings.endpoint_url) {
+        loader = loader.endpoint_url(endpoint);
+    }
+    Client::new(&loader.load().await)
+}
+
+/// Between failed receives: 200 ms doubling to 30 s, with jitter so that instances restarted
+/// together do not poll in step; never gives up.
+fn receive_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Between attempts to delete a settled message: three more tries within about a second.
+fn settle_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(1))
+        .with_jitter()
+        .with_max_times(3)
+}
+
+fn log_task_failure(finished: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = finished {
+        metrics::counter!("queue_errors_total", "operation" => "handle").increment(1);
+        tracing::error!(error = %error, "a status queue message task failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_consumer_url_is_the_address_with_the_suffix_unless_overridden() {
+        let mut settings = SqsSettings {
+            status_queue_address: Some("http://localhost:4566/000000000000/status-queue/".into()),
+            ..SqsSettings::default()
+        };
+        assert_eq!(
+            settings.consumer_queue_url().as_deref(),
+            Some("http://localhost:4566/000000000000/status-queue-azi-3-status-jobs")
+        );
+        settings.queue_suffix = String::new();
+        assert_eq!(
+            settings.consumer_queue_url().as_deref(),
+            Some("http://localhost:4566/000000000000/status-queue")
+        );
+        settings.consumer_queue_url = Some("https://sqs.example/1/other".into());
+        assert_eq!(
+            settings.consumer_queue_url().as_deref(),
+            Some("https://sqs.example/1/other")
+        );
+        assert_eq!(SqsSettings::default().consumer_queue_url(), None);
+    }
+
+    #[test]
+    fn invalid_settings_name_the_key_and_the_value() {
+        let settings = SqsSettings {
+            max_messages: 11,
+            ..SqsSettings::default()
+        };
+        assert_eq!(
+            settings.validate().unwrap_err().to_string(),
+            "queue.max_messages = 11: must be 1 to 10 (the SQS batch limit)"
+        );
+        let settings = SqsSettings {
+            status_queue_address: Some("sqs.eu-central-1.amazonaws.com/1/status-queue".into()),
+            ..SqsSettings::default()
+        };
+        assert_eq!(
+            settings.validate().unwrap_err().to_string(),
+            "queue.status_queue_address = \"sqs.eu-central-1.amazonaws.com/1/status-queue\": must be an http:// or https:// URL"
+        );
+        assert_eq!(SqsSettings::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn settings_left_out_keep_their_defaults() {
+        let settings: SqsSettings = serde_json::from_str(r#"{"max_in_flight": 4}"#).unwrap();
+        assert_eq!(settings.max_in_flight, 4);
+        assert_eq!(settings.queue_suffix, DEFAULT_QUEUE_SUFFIX);
+        assert_eq!(settings.wait_time_seconds, 20);
+    }
+}
