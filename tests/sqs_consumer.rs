@@ -522,9 +522,10 @@ async fn an_unreachable_server_is_an_error_naming_the_queue() {
         QueueError::Sqs {
             url: named,
             operation,
-            ..
+            message,
         } => {
             assert_eq!((named.as_str(), *operation), (url, "GetQueueAttributes"));
+            assert!(message.contains("onnect"), "the cause is named: {message}");
         }
         other => panic!("expected an SQS error, got {other:?}"),
     }

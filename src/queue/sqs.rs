@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::{BehaviorVersion, Region};
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use serde::{Deserialize, Serialize};
@@ -467,7 +467,7 @@ impl SqsConsumer {
         let limit = Duration::from_secs(self.settings.wait_time_seconds.into()) + RECEIVE_GRACE;
         match tokio::time::timeout(limit, call).await {
             Ok(Ok(output)) => Ok(output.messages.unwrap_or_default()),
-            Ok(Err(error)) => Err(DisplayErrorContext(&error).to_string()),
+            Ok(Err(error)) => Err(describe(&error)),
             Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
         }
     }
@@ -576,7 +576,7 @@ impl SqsConsumer {
                 .send();
             match tokio::time::timeout(CALL_TIMEOUT, call).await {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(error)) => Err(DisplayErrorContext(&error).to_string()),
+                Ok(Err(error)) => Err(describe(&error)),
                 Err(_) => Err(format!("no answer within {} s", CALL_TIMEOUT.as_secs())),
             }
         };
@@ -605,7 +605,7 @@ impl SqsConsumer {
             .send();
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(DisplayErrorContext(&error).to_string()),
+            Ok(Err(error)) => Err(describe(&error)),
             Err(_) => Err(format!("no answer within {} s", CALL_TIMEOUT.as_secs())),
         }
     }
@@ -619,12 +619,12 @@ impl SqsConsumer {
 
     fn sqs_error<E>(&self, operation: &'static str, error: &SdkError<E>) -> QueueError
     where
-        E: std::error::Error + 'static,
+        E: std::error::Error + ProvideErrorMetadata + 'static,
     {
         QueueError::Sqs {
             url: self.queue_url.clone(),
             operation,
-            message: DisplayErrorContext(error).to_string(),
+            message: describe(error),
         }
     }
 }
@@ -660,6 +660,29 @@ fn settle_backoff() -> ExponentialBuilder {
         .with_max_delay(Duration::from_secs(1))
         .with_jitter()
         .with_max_times(3)
+}
+
+/// An SDK error in one line: the service's code and message, or the chain of causes of a
+/// failure to get an answer at all (the SDK's own rendering adds a debug dump of the response).
+fn describe<E>(error: &SdkError<E>) -> String
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    if let Some(service) = error.as_service_error() {
+        return format!(
+            "{}: {}",
+            service.code().unwrap_or("unknown error"),
+            service.message().unwrap_or("no message")
+        );
+    }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 fn log_task_failure(finished: Result<(), tokio::task::JoinError>) {
