@@ -25,9 +25,13 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use jiff::Timestamp;
+
 use crate::domain::{
     DEFAULT_ALARM_EVENT, DEFAULT_WATCHED_EVENT, Gap, PartialFinalWindow, RobotId, Rule, RuleInput,
 };
+use crate::megazord::MegazordSettings;
+use crate::queue::SqsSettings;
 
 /// The database URL used when none is configured: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://azi3-status-jobs.db?mode=rwc";
@@ -46,7 +50,105 @@ pub struct Config {
     pub status_check: StatusCheckConfig,
     /// `[[rules]]`: applied at start (created or updated; rules not listed are left alone).
     pub rules: Vec<RuleConfig>,
+    /// `[http]`: where the HTTP interface listens.
+    pub http: HttpConfig,
+    /// `[service]`: how the live service behaves.
+    pub service: ServiceConfig,
+    /// `[clock]`: a simulated clock for demos and tests.
+    pub clock: ClockConfig,
+    /// `[megazord]`: the Megazord event service; absent in the embedded default. Its
+    /// `base_url` also comes from `MEGAZORD_EVENTS_ADDRESS`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub megazord: Option<MegazordSettings>,
+    /// `[queue]`: the SQS status queue; absent in the embedded default. Its
+    /// `status_queue_address` also comes from `STATUS_QUEUE_ADDRESS`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<SqsSettings>,
 }
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// The IP address to listen on; anything but loopback needs `token`.
+    pub host: String,
+    /// The port (0 picks a free one).
+    pub port: u16,
+    /// The bearer token `/v1` and `/internal` require; none means no check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            host: "127.0.0.1".to_string(),
+            port: 8080,
+            token: None,
+        }
+    }
+}
+
+/// `[service]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceConfig {
+    /// This instance's name in poller locks (`azi-3-status-jobs:<instance_id>`); by default
+    /// the host name and process id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Seconds after a deadline before its window is closed (spec §6).
+    pub grace_seconds: u32,
+    /// Without Megazord: a URL that receives every alarm as JSON (besides the log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alarm_webhook: Option<String>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            instance_id: None,
+            grace_seconds: 30,
+            alarm_webhook: None,
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// The configured instance id, or `<host name>-<process id>`.
+    pub fn instance_id(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_string());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}
+
+/// `[clock]`: run service time from `start` at `speed`× (both or neither).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClockConfig {
+    /// The simulated instant the service starts at; none means the system clock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<Timestamp>,
+    /// Service seconds per wall-clock second.
+    pub speed: f64,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        ClockConfig {
+            start: None,
+            speed: 1.0,
+        }
+    }
+}
+
+impl Eq for ClockConfig {}
 
 /// `[database]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +249,16 @@ impl Config {
         Self::from_figment(
             Figment::from(Serialized::defaults(Config::default()))
                 .merge(Toml::file(file))
+                .merge(
+                    Env::raw()
+                        .only(&["MEGAZORD_EVENTS_ADDRESS"])
+                        .map(|_| "megazord.base_url".into()),
+                )
+                .merge(
+                    Env::raw()
+                        .only(&["STATUS_QUEUE_ADDRESS"])
+                        .map(|_| "queue.status_queue_address".into()),
+                )
                 .merge(Env::prefixed(ENV_PREFIX).split("__")),
         )
     }
@@ -181,6 +293,20 @@ impl Config {
             )));
         }
         self.rules()?;
+        if !(self.clock.speed.is_finite() && self.clock.speed > 0.0) {
+            return Err(ConfigError(format!(
+                "clock.speed = {}: must be a positive number",
+                self.clock.speed
+            )));
+        }
+        if let Some(megazord) = &self.megazord {
+            megazord
+                .validate()
+                .map_err(|e| ConfigError(format!("megazord.{e}")))?;
+        }
+        if let Some(queue) = &self.queue {
+            queue.validate().map_err(|e| ConfigError(e.to_string()))?;
+        }
         Ok(())
     }
 }

@@ -6,12 +6,22 @@
 //! - [`store`]: the durable state in MySQL/MariaDB or SQLite.
 //! - [`config`]: the configuration file and environment.
 //! - [`megazord`]: the Megazord event service client.
+//! - [`runtime`]: the live service's tasks (scheduler, closer, dispatcher, janitor, intake).
+//! - [`http`]: ingest, operations endpoints and the sessions view.
+//! - [`clock`]: service time, real or simulated.
+//! - [`startup`]: `serve`, wiring everything from the configuration.
+//! - [`telemetry`]: logs and metrics.
 //! - [`cli`]: the command line.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod http;
 pub mod megazord;
 pub mod queue;
 pub mod replay;
+pub mod runtime;
+pub mod startup;
 pub mod store;
+pub mod telemetry;

@@ -2,6 +2,7 @@
 
 mod admin;
 mod replay;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the live service (embedded default without a configuration file).
+    Serve(serve::ServeArgs),
     /// Evaluate one rule over a file of historical events and report the alarms it would raise.
     Replay(replay::ReplayArgs),
     /// Create or update the database tables (--dry-run prints the SQL).
@@ -32,6 +35,7 @@ enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Migrate(args) => admin::migrate(args),
         Command::SeedTemplate(args) => admin::seed_template(args),

@@ -13,6 +13,7 @@
 
 mod error;
 mod fault;
+mod lookups;
 mod migrate;
 mod mysql;
 mod outbox;
@@ -39,6 +40,7 @@ use sqlx::sqlite::SqlitePool;
 
 pub use error::StoreError;
 pub use fault::FaultPlan;
+pub use lookups::{LOCAL_EVENT_ID_BASE, LeftoverSubscription, SessionKey};
 pub use migrate::{MigrationSet, PendingMigration, SERVICE_TABLE, SHARED_TABLE};
 pub use seed::{DESCRIPTION_NAME, MYSQL_SEED, SQLITE_SEED, TEMPLATE_VERSION, Template};
 pub use service_data::DeadLetter;

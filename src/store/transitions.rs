@@ -243,7 +243,8 @@ pub async fn end_session(
     Ok(EndOutcome::Ended)
 }
 
-/// Stores the subscription of a session and writes its `SUBSCRIBED` record.
+/// Stores the subscription of a session and writes its `SUBSCRIBED` record; false (and
+/// nothing written) when the session has one already or does not exist.
 pub async fn record_subscribed(
     tx: &mut Tx,
     status_check_id: u64,
@@ -253,10 +254,34 @@ pub async fn record_subscribed(
     let Some(mut row) = lock_session(tx, status_check_id).await? else {
         return Ok(false);
     };
+    // Another instance may have subscribed the session first: one subscription per session.
+    let existing = tx
+        .fetch_optional(
+            "SELECT subscription_id FROM status_check WHERE id = ?",
+            &[status_check_id.into()],
+        )
+        .await?;
+    if existing.is_some_and(|r| r.opt_int(0).ok().flatten().is_some()) {
+        return Ok(false);
+    }
     let before = row.clone();
     tx.execute(
         "UPDATE status_check SET subscription_id = ?, updated_at = CURRENT_TIMESTAMP WHERE id = ?",
         &[subscription_id.into(), status_check_id.into()],
+    )
+    .await?;
+    tx.execute(
+        &format!(
+            "{} INTO status_job_subscription (subscription_id, status_check_id, robot_id, created_at_ms) \
+             VALUES (?, ?, ?, ?)",
+            tx.dialect().insert_ignore()
+        ),
+        &[
+            subscription_id.into(),
+            status_check_id.into(),
+            row.state.session.robot_id.into(),
+            super::session_row::ts_to_ms(at).into(),
+        ],
     )
     .await?;
     tx.checkpoint().await?;

@@ -1,0 +1,73 @@
+//! The HTTP interface: event ingest, operations endpoints and the sessions view.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /health` | the process is alive |
+//! | `GET /ready` | the database (and the queue, when configured) answer |
+//! | `GET /metrics` | Prometheus text |
+//! | `POST /internal/v1/status-jobs/robots/{robotId}/events` | take in one watched event |
+//! | `POST /internal/v1/status-jobs/messages` | take in one status-queue message body |
+//! | `GET /v1/robots/{robotId}/sessions?from=…&to=…` | sessions as `replay --output json` shows them, plus status and records |
+//!
+//! Everything under `/v1` and `/internal` needs `Authorization: Bearer <token>` when a token is
+//! configured.
+
+mod auth;
+mod error;
+mod ingest;
+mod ops;
+mod sessions;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::runtime::Context;
+
+pub use error::ApiError;
+
+/// A check `/ready` runs besides the database: a name and an async probe.
+pub type ReadinessProbe = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// What the routes share.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The runtime.
+    pub ctx: Context,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// The bearer token `/v1` and `/internal` require, if any.
+    pub token: Option<Arc<str>>,
+    /// Extra readiness checks (the queue).
+    pub probes: Vec<(&'static str, ReadinessProbe)>,
+}
+
+/// The whole router.
+pub fn router(state: HttpState) -> Router {
+    let protected = Router::new()
+        .route(
+            "/internal/v1/status-jobs/robots/{robot_id}/events",
+            post(ingest::event),
+        )
+        .route("/internal/v1/status-jobs/messages", post(ingest::message))
+        .route("/v1/robots/{robot_id}/sessions", get(sessions::list))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .merge(protected)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,138 @@
+//! What every runtime task shares: the store, the clock, the clients and the wake-up signals.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::megazord::MegazordClient;
+use crate::store::{StatusCheckRefs, Store};
+
+/// Shared by the scheduler, the closer, the dispatcher, the janitor, the queue consumer and the
+/// HTTP routes. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    clock: Clock,
+    settings: RuntimeSettings,
+    megazord: Option<MegazordClient>,
+    alarm_poster: Option<MegazordClient>,
+    closer: Notify,
+    dispatcher: Notify,
+    scheduler: Notify,
+}
+
+/// How the runtime behaves; filled from the config file.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// This instance's owner id (`azi-3-status-jobs:<instance>`), held in poller `lock_id`s.
+    pub owner: String,
+    /// How long after a deadline a window is closed (spec §6).
+    pub grace: SignedDuration,
+    /// The script columns and template of `status_check` rows.
+    pub refs: StatusCheckRefs,
+    /// The queue suffix subscriptions ask Megazord to send to.
+    pub queue_suffix: Option<String>,
+    /// Where alarms go when there is no Megazord: a webhook that gets the alarm as JSON.
+    pub alarm_webhook: Option<String>,
+    /// How long a claimed alarm stays with its claimer before another may post it.
+    pub alarm_lease: SignedDuration,
+    /// Running sessions whose end lies this far in the past are ended as `FAILED`.
+    pub abandoned_after: SignedDuration,
+}
+
+impl Context {
+    /// A context over `store`, `clock` and, when configured, Megazord.
+    pub fn new(
+        store: Store,
+        clock: Clock,
+        settings: RuntimeSettings,
+        megazord: Option<MegazordClient>,
+    ) -> Self {
+        // An alarm post is never retried inside one call: when an answer is lost the alarm may
+        // be stored all the same, so the next attempt must first look it up (the dispatcher
+        // does, on the next claim).
+        let alarm_poster = megazord.as_ref().and_then(|client| {
+            let mut settings = client.settings().clone();
+            settings.max_attempts = 1;
+            MegazordClient::new(settings).ok()
+        });
+        Context {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                settings,
+                megazord,
+                alarm_poster,
+                closer: Notify::new(),
+                dispatcher: Notify::new(),
+                scheduler: Notify::new(),
+            }),
+        }
+    }
+
+    /// The durable store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Service time.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// The current service time.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// The runtime settings.
+    pub fn settings(&self) -> &RuntimeSettings {
+        &self.inner.settings
+    }
+
+    /// Megazord, when the service talks to it (not in the embedded default).
+    pub fn megazord(&self) -> Option<&MegazordClient> {
+        self.inner.megazord.as_ref()
+    }
+
+    /// The Megazord client alarms are posted with: one request per call, no retry.
+    pub fn alarm_poster(&self) -> Option<&MegazordClient> {
+        self.inner.alarm_poster.as_ref()
+    }
+
+    /// Tells the closer that a deadline may have changed.
+    pub fn wake_closer(&self) {
+        self.inner.closer.notify_one();
+    }
+
+    /// Waits for [`Context::wake_closer`].
+    pub async fn closer_woken(&self) {
+        self.inner.closer.notified().await;
+    }
+
+    /// Tells the dispatcher that an alarm is waiting.
+    pub fn wake_dispatcher(&self) {
+        self.inner.dispatcher.notify_one();
+    }
+
+    /// Waits for [`Context::wake_dispatcher`].
+    pub async fn dispatcher_woken(&self) {
+        self.inner.dispatcher.notified().await;
+    }
+
+    /// Tells the scheduler that rules may have changed.
+    pub fn wake_scheduler(&self) {
+        self.inner.scheduler.notify_one();
+    }
+
+    /// Waits for [`Context::wake_scheduler`].
+    pub async fn scheduler_woken(&self) {
+        self.inner.scheduler.notified().await;
+    }
+}

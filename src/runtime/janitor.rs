@@ -1,0 +1,81 @@
+//! Housekeeping: keep this instance's poller locks fresh (so a foreign teardown job never takes
+//! them, contracts §6 item 10), delete Megazord subscriptions of ended sessions (404 counts as
+//! gone), and end sessions abandoned for a day as `FAILED`.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::context::Context;
+use crate::domain::SessionResult;
+use crate::megazord::{CallRef, Deletion};
+use crate::telemetry::names;
+
+/// How often the janitor runs (wall-clock time).
+const EVERY: Duration = Duration::from_secs(60);
+
+/// Runs until `shutdown`.
+pub async fn run(ctx: Context, shutdown: CancellationToken) {
+    loop {
+        if let Err(e) = pass(&ctx).await {
+            tracing::warn!(error = %e, "housekeeping failed; trying again");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(EVERY) => {}
+            () = ctx.scheduler_woken() => {}
+        }
+    }
+}
+
+/// One round of housekeeping.
+pub async fn pass(ctx: &Context) -> Result<(), String> {
+    let store = ctx.store();
+    let now = ctx.now();
+    store
+        .refresh_poller_locks(&ctx.settings().owner)
+        .await
+        .map_err(|e| e.to_string())?;
+    let running = store.running_sessions().await.map_err(|e| e.to_string())?;
+    metrics::gauge!(names::ACTIVE_SESSIONS).set(running.len() as f64);
+    let abandoned_before = now
+        .checked_sub(ctx.settings().abandoned_after)
+        .unwrap_or(now);
+    for session in running.iter().filter(|s| s.end < abandoned_before) {
+        tracing::warn!(statusCheckId = session.status_check_id, robotId = session.robot_id,
+            end = %session.end, "session abandoned for a day: ended as FAILED");
+        store
+            .end_session(session.status_check_id, SessionResult::Failed, now)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let Some(megazord) = ctx.megazord() else {
+        return Ok(());
+    };
+    for leftover in store
+        .ended_subscriptions(100)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        let call_ref = CallRef::new();
+        match megazord
+            .delete_subscription(leftover.robot_id, leftover.subscription_id, &call_ref)
+            .await
+        {
+            Ok(deletion) => {
+                tracing::info!(statusCheckId = leftover.status_check_id,
+                    subscriptionId = leftover.subscription_id, gone = matches!(deletion, Deletion::AlreadyGone),
+                    callRef = %call_ref, "subscription deleted");
+                store
+                    .forget_subscription(leftover.status_check_id, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Err(e) => {
+                tracing::warn!(subscriptionId = leftover.subscription_id, error = %e,
+                    "subscription not deleted yet");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Taking in one status-queue message (from SQS or `POST /internal/v1/status-jobs/messages`):
+//! read it tolerantly, find its session by subscription, and take its event in. A message that
+//! cannot be used is kept as a dead letter with its raw body and the reason.
+
+use super::context::Context;
+use super::intake::{IntakeOutcome, WatchedEvent};
+use crate::megazord::{CallRef, OutgoingLink};
+use crate::queue::{MessageError, SourceEvent, parse_status_message};
+use crate::store::StoreError;
+use crate::telemetry::names;
+
+/// Why a message was not used; it has been stored as a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The body cannot be read; the error names the field and the value.
+    #[error("{0}")]
+    Unreadable(MessageError),
+    /// The subscription is not one of this service's.
+    #[error("payload.subscriptionId: {0}: not a subscription of this service")]
+    UnknownSubscription(u64),
+    /// The event cannot be found (no `sourceEvent`, and its link could not be read).
+    #[error("payload.sourceEvent: {0}")]
+    NoEvent(String),
+}
+
+impl Rejection {
+    /// The field at fault, the value found and the reason, for an API answer.
+    pub fn parts(&self) -> (String, String, String) {
+        match self {
+            Rejection::Unreadable(e) => (e.field.clone(), e.value.clone(), e.reason.clone()),
+            Rejection::UnknownSubscription(id) => (
+                "payload.subscriptionId".into(),
+                id.to_string(),
+                "not a subscription of this service".into(),
+            ),
+            Rejection::NoEvent(reason) => {
+                ("payload.sourceEvent".into(), "null".into(), reason.clone())
+            }
+        }
+    }
+}
+
+/// Why a message could not be handled now; it must be delivered again.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Megazord could not be asked for the message's event.
+    #[error("megazord: {0}")]
+    Megazord(String),
+}
+
+/// What became of a message.
+#[derive(Debug)]
+pub enum MessageOutcome {
+    /// Taken in.
+    Taken(IntakeOutcome),
+    /// Kept as a dead letter.
+    Rejected(Rejection),
+}
+
+impl Context {
+    /// Takes in one queue message body; `Err` only when the database failed (the message
+    /// must then be retried, not acknowledged).
+    pub async fn take_message(
+        &self,
+        body: &str,
+        call_ref: Option<&str>,
+    ) -> Result<MessageOutcome, TakeError> {
+        match self.read_message(body, call_ref).await? {
+            Ok(event) => Ok(MessageOutcome::Taken(self.take_event(event).await?)),
+            Err(rejection) => {
+                let reason = rejection.to_string();
+                tracing::warn!(reason = %reason, "queue message kept as a dead letter");
+                metrics::counter!(names::DEAD_LETTERS, "reason" => reason_label(&rejection))
+                    .increment(1);
+                self.store()
+                    .record_dead_letter(body, &reason, self.now())
+                    .await?;
+                Ok(MessageOutcome::Rejected(rejection))
+            }
+        }
+    }
+
+    async fn read_message(
+        &self,
+        body: &str,
+        call_ref: Option<&str>,
+    ) -> Result<Result<WatchedEvent, Rejection>, TakeError> {
+        let message = match parse_status_message(body) {
+            Ok(message) => message,
+            Err(e) => return Ok(Err(Rejection::Unreadable(e))),
+        };
+        let session = match message.subscription_id {
+            Some(id) => match self.store().session_by_subscription(id).await? {
+                Some(session) => Some(session),
+                None => return Ok(Err(Rejection::UnknownSubscription(id))),
+            },
+            None => None,
+        };
+        let source = match message.source_event {
+            Some(source) => source,
+            None => match self
+                .fetch_source_event(message.link.as_deref(), call_ref)
+                .await?
+            {
+                Ok(source) => source,
+                Err(reason) => return Ok(Err(Rejection::NoEvent(reason))),
+            },
+        };
+        let robot_id = session
+            .map(|s| s.robot_id)
+            .or(source.robot_id)
+            .or(message.to_robot_id);
+        let Some(robot_id) = robot_id else {
+            return Ok(Err(Rejection::NoEvent(
+                "no robot: neither a known subscription nor sourceEvent.robotId nor to.robotId"
+                    .to_string(),
+            )));
+        };
+        Ok(Ok(WatchedEvent {
+            robot_id,
+            incoming_event_id: source.id,
+            outgoing_event_id: message.outgoing_event_id,
+            event_name: source.event_name,
+            occurred_at: source.created_at,
+        }))
+    }
+
+    /// Reads the outgoing event behind a message's link (contracts §1.5); `Err` when Megazord
+    /// could not be asked (try again later), `Ok(Err)` when the event cannot be had.
+    async fn fetch_source_event(
+        &self,
+        link: Option<&str>,
+        call_ref: Option<&str>,
+    ) -> Result<Result<SourceEvent, String>, TakeError> {
+        let Some(link) = link else {
+            return Ok(Err("missing, and the message has no link".to_string()));
+        };
+        let Some(megazord) = self.megazord() else {
+            return Ok(Err(format!(
+                "missing, and there is no Megazord to read {link}"
+            )));
+        };
+        let parsed = match OutgoingLink::parse(link) {
+            Ok(parsed) => parsed,
+            Err(e) => return Ok(Err(format!("missing, and link.link is unusable: {e}"))),
+        };
+        let call_ref = CallRef::from_attribute(call_ref);
+        let outgoing = match megazord.outgoing(&parsed, &call_ref).await {
+            Ok(outgoing) => outgoing,
+            Err(e) if e.is_transient() => return Err(TakeError::Megazord(e.to_string())),
+            Err(e) => return Ok(Err(format!("missing, and reading {link} failed: {e}"))),
+        };
+        let Some(event) = outgoing.source_event else {
+            return Ok(Err(format!("missing at {link} too")));
+        };
+        Ok(Ok(SourceEvent {
+            id: event.id,
+            robot_id: event.robot_id,
+            event_name: event.event_name,
+            created_at: event.created_at,
+        }))
+    }
+}
+
+fn reason_label(rejection: &Rejection) -> &'static str {
+    match rejection {
+        Rejection::Unreadable(_) => "unreadable",
+        Rejection::UnknownSubscription(_) => "unknown_subscription",
+        Rejection::NoEvent(_) => "no_event",
+    }
+}

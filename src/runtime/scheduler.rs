@@ -1,0 +1,161 @@
+//! Starting sessions: at S of every enabled rule (or at boot for sessions whose S has passed),
+//! subscribing at Megazord and replaying the history since S, so that nothing that happened
+//! while the service was down is missed (spec §2, §6; contracts §6 item 18).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
+
+use super::context::Context;
+use super::intake::WatchedEvent;
+use crate::domain::Session;
+use crate::megazord::CallRef;
+use crate::store::{StoreError, StoredRule};
+
+/// How often rules are read again when nothing else wakes the scheduler (rules edited with
+/// the `rules` command take effect within this time).
+const RULES_REREAD: Duration = Duration::from_secs(10);
+
+/// Runs until `shutdown`: starts due sessions and prepares them (subscription, history).
+pub async fn run(ctx: Context, shutdown: CancellationToken) {
+    // Sessions this process has prepared; after a restart every running session is prepared
+    // again, which replays its history.
+    let mut prepared: HashSet<u64> = HashSet::new();
+    loop {
+        let next = match pass(&ctx, &mut prepared).await {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(error = %e, "scheduler pass failed; trying again");
+                None
+            }
+        };
+        let wait = next
+            .map(|t| ctx.clock().wait_until(t))
+            .unwrap_or(RULES_REREAD)
+            .min(RULES_REREAD);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+            () = ctx.scheduler_woken() => {}
+        }
+    }
+}
+
+/// One pass: starts and prepares every due session; returns the next session start.
+async fn pass(ctx: &Context, prepared: &mut HashSet<u64>) -> Result<Option<Timestamp>, StoreError> {
+    let now = ctx.now();
+    let mut next_start: Option<Timestamp> = None;
+    for stored in ctx.store().rules().await? {
+        if !stored.rule.enabled {
+            continue;
+        }
+        let rule = &stored.rule;
+        let today = rule.timezone.to_datetime(now).date();
+        // Yesterday's session may still run (it crosses midnight, or the service was down).
+        for date in [today.yesterday().ok(), Some(today), today.tomorrow().ok()]
+            .into_iter()
+            .flatten()
+        {
+            let Some(session) = Session::on(rule, date) else {
+                continue;
+            };
+            if session.start > now {
+                next_start = Some(next_start.map_or(session.start, |n| n.min(session.start)));
+                continue;
+            }
+            let id = ctx.ensure_session(&stored, session, now).await?;
+            if prepared.insert(id)
+                && let Err(e) = prepare(ctx, &stored, session, id).await
+            {
+                // Leave it unprepared so that the next pass tries again.
+                prepared.remove(&id);
+                tracing::warn!(statusCheckId = id, robotId = rule.robot_id, error = %e,
+                    "could not prepare the session yet");
+            }
+        }
+    }
+    Ok(next_start)
+}
+
+/// Subscribes the session at Megazord (when it runs on and has no subscription) and replays
+/// its history since S.
+async fn prepare(
+    ctx: &Context,
+    stored: &StoredRule,
+    session: Session,
+    id: u64,
+) -> Result<(), String> {
+    let Some(megazord) = ctx.megazord() else {
+        return Ok(());
+    };
+    let rule = &stored.rule;
+    let call_ref = CallRef::new();
+    let view = ctx
+        .store()
+        .session(id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the session vanished")?;
+    if !view.state.is_running() {
+        return Ok(());
+    }
+    let now = ctx.now();
+    if view.subscription_id.is_none() && view.state.session.end > now {
+        let subscription = megazord
+            .create_subscription(
+                rule.robot_id,
+                std::slice::from_ref(&rule.watched_event),
+                view.state.session.end,
+                ctx.settings().queue_suffix.as_deref(),
+                &call_ref,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let stored_it = ctx
+            .store()
+            .record_subscribed(id, subscription.id, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        if stored_it {
+            tracing::info!(statusCheckId = id, robotId = rule.robot_id,
+                subscriptionId = subscription.id, callRef = %call_ref, "subscribed");
+        } else {
+            // Another instance subscribed first: do not leave a second subscription behind.
+            let _ = megazord
+                .delete_subscription(rule.robot_id, subscription.id, &call_ref)
+                .await;
+        }
+    }
+    replay_history(ctx, stored, session.start, &call_ref).await
+}
+
+/// Applies every watched event of the rule's robot that Megazord has since `since`.
+pub(crate) async fn replay_history(
+    ctx: &Context,
+    stored: &StoredRule,
+    since: Timestamp,
+    call_ref: &CallRef,
+) -> Result<(), String> {
+    let Some(megazord) = ctx.megazord() else {
+        return Ok(());
+    };
+    let rule = &stored.rule;
+    let events = megazord
+        .incomings(rule.robot_id, &rule.watched_event, since, call_ref)
+        .await
+        .map_err(|e| e.to_string())?;
+    for event in events {
+        ctx.take_event(WatchedEvent {
+            robot_id: rule.robot_id,
+            incoming_event_id: event.id,
+            outgoing_event_id: None,
+            event_name: event.event_name.clone(),
+            occurred_at: event.created_at,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

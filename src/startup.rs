@@ -1,0 +1,227 @@
+//! `serve`: builds the live service from its configuration and runs it until SIGTERM/SIGINT.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SimulatedClock};
+use crate::config::{ClockConfig, Config, ConfigError};
+use crate::http::{self, HttpState, ReadinessProbe};
+use crate::megazord::MegazordClient;
+use crate::queue::SqsConsumer;
+use crate::runtime::{Context, RuntimeSettings, SqsHandler, Tasks};
+use crate::store::StoreError;
+use crate::store::{StartupError, prepare};
+use crate::telemetry;
+
+/// The metadata key under which a simulated clock's anchor is kept.
+const CLOCK_ANCHOR_KEY: &str = "clock.anchor";
+
+/// Why `serve` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Start-up failed (configuration, database).
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The queue cannot be used.
+    #[error("queue: {0}")]
+    Queue(String),
+    /// Megazord cannot be used.
+    #[error("megazord: {0}")]
+    Megazord(String),
+    /// The HTTP listener could not be opened.
+    #[error("http: cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the service as `config` says until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let metrics = telemetry::init_metrics();
+    let address = listen_address(&config)?;
+    let prepared = prepare(&config, Timestamp::now()).await?;
+    let store = prepared.store.clone();
+    let clock = clock(&config.clock, &store).await?;
+    let megazord = match &config.megazord {
+        Some(settings) => Some(
+            MegazordClient::new(settings.clone())
+                .map_err(|e| ServeError::Megazord(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let settings = RuntimeSettings {
+        owner: format!("azi-3-status-jobs:{}", config.service.instance_id()),
+        grace: SignedDuration::from_secs(i64::from(config.service.grace_seconds)),
+        refs: prepared.refs,
+        queue_suffix: config.queue.as_ref().map(|q| q.queue_suffix.clone()),
+        alarm_webhook: config.service.alarm_webhook.clone(),
+        alarm_lease: SignedDuration::from_secs(60),
+        abandoned_after: SignedDuration::from_hours(24),
+    };
+    tracing::info!(
+        database = ?store.dialect(),
+        megazord = config.megazord.as_ref().map(|m| m.base_url.as_str()),
+        queue = config.queue.as_ref().and_then(|q| q.consumer_queue_url()),
+        owner = %settings.owner,
+        clock = ?clock,
+        "starting"
+    );
+    if is_embedded_default(&config) && store.rules().await?.is_empty() {
+        let rule = demonstration_rule();
+        store.set_rule(&rule, clock.now()).await?;
+        tracing::warn!(
+            robotId = rule.robot_id,
+            "embedded default with no rules: created a demonstration rule for robot 1 \
+             (UTC, all day, gap 120 min); change it with `rules set` or remove it with \
+             `rules disable --robot-id 1`"
+        );
+    }
+    let ctx = Context::new(store.clone(), clock, settings, megazord);
+    let shutdown = CancellationToken::new();
+    let tasks = Tasks::start(&ctx, shutdown.clone());
+    let mut probes: Vec<(&'static str, ReadinessProbe)> = Vec::new();
+    if let Some(queue) = &config.queue {
+        let consumer = SqsConsumer::connect(queue)
+            .await
+            .map_err(|e| ServeError::Queue(e.to_string()))?;
+        let probe_consumer = consumer.clone();
+        let probe: ReadinessProbe = Arc::new(move || {
+            let consumer = probe_consumer.clone();
+            Box::pin(async move { consumer.check_queue().await.map_err(|e| e.to_string()) })
+        });
+        probes.push(("queue", probe));
+        let handler = Arc::new(SqsHandler::new(ctx.clone()));
+        tasks.spawn(consumer.run(handler, shutdown.clone()));
+    }
+    let state = HttpState {
+        ctx: ctx.clone(),
+        metrics,
+        token: config.http.token.as_deref().map(Arc::from),
+        probes,
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| ServeError::Listen { address, source })?;
+    let bound = listener.local_addr().unwrap_or(address);
+    tracing::info!(address = %bound, "listening on http://{bound}");
+    let http_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let server = axum::serve(listener, http::router(state))
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "http server failed");
+        }
+    });
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight work");
+    tasks.shutdown().await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Whether `config` is the embedded default: the SQLite file, no Megazord, no queue, no rules.
+fn is_embedded_default(config: &Config) -> bool {
+    config.database.url == crate::config::DEFAULT_DATABASE_URL
+        && config.megazord.is_none()
+        && config.queue.is_none()
+        && config.rules.is_empty()
+}
+
+/// Robot 1, watched all day in UTC: so that a first `serve` and a `curl` show a session.
+fn demonstration_rule() -> crate::domain::Rule {
+    crate::domain::RuleInput {
+        robot_id: 1,
+        timezone: "UTC".into(),
+        start: "00:00".into(),
+        end: "00:00".into(),
+        ..crate::domain::RuleInput::default()
+    }
+    .validate()
+    .expect("the demonstration rule is valid")
+}
+
+/// The HTTP address; refuses to listen beyond loopback without a token.
+fn listen_address(config: &Config) -> Result<SocketAddr, ConfigError> {
+    let host: IpAddr = config.http.host.parse().map_err(|_| {
+        ConfigError(format!(
+            "http.host = {:?}: not an IP address",
+            config.http.host
+        ))
+    })?;
+    if !host.is_loopback() && config.http.token.is_none() {
+        return Err(ConfigError(format!(
+            "http.host = {:?}: listening beyond loopback needs http.token (AZI3_HTTP__TOKEN)",
+            config.http.host
+        )));
+    }
+    Ok(SocketAddr::new(host, config.http.port))
+}
+
+/// The service clock: the system clock, or a simulated one whose anchor is kept in the
+/// database so that a restart continues the same simulated day.
+async fn clock(config: &ClockConfig, store: &crate::store::Store) -> Result<Clock, ServeError> {
+    let Some(start) = config.start else {
+        return Ok(Clock::System);
+    };
+    let speed = config.speed;
+    if let Some(text) = store.meta(CLOCK_ANCHOR_KEY).await?
+        && let Ok(anchor) = serde_json::from_str::<StoredAnchor>(&text)
+        && anchor.start == start
+        && anchor.clock.speed == speed
+    {
+        return Ok(Clock::Simulated(anchor.clock));
+    }
+    let anchor = StoredAnchor {
+        start,
+        clock: SimulatedClock {
+            real_anchor: Timestamp::now(),
+            service_anchor: start,
+            speed,
+        },
+    };
+    let text = serde_json::to_string(&anchor).expect("an anchor serializes");
+    store
+        .set_meta(CLOCK_ANCHOR_KEY, &text, Timestamp::now())
+        .await?;
+    Ok(Clock::Simulated(anchor.clock))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredAnchor {
+    start: Timestamp,
+    clock: SimulatedClock,
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

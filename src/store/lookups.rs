@@ -1,0 +1,219 @@
+//! Look-ups the live service needs besides the transitions: sessions by key or subscription,
+//! running sessions, subscriptions still to delete, and local ids for events taken in over HTTP.
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+
+use super::session_row::{ms_to_ts, ts_to_ms};
+use super::{Store, StoreError};
+use crate::domain::RobotId;
+
+/// Local event ids start here, far above any Megazord incoming id, so the two never meet.
+pub const LOCAL_EVENT_ID_BASE: u64 = 1 << 60;
+
+/// A session found by a look-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionKey {
+    /// `status_check.id`.
+    pub status_check_id: u64,
+    /// The robot.
+    pub robot_id: RobotId,
+    /// E.
+    pub end: Timestamp,
+}
+
+/// A Megazord subscription of an ended session, not yet deleted at Megazord.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeftoverSubscription {
+    /// The session.
+    pub status_check_id: u64,
+    /// The robot.
+    pub robot_id: RobotId,
+    /// The subscription.
+    pub subscription_id: u64,
+}
+
+impl Store {
+    /// Answers when the database does.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|tx| {
+            Box::pin(async move {
+                tx.fetch_all("SELECT 1", &[]).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// The `status_check.id` of the robot's session on `date`, if it was started.
+    pub async fn session_id(
+        &self,
+        robot_id: RobotId,
+        date: Date,
+    ) -> Result<Option<u64>, StoreError> {
+        self.run(move |tx| {
+            Box::pin(async move {
+                let row = tx
+                    .fetch_optional(
+                        "SELECT status_check_id FROM status_job_session WHERE robot_id = ? AND local_date = ?",
+                        &[robot_id.into(), date.to_string().into()],
+                    )
+                    .await?;
+                row.map(|r| r.id(0)).transpose()
+            })
+        })
+        .await
+    }
+
+    /// The session a Megazord subscription was made for (also after it ended).
+    pub async fn session_by_subscription(
+        &self,
+        subscription_id: u64,
+    ) -> Result<Option<SessionKey>, StoreError> {
+        self.run(move |tx| {
+            Box::pin(async move {
+                let row = tx
+                    .fetch_optional(
+                        "SELECT s.status_check_id, s.robot_id, s.session_end_ms \
+                         FROM status_job_subscription sub \
+                         JOIN status_job_session s ON s.status_check_id = sub.status_check_id \
+                         WHERE sub.subscription_id = ?",
+                        &[subscription_id.into()],
+                    )
+                    .await?;
+                row.map(|r| key(&r)).transpose()
+            })
+        })
+        .await
+    }
+
+    /// Every running session.
+    pub async fn running_sessions(&self) -> Result<Vec<SessionKey>, StoreError> {
+        self.run(|tx| {
+            Box::pin(async move {
+                let rows = tx
+                    .fetch_all(
+                        "SELECT status_check_id, robot_id, session_end_ms FROM status_job_session \
+                         WHERE result = 'PENDING' ORDER BY status_check_id",
+                        &[],
+                    )
+                    .await?;
+                rows.iter().map(key).collect()
+            })
+        })
+        .await
+    }
+
+    /// Subscriptions of ended sessions that are still to be deleted at Megazord.
+    pub async fn ended_subscriptions(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<LeftoverSubscription>, StoreError> {
+        self.run(move |tx| {
+            Box::pin(async move {
+                let rows = tx
+                    .fetch_all(
+                        "SELECT sub.status_check_id, sub.robot_id, sub.subscription_id \
+                         FROM status_job_subscription sub \
+                         JOIN status_job_session s ON s.status_check_id = sub.status_check_id \
+                         WHERE sub.deleted_at_ms IS NULL AND s.result <> 'PENDING' \
+                         ORDER BY sub.subscription_id LIMIT ?",
+                        &[limit.into()],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(LeftoverSubscription {
+                            status_check_id: r.id(0)?,
+                            robot_id: RobotId::try_from(r.id(1)?)
+                                .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
+                            subscription_id: r.id(2)?,
+                        })
+                    })
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    /// Notes that a session's subscription was deleted at Megazord (spec §8: `subscription_id`
+    /// is set only while one exists).
+    pub async fn forget_subscription(
+        &self,
+        status_check_id: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.run(move |tx| {
+            Box::pin(async move {
+                tx.execute(
+                    "UPDATE status_job_subscription SET deleted_at_ms = ? \
+                     WHERE status_check_id = ? AND deleted_at_ms IS NULL",
+                    &[ts_to_ms(now).into(), status_check_id.into()],
+                )
+                .await?;
+                tx.execute(
+                    "UPDATE status_check SET subscription_id = NULL, updated_at = CURRENT_TIMESTAMP \
+                     WHERE id = ?",
+                    &[status_check_id.into()],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// The numeric id of an event taken in over HTTP: a Megazord incoming id (a plain number)
+    /// is used as it is; any other id gets a local id, the same one every time; no id gets a
+    /// fresh local id (every such event is distinct).
+    pub async fn event_id(&self, external_id: Option<&str>) -> Result<u64, StoreError> {
+        if let Some(id) = external_id
+            && let Ok(n) = id.parse::<u64>()
+            && n < LOCAL_EVENT_ID_BASE
+            && n.to_string() == id
+        {
+            return Ok(n);
+        }
+        self.run(move |tx| {
+            let external_id = external_id.map(str::to_string);
+            Box::pin(async move {
+                if let Some(external) = &external_id {
+                    tx.execute(
+                        &format!(
+                            "{} INTO status_job_event_id (external_id) VALUES (?)",
+                            tx.dialect().insert_ignore()
+                        ),
+                        &[external.as_str().into()],
+                    )
+                    .await?;
+                    let row = tx
+                        .fetch_optional(
+                            "SELECT id FROM status_job_event_id WHERE external_id = ?",
+                            &[external.as_str().into()],
+                        )
+                        .await?
+                        .ok_or_else(|| StoreError::corrupt("event id vanished"))?;
+                    Ok(LOCAL_EVENT_ID_BASE + row.id(0)?)
+                } else {
+                    let id = tx
+                        .insert(
+                            "INSERT INTO status_job_event_id (external_id) VALUES (NULL)",
+                            &[],
+                        )
+                        .await?;
+                    Ok(LOCAL_EVENT_ID_BASE + id)
+                }
+            })
+        })
+        .await
+    }
+}
+
+fn key(row: &super::sql::Row) -> Result<SessionKey, StoreError> {
+    Ok(SessionKey {
+        status_check_id: row.id(0)?,
+        robot_id: RobotId::try_from(row.id(1)?)
+            .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
+        end: ms_to_ts(row.int(2)?)?,
+    })
+}

@@ -1,0 +1,176 @@
+//! The real service binary, started as a child process on a random port, as an operator runs
+//! it: a config file, `AZI3_` environment, JSON logs on standard error.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `azi3-status-jobs serve`.
+pub struct Service {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    logs: Arc<Mutex<Vec<String>>>,
+    dir: PathBuf,
+    config: PathBuf,
+    env: BTreeMap<String, String>,
+}
+
+/// How to start one.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceOptions {
+    /// The TOML config file's text (written into `dir`).
+    pub config: String,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Extra command-line arguments after `serve`.
+    pub args: Vec<String>,
+}
+
+impl Service {
+    /// Starts the service in `dir` (its working directory) and waits until it listens.
+    pub fn start(dir: &Path, options: ServiceOptions) -> Service {
+        let config = dir.join("azi3-status-jobs.toml");
+        std::fs::write(&config, &options.config).unwrap();
+        let mut service = Service {
+            child: None,
+            base_url: String::new(),
+            logs: Arc::new(Mutex::new(Vec::new())),
+            dir: dir.to_path_buf(),
+            config,
+            env: options.env,
+        };
+        service.spawn(&options.args);
+        service
+    }
+
+    fn spawn(&mut self, args: &[String]) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_azi3-status-jobs"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(&self.dir)
+            .envs(&self.env)
+            .env("AZI3_HTTP__PORT", "0")
+            .env("AZI3_LOG", "info,azi3_status_jobs=debug")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the service binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::clone(&self.logs);
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("listening on http://") {
+                    let rest = &line[at + "listening on ".len()..];
+                    let url: String = rest
+                        .chars()
+                        .take_while(|c| !c.is_whitespace() && *c != '"')
+                        .collect();
+                    let _ = address_tx.send(url);
+                }
+                logs.lock().unwrap().push(line);
+            }
+        });
+        self.child = Some(child);
+        match address_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => self.base_url = url,
+            Err(_) => panic!(
+                "the service did not start listening:\n{}",
+                self.logs().join("\n")
+            ),
+        }
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Kills the process at once (SIGKILL): nothing is finished.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits (at most 30 s) for the process to exit; returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the process again with the same config and environment.
+    pub fn restart(&mut self, args: &[String]) {
+        self.kill();
+        self.spawn(args);
+    }
+
+    /// `GET path` as JSON.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::get(format!("{}{path}", self.base_url))
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", self.base_url))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs the binary with `args` to completion (for start-up failures and admin commands).
+pub fn run_binary(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_azi3-status-jobs"))
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs")
+}
