@@ -346,6 +346,43 @@ async fn a_slow_message_stays_invisible_and_is_handled_exactly_once() {
     assert_eq!(handler.calls.load(Ordering::SeqCst), 1);
 }
 
+/// Panics on the first delivery, takes the second.
+#[derive(Default)]
+struct PanicsOnce {
+    deliveries: Mutex<Vec<u32>>,
+}
+
+impl MessageHandler for PanicsOnce {
+    async fn handle(&self, message: ReceivedMessage) -> Disposition {
+        let first = {
+            let mut deliveries = self.deliveries.lock().unwrap();
+            deliveries.push(message.receive_count);
+            deliveries.len() == 1
+        };
+        if first {
+            panic!("handler bug (expected by the test)");
+        }
+        Disposition::Done
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_handler_panicked_comes_back() {
+    let queue = TestQueue::new("panic").await;
+    queue.send("fragile", None).await;
+    let handler = Arc::new(PanicsOnce::default());
+    let running = start(queue.consumer(10).await, Arc::clone(&handler));
+
+    wait_for("the second delivery", || {
+        handler.deliveries.lock().unwrap().len() == 2
+    })
+    .await;
+    queue.wait_until_empty().await;
+    running.stop().await;
+
+    assert_eq!(*handler.deliveries.lock().unwrap(), [1, 2]);
+}
+
 /// Counts how many deliveries are handled at the same time.
 #[derive(Default)]
 struct ConcurrencyProbe {
