@@ -341,6 +341,35 @@ mod tests {
     }
 
     #[test]
+    fn environment_overrides_the_file_with_double_underscores_for_nesting() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                DEFAULT_CONFIG_FILE,
+                "[database]\nurl = \"sqlite://file.db\"\n[status_check]\nstep_id = 5\n",
+            )?;
+            jail.set_env("AZI3_DATABASE__URL", "mysql://u:p@db:3306/tinybots");
+            jail.set_env("AZI3_STATUS_CHECK__SCRIPT_VERSION_ID", "77");
+            let config = Config::load(Path::new(DEFAULT_CONFIG_FILE)).unwrap();
+            assert_eq!(config.database.url, "mysql://u:p@db:3306/tinybots");
+            assert_eq!(
+                (
+                    config.status_check.step_id,
+                    config.status_check.script_version_id
+                ),
+                (5, 77)
+            );
+            jail.set_env("AZI3_STATUS_CHECK__STEP_ID", "five");
+            let err = Config::load(Path::new(DEFAULT_CONFIG_FILE)).unwrap_err();
+            let msg = err.0.to_lowercase();
+            assert!(
+                msg.contains("status_check.step_id") && msg.contains("five"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn errors_name_the_key_and_the_value() {
         let err = from_toml(
             "[[rules]]\nrobot_id = 7\ntimezone = \"Europe/Amsterdam\"\nstart = \"08:00\"\nend = \"20:00\"\ngap = \"30s\"\n",
