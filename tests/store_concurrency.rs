@@ -196,3 +196,46 @@ async fn eight_concurrent_workers_get_what_one_worker_gets() {
         assert_eq!((&got.2, &got.3), (phase, result));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_starting_the_same_session_at_once_make_one() {
+    for db in TestDb::both().await {
+        let r = rule("08:00", "20:00", "30m");
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        db.store.set_rule(&r, now).await.unwrap();
+        let stored = db.store.rule(7).await.unwrap().unwrap();
+        let session = azi3_status_jobs::domain::Session::on(&r, date(2025, 6, 2)).unwrap();
+        let refs = store_support::refs(&db.store).await;
+        let mut tasks = Vec::new();
+        for i in 0..WORKERS {
+            let (store, stored) = (db.store.clone(), stored.clone());
+            tasks.push(tokio::spawn(async move {
+                store
+                    .start_session(&stored, session, &format!("instance-{i}"), refs, now)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            outcomes.push(t.await.unwrap());
+        }
+        let created = outcomes
+            .iter()
+            .filter(|o| matches!(o, azi3_status_jobs::store::StartOutcome::Created(_)))
+            .count();
+        assert_eq!(created, 1, "{}: {outcomes:?}", db.name);
+        let id = outcomes[0].status_check_id();
+        assert!(outcomes.iter().all(|o| o.status_check_id() == id));
+        let rows =
+            store_support::snapshot_tables(&db.store, &["status_check", "status_check_poller"])
+                .await;
+        assert_eq!(
+            rows.len(),
+            2,
+            "{}: one status_check and one poller: {rows:#?}",
+            db.name
+        );
+        db.finish().await;
+    }
+}

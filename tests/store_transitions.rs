@@ -453,6 +453,20 @@ async fn rule_changes_follow_spec_section_6() {
         );
         assert_eq!(view.poller, None);
         assert!(db.store.disable_rule(8, now).await.unwrap().is_none());
+        let disabled_rule = db.store.rule(7).await.unwrap().unwrap();
+        let next_day =
+            azi3_status_jobs::domain::Session::on(&disabled_rule.rule, date(2025, 3, 31)).unwrap();
+        let refused = db
+            .store
+            .start_session(
+                &disabled_rule,
+                next_day,
+                "owner",
+                refs(&db.store).await,
+                now,
+            )
+            .await;
+        assert!(refused.is_err(), "no session starts for a disabled rule");
         assert_eq!(db.store.rules().await.unwrap().len(), 1);
         db.finish().await;
     }

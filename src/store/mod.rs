@@ -274,6 +274,12 @@ impl Store {
         refs: StatusCheckRefs,
         now: Timestamp,
     ) -> Result<StartOutcome, StoreError> {
+        if !rule.rule.enabled {
+            return Err(StoreError::Invalid(format!(
+                "the rule of robot {} is disabled: no session starts for it",
+                rule.rule.robot_id
+            )));
+        }
         if session.robot_id != rule.rule.robot_id {
             return Err(StoreError::Invalid(format!(
                 "session of robot {} does not belong to the rule of robot {}",
