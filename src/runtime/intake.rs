@@ -98,7 +98,16 @@ impl Context {
         let mut classes = Vec::new();
         let mut seen = 0;
         for session in Session::containing(&stored.rule, occurred_at) {
-            let id = self.ensure_session(&stored, session, now).await?;
+            let id = match self
+                .store()
+                .session_id(session.robot_id, session.date)
+                .await?
+            {
+                Some(id) => id,
+                // A session that ended without being started is not evaluated after the fact.
+                None if session.end <= now => continue,
+                None => self.ensure_session(&stored, session, now).await?,
+            };
             seen += 1;
             match self.store().apply_event(id, input, now).await? {
                 ApplyOutcome::Applied(class) => {

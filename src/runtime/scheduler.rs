@@ -2,15 +2,16 @@
 //! subscribing at Megazord and replaying the history since S, so that nothing that happened
 //! while the service was down is missed (spec §2, §6; contracts §6 item 18).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use jiff::civil::Date;
 use tokio_util::sync::CancellationToken;
 
 use super::context::Context;
 use super::intake::WatchedEvent;
-use crate::domain::Session;
+use crate::domain::{RobotId, Session};
 use crate::megazord::CallRef;
 use crate::store::{StoreError, StoredRule};
 
@@ -20,11 +21,11 @@ const RULES_REREAD: Duration = Duration::from_secs(10);
 
 /// Runs until `shutdown`: starts due sessions and prepares them (subscription, history).
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
-    // Sessions this process has prepared; after a restart every running session is prepared
-    // again, which replays its history.
-    let mut prepared: HashSet<u64> = HashSet::new();
+    // Sessions this process has started or found, and prepared; after a restart every running
+    // session is prepared again, which replays its history.
+    let mut known: HashMap<(RobotId, Date), u64> = HashMap::new();
     loop {
-        let next = match pass(&ctx, &mut prepared).await {
+        let next = match pass(&ctx, &mut known).await {
             Ok(next) => next,
             Err(e) => {
                 tracing::error!(error = %e, "scheduler pass failed; trying again");
@@ -43,17 +44,28 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
     }
 }
 
-/// One pass: starts and prepares every due session; returns the next session start.
-async fn pass(ctx: &Context, prepared: &mut HashSet<u64>) -> Result<Option<Timestamp>, StoreError> {
+/// One pass: starts and prepares every session that is due and still runs; returns the next
+/// session start.
+///
+/// A session is started late (at boot mid-day, or after downtime) from S with its history
+/// replayed, but only while it still runs: one that ended before it could be started is not
+/// evaluated after the fact, since alarms about a finished day help nobody. Nor is a session
+/// of an earlier date whose S lies before the rule's last change (spec §6: a change applies to
+/// sessions that have not started).
+async fn pass(
+    ctx: &Context,
+    known: &mut HashMap<(RobotId, Date), u64>,
+) -> Result<Option<Timestamp>, StoreError> {
     let now = ctx.now();
     let mut next_start: Option<Timestamp> = None;
+    let mut wanted = HashSet::new();
     for stored in ctx.store().rules().await? {
         if !stored.rule.enabled {
             continue;
         }
         let rule = &stored.rule;
         let today = rule.timezone.to_datetime(now).date();
-        // Yesterday's session may still run (it crosses midnight, or the service was down).
+        // Yesterday's session may still run (it crosses midnight).
         for date in [today.yesterday().ok(), Some(today), today.tomorrow().ok()]
             .into_iter()
             .flatten()
@@ -65,17 +77,31 @@ async fn pass(ctx: &Context, prepared: &mut HashSet<u64>) -> Result<Option<Times
                 next_start = Some(next_start.map_or(session.start, |n| n.min(session.start)));
                 continue;
             }
-            let id = ctx.ensure_session(&stored, session, now).await?;
-            if prepared.insert(id)
-                && let Err(e) = prepare(ctx, &stored, session, id).await
-            {
-                // Leave it unprepared so that the next pass tries again.
-                prepared.remove(&id);
-                tracing::warn!(statusCheckId = id, robotId = rule.robot_id, error = %e,
-                    "could not prepare the session yet");
+            let key = (rule.robot_id, date);
+            wanted.insert(key);
+            if known.contains_key(&key) {
+                continue;
+            }
+            let id = match ctx.store().session_id(rule.robot_id, date).await? {
+                Some(id) => id,
+                None if session.end <= now => continue,
+                None if date < today && stored.updated_at > session.start => continue,
+                None => ctx.ensure_session(&stored, session, now).await?,
+            };
+            match prepare(ctx, &stored, session, id).await {
+                Ok(()) => {
+                    known.insert(key, id);
+                }
+                Err(e) => {
+                    // Left out of `known`, so that the next pass tries again.
+                    tracing::warn!(statusCheckId = id, robotId = rule.robot_id, error = %e,
+                        "could not prepare the session yet");
+                }
             }
         }
     }
+    // Forget sessions of dates that are no longer looked at (and of disabled rules).
+    known.retain(|key, _| wanted.contains(key));
     Ok(next_start)
 }
 
