@@ -655,8 +655,8 @@ async fn migrations_are_idempotent_and_listed_before_they_run() {
         let pending = db.store.pending_migrations(bootstrap).await.unwrap();
         assert_eq!(
             pending.len(),
-            3,
-            "{}: the shared bootstrap and the two service migrations",
+            4,
+            "{}: the shared bootstrap and the three service migrations",
             db.name
         );
         assert!(pending.iter().any(|m| {
