@@ -678,7 +678,7 @@ async fn migrations_are_idempotent_and_listed_before_they_run() {
     let pending = db.store.pending_migrations(false).await.unwrap();
     assert_eq!(
         pending.len(),
-        2,
+        3,
         "without --bootstrap-shared-schema MySQL gets only its own tables"
     );
     db.finish().await;
