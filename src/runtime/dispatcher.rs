@@ -59,6 +59,7 @@ async fn pass(ctx: &Context, http: &reqwest::Client) -> Result<usize, String> {
         .await
         .map_err(|e| e.to_string())?;
     let mut posted = 0;
+    let mut failure = None;
     for alarm in alarms {
         match post(ctx, http, &alarm).await {
             Ok(megazord_id) => {
@@ -84,17 +85,21 @@ async fn pass(ctx: &Context, http: &reqwest::Client) -> Result<usize, String> {
                 posted += 1;
             }
             Err(e) => {
+                // One alarm that cannot be posted must not hold up the others of the batch.
                 metrics::counter!(names::ALARMS, "outcome" => "failed").increment(1);
                 tracing::warn!(referenceId = %alarm.reference_id, error = %e, "alarm not sent yet");
                 ctx.store()
                     .mark_alarm_failed(alarm.id, &e, ctx.now())
                     .await
                     .map_err(|e| e.to_string())?;
-                return Err(e);
+                failure = Some(e);
             }
         }
     }
-    Ok(posted)
+    match failure {
+        Some(e) if posted == 0 => Err(e),
+        _ => Ok(posted),
+    }
 }
 
 /// Posts one alarm and returns the id it has at Megazord (or the outbox id when there is no
