@@ -683,3 +683,29 @@ async fn migrations_are_idempotent_and_listed_before_they_run() {
     );
     db.finish().await;
 }
+
+#[tokio::test]
+async fn an_abandoned_transaction_leaves_nothing_and_no_connection_keeps_it_open() {
+    for db in TestDb::both().await {
+        let now = ts("2025-03-30T06:00:00Z");
+        let mut tx = db.store.begin().await.unwrap();
+        tx.execute(
+            "INSERT INTO status_job_meta (meta_key, meta_value, updated_at_ms) VALUES ('abandoned', 'x', 0)",
+            &[],
+        )
+        .await
+        .unwrap();
+        drop(tx);
+        for i in 0..20 {
+            db.store.set_meta(&format!("k{i}"), "v", now).await.unwrap();
+        }
+        assert_eq!(
+            db.store.meta("abandoned").await.unwrap(),
+            None,
+            "{}",
+            db.name
+        );
+        assert_eq!(db.store.meta("k19").await.unwrap().as_deref(), Some("v"));
+        db.finish().await;
+    }
+}

@@ -35,7 +35,6 @@ use std::time::Duration;
 
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
-use sqlx::mysql::MySqlPool;
 use sqlx::sqlite::SqlitePool;
 
 pub use error::StoreError;
@@ -63,7 +62,7 @@ const MAX_ATTEMPTS: u32 = 20;
 
 #[derive(Clone)]
 enum Backend {
-    Mysql(MySqlPool),
+    Mysql(mysql::Pools),
     Sqlite(SqlitePool),
 }
 
@@ -118,7 +117,10 @@ impl Store {
     /// Closes every connection.
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Mysql(p) => p.close().await,
+            Backend::Mysql(p) => {
+                p.tx.close().await;
+                p.plain.close().await;
+            }
             Backend::Sqlite(p) => p.close().await,
         }
     }
@@ -176,7 +178,7 @@ impl Store {
         for set in sets {
             let migrator = migrate::migrator(self.dialect(), set);
             match &self.backend {
-                Backend::Mysql(p) => migrator.run(p).await?,
+                Backend::Mysql(p) => migrator.run(&p.plain).await?,
                 Backend::Sqlite(p) => migrator.run(p).await?,
             }
         }
@@ -257,7 +259,7 @@ impl Store {
     /// create. Nothing to check on SQLite, which has no script tables.
     pub async fn check_script_refs(&self, refs: StatusCheckRefs) -> Result<(), String> {
         match &self.backend {
-            Backend::Mysql(p) => mysql::check_script_refs(p, refs).await,
+            Backend::Mysql(p) => mysql::check_script_refs(&p.plain, refs).await,
             Backend::Sqlite(_) => Ok(()),
         }
     }

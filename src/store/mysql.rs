@@ -3,6 +3,9 @@
 //!
 //! Every connection runs at READ COMMITTED (gap locks of REPEATABLE READ block concurrent
 //! claims; stack notes §6) with the session time zone `+00:00`, so TIMESTAMP columns hold UTC.
+//! Transitions run on connections with `autocommit = 0`: a transition is a handful of short
+//! statements and each is a round trip, so leaving out `BEGIN` is what keeps a transition
+//! within about two plain commits.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -15,14 +18,36 @@ use super::error::StoreError;
 use super::fault::FaultPlan;
 use super::outbox::{self, CLAIMABLE};
 use super::session_row::ts_to_ms;
-use super::sql::{Arg, Inner, Tx};
+use super::sql::{Arg, Inner, MysqlTxConn, Tx};
 use super::types::{OutboxAlarm, StatusCheckRefs};
 
-/// Opens a pool on `url` (`mysql://user:password@host:port/database`).
-pub async fn connect(url: &str, max_connections: u32) -> Result<MySqlPool, StoreError> {
+/// The two pools of a MySQL store, on the same server and database.
+#[derive(Debug, Clone)]
+pub struct Pools {
+    /// Connections with `autocommit = 0`, used only through [`Tx`], which always ends with
+    /// `COMMIT` or by closing the connection: none goes back to the pool inside a transaction.
+    pub tx: MySqlPool,
+    /// Ordinary connections for migrations, start-up checks and the test fault hook.
+    pub plain: MySqlPool,
+}
+
+/// Opens the pools on `url` (`mysql://user:password@host:port/database`).
+pub async fn connect(url: &str, max_connections: u32) -> Result<Pools, StoreError> {
     let options = MySqlConnectOptions::from_str(url)?.timezone(Some("+00:00".to_string()));
-    let pool = MySqlPoolOptions::new()
-        .max_connections(max_connections.max(2))
+    let tx = MySqlPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .await?;
+                conn.execute("SET SESSION autocommit = 0").await?;
+                Ok(())
+            })
+        })
+        .connect_with(options.clone())
+        .await?;
+    let plain = MySqlPoolOptions::new()
+        .max_connections(2)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
@@ -30,17 +55,17 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<MySqlPool, Store
                 Ok(())
             })
         })
-        .connect_with(options)
-        .await?;
-    Ok(pool)
+        .connect_lazy_with(options);
+    Ok(Pools { tx, plain })
 }
 
-/// Begins a transaction.
-pub async fn begin(pool: &MySqlPool, fault: &Arc<FaultPlan>) -> Result<Tx, StoreError> {
+/// Begins a transaction: takes an `autocommit = 0` connection; its first statement opens the
+/// transaction.
+pub async fn begin(pools: &Pools, fault: &Arc<FaultPlan>) -> Result<Tx, StoreError> {
     Ok(Tx {
         inner: Inner::Mysql {
-            tx: pool.begin().await?,
-            pool: pool.clone(),
+            tx: MysqlTxConn::new(pools.tx.acquire().await?),
+            pool: pools.plain.clone(),
         },
         fault: Arc::clone(fault),
     })

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use sqlx::mysql::{MySql, MySqlArguments, MySqlPool, MySqlRow};
+use sqlx::mysql::{MySql, MySqlArguments, MySqlConnection, MySqlPool, MySqlRow};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteRow};
 use sqlx::{AssertSqlSafe, Column, Row as _, Transaction, TypeInfo, ValueRef};
 
@@ -192,11 +193,53 @@ impl Row {
 /// The open transaction of one backend.
 pub(crate) enum Inner {
     Mysql {
-        tx: Transaction<'static, MySql>,
+        tx: MysqlTxConn,
         /// A second way in, used only by the fault hook to kill this transaction's connection.
         pool: MySqlPool,
     },
     Sqlite(Transaction<'static, Sqlite>),
+}
+
+/// A MySQL connection running with `autocommit = 0`: its first statement opens the
+/// transaction, so a transition costs no `BEGIN` round trip. Dropped before
+/// [`MysqlTxConn::commit`], the connection is closed rather than returned to the pool, and
+/// the server rolls the transaction back.
+pub struct MysqlTxConn {
+    conn: PoolConnection<MySql>,
+    open: bool,
+}
+
+impl MysqlTxConn {
+    pub(crate) fn new(conn: PoolConnection<MySql>) -> Self {
+        MysqlTxConn { conn, open: true }
+    }
+
+    async fn commit(&mut self) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql("COMMIT").execute(&mut *self.conn).await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for MysqlTxConn {
+    type Target = MySqlConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for MysqlTxConn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl Drop for MysqlTxConn {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// One open transaction. Dropped without [`Tx::commit`], it rolls back.
@@ -307,7 +350,7 @@ impl Tx {
     /// Makes everything the transaction did permanent.
     pub async fn commit(self) -> Result<(), StoreError> {
         match self.inner {
-            Inner::Mysql { tx, .. } => tx.commit().await?,
+            Inner::Mysql { mut tx, .. } => tx.commit().await?,
             Inner::Sqlite(tx) => tx.commit().await?,
         }
         Ok(())
