@@ -2,5 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod live;
 pub mod megazord;
 pub mod service;
+pub mod tcp_proxy;
