@@ -302,3 +302,31 @@ async fn wait_for_result(service: &Service, date: &str) -> serde_json::Value {
         service.logs().join("\n")
     );
 }
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = Service::start(
+        dir.path(),
+        ServiceOptions {
+            config: rule_config(""),
+            ..ServiceOptions::default()
+        },
+    );
+    let (status, _) = service
+        .post(
+            EVENTS,
+            &json!({"id": "e-1", "eventName": "TOILET_ACTIVITY"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        service.terminate(),
+        Some(0),
+        "{}",
+        service.logs().join("\n")
+    );
+    let logs = service.logs().join("\n");
+    assert!(logs.contains("shutting down"), "{logs}");
+    assert!(logs.contains("\"stopped\""), "{logs}");
+}
