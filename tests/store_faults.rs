@@ -191,3 +191,25 @@ async fn every_transition_is_all_or_nothing() {
         db.finish().await;
     }
 }
+
+#[tokio::test]
+async fn a_pooled_connection_killed_while_idle_costs_nothing() {
+    let db = TestDb::mysql().await;
+    db.store.migrate(true).await.unwrap();
+    db.store.seed_template().await.unwrap();
+    let r = rule("08:00", "20:00", "2h");
+    let (id, _) = store_support::started(&db.store, &r, date(2025, 3, 30)).await;
+    // The server drops every connection the store holds, as after a restart or a timeout.
+    let admin = store_support::admin_mysql().await;
+    let killed = store_support::kill_connections_to(&admin, db.database_name()).await;
+    assert!(killed > 0);
+    let e = event(1, "2025-03-30T07:00:00Z");
+    assert_eq!(
+        db.store.apply_event(id, e, e.occurred_at).await.unwrap(),
+        azi3_status_jobs::store::ApplyOutcome::Applied(
+            azi3_status_jobs::domain::EventClass::Observed
+        )
+    );
+    admin.close().await;
+    db.finish().await;
+}

@@ -45,4 +45,17 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// Whether the connection was lost (closed, reset, killed, server gone): a transaction
+    /// that had not been committed when this happened did nothing and can run again.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed) => true,
+            StoreError::Database(sqlx::Error::Database(db)) => db
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                // Server shutdown, connection killed, server gone away, lost during query.
+                .is_some_and(|my| matches!(my.number(), 1053 | 1927 | 2006 | 2013)),
+            _ => false,
+        }
+    }
 }

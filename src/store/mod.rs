@@ -143,15 +143,21 @@ impl Store {
         loop {
             let mut tx = self.begin().await?;
             let outcome = f(&mut tx).await;
-            let result = match outcome {
-                Ok(r) => tx.commit().await.map(|()| r),
+            let faulted = tx.fault_fired;
+            // A connection lost before COMMIT was sent lost an uncommitted transaction, which
+            // can simply run again; one lost during COMMIT leaves the outcome unknown.
+            let (result, before_commit) = match outcome {
+                Ok(r) => (tx.commit().await.map(|()| r), false),
                 Err(e) => {
                     drop(tx);
-                    Err(e)
+                    (Err(e), !faulted)
                 }
             };
             match result {
-                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                Err(e)
+                    if attempt < MAX_ATTEMPTS
+                        && (e.is_retryable() || (before_commit && e.is_connection_lost())) =>
+                {
                     // A short, growing pause lets the winner of the race finish.
                     tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
                     attempt += 1;

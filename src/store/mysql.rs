@@ -36,6 +36,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Pools, StoreErro
     let options = MySqlConnectOptions::from_str(url)?.timezone(Some("+00:00".to_string()));
     let tx = MySqlPoolOptions::new()
         .max_connections(max_connections.max(1))
+        // No ping before each transaction: it would be one more round trip per transition. A
+        // connection found dead by the first statement makes the store run the transaction
+        // again on a fresh one (nothing was committed).
+        .test_before_acquire(false)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
@@ -68,6 +72,7 @@ pub async fn begin(pools: &Pools, fault: &Arc<FaultPlan>) -> Result<Tx, StoreErr
             pool: pools.plain.clone(),
         },
         fault: Arc::clone(fault),
+        fault_fired: false,
     })
 }
 

@@ -246,6 +246,9 @@ impl Drop for MysqlTxConn {
 pub struct Tx {
     pub(crate) inner: Inner,
     pub(crate) fault: Arc<FaultPlan>,
+    /// Set when the fault hook fired in this transaction: its failure is the test's, and is
+    /// not to be retried.
+    pub(crate) fault_fired: bool,
 }
 
 impl Tx {
@@ -332,6 +335,7 @@ impl Tx {
         if !self.fault.should_fire() {
             return Ok(());
         }
+        self.fault_fired = true;
         match &mut self.inner {
             Inner::Mysql { tx, pool } => {
                 let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")

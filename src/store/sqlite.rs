@@ -30,6 +30,8 @@ pub async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
+        // A local file connection does not go stale; a check per transaction would only cost.
+        .test_before_acquire(false)
         .connect_with(options)
         .await?;
     Ok(pool)
@@ -40,6 +42,7 @@ pub async fn begin(pool: &SqlitePool, fault: &Arc<FaultPlan>) -> Result<Tx, Stor
     Ok(Tx {
         inner: Inner::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
         fault: Arc::clone(fault),
+        fault_fired: false,
     })
 }
 

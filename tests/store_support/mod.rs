@@ -229,3 +229,27 @@ pub async fn snapshot_tables(store: &Store, tables: &[&str]) -> Vec<String> {
     drop(tx);
     out
 }
+
+/// A pool on the MariaDB server without a database, for administration.
+pub async fn admin_mysql() -> sqlx::MySqlPool {
+    sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(1)
+        .connect(&mysql_base_url())
+        .await
+        .expect("connect to MariaDB")
+}
+
+/// Kills every connection using database `db`; returns how many.
+pub async fn kill_connections_to(admin: &sqlx::MySqlPool, db: &str) -> usize {
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM information_schema.processlist WHERE db = ?")
+            .bind(db)
+            .fetch_all(admin)
+            .await
+            .unwrap();
+    for id in &ids {
+        // A connection may have gone on its own meanwhile.
+        let _ = admin.execute(AssertSqlSafe(format!("KILL {id}"))).await;
+    }
+    ids.len()
+}
