@@ -67,7 +67,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         refs: prepared.refs,
         queue_suffix: config.queue.as_ref().map(|q| q.queue_suffix.clone()),
         alarm_webhook: config.service.alarm_webhook.clone(),
-        alarm_lease: SignedDuration::from_secs(60),
+        alarm_lease: alarm_lease(config.megazord.as_ref(), clock.speed()),
         abandoned_after: SignedDuration::from_hours(24),
     };
     tracing::info!(
@@ -130,6 +130,25 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long a claimed alarm stays with its claimer: at least a minute, and at least twice
+/// the longest its lookup and post can take (in service time, which a simulated clock runs
+/// faster than the wall clock the requests take). A shorter lease lets another instance claim
+/// an alarm whose post is still under way, miss it at Megazord and post it a second time.
+fn alarm_lease(megazord: Option<&crate::megazord::MegazordSettings>, speed: f64) -> SignedDuration {
+    let minimum = SignedDuration::from_secs(60);
+    let Some(m) = megazord else {
+        return minimum;
+    };
+    // The lookup retries (with a backoff of up to twice `max_backoff_ms`, jitter included);
+    // the post is one request.
+    let attempts = u64::from(m.max_attempts.max(1));
+    let wall_ms = attempts * m.request_timeout_ms
+        + (attempts - 1) * 2 * m.max_backoff_ms
+        + m.request_timeout_ms;
+    let service = SignedDuration::from_secs_f64(2.0 * wall_ms as f64 / 1000.0 * speed);
+    service.max(minimum)
 }
 
 /// Whether `config` is the embedded default: the SQLite file, no Megazord, no queue, no rules.

@@ -15,8 +15,11 @@ use crate::megazord::CallRef;
 use crate::store::OutboxAlarm;
 use crate::telemetry::names;
 
-/// How many alarms are claimed at once.
-const BATCH: u32 = 10;
+/// How many alarms are claimed at once: one, so that a claim's lease has to cover the lookup
+/// and post of a single alarm only. With several claimed together, the later ones wait behind
+/// the earlier posts; once their lease ran out another instance could claim them, find them
+/// not yet at Megazord and post them too, and then this instance posted them again.
+const BATCH: u32 = 1;
 /// The longest the dispatcher sleeps without looking.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// The pause after a failed post.
