@@ -97,6 +97,7 @@ pub struct Rig {
     /// The database URL the service uses.
     pub database_url: String,
     database: String,
+    dropped: std::sync::atomic::AtomicBool,
     dir: tempfile::TempDir,
     clock: Arc<OnceLock<SimulatedClock>>,
 }
@@ -162,6 +163,7 @@ impl Rig {
             queue_url,
             database_url: format!("{base}/{database}"),
             database,
+            dropped: std::sync::atomic::AtomicBool::new(false),
             dir: tempfile::tempdir().expect("temp dir"),
             clock,
         }
@@ -419,12 +421,15 @@ impl Rig {
                 .collect();
             assert_eq!(alarms, expected.alarms, "{what}: {session}");
             let records = session["records"].as_array().unwrap();
-            let sent: Vec<u64> = records
+            // Records are in the order alarms were sent, which a restart can change.
+            let mut sent: Vec<u64> = records
                 .iter()
                 .filter(|r| r["result"] == "ALARM_SENT")
                 .map(|r| r["incomingEventId"].as_u64().unwrap())
                 .collect();
-            let megazord: Vec<u64> = expected.alarms.iter().map(|r| alarm_ids[r]).collect();
+            sent.sort_unstable();
+            let mut megazord: Vec<u64> = expected.alarms.iter().map(|r| alarm_ids[r]).collect();
+            megazord.sort_unstable();
             assert_eq!(
                 sent, megazord,
                 "{what}: ALARM_SENT records vs Megazord ids: {session}"
@@ -463,20 +468,41 @@ impl Rig {
         out
     }
 
-    /// Drops the database.
+    /// Drops the database (also done when the rig is dropped, e.g. by a failing test).
     pub async fn finish(&self) {
-        let mut admin = sqlx::MySqlConnection::connect(&mysql_base_url())
-            .await
-            .expect("connect");
-        admin
-            .execute(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {}",
-                self.database
-            )))
-            .await
-            .expect("drop the test database");
-        admin.close().await.ok();
+        if self.dropped.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        drop_database(&self.database).await;
     }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if self.dropped.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let database = self.database.clone();
+        // Drop runs inside the test's runtime: drop the database from a thread of its own.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(drop_database(&database));
+        })
+        .join();
+    }
+}
+
+async fn drop_database(database: &str) {
+    let Ok(mut admin) = sqlx::MySqlConnection::connect(&mysql_base_url()).await else {
+        return;
+    };
+    let _ = admin
+        .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {database}")))
+        .await;
+    admin.close().await.ok();
 }
 
 /// One session as the core computes it.
