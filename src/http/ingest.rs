@@ -9,8 +9,7 @@ use axum::response::IntoResponse;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::{ApiError, HttpState};
-use crate::domain::RobotId;
+use super::{ApiError, HttpState, parse_robot_id};
 use crate::runtime::{IntakeOutcome, MessageOutcome, WatchedEvent};
 
 /// Takes in one event: `{"id"?: "…", "eventName": "TOILET_ACTIVITY", "occurredAt"?: "RFC 3339"}`.
@@ -21,13 +20,7 @@ pub async fn event(
     Path(robot_id): Path<String>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let robot_id: RobotId = robot_id.parse().map_err(|_| {
-        ApiError::bad_request(
-            "robotId",
-            robot_id.clone(),
-            "not a robot id (a whole number)",
-        )
-    })?;
+    let robot_id = parse_robot_id(&robot_id)?;
     let body: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             "body",

@@ -48,6 +48,12 @@ pub struct HttpState {
     pub probes: Vec<(&'static str, ReadinessProbe)>,
 }
 
+/// Reads the `{robotId}` of a path; a bad one is a 400 naming it.
+fn parse_robot_id(raw: &str) -> Result<crate::domain::RobotId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request("robotId", raw, "not a robot id (a whole number)"))
+}
+
 /// The whole router.
 pub fn router(state: HttpState) -> Router {
     let protected = Router::new()

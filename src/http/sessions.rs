@@ -9,8 +9,8 @@ use axum::extract::{Path, Query, State};
 use jiff::civil::Date;
 use serde::Serialize;
 
-use super::{ApiError, HttpState};
-use crate::domain::{RobotId, SessionResult};
+use super::{ApiError, HttpState, parse_robot_id};
+use crate::domain::SessionResult;
 use crate::replay::{AlarmReport, RuleReport, SessionReport, Totals};
 use crate::store::RecordView;
 
@@ -90,13 +90,7 @@ pub async fn list(
     Path(robot_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<LiveReport>, ApiError> {
-    let robot_id: RobotId = robot_id.parse().map_err(|_| {
-        ApiError::bad_request(
-            "robotId",
-            robot_id.clone(),
-            "not a robot id (a whole number)",
-        )
-    })?;
+    let robot_id = parse_robot_id(&robot_id)?;
     let store = state.ctx.store();
     let rule = store
         .rule(robot_id)
