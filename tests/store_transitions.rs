@@ -709,3 +709,58 @@ async fn an_abandoned_transaction_leaves_nothing_and_no_connection_keeps_it_open
         db.finish().await;
     }
 }
+
+#[tokio::test]
+async fn a_failed_alarm_waits_for_its_retry_time_without_holding_up_later_ones() {
+    for db in TestDb::both().await {
+        let r = rule("08:00", "20:00", "2h");
+        let (id, _) = started(&db.store, &r, date(2025, 3, 30)).await;
+        let first_u = ts("2025-03-30T08:00:00Z");
+        db.store.close_window(id, first_u, first_u).await.unwrap();
+        let lease = SignedDuration::from_mins(5);
+        let now = ts("2025-03-30T08:01:00Z");
+        let first = db.store.claim_alarms("a", 1, now, lease).await.unwrap();
+        assert_eq!(first.len(), 1, "{}", db.name);
+        let retry_at = ts("2025-03-30T12:00:00Z");
+        db.store
+            .mark_alarm_failed_until(first[0].id, "HTTP 400", retry_at, now)
+            .await
+            .unwrap();
+        assert!(
+            db.store
+                .claim_alarms("a", 1, now, lease)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}: not before its retry time",
+            db.name
+        );
+        // The next window's alarm falls due and goes first, though its id is higher.
+        db.store
+            .close_window(id, ts("2025-03-30T10:00:00Z"), ts("2025-03-30T10:00:00Z"))
+            .await
+            .unwrap();
+        let later = ts("2025-03-30T10:01:00Z");
+        let next = db.store.claim_alarms("a", 1, later, lease).await.unwrap();
+        assert_eq!(next.len(), 1, "{}", db.name);
+        assert_ne!(next[0].id, first[0].id, "{}", db.name);
+        assert!(
+            db.store
+                .mark_alarm_sent(next[0].id, 7, later)
+                .await
+                .unwrap()
+        );
+        let again = db
+            .store
+            .claim_alarms("a", 1, retry_at, lease)
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.len(), again[0].id, again[0].attempts),
+            (1, first[0].id, 2),
+            "{}",
+            db.name
+        );
+        db.finish().await;
+    }
+}

@@ -18,3 +18,8 @@ CREATE TABLE IF NOT EXISTS status_job_event_id (
     external_id          VARCHAR(256)     NULL,
     UNIQUE KEY uq_status_job_event_id_external (external_id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
+
+-- When a failed alarm post may be tried again: a post that keeps failing backs off instead of
+-- being claimed again at once (and ahead of every later alarm).
+ALTER TABLE status_job_alarm
+    ADD COLUMN retry_at_ms BIGINT NOT NULL DEFAULT 0;

@@ -13,3 +13,5 @@ CREATE TABLE IF NOT EXISTS status_job_event_id (
     id                   INTEGER PRIMARY KEY AUTOINCREMENT,
     external_id          TEXT NULL UNIQUE
 );
+
+ALTER TABLE status_job_alarm ADD COLUMN retry_at_ms INTEGER NOT NULL DEFAULT 0;

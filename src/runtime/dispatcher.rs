@@ -91,8 +91,12 @@ async fn pass(ctx: &Context, http: &reqwest::Client) -> Result<usize, String> {
                 // One alarm that cannot be posted must not hold up the others of the batch.
                 metrics::counter!(names::ALARMS, "outcome" => "failed").increment(1);
                 tracing::warn!(referenceId = %alarm.reference_id, error = %e, "alarm not sent yet");
+                let now = ctx.now();
+                let retry_at = now
+                    .checked_add(retry_delay(alarm.attempts, ctx))
+                    .unwrap_or(now);
                 ctx.store()
-                    .mark_alarm_failed(alarm.id, &e, ctx.now())
+                    .mark_alarm_failed_until(alarm.id, &e, retry_at, now)
                     .await
                     .map_err(|e| e.to_string())?;
                 failure = Some(e);
@@ -161,4 +165,21 @@ async fn post(ctx: &Context, http: &reqwest::Client, alarm: &OutboxAlarm) -> Res
         .await
         .map_err(|e| e.to_string())?;
     Ok(event.id)
+}
+
+/// How long (service time) an alarm whose post failed for the `attempts`-th time waits before
+/// it is claimed again: exponential from 1 s to 5 minutes of wall time, with jitter, so a post
+/// Megazord keeps refusing neither hammers it nor holds up later alarms.
+fn retry_delay(attempts: u32, ctx: &Context) -> SignedDuration {
+    use backon::BackoffBuilder;
+    let wall = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(300))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(attempts.saturating_sub(1) as usize)
+        .unwrap_or(Duration::from_secs(300));
+    SignedDuration::from_secs_f64(wall.as_secs_f64() * ctx.clock().speed())
 }

@@ -483,9 +483,22 @@ impl Store {
         error: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
+        self.mark_alarm_failed_until(alarm_id, error, now, now)
+            .await
+    }
+
+    /// Marks a posting attempt failed with `error`; the alarm is not claimed again before
+    /// `retry_at`.
+    pub async fn mark_alarm_failed_until(
+        &self,
+        alarm_id: u64,
+        error: &str,
+        retry_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         self.run(move |tx| {
             let error = error.to_string();
-            Box::pin(async move { outbox::mark_failed(tx, alarm_id, &error, now).await })
+            Box::pin(async move { outbox::mark_failed(tx, alarm_id, &error, retry_at, now).await })
         })
         .await
     }

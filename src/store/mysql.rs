@@ -91,7 +91,7 @@ pub async fn claim(
             &format!(
                 "SELECT id FROM status_job_alarm WHERE {CLAIMABLE} ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED"
             ),
-            &[expired.into(), limit.into()],
+            &[ts_to_ms(now).into(), expired.into(), limit.into()],
         )
         .await?;
     if ids.is_empty() {

@@ -17,8 +17,8 @@ pub const COLUMNS: &str = "id, status_check_id, robot_id, local_date, window_sta
 
 /// The condition of a claimable alarm: never tried, failed, or claimed by a dispatcher whose
 /// claim is older than the lease (it may have died mid-post; the next one reconciles first).
-pub const CLAIMABLE: &str =
-    "(state IN ('pending', 'failed') OR (state = 'sending' AND claimed_at_ms < ?))";
+pub const CLAIMABLE: &str = "(state = 'pending' OR (state = 'failed' AND retry_at_ms <= ?) \
+     OR (state = 'sending' AND claimed_at_ms < ?))";
 
 /// Reads a row selected with [`COLUMNS`].
 pub fn from_row(row: &Row) -> Result<OutboxAlarm, StoreError> {
@@ -101,13 +101,19 @@ pub async fn mark_failed(
     tx: &mut Tx,
     alarm_id: u64,
     error: &str,
+    retry_at: Timestamp,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
     let changed = tx
         .execute(
             "UPDATE status_job_alarm SET state = 'failed', last_error = ?, updated_at_ms = ?, \
-             claimed_by = NULL WHERE id = ? AND state <> 'sent'",
-            &[error.into(), ts_to_ms(now).into(), alarm_id.into()],
+             retry_at_ms = ?, claimed_by = NULL WHERE id = ? AND state <> 'sent'",
+            &[
+                error.into(),
+                ts_to_ms(now).into(),
+                ts_to_ms(retry_at).into(),
+                alarm_id.into(),
+            ],
         )
         .await?;
     tx.checkpoint().await?;

@@ -69,6 +69,7 @@ pub async fn claim(
                 owner.into(),
                 ts_to_ms(now).into(),
                 ts_to_ms(now).into(),
+                ts_to_ms(now).into(),
                 expired.into(),
                 limit.into(),
             ],
