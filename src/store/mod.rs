@@ -35,7 +35,6 @@ use std::time::Duration;
 
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
-use sqlx::sqlite::SqlitePool;
 
 pub use error::StoreError;
 pub use fault::FaultPlan;
@@ -63,7 +62,7 @@ const MAX_ATTEMPTS: u32 = 20;
 #[derive(Clone)]
 enum Backend {
     Mysql(mysql::Pools),
-    Sqlite(SqlitePool),
+    Sqlite(sqlite::Writer),
 }
 
 /// The durable store. Cheap to clone; clones share the connection pool.
@@ -149,7 +148,7 @@ impl Store {
             let (result, before_commit) = match outcome {
                 Ok(r) => (tx.commit().await.map(|()| r), false),
                 Err(e) => {
-                    drop(tx);
+                    tx.rollback().await;
                     (Err(e), !faulted)
                 }
             };
@@ -185,7 +184,10 @@ impl Store {
             let migrator = migrate::migrator(self.dialect(), set);
             match &self.backend {
                 Backend::Mysql(p) => migrator.run(&p.plain).await?,
-                Backend::Sqlite(p) => migrator.run(p).await?,
+                Backend::Sqlite(w) => {
+                    let mut state = w.lock().await;
+                    migrator.run(state.connection().await?).await?
+                }
             }
         }
         Ok(())

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use sqlx::mysql::{MySql, MySqlArguments, MySqlConnection, MySqlPool, MySqlRow};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteRow};
-use sqlx::{AssertSqlSafe, Column, Row as _, Transaction, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, Column, Row as _, TypeInfo, ValueRef};
+use tokio::sync::OwnedMutexGuard;
 
 use super::error::StoreError;
 use super::fault::FaultPlan;
+use super::sqlite::WriterState;
 
 /// Which SQL the database speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,7 +199,7 @@ pub(crate) enum Inner {
         /// A second way in, used only by the fault hook to kill this transaction's connection.
         pool: MySqlPool,
     },
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(OwnedMutexGuard<WriterState>),
 }
 
 /// A MySQL connection running with `autocommit = 0`: its first statement opens the
@@ -267,8 +269,8 @@ impl Tx {
                 .execute(&mut **tx)
                 .await?
                 .rows_affected(),
-            Inner::Sqlite(tx) => bind_sqlite(sql, args)
-                .execute(&mut **tx)
+            Inner::Sqlite(w) => bind_sqlite(sql, args)
+                .execute(w.open())
                 .await?
                 .rows_affected(),
         })
@@ -281,9 +283,9 @@ impl Tx {
                 .execute(&mut **tx)
                 .await?
                 .last_insert_id(),
-            Inner::Sqlite(tx) => {
+            Inner::Sqlite(w) => {
                 let rowid = bind_sqlite(sql, args)
-                    .execute(&mut **tx)
+                    .execute(w.open())
                     .await?
                     .last_insert_rowid();
                 u64::try_from(rowid)
@@ -300,8 +302,8 @@ impl Tx {
                 let rows = bind_mysql(sql, args).fetch_all(&mut **tx).await?;
                 rows.iter().map(mysql_row).collect()
             }
-            Inner::Sqlite(tx) => {
-                let rows = bind_sqlite(sql, args).fetch_all(&mut **tx).await?;
+            Inner::Sqlite(w) => {
+                let rows = bind_sqlite(sql, args).fetch_all(w.open()).await?;
                 rows.iter().map(sqlite_row).collect()
             }
         }
@@ -322,8 +324,8 @@ impl Tx {
             Inner::Mysql { tx, .. } => {
                 sqlx::raw_sql(sql).execute(&mut **tx).await?;
             }
-            Inner::Sqlite(tx) => {
-                sqlx::raw_sql(sql).execute(&mut **tx).await?;
+            Inner::Sqlite(w) => {
+                sqlx::raw_sql(sql).execute(w.open()).await?;
             }
         }
         Ok(())
@@ -351,11 +353,23 @@ impl Tx {
         }
     }
 
+    /// Undoes everything the transaction did, now. (Merely dropping it does so too: MySQL
+    /// closes the connection, SQLite rolls back when the connection is next taken.)
+    pub async fn rollback(self) {
+        match self.inner {
+            Inner::Mysql { .. } => {}
+            Inner::Sqlite(mut w) => {
+                // If this fails the connection stays marked, and the next holder tries again.
+                let _ = w.connection().await;
+            }
+        }
+    }
+
     /// Makes everything the transaction did permanent.
     pub async fn commit(self) -> Result<(), StoreError> {
         match self.inner {
             Inner::Mysql { mut tx, .. } => tx.commit().await?,
-            Inner::Sqlite(tx) => tx.commit().await?,
+            Inner::Sqlite(mut w) => w.commit().await?,
         }
         Ok(())
     }

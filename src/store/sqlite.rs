@@ -1,15 +1,16 @@
 //! The SQLite backend: one writer connection (SQLite serialises writers anyway, and several
 //! writer connections only add busy-handler back-off; stack notes §7), WAL, `BEGIN IMMEDIATE`
 //! so that a write transaction holds the database from its first statement, and a busy timeout.
+//! Reads go through the same connection: the service's reads are few and short.
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::error::StoreError;
 use super::fault::FaultPlan;
@@ -18,29 +19,92 @@ use super::session_row::ts_to_ms;
 use super::sql::{Inner, Tx};
 use super::types::OutboxAlarm;
 
+/// The one connection, held by whoever runs a transaction. Not a pool: a pool's hand-over
+/// costs about as much as a statement, and there is only ever one connection to hand over.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    state: Arc<Mutex<WriterState>>,
+}
+
+/// The connection, and whether a transaction was left open on it (its holder dropped it
+/// without committing); the next holder rolls that back first.
+#[derive(Debug)]
+pub struct WriterState {
+    conn: Option<SqliteConnection>,
+    in_transaction: bool,
+}
+
+impl WriterState {
+    /// The connection, with any transaction a previous holder abandoned rolled back.
+    pub async fn connection(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Invalid("the store is closed".into()))?;
+        if self.in_transaction {
+            sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+            self.in_transaction = false;
+        }
+        Ok(conn)
+    }
+
+    /// The connection inside the open transaction.
+    pub fn open(&mut self) -> &mut SqliteConnection {
+        self.conn
+            .as_mut()
+            .expect("a transaction runs on an open store")
+    }
+
+    /// Commits the open transaction.
+    pub async fn commit(&mut self) -> Result<(), StoreError> {
+        sqlx::raw_sql("COMMIT").execute(self.open()).await?;
+        self.in_transaction = false;
+        Ok(())
+    }
+}
+
+impl Writer {
+    /// Holds the connection until the guard is dropped.
+    pub async fn lock(&self) -> OwnedMutexGuard<WriterState> {
+        Arc::clone(&self.state).lock_owned().await
+    }
+
+    /// Closes the connection; later calls fail with "the store is closed".
+    pub async fn close(&self) {
+        let mut state = self.lock().await;
+        if let Some(conn) = state.conn.take() {
+            let _ = conn.close().await;
+        }
+    }
+}
+
 /// Opens the database file named by `url` (`sqlite://path?mode=rwc`), creating it if needed.
-pub async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
-    let options = SqliteConnectOptions::from_str(url)?
+pub async fn connect(url: &str) -> Result<Writer, StoreError> {
+    let conn = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         // FULL: a committed transition survives a power loss, not only a process crash.
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(30))
-        .foreign_keys(true);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        // A local file connection does not go stale; a check per transaction would only cost.
-        .test_before_acquire(false)
-        .connect_with(options)
+        .foreign_keys(true)
+        .connect()
         .await?;
-    Ok(pool)
+    Ok(Writer {
+        state: Arc::new(Mutex::new(WriterState {
+            conn: Some(conn),
+            in_transaction: false,
+        })),
+    })
 }
 
 /// Begins a write transaction on the single writer connection.
-pub async fn begin(pool: &SqlitePool, fault: &Arc<FaultPlan>) -> Result<Tx, StoreError> {
+pub async fn begin(writer: &Writer, fault: &Arc<FaultPlan>) -> Result<Tx, StoreError> {
+    let mut state = writer.lock().await;
+    let conn = state.connection().await?;
+    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    state.in_transaction = true;
     Ok(Tx {
-        inner: Inner::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+        inner: Inner::Sqlite(state),
         fault: Arc::clone(fault),
         fault_fired: false,
     })
