@@ -111,7 +111,7 @@ async fn close(ctx: &Context, due: DueWindow) -> Result<(), String> {
                 windowStart = %view.state.window.start,
                 windowEnd = %due.deadline,
                 referenceId = alarm.map(|a| a.reference_id()),
-                next = ?next,
+                nextWindowEnd = next.map(|w| w.end.to_string()),
                 result = %result,
                 "window closed"
             );
