@@ -128,7 +128,7 @@ fn render_session(out: &mut String, session: &SessionReport, tz: &TimeZone) {
             let _ = write!(
                 out,
                 r#"<text x="{:.1}" y="12">{}</text>"#,
-                x(tick).min(WIDTH - 26.0),
+                x(tick).min(WIDTH - 30.0),
                 local(tick)
             );
             tick = match tick.checked_add(SignedDuration::from_hours(2)) {
