@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use azi3_status_jobs::domain::{Rule, RuleInput, Session};
 use azi3_status_jobs::store::{Dialect, StatusCheckRefs, Store, StoredRule};
@@ -30,6 +30,25 @@ enum Cleanup {
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+static STALE_DROPPED: AtomicBool = AtomicBool::new(false);
+
+/// Drops the test databases of test processes that are gone (a failed test leaves its
+/// database behind).
+async fn drop_stale_databases(admin: &mut sqlx::MySqlConnection) {
+    let names: Vec<String> = sqlx::query_scalar("SHOW DATABASES LIKE 'azi3\\_test\\_%'")
+        .fetch_all(&mut *admin)
+        .await
+        .unwrap_or_default();
+    for name in names {
+        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let gone = pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists());
+        if gone {
+            let _ = admin
+                .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`")))
+                .await;
+        }
+    }
+}
 
 impl TestDb {
     /// A fresh, empty SQLite file.
@@ -62,6 +81,9 @@ impl TestDb {
                     "MariaDB at {base} is not answering ({e}); start it with scripts/services.sh"
                 )
             });
+        if !STALE_DROPPED.swap(true, Ordering::SeqCst) {
+            drop_stale_databases(&mut admin).await;
+        }
         admin
             .execute(AssertSqlSafe(format!("CREATE DATABASE {db}")))
             .await
