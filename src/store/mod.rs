@@ -138,7 +138,14 @@ impl Store {
     where
         F: for<'a> Fn(&'a mut Tx) -> BoxFuture<'a, Result<R, StoreError>>,
     {
-        let mut attempt = 1;
+        // Short, growing, jittered pauses let the winner of a lock race finish first.
+        let mut pauses = backon::BackoffBuilder::build(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(1))
+                .with_max_delay(Duration::from_millis(50))
+                .with_jitter()
+                .with_max_times(MAX_ATTEMPTS as usize - 1),
+        );
         loop {
             let mut tx = self.begin().await?;
             let outcome = f(&mut tx).await;
@@ -153,13 +160,11 @@ impl Store {
                 }
             };
             match result {
-                Err(e)
-                    if attempt < MAX_ATTEMPTS
-                        && (e.is_retryable() || (before_commit && e.is_connection_lost())) =>
-                {
-                    // A short, growing pause lets the winner of the race finish.
-                    tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
-                    attempt += 1;
+                Err(e) if e.is_retryable() || (before_commit && e.is_connection_lost()) => {
+                    match pauses.next() {
+                        Some(pause) => tokio::time::sleep(pause).await,
+                        None => return Err(e),
+                    }
                 }
                 other => return other,
             }
