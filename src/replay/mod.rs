@@ -123,7 +123,10 @@ pub fn collect_events(
             set.duplicates += 1;
             continue;
         }
-        sorted &= set.instants.last().is_none_or(|last| *last <= row.occurred_at);
+        sorted &= set
+            .instants
+            .last()
+            .is_none_or(|last| *last <= row.occurred_at);
         set.instants.push(row.occurred_at);
     }
     // Exports are usually in time order already; then there is nothing to sort.
