@@ -82,6 +82,31 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(replay_file(&path, &rule)))
     });
     group.finish();
+    interleaved_ratio(&path, &rule);
+}
+
+/// The ratio once more, with the two measured in turn (baseline, replay, baseline, …) so that a
+/// change in machine load during the run weighs on both alike; prints the median of the
+/// per-pair ratios.
+fn interleaved_ratio(path: &Path, rule: &Rule) {
+    const PAIRS: usize = 15;
+    let mut ratios: Vec<f64> = (0..PAIRS)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            black_box(csv_only(path));
+            let baseline = start.elapsed();
+            let start = std::time::Instant::now();
+            black_box(replay_file(path, rule));
+            start.elapsed().as_secs_f64() / baseline.as_secs_f64()
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "replay / baseline, {PAIRS} interleaved pairs: median {:.2}x (min {:.2}x, max {:.2}x)",
+        ratios[PAIRS / 2],
+        ratios[0],
+        ratios[PAIRS - 1]
+    );
 }
 
 criterion_group!(benches, bench);
