@@ -60,7 +60,7 @@ fn replay_file(path: &Path, rule: &Rule) -> usize {
         skip_invalid: false,
         expected_rows: expected_rows(file.metadata().unwrap().len()),
     };
-    let mut events = CsvEvents::new(file, "bench.csv").unwrap();
+    let mut events = CsvEvents::read_ahead(file, "bench.csv").unwrap();
     let set = collect_events(&mut events, rule, options, |_| {}).unwrap();
     let report = replay(rule, &set, DateRange::default(), false);
     let json = serde_json::to_vec(&report).unwrap();

@@ -193,8 +193,8 @@ fn read_events(args: &ReplayArgs, rule: &Rule) -> Result<EventSet, InputError> {
         skip_invalid: args.skip_invalid,
         expected_rows: 0,
     };
-    let (input, progress): (Box<dyn Read>, Option<ProgressBar>) = if is_stdin {
-        (Box::new(io::stdin().lock()), None)
+    let (input, progress): (Box<dyn Read + Send>, Option<ProgressBar>) = if is_stdin {
+        (Box::new(io::stdin()), None)
     } else {
         let file = File::open(&args.events).map_err(|source| InputError::Io {
             file: name.clone(),
@@ -204,7 +204,7 @@ fn read_events(args: &ReplayArgs, rule: &Rule) -> Result<EventSet, InputError> {
             options.expected_rows = expected_rows(meta.len());
         }
         let progress = progress_bar(&file);
-        let input: Box<dyn Read> = match &progress {
+        let input: Box<dyn Read + Send> = match &progress {
             Some(bar) => Box::new(bar.wrap_read(file)),
             None => Box::new(file),
         };
@@ -218,7 +218,12 @@ fn read_events(args: &ReplayArgs, rule: &Rule) -> Result<EventSet, InputError> {
         }
     };
     let result = match format {
-        InputFormat::Csv => collect_events(&mut CsvEvents::new(input, &name)?, rule, options, warn),
+        InputFormat::Csv => collect_events(
+            &mut CsvEvents::read_ahead(input, &name)?,
+            rule,
+            options,
+            warn,
+        ),
         InputFormat::Jsonl => collect_events(
             &mut JsonlEvents::new(BufReader::with_capacity(1 << 16, input), &name),
             rule,
