@@ -307,7 +307,7 @@ struct Slow {
 impl MessageHandler for Slow {
     async fn handle(&self, _message: ReceivedMessage) -> Disposition {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(7)).await;
         self.finished.store(true, Ordering::SeqCst);
         Disposition::Done
     }
@@ -318,14 +318,23 @@ async fn a_slow_message_stays_invisible_and_is_handled_exactly_once() {
     let queue = TestQueue::new("slow").await;
     queue.send("slow", None).await;
     let handler = Arc::new(Slow::default());
-    let running = start(queue.consumer(10).await, Arc::clone(&handler));
+    // 3 s rather than the usual 2 s: each extension then has a 1.5 s margin, which a loaded
+    // machine's scheduling delays do not eat.
+    let settings = SqsSettings {
+        visibility_timeout_seconds: 3,
+        ..queue.settings(10)
+    };
+    let consumer = SqsConsumer::with_client(queue.client.clone(), &settings)
+        .await
+        .expect("the queue exists");
+    let running = start(consumer, Arc::clone(&handler));
 
     wait_for("the handler to start", || {
         handler.calls.load(Ordering::SeqCst) == 1
     })
     .await;
     // Another consumer polling meanwhile never gets the message, although the handler outlasts
-    // the 2 s visibility timeout twice over.
+    // the 3 s visibility timeout twice over.
     while !handler.finished.load(Ordering::SeqCst) {
         let other = queue
             .client
