@@ -106,7 +106,7 @@ impl Context {
                 Some(id) => id,
                 // A session that ended without being started is not evaluated after the fact.
                 None if session.end <= now => continue,
-                None => self.ensure_session(&stored, session, now).await?,
+                None => self.start_session(&stored, session, now).await?,
             };
             seen += 1;
             match self.store().apply_event(id, input, now).await? {
@@ -141,21 +141,14 @@ impl Context {
         })
     }
 
-    /// The `status_check.id` of `session`, starting it first when needed. A session is started
-    /// here only when an event of it arrives before the scheduler got to it.
-    pub(crate) async fn ensure_session(
+    /// Starts `session` (the caller found no `status_check` for it) and returns its
+    /// `status_check.id`; safe when another instance starts it at the same moment.
+    pub(crate) async fn start_session(
         &self,
         stored: &StoredRule,
         session: Session,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        if let Some(id) = self
-            .store()
-            .session_id(session.robot_id, session.date)
-            .await?
-        {
-            return Ok(id);
-        }
         let outcome = self
             .store()
             .start_session(

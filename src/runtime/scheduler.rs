@@ -86,7 +86,7 @@ async fn pass(
                 Some(id) => id,
                 None if session.end <= now => continue,
                 None if date < today && stored.updated_at > session.start => continue,
-                None => ctx.ensure_session(&stored, session, now).await?,
+                None => ctx.start_session(&stored, session, now).await?,
             };
             match prepare(ctx, &stored, session, id).await {
                 Ok(()) => {
