@@ -77,20 +77,12 @@ async fn pass(ctx: &Context, shutdown: &CancellationToken) -> Result<Option<Time
 /// Reads the window's history, then closes it if no event has moved it meanwhile.
 async fn close(ctx: &Context, due: DueWindow) -> Result<(), String> {
     let store = ctx.store();
-    let Some(view) = store
-        .session(due.status_check_id)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
-        return Ok(());
-    };
     if ctx.megazord().is_some() {
-        let robot_id = view.state.session.robot_id;
-        let Some(stored) = store.rule(robot_id).await.map_err(|e| e.to_string())? else {
+        let Some(stored) = store.rule(due.robot_id).await.map_err(|e| e.to_string())? else {
             return Ok(());
         };
         let call_ref = CallRef::new();
-        replay_history(ctx, &stored, view.state.window.start, &call_ref).await?;
+        replay_history(ctx, &stored, due.window_start, &call_ref).await?;
     }
     let now = ctx.now();
     match store
@@ -107,8 +99,8 @@ async fn close(ctx: &Context, due: DueWindow) -> Result<(), String> {
                 .increment(1);
             tracing::info!(
                 statusCheckId = due.status_check_id,
-                robotId = view.state.session.robot_id,
-                windowStart = %view.state.window.start,
+                robotId = due.robot_id,
+                windowStart = %due.window_start,
                 windowEnd = %due.deadline,
                 referenceId = alarm.map(|a| a.reference_id()),
                 nextWindowEnd = next.map(|w| w.end.to_string()),

@@ -3,7 +3,9 @@
 use jiff::Timestamp;
 use jiff::civil::Date;
 
-use crate::domain::{AlarmIdentity, EventClass, Rule, SessionResult, SessionState, Window};
+use crate::domain::{
+    AlarmIdentity, EventClass, RobotId, Rule, SessionResult, SessionState, Window,
+};
 
 /// A rule as stored: the rule, its version (grows by one on every change) and when it changed.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,6 +187,10 @@ impl SessionView {
 pub struct DueWindow {
     /// The session.
     pub status_check_id: u64,
+    /// The session's robot.
+    pub robot_id: RobotId,
+    /// The current window's start `s`.
+    pub window_start: Timestamp,
     /// Its current deadline `u`.
     pub deadline: Timestamp,
 }

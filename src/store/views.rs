@@ -7,6 +7,7 @@ use super::error::StoreError;
 use super::session_row::{COLUMNS, SessionRow, ts_to_ms};
 use super::sql::Tx;
 use super::types::{DueWindow, RecordView, SessionView};
+use crate::domain::RobotId;
 
 /// The sessions of `robot_id` with local dates from `from` to `to` inclusive, in date order.
 pub async fn sessions(
@@ -111,7 +112,7 @@ pub async fn due_windows(
 ) -> Result<Vec<DueWindow>, StoreError> {
     let rows = tx
         .fetch_all(
-            "SELECT status_check_id, window_end_ms FROM status_job_session \
+            "SELECT status_check_id, window_end_ms, robot_id, window_start_ms FROM status_job_session \
              WHERE result = 'PENDING' AND window_end_ms <= ? ORDER BY window_end_ms, status_check_id LIMIT ?",
             &[ts_to_ms(now).into(), limit.into()],
         )
@@ -121,6 +122,9 @@ pub async fn due_windows(
             Ok(DueWindow {
                 status_check_id: r.id(0)?,
                 deadline: super::session_row::ms_to_ts(r.int(1)?)?,
+                robot_id: RobotId::try_from(r.id(2)?)
+                    .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
+                window_start: super::session_row::ms_to_ts(r.int(3)?)?,
             })
         })
         .collect()
