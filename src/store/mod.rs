@@ -117,6 +117,7 @@ impl Store {
     pub async fn close(&self) {
         match &self.backend {
             Backend::Mysql(p) => {
+                p.idle.clear();
                 p.tx.close().await;
                 p.plain.close().await;
             }
@@ -159,6 +160,12 @@ impl Store {
                     (Err(e), !faulted)
                 }
             };
+            if let (Err(e), Backend::Mysql(p)) = (&result, &self.backend)
+                && e.is_connection_lost()
+            {
+                // The server may have restarted: the kept connections are likely gone too.
+                p.idle.clear();
+            }
             match result {
                 Err(e) if e.is_retryable() || (before_commit && e.is_connection_lost()) => {
                     match pauses.next() {

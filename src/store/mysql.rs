@@ -8,11 +8,12 @@
 //! within about two plain commits.
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
 use sqlx::Executor;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::pool::PoolConnection;
 
 use super::error::StoreError;
 use super::fault::FaultPlan;
@@ -27,8 +28,48 @@ pub struct Pools {
     /// Connections with `autocommit = 0`, used only through [`Tx`], which always ends with
     /// `COMMIT` or by closing the connection: none goes back to the pool inside a transaction.
     pub tx: MySqlPool,
+    /// Connections of `tx` that ended their transaction with `COMMIT`, for the next one.
+    pub idle: IdleConnections,
     /// Ordinary connections for migrations, start-up checks and the test fault hook.
     pub plain: MySqlPool,
+}
+
+/// Transaction connections that committed, handed straight to the next transaction instead of
+/// going back to the pool: the pool pings every connection it takes back, one more round trip
+/// per transition, and a transition is only a few. They still count against the pool's size;
+/// one that died meanwhile fails its next transaction's first statement, which then runs
+/// again on a fresh connection.
+#[derive(Clone, Default)]
+pub struct IdleConnections(Arc<Mutex<Vec<PoolConnection<MySql>>>>);
+
+impl IdleConnections {
+    fn take(&self) -> Option<PoolConnection<MySql>> {
+        self.lock().pop()
+    }
+
+    pub(crate) fn put(&self, conn: PoolConnection<MySql>) {
+        self.lock().push(conn);
+    }
+
+    /// Gives every kept connection back to the pool (after a connection was lost, the others
+    /// may be gone too; before the pool closes, which waits for all of them).
+    pub fn clear(&self) {
+        let kept = std::mem::take(&mut *self.lock());
+        drop(kept);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PoolConnection<MySql>>> {
+        // The list stays valid whatever a panicking holder did.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for IdleConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IdleConnections({})", self.lock().len())
+    }
 }
 
 /// Opens the pools on `url` (`mysql://user:password@host:port/database`).
@@ -60,15 +101,23 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Pools, StoreErro
             })
         })
         .connect_lazy_with(options);
-    Ok(Pools { tx, plain })
+    Ok(Pools {
+        tx,
+        idle: IdleConnections::default(),
+        plain,
+    })
 }
 
-/// Begins a transaction: takes an `autocommit = 0` connection; its first statement opens the
-/// transaction.
+/// Begins a transaction: takes an `autocommit = 0` connection (one that just committed, if
+/// any); its first statement opens the transaction.
 pub async fn begin(pools: &Pools, fault: &Arc<FaultPlan>) -> Result<Tx, StoreError> {
+    let conn = match pools.idle.take() {
+        Some(conn) => conn,
+        None => pools.tx.acquire().await?,
+    };
     Ok(Tx {
         inner: Inner::Mysql {
-            tx: MysqlTxConn::new(pools.tx.acquire().await?),
+            tx: MysqlTxConn::new(conn, pools.idle.clone()),
             pool: pools.plain.clone(),
         },
         fault: Arc::clone(fault),

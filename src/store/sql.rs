@@ -4,14 +4,16 @@
 
 use std::sync::Arc;
 
+use futures_util::TryStreamExt as _;
 use sqlx::mysql::{MySql, MySqlArguments, MySqlConnection, MySqlPool, MySqlRow};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteRow};
-use sqlx::{AssertSqlSafe, Column, Row as _, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, Column, Either, Row as _, TypeInfo, ValueRef};
 use tokio::sync::OwnedMutexGuard;
 
 use super::error::StoreError;
 use super::fault::FaultPlan;
+use super::mysql::IdleConnections;
 use super::sqlite::WriterState;
 
 /// Which SQL the database speaks.
@@ -140,6 +142,15 @@ pub enum Value {
     Text(String),
 }
 
+/// What one statement of [`Tx::sequence`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The rows it returned.
+    pub rows: Vec<Row>,
+    /// The rows it changed.
+    pub changed: u64,
+}
+
 /// One result row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row(pub Vec<Value>);
@@ -206,40 +217,162 @@ pub(crate) enum Inner {
 /// transaction, so a transition costs no `BEGIN` round trip. Dropped before
 /// [`MysqlTxConn::commit`], the connection is closed rather than returned to the pool, and
 /// the server rolls the transaction back.
+///
+/// Writes whose outcome the transaction does not read ([`Tx::write`]) wait in `queued` and go
+/// to the server in one text with whatever needs an answer next, usually `COMMIT`: every
+/// statement sent on its own is a round trip, and round trips are most of what a transition
+/// costs.
 pub struct MysqlTxConn {
-    conn: PoolConnection<MySql>,
+    /// Taken only when the transaction ends.
+    conn: Option<PoolConnection<MySql>>,
+    /// Where the connection goes after `COMMIT`.
+    idle: IdleConnections,
     open: bool,
+    /// `;`-terminated statements with their values written in, not yet sent.
+    queued: String,
+    /// How many statements `queued` holds.
+    queued_statements: usize,
 }
 
 impl MysqlTxConn {
-    pub(crate) fn new(conn: PoolConnection<MySql>) -> Self {
-        MysqlTxConn { conn, open: true }
+    pub(crate) fn new(conn: PoolConnection<MySql>, idle: IdleConnections) -> Self {
+        MysqlTxConn {
+            conn: Some(conn),
+            idle,
+            open: true,
+            queued: String::new(),
+            queued_statements: 0,
+        }
     }
 
+    fn conn(&mut self) -> &mut MySqlConnection {
+        self.conn
+            .as_deref_mut()
+            .expect("the connection is taken only when the transaction ends")
+    }
+
+    fn queue(&mut self, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
+        inline_mysql(&mut self.queued, sql, args)?;
+        self.queued.push(';');
+        self.queued_statements += 1;
+        Ok(())
+    }
+
+    /// Sends the queued writes, if any.
+    async fn flush(&mut self) -> Result<(), sqlx::Error> {
+        if self.queued_statements == 0 {
+            return Ok(());
+        }
+        let sql = std::mem::take(&mut self.queued);
+        self.queued_statements = 0;
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Runs the queued writes and then `statements`, in that order, in one round trip.
+    async fn sequence(
+        &mut self,
+        statements: &[(&str, &[Arg])],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let mut sql = std::mem::take(&mut self.queued);
+        let skip = std::mem::take(&mut self.queued_statements);
+        for (statement, args) in statements {
+            inline_mysql(&mut sql, statement, args)?;
+            sql.push(';');
+        }
+        let mut outcomes = Vec::with_capacity(skip + statements.len());
+        let mut rows = Vec::new();
+        let mut stream = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(self.conn());
+        // Each statement's rows come first, then its result.
+        while let Some(item) = stream.try_next().await? {
+            match item {
+                Either::Left(done) => outcomes.push(Outcome {
+                    rows: std::mem::take(&mut rows),
+                    changed: done.rows_affected(),
+                }),
+                Either::Right(row) => rows.push(mysql_row(&row)?),
+            }
+        }
+        Ok(outcomes.split_off(skip.min(outcomes.len())))
+    }
+
+    /// Sends the queued writes and `COMMIT`, in one round trip.
     async fn commit(&mut self) -> Result<(), sqlx::Error> {
-        sqlx::raw_sql("COMMIT").execute(&mut *self.conn).await?;
+        let mut sql = std::mem::take(&mut self.queued);
+        self.queued_statements = 0;
+        sql.push_str("COMMIT");
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(self.conn())
+            .await?;
         self.open = false;
         Ok(())
     }
 }
 
+/// Appends `sql` to `out` with each `?` replaced by its argument written as a MySQL literal:
+/// statements sent together in one text cannot carry parameters. Text is written as a
+/// hexadecimal literal with a character-set introducer, so that no value can end its literal
+/// early whatever the server's SQL mode. The store's statements have no `?` other than
+/// placeholders.
+fn inline_mysql(out: &mut String, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
+    use std::fmt::Write as _;
+    let mut parts = sql.split('?');
+    out.push_str(parts.next().unwrap_or_default());
+    let mut args = args.iter();
+    for part in parts {
+        let arg = args.next().ok_or_else(|| {
+            StoreError::Invalid(format!("too few arguments for the statement {sql:?}"))
+        })?;
+        match arg {
+            Arg::Int(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Arg::Null => out.push_str("NULL"),
+            Arg::Text(t) if t.is_empty() => out.push_str("''"),
+            Arg::Text(t) => {
+                out.push_str("_utf8mb4 X'");
+                for b in t.bytes() {
+                    let _ = write!(out, "{b:02x}");
+                }
+                out.push('\'');
+            }
+        }
+        out.push_str(part);
+    }
+    if args.next().is_some() {
+        return Err(StoreError::Invalid(format!(
+            "too many arguments for the statement {sql:?}"
+        )));
+    }
+    Ok(())
+}
+
 impl std::ops::Deref for MysqlTxConn {
     type Target = MySqlConnection;
     fn deref(&self) -> &Self::Target {
-        &self.conn
+        self.conn
+            .as_deref()
+            .expect("the connection is taken only when the transaction ends")
     }
 }
 
 impl std::ops::DerefMut for MysqlTxConn {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.conn
+        self.conn()
     }
 }
 
 impl Drop for MysqlTxConn {
     fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
         if self.open {
-            self.conn.close_on_drop();
+            conn.close_on_drop();
+        } else {
+            self.idle.put(conn);
         }
     }
 }
@@ -265,10 +398,13 @@ impl Tx {
     /// Runs a statement; returns the number of rows it changed.
     pub async fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
         Ok(match &mut self.inner {
-            Inner::Mysql { tx, .. } => bind_mysql(sql, args)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected(),
+            Inner::Mysql { tx, .. } => {
+                tx.flush().await?;
+                bind_mysql(sql, args)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected()
+            }
             Inner::Sqlite(w) => bind_sqlite(sql, args)
                 .execute(w.open())
                 .await?
@@ -279,10 +415,13 @@ impl Tx {
     /// Runs an `INSERT` into a table with an auto-increment key; returns the new id.
     pub async fn insert(&mut self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
         let id = match &mut self.inner {
-            Inner::Mysql { tx, .. } => bind_mysql(sql, args)
-                .execute(&mut **tx)
-                .await?
-                .last_insert_id(),
+            Inner::Mysql { tx, .. } => {
+                tx.flush().await?;
+                bind_mysql(sql, args)
+                    .execute(&mut **tx)
+                    .await?
+                    .last_insert_id()
+            }
             Inner::Sqlite(w) => {
                 let rowid = bind_sqlite(sql, args)
                     .execute(w.open())
@@ -299,6 +438,7 @@ impl Tx {
     pub async fn fetch_all(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError> {
         match &mut self.inner {
             Inner::Mysql { tx, .. } => {
+                tx.flush().await?;
                 let rows = bind_mysql(sql, args).fetch_all(&mut **tx).await?;
                 rows.iter().map(mysql_row).collect()
             }
@@ -318,10 +458,61 @@ impl Tx {
         Ok(self.fetch_all(sql, args).await?.into_iter().next())
     }
 
+    /// Runs a statement whose outcome the transaction does not need to see. On MySQL it waits
+    /// and goes to the server with the next statement that needs an answer, or with `COMMIT`,
+    /// so that a transition's writes cost one round trip together; an error it causes shows
+    /// then. On SQLite it runs now.
+    pub async fn write(&mut self, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
+        match &mut self.inner {
+            Inner::Mysql { tx, .. } => tx.queue(sql, args),
+            Inner::Sqlite(w) => {
+                bind_sqlite(sql, args).execute(w.open()).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs `statements` in order; returns what each did. On MySQL they go to the server in
+    /// one round trip (with any waiting writes before them), and each starts only when the one
+    /// before has finished: after a locking read, the statements that follow see the state it
+    /// locked.
+    pub async fn sequence(
+        &mut self,
+        statements: &[(&str, &[Arg])],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        match &mut self.inner {
+            Inner::Mysql { tx, .. } => tx.sequence(statements).await,
+            Inner::Sqlite(w) => {
+                let mut outcomes = Vec::with_capacity(statements.len());
+                for (sql, args) in statements {
+                    let query = bind_sqlite(sql, args);
+                    let returns_rows = sql
+                        .trim_start()
+                        .get(..6)
+                        .is_some_and(|word| word.eq_ignore_ascii_case("SELECT"));
+                    outcomes.push(if returns_rows {
+                        let rows = query.fetch_all(w.open()).await?;
+                        Outcome {
+                            rows: rows.iter().map(sqlite_row).collect::<Result<_, _>>()?,
+                            changed: 0,
+                        }
+                    } else {
+                        Outcome {
+                            rows: Vec::new(),
+                            changed: query.execute(w.open()).await?.rows_affected(),
+                        }
+                    });
+                }
+                Ok(outcomes)
+            }
+        }
+    }
+
     /// Runs a batch of statements given as one text, without arguments.
     pub async fn execute_script(&mut self, sql: &'static str) -> Result<(), StoreError> {
         match &mut self.inner {
             Inner::Mysql { tx, .. } => {
+                tx.flush().await?;
                 sqlx::raw_sql(sql).execute(&mut **tx).await?;
             }
             Inner::Sqlite(w) => {
@@ -340,6 +531,8 @@ impl Tx {
         self.fault_fired = true;
         match &mut self.inner {
             Inner::Mysql { tx, pool } => {
+                // The writes so far reach the server first, so that the kill lands after them.
+                tx.flush().await?;
                 let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
                     .fetch_one(&mut **tx)
                     .await?;
@@ -436,4 +629,53 @@ fn sqlite_row(row: &SqliteRow) -> Result<Row, StoreError> {
         values.push(value);
     }
     Ok(Row(values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inline(sql: &str, args: &[Arg]) -> Result<String, StoreError> {
+        let mut out = String::new();
+        inline_mysql(&mut out, sql, args).map(|()| out)
+    }
+
+    #[test]
+    fn integers_and_null_are_written_as_they_are() {
+        assert_eq!(
+            inline(
+                "UPDATE t SET a = ?, b = ? WHERE id = ?",
+                &[(-5_i64).into(), Arg::Null, 7_u64.into()]
+            )
+            .unwrap(),
+            "UPDATE t SET a = -5, b = NULL WHERE id = 7"
+        );
+    }
+
+    #[test]
+    fn text_becomes_a_hex_literal_so_no_quote_or_backslash_can_end_it() {
+        assert_eq!(
+            inline("INSERT INTO t VALUES (?, ?)", &["a'b\\".into(), "".into()]).unwrap(),
+            "INSERT INTO t VALUES (_utf8mb4 X'6127625c', '')"
+        );
+        assert_eq!(
+            inline("SELECT ?", &["é".into()]).unwrap(),
+            "SELECT _utf8mb4 X'c3a9'"
+        );
+    }
+
+    #[test]
+    fn a_wrong_number_of_arguments_is_an_error_naming_the_statement() {
+        let few = inline("SELECT ?, ?", &[1_i64.into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            few.contains("too few arguments") && few.contains("SELECT ?, ?"),
+            "{few}"
+        );
+        let many = inline("SELECT ?", &[1_i64.into(), 2_i64.into()])
+            .unwrap_err()
+            .to_string();
+        assert!(many.contains("too many arguments"), "{many}");
+    }
 }

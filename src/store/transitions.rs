@@ -7,8 +7,8 @@ use jiff::Timestamp;
 
 use super::error::StoreError;
 use super::rules::{self, StoredColumns};
-use super::session_row::{COLUMNS, STATE_ASSIGNMENTS, SessionRow, ts_to_ms, ts_to_sql};
-use super::sql::{Arg, Dialect, Tx};
+use super::session_row::{COLUMNS, SessionRow, ts_to_ms, ts_to_sql};
+use super::sql::{Arg, Tx};
 use super::types::{
     ApplyOutcome, CloseOutcome, EndOutcome, EventInput, RuleChange, StartOutcome, StatusCheckRefs,
 };
@@ -134,6 +134,55 @@ pub async fn lock_session(
     row.as_ref().map(SessionRow::from_row).transpose()
 }
 
+/// Locks the session row, reads it, and takes the event into `status_job_event` (state
+/// `observed`, the usual outcome, until the core has classified it); `None` when there is no
+/// such session, `false` when the event was taken before. The insert runs after the lock is
+/// held (one round trip for both on MySQL), and every transition that takes an event holds
+/// that lock, so the answer cannot change before commit.
+async fn lock_session_and_take_event(
+    tx: &mut Tx,
+    status_check_id: u64,
+    event: EventInput,
+    now: Timestamp,
+) -> Result<Option<(SessionRow, bool)>, StoreError> {
+    let lock = format!(
+        "SELECT {COLUMNS} FROM status_job_session WHERE status_check_id = ?{}",
+        tx.dialect().for_update()
+    );
+    // From the session row, so that no event row is left for a session that does not exist.
+    let take = format!(
+        "{} INTO status_job_event (status_check_id, incoming_event_id, outgoing_event_id, \
+         occurred_at_ms, state, created_at_ms) \
+         SELECT status_check_id, ?, ?, ?, '{EVENT_OBSERVED}', ? FROM status_job_session WHERE status_check_id = ?",
+        tx.dialect().insert_ignore()
+    );
+    let outcomes = tx
+        .sequence(&[
+            (&lock, &[status_check_id.into()]),
+            (
+                &take,
+                &[
+                    event.incoming_event_id.into(),
+                    event.outgoing_event_id.into(),
+                    ts_to_ms(event.occurred_at).into(),
+                    ts_to_ms(now).into(),
+                    status_check_id.into(),
+                ],
+            ),
+        ])
+        .await?;
+    let [session, taken] = outcomes.as_slice() else {
+        return Err(StoreError::corrupt(format!(
+            "expected the outcomes of 2 statements, got {}",
+            outcomes.len()
+        )));
+    };
+    let Some(row) = session.rows.first() else {
+        return Ok(None);
+    };
+    Ok(Some((SessionRow::from_row(row)?, taken.changed > 0)))
+}
+
 /// Dedupes, classifies and applies one event.
 pub async fn apply_event(
     tx: &mut Tx,
@@ -141,33 +190,29 @@ pub async fn apply_event(
     event: EventInput,
     now: Timestamp,
 ) -> Result<ApplyOutcome, StoreError> {
-    let Some(mut row) = lock_session(tx, status_check_id).await? else {
+    let Some((mut row, taken)) =
+        lock_session_and_take_event(tx, status_check_id, event, now).await?
+    else {
         return Ok(ApplyOutcome::NoSession);
     };
-    let before = row.clone();
-    let class = row.state.classify(event.occurred_at);
-    let sql = format!(
-        "{} INTO status_job_event (status_check_id, incoming_event_id, outgoing_event_id, \
-         occurred_at_ms, state, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
-        tx.dialect().insert_ignore()
-    );
-    let inserted = tx
-        .execute(
-            &sql,
-            &[
-                status_check_id.into(),
-                event.incoming_event_id.into(),
-                event.outgoing_event_id.into(),
-                ts_to_ms(event.occurred_at).into(),
-                event_state(class).into(),
-                ts_to_ms(now).into(),
-            ],
-        )
-        .await?;
-    if inserted == 0 {
+    if !taken {
         return Ok(ApplyOutcome::Duplicate);
     }
     tx.checkpoint().await?;
+    let before = row.clone();
+    let class = row.state.classify(event.occurred_at);
+    if class != EventClass::Observed {
+        tx.write(
+            "UPDATE status_job_event SET state = ? WHERE status_check_id = ? AND incoming_event_id = ?",
+            &[
+                event_state(class).into(),
+                status_check_id.into(),
+                event.incoming_event_id.into(),
+            ],
+        )
+        .await?;
+        tx.checkpoint().await?;
+    }
     let applied = row.state.observe(event.occurred_at);
     debug_assert_eq!(applied, class);
     if class == EventClass::Ahead {
@@ -265,12 +310,12 @@ pub async fn record_subscribed(
         return Ok(false);
     }
     let before = row.clone();
-    tx.execute(
+    tx.write(
         "UPDATE status_check SET subscription_id = ?, updated_at = CURRENT_TIMESTAMP WHERE id = ?",
         &[subscription_id.into(), status_check_id.into()],
     )
     .await?;
-    tx.execute(
+    tx.write(
         &format!(
             "{} INTO status_job_subscription (subscription_id, status_check_id, robot_id, created_at_ms) \
              VALUES (?, ?, ?, ?)",
@@ -375,7 +420,7 @@ async fn drain_pending(tx: &mut Tx, row: &mut SessionRow) -> Result<(), StoreErr
             break;
         }
         row.pending_events = row.pending_events.saturating_sub(1);
-        tx.execute(
+        tx.write(
             "UPDATE status_job_event SET state = ? WHERE status_check_id = ? AND incoming_event_id = ?",
             &[event_state(class).into(), row.status_check_id.into(), event.incoming_event_id.into()],
         )
@@ -388,8 +433,9 @@ async fn drain_pending(tx: &mut Tx, row: &mut SessionRow) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Writes the session row (when it changed) and the shared rows that mirror it: the poller's window while the
-/// session runs; `COMPLETED` and the result, without a poller, once it ended.
+/// Writes the session row (only the columns that changed) and the shared rows that mirror it:
+/// the poller's window while the session runs; `COMPLETED` and the result, without a poller,
+/// once it ended.
 pub async fn save(
     tx: &mut Tx,
     before: &SessionRow,
@@ -399,43 +445,21 @@ pub async fn save(
     if *before == *row {
         return Ok(());
     }
-    let before = &before.state;
     let id = row.status_check_id;
-    let mut args = row.state_args();
-    args.push(ts_to_ms(now).into());
-    let poller_moves = row.state.is_running() && before.window != row.state.window;
-    if poller_moves && tx.dialect() == Dialect::Mysql {
-        // One statement for both rows: on MySQL every statement is a round trip, and this is
-        // the most common write of all. LEFT JOIN: the session row is written even if the
-        // poller row were gone.
-        args.extend([
-            ts_to_sql(row.state.window.start).into(),
-            ts_to_sql(row.state.window.end).into(),
-            id.into(),
-        ]);
-        tx.execute(
-            &format!(
-                "UPDATE status_job_session s LEFT JOIN status_check_poller p \
-                 ON p.status_check_id = s.status_check_id \
-                 SET {STATE_ASSIGNMENTS}, updated_at_ms = ?, p.since = ?, p.`until` = ?, \
-                 p.updated_at = CURRENT_TIMESTAMP WHERE s.status_check_id = ?"
-            ),
-            &args,
-        )
-        .await?;
-        tx.checkpoint().await?;
-        return Ok(());
-    }
-    args.push(id.into());
-    tx.execute(
-        &format!("UPDATE status_job_session SET {STATE_ASSIGNMENTS}, updated_at_ms = ? WHERE status_check_id = ?"),
+    let (assignments, mut args) = row.changed_assignments(before);
+    args.extend([ts_to_ms(now).into(), id.into()]);
+    tx.write(
+        &format!(
+            "UPDATE status_job_session SET {assignments}updated_at_ms = ? WHERE status_check_id = ?"
+        ),
         &args,
     )
     .await?;
     tx.checkpoint().await?;
+    let before = &before.state;
     if row.state.is_running() {
-        if poller_moves {
-            tx.execute(
+        if before.window != row.state.window {
+            tx.write(
                 "UPDATE status_check_poller SET since = ?, `until` = ?, updated_at = CURRENT_TIMESTAMP \
                  WHERE status_check_id = ?",
                 &[
@@ -448,14 +472,14 @@ pub async fn save(
             tx.checkpoint().await?;
         }
     } else if before.is_running() {
-        tx.execute(
+        tx.write(
             "UPDATE status_check SET phase = 'COMPLETED', result = ?, updated_at = CURRENT_TIMESTAMP \
              WHERE id = ?",
             &[row.state.result.as_str().into(), id.into()],
         )
         .await?;
         tx.checkpoint().await?;
-        tx.execute(
+        tx.write(
             "DELETE FROM status_check_poller WHERE status_check_id = ?",
             &[id.into()],
         )
@@ -477,7 +501,7 @@ async fn insert_alarm(
          VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
         tx.dialect().insert_ignore()
     );
-    tx.execute(
+    tx.write(
         &sql,
         &[
             row.status_check_id.into(),
@@ -526,7 +550,7 @@ pub async fn insert_record(
     created_at: Timestamp,
 ) -> Result<(), StoreError> {
     row.records += 1;
-    tx.execute(
+    tx.write(
         "INSERT INTO status_check_record (status_check_id, incoming_event_id, outgoing_event_id, \
          event_name, `order`, phase, result, created_at) VALUES (?, ?, ?, ?, ?, 'FUTURE', ?, ?)",
         &[
