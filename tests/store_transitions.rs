@@ -302,9 +302,15 @@ async fn duplicates_write_nothing_late_events_are_recorded_outside_events_are_no
             "a late event never moves the window"
         );
         assert_eq!(view.poller.unwrap().0, ts("2025-03-30T07:00:00Z"));
+        let before = snapshot(&db.store).await;
         assert_eq!(
             db.store.apply_event(999, e, e.occurred_at).await.unwrap(),
             ApplyOutcome::NoSession
+        );
+        assert_eq!(
+            snapshot(&db.store).await,
+            before,
+            "an event for a session that does not exist leaves nothing behind"
         );
         db.finish().await;
     }

@@ -136,9 +136,9 @@ pub async fn lock_session(
 
 /// Locks the session row, reads it, and takes the event into `status_job_event` (state
 /// `observed`, the usual outcome, until the core has classified it); `None` when there is no
-/// such session, `false` when the event was taken before. The insert runs after the lock is
-/// held (one round trip for both on MySQL), and every transition that takes an event holds
-/// that lock, so the answer cannot change before commit.
+/// such session (and then no event row is left), `false` when the event was taken before.
+/// The insert runs after the lock is held (one round trip for both on MySQL), and every
+/// transition that takes an event holds that lock, so the answer cannot change before commit.
 async fn lock_session_and_take_event(
     tx: &mut Tx,
     status_check_id: u64,
@@ -149,11 +149,9 @@ async fn lock_session_and_take_event(
         "SELECT {COLUMNS} FROM status_job_session WHERE status_check_id = ?{}",
         tx.dialect().for_update()
     );
-    // From the session row, so that no event row is left for a session that does not exist.
     let take = format!(
         "{} INTO status_job_event (status_check_id, incoming_event_id, outgoing_event_id, \
-         occurred_at_ms, state, created_at_ms) \
-         SELECT status_check_id, ?, ?, ?, '{EVENT_OBSERVED}', ? FROM status_job_session WHERE status_check_id = ?",
+         occurred_at_ms, state, created_at_ms) VALUES (?, ?, ?, ?, '{EVENT_OBSERVED}', ?)",
         tx.dialect().insert_ignore()
     );
     let outcomes = tx
@@ -162,11 +160,11 @@ async fn lock_session_and_take_event(
             (
                 &take,
                 &[
+                    status_check_id.into(),
                     event.incoming_event_id.into(),
                     event.outgoing_event_id.into(),
                     ts_to_ms(event.occurred_at).into(),
                     ts_to_ms(now).into(),
-                    status_check_id.into(),
                 ],
             ),
         ])
@@ -178,6 +176,15 @@ async fn lock_session_and_take_event(
         )));
     };
     let Some(row) = session.rows.first() else {
+        if taken.changed > 0 {
+            // Rare (an event for a session that is gone); cheaper than inserting from the
+            // session row every time.
+            tx.write(
+                "DELETE FROM status_job_event WHERE status_check_id = ? AND incoming_event_id = ?",
+                &[status_check_id.into(), event.incoming_event_id.into()],
+            )
+            .await?;
+        }
         return Ok(None);
     };
     Ok(Some((SessionRow::from_row(row)?, taken.changed > 0)))
