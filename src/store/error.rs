@@ -28,14 +28,17 @@ impl StoreError {
         StoreError::Corrupt(msg.into())
     }
 
-    /// Whether running the whole transaction again may succeed: a lock wait timeout or a
-    /// deadlock on MySQL (1205, 1213), a busy database on SQLite, or a lost unique-key race.
+    /// Whether running the whole transaction again may succeed: a lock wait timeout, a
+    /// deadlock or a duplicate key on MySQL (1205, 1213, 1062), a busy database on SQLite, or
+    /// a lost unique-key race.
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Raced => true,
             StoreError::Database(sqlx::Error::Database(db)) => {
                 if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-                    return matches!(my.number(), 1205 | 1213);
+                    // 1062: a unique key written by a transaction that committed meanwhile;
+                    // running again reads it (see `transitions::apply_event`).
+                    return matches!(my.number(), 1062 | 1205 | 1213);
                 }
                 // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
                 db.code()

@@ -12,6 +12,9 @@ pub const COLUMNS: &str = "status_check_id, robot_id, local_date, session_start_
      window_start_ms, window_end_ms, window_gap_minutes, gap_minutes, partial_final_window, \
      alarms, result, watched_event, alarm_event, rule_version, owner, pending_events, records";
 
+/// How many columns [`COLUMNS`] names.
+pub const COLUMN_COUNT: usize = 18;
+
 /// One session as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRow {
@@ -150,4 +153,14 @@ pub fn ms_to_ts(ms: i64) -> Result<Timestamp, StoreError> {
 /// `+00:00` on MySQL, and SQLite's CURRENT_TIMESTAMP uses the same text).
 pub fn ts_to_sql(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_count_is_the_number_of_columns() {
+        assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
+    }
 }

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 
 use super::error::StoreError;
 use super::rules::{self, StoredColumns};
-use super::session_row::{COLUMNS, SessionRow, ts_to_ms, ts_to_sql};
+use super::session_row::{COLUMN_COUNT, COLUMNS, SessionRow, ts_to_ms, ts_to_sql};
 use super::sql::{Arg, Tx};
 use super::types::{
     ApplyOutcome, CloseOutcome, EndOutcome, EventInput, RuleChange, StartOutcome, StatusCheckRefs,
@@ -134,60 +134,29 @@ pub async fn lock_session(
     row.as_ref().map(SessionRow::from_row).transpose()
 }
 
-/// Locks the session row, reads it, and takes the event into `status_job_event` (state
-/// `observed`, the usual outcome, until the core has classified it); `None` when there is no
-/// such session (and then no event row is left), `false` when the event was taken before.
-/// The insert runs after the lock is held (one round trip for both on MySQL), and every
-/// transition that takes an event holds that lock, so the answer cannot change before commit.
-async fn lock_session_and_take_event(
+/// Locks the session row and reads it, with whether the event was already taken into it, in
+/// one statement. Every transition that takes an event holds this lock, so the answer holds
+/// until commit; and the event row is then written with a plain INSERT, so that even an
+/// answer read too early could only make the transaction fail, never take the event twice.
+async fn lock_session_for_event(
     tx: &mut Tx,
     status_check_id: u64,
-    event: EventInput,
-    now: Timestamp,
+    incoming_event_id: u64,
 ) -> Result<Option<(SessionRow, bool)>, StoreError> {
-    let lock = format!(
-        "SELECT {COLUMNS} FROM status_job_session WHERE status_check_id = ?{}",
+    let sql = format!(
+        "SELECT {COLUMNS}, (SELECT COUNT(*) FROM status_job_event e \
+         WHERE e.status_check_id = s.status_check_id AND e.incoming_event_id = ?) \
+         FROM status_job_session s WHERE s.status_check_id = ?{}",
         tx.dialect().for_update()
     );
-    let take = format!(
-        "{} INTO status_job_event (status_check_id, incoming_event_id, outgoing_event_id, \
-         occurred_at_ms, state, created_at_ms) VALUES (?, ?, ?, ?, '{EVENT_OBSERVED}', ?)",
-        tx.dialect().insert_ignore()
-    );
-    let outcomes = tx
-        .sequence(&[
-            (&lock, &[status_check_id.into()]),
-            (
-                &take,
-                &[
-                    status_check_id.into(),
-                    event.incoming_event_id.into(),
-                    event.outgoing_event_id.into(),
-                    ts_to_ms(event.occurred_at).into(),
-                    ts_to_ms(now).into(),
-                ],
-            ),
-        ])
-        .await?;
-    let [session, taken] = outcomes.as_slice() else {
-        return Err(StoreError::corrupt(format!(
-            "expected the outcomes of 2 statements, got {}",
-            outcomes.len()
-        )));
-    };
-    let Some(row) = session.rows.first() else {
-        if taken.changed > 0 {
-            // Rare (an event for a session that is gone); cheaper than inserting from the
-            // session row every time.
-            tx.write(
-                "DELETE FROM status_job_event WHERE status_check_id = ? AND incoming_event_id = ?",
-                &[status_check_id.into(), event.incoming_event_id.into()],
-            )
-            .await?;
-        }
+    let Some(row) = tx
+        .fetch_optional(&sql, &[incoming_event_id.into(), status_check_id.into()])
+        .await?
+    else {
         return Ok(None);
     };
-    Ok(Some((SessionRow::from_row(row)?, taken.changed > 0)))
+    let known = row.int(COLUMN_COUNT)? > 0;
+    Ok(Some((SessionRow::from_row(&row)?, known)))
 }
 
 /// Dedupes, classifies and applies one event.
@@ -197,29 +166,30 @@ pub async fn apply_event(
     event: EventInput,
     now: Timestamp,
 ) -> Result<ApplyOutcome, StoreError> {
-    let Some((mut row, taken)) =
-        lock_session_and_take_event(tx, status_check_id, event, now).await?
+    let Some((mut row, known)) =
+        lock_session_for_event(tx, status_check_id, event.incoming_event_id).await?
     else {
         return Ok(ApplyOutcome::NoSession);
     };
-    if !taken {
+    if known {
         return Ok(ApplyOutcome::Duplicate);
     }
-    tx.checkpoint().await?;
     let before = row.clone();
     let class = row.state.classify(event.occurred_at);
-    if class != EventClass::Observed {
-        tx.write(
-            "UPDATE status_job_event SET state = ? WHERE status_check_id = ? AND incoming_event_id = ?",
-            &[
-                event_state(class).into(),
-                status_check_id.into(),
-                event.incoming_event_id.into(),
-            ],
-        )
-        .await?;
-        tx.checkpoint().await?;
-    }
+    tx.write(
+        "INSERT INTO status_job_event (status_check_id, incoming_event_id, outgoing_event_id, \
+         occurred_at_ms, state, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+        &[
+            status_check_id.into(),
+            event.incoming_event_id.into(),
+            event.outgoing_event_id.into(),
+            ts_to_ms(event.occurred_at).into(),
+            event_state(class).into(),
+            ts_to_ms(now).into(),
+        ],
+    )
+    .await?;
+    tx.checkpoint().await?;
     let applied = row.state.observe(event.occurred_at);
     debug_assert_eq!(applied, class);
     if class == EventClass::Ahead {
