@@ -3,9 +3,10 @@
 //!
 //! Every connection runs at READ COMMITTED (gap locks of REPEATABLE READ block concurrent
 //! claims; stack notes §6) with the session time zone `+00:00`, so TIMESTAMP columns hold UTC.
-//! Transitions run on connections with `autocommit = 0`: a transition is a handful of short
-//! statements and each is a round trip, so leaving out `BEGIN` is what keeps a transition
-//! within about two plain commits.
+//! Transitions run on connections with `autocommit = 0`, so that they need no `BEGIN`: a
+//! transition is a handful of short statements, and round trips are much of its cost. For the
+//! same reason its writes go together with its `COMMIT` ([`Tx::write`]), and a connection that
+//! committed goes straight to the next transaction ([`IdleConnections`]).
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};

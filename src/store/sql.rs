@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use futures_util::TryStreamExt as _;
 use sqlx::mysql::{MySql, MySqlArguments, MySqlConnection, MySqlPool, MySqlRow};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteRow};
-use sqlx::{AssertSqlSafe, Column, Either, Row as _, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, Column, Row as _, TypeInfo, ValueRef};
 use tokio::sync::OwnedMutexGuard;
 
 use super::error::StoreError;
@@ -142,15 +141,6 @@ pub enum Value {
     Text(String),
 }
 
-/// What one statement of [`Tx::sequence`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
-    /// The rows it returned.
-    pub rows: Vec<Row>,
-    /// The rows it changed.
-    pub changed: u64,
-}
-
 /// One result row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row(pub Vec<Value>);
@@ -216,7 +206,8 @@ pub(crate) enum Inner {
 /// A MySQL connection running with `autocommit = 0`: its first statement opens the
 /// transaction, so a transition costs no `BEGIN` round trip. Dropped before
 /// [`MysqlTxConn::commit`], the connection is closed rather than returned to the pool, and
-/// the server rolls the transaction back.
+/// the server rolls the transaction back; after it, the connection waits in
+/// [`IdleConnections`] for the next transaction.
 ///
 /// Writes whose outcome the transaction does not read ([`Tx::write`]) wait in `queued` and go
 /// to the server in one text with whatever needs an answer next, usually `COMMIT`: every
@@ -230,8 +221,6 @@ pub struct MysqlTxConn {
     open: bool,
     /// `;`-terminated statements with their values written in, not yet sent.
     queued: String,
-    /// How many statements `queued` holds.
-    queued_statements: usize,
 }
 
 impl MysqlTxConn {
@@ -241,7 +230,6 @@ impl MysqlTxConn {
             idle,
             open: true,
             queued: String::new(),
-            queued_statements: 0,
         }
     }
 
@@ -254,54 +242,24 @@ impl MysqlTxConn {
     fn queue(&mut self, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
         inline_mysql(&mut self.queued, sql, args)?;
         self.queued.push(';');
-        self.queued_statements += 1;
         Ok(())
     }
 
     /// Sends the queued writes, if any.
     async fn flush(&mut self) -> Result<(), sqlx::Error> {
-        if self.queued_statements == 0 {
+        if self.queued.is_empty() {
             return Ok(());
         }
         let sql = std::mem::take(&mut self.queued);
-        self.queued_statements = 0;
         sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(self.conn())
             .await?;
         Ok(())
     }
 
-    /// Runs the queued writes and then `statements`, in that order, in one round trip.
-    async fn sequence(
-        &mut self,
-        statements: &[(&str, &[Arg])],
-    ) -> Result<Vec<Outcome>, StoreError> {
-        let mut sql = std::mem::take(&mut self.queued);
-        let skip = std::mem::take(&mut self.queued_statements);
-        for (statement, args) in statements {
-            inline_mysql(&mut sql, statement, args)?;
-            sql.push(';');
-        }
-        let mut outcomes = Vec::with_capacity(skip + statements.len());
-        let mut rows = Vec::new();
-        let mut stream = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(self.conn());
-        // Each statement's rows come first, then its result.
-        while let Some(item) = stream.try_next().await? {
-            match item {
-                Either::Left(done) => outcomes.push(Outcome {
-                    rows: std::mem::take(&mut rows),
-                    changed: done.rows_affected(),
-                }),
-                Either::Right(row) => rows.push(mysql_row(&row)?),
-            }
-        }
-        Ok(outcomes.split_off(skip.min(outcomes.len())))
-    }
-
     /// Sends the queued writes and `COMMIT`, in one round trip.
     async fn commit(&mut self) -> Result<(), sqlx::Error> {
         let mut sql = std::mem::take(&mut self.queued);
-        self.queued_statements = 0;
         sql.push_str("COMMIT");
         sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(self.conn())
@@ -468,42 +426,6 @@ impl Tx {
             Inner::Sqlite(w) => {
                 bind_sqlite(sql, args).execute(w.open()).await?;
                 Ok(())
-            }
-        }
-    }
-
-    /// Runs `statements` in order; returns what each did. On MySQL they go to the server in
-    /// one round trip (with any waiting writes before them), and each starts only when the one
-    /// before has finished: after a locking read, the statements that follow see the state it
-    /// locked.
-    pub async fn sequence(
-        &mut self,
-        statements: &[(&str, &[Arg])],
-    ) -> Result<Vec<Outcome>, StoreError> {
-        match &mut self.inner {
-            Inner::Mysql { tx, .. } => tx.sequence(statements).await,
-            Inner::Sqlite(w) => {
-                let mut outcomes = Vec::with_capacity(statements.len());
-                for (sql, args) in statements {
-                    let query = bind_sqlite(sql, args);
-                    let returns_rows = sql
-                        .trim_start()
-                        .get(..6)
-                        .is_some_and(|word| word.eq_ignore_ascii_case("SELECT"));
-                    outcomes.push(if returns_rows {
-                        let rows = query.fetch_all(w.open()).await?;
-                        Outcome {
-                            rows: rows.iter().map(sqlite_row).collect::<Result<_, _>>()?,
-                            changed: 0,
-                        }
-                    } else {
-                        Outcome {
-                            rows: Vec::new(),
-                            changed: query.execute(w.open()).await?.rows_affected(),
-                        }
-                    });
-                }
-                Ok(outcomes)
             }
         }
     }
