@@ -211,8 +211,7 @@ pub(crate) enum Inner {
 ///
 /// Writes whose outcome the transaction does not read ([`Tx::write`]) wait in `queued` and go
 /// to the server in one text with whatever needs an answer next, usually `COMMIT`: every
-/// statement sent on its own is a round trip, and round trips are most of what a transition
-/// costs.
+/// statement sent on its own is one more round trip.
 pub struct MysqlTxConn {
     /// Taken only when the transaction ends.
     conn: Option<PoolConnection<MySql>>,
