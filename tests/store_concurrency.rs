@@ -6,7 +6,9 @@ mod store_support;
 
 use std::sync::Arc;
 
-use azi3_status_jobs::store::{CloseOutcome, EventInput, OutboxAlarm, RecordView, Store};
+use azi3_status_jobs::store::{
+    ApplyOutcome, CloseOutcome, EventInput, OutboxAlarm, RecordView, Store,
+};
 use jiff::civil::date;
 use jiff::{SignedDuration, Timestamp};
 use store_support::{TestDb, rule, started};
@@ -194,6 +196,68 @@ async fn eight_concurrent_workers_get_what_one_worker_gets() {
         };
         assert_eq!(ids(&got.1), ids(&expected.1), "{kind}: alarms differ");
         assert_eq!((&got.2, &got.3), (phase, result));
+    }
+}
+
+/// Two instances taking turns on one session, each event delivered to one and then again to
+/// the other: every instance decides on a copy of the session row that the other has moved on
+/// since, and on a copy that already took the event; the outcome is still what one instance
+/// alone gets, and every second delivery is a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_taking_turns_on_one_session_get_what_one_instance_gets() {
+    for kind in ["sqlite", "mariadb"] {
+        let fresh = async || {
+            let db = if kind == "sqlite" {
+                TestDb::sqlite().await
+            } else {
+                TestDb::mysql().await
+            };
+            db.store.migrate(true).await.unwrap();
+            db.store.seed_template().await.unwrap();
+            db
+        };
+        let r = rule("08:00", "20:00", "30m");
+
+        let alone = fresh().await;
+        let (id, session) = started(&alone.store, &r, date(2025, 6, 2)).await;
+        let input = deliveries(session.start, session.end);
+        let ops = run_alone(&alone.store, id, &input).await;
+        let expected = outcome(&alone.store, id).await;
+        alone.finish().await;
+
+        let shared = fresh().await;
+        let (id, _) = started(&shared.store, &r, date(2025, 6, 2)).await;
+        let other = shared.another_instance().await;
+        let instances = [&shared.store, &other];
+        let mut duplicates = 0;
+        let mut first_deliveries = 0;
+        for (i, op) in ops.iter().enumerate() {
+            let (this, next) = (instances[i % 2], instances[(i + 1) % 2]);
+            match op {
+                Op::Event(e) => {
+                    let first = this.apply_event(id, *e, e.occurred_at).await.unwrap();
+                    let again = next.apply_event(id, *e, e.occurred_at).await.unwrap();
+                    first_deliveries += usize::from(first != ApplyOutcome::Duplicate);
+                    assert_eq!(again, ApplyOutcome::Duplicate, "{kind}: {e:?}");
+                    duplicates += 1;
+                }
+                Op::Close(u) => {
+                    this.close_window(id, *u, *u).await.unwrap();
+                }
+            }
+        }
+        assert!(first_deliveries > 100 && duplicates >= first_deliveries);
+        let got = outcome(&shared.store, id).await;
+        other.close().await;
+        shared.finish().await;
+        assert_eq!(got.0, expected.0, "{kind}: records differ");
+        let ids = |a: &[OutboxAlarm]| {
+            a.iter()
+                .map(|x| (x.reference_id.clone(), x.window_end, x.state.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&got.1), ids(&expected.1), "{kind}: alarms differ");
+        assert_eq!((&got.2, &got.3), (&expected.2, &expected.3));
     }
 }
 

@@ -8,7 +8,7 @@ mod store_support;
 use std::future::Future;
 
 use azi3_status_jobs::domain::SessionResult;
-use azi3_status_jobs::store::{EventInput, Store, StoreError};
+use azi3_status_jobs::store::{ApplyOutcome, EventInput, Store, StoreError};
 use jiff::SignedDuration;
 use jiff::civil::date;
 use store_support::{TestDb, refs, rule, snapshot, ts};
@@ -28,10 +28,26 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
 {
+    kill_everywhere_after(db, what, async || {}, transition).await
+}
+
+/// [`kill_everywhere`], running `prepare` (which must change nothing) before every attempt.
+async fn kill_everywhere_after<P, F, Fut, T>(
+    db: &TestDb,
+    what: &str,
+    prepare: P,
+    transition: F,
+) -> u32
+where
+    P: AsyncFn(),
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
     let store: &Store = &db.store;
     let before = snapshot(store).await;
     let mut n = 1;
     loop {
+        prepare().await;
         store.fault_plan().arm(n);
         let outcome = transition().await;
         let fired = !store.fault_plan().is_armed();
@@ -188,6 +204,44 @@ async fn every_transition_is_all_or_nothing() {
         })
         .await;
         kill_everywhere(&db, "set_meta", || s.set_meta("k", "v", now)).await;
+        db.finish().await;
+    }
+}
+
+/// The same for an event and a window close decided on the instance's copy of the session row
+/// instead of a locked read: before every attempt, a duplicate delivery (which writes nothing)
+/// leaves a fresh copy behind.
+#[tokio::test]
+async fn a_transition_decided_on_a_copy_is_all_or_nothing() {
+    for db in TestDb::both().await {
+        let s = &db.store;
+        let r = rule("08:00", "20:00", "2h");
+        let (id, _) = store_support::started(s, &r, date(2025, 3, 30)).await;
+        // 08:00–20:00 in Amsterdam (UTC+2 from this morning): the first window ends 08:00Z.
+        let first = event(1, "2025-03-30T06:30:00Z");
+        s.apply_event(id, first, first.occurred_at).await.unwrap();
+        let keep_a_copy = async || {
+            assert_eq!(
+                s.apply_event(id, first, first.occurred_at).await.unwrap(),
+                ApplyOutcome::Duplicate
+            );
+            assert!(s.holds_copy_of(id), "{}: no copy kept", db.name);
+        };
+
+        let observed = event(2, "2025-03-30T07:00:00Z");
+        let points = kill_everywhere_after(&db, "apply_event from a copy", keep_a_copy, || {
+            s.apply_event(id, observed, observed.occurred_at)
+        })
+        .await;
+        assert!(points >= 4, "{}: {points} kill points", db.name);
+
+        let deadline = ts("2025-03-30T09:00:00Z");
+        let points = kill_everywhere_after(&db, "close_window from a copy", keep_a_copy, || {
+            s.close_window(id, deadline, deadline)
+        })
+        .await;
+        assert!(points >= 3, "{}: {points} kill points", db.name);
+        assert_eq!(s.alarms_of(id).await.unwrap().len(), 1);
         db.finish().await;
     }
 }

@@ -1,5 +1,8 @@
 //! What can go wrong in the store.
 
+/// The check on `status_job_session.version` (migration 0004).
+const SESSION_VERSION_CHECK: &str = "ck_status_job_session_version";
+
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,21 +32,39 @@ impl StoreError {
     }
 
     /// Whether running the whole transaction again may succeed: a lock wait timeout, a
-    /// deadlock or a duplicate key on MySQL (1205, 1213, 1062), a busy database on SQLite, or
-    /// a lost unique-key race.
+    /// deadlock or a duplicate key on MySQL (1205, 1213, 1062), a busy database on SQLite, a
+    /// lost unique-key race, or a session row moved on since the copy the transaction was
+    /// decided on (see [`super::session_copies`]).
     pub fn is_retryable(&self) -> bool {
+        if self.is_stale_copy() {
+            return true;
+        }
         match self {
             StoreError::Raced => true,
             StoreError::Database(sqlx::Error::Database(db)) => {
+                // A unique key that is already there (MySQL 1062, SQLite's primary key 1555 and
+                // unique 2067): written by a transaction that committed meanwhile, or an event
+                // taken already into a session whose transition was decided on a copy; running
+                // again from a locked read sees it (see `transitions::apply_event`).
                 if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-                    // 1062: a unique key written by a transaction that committed meanwhile;
-                    // running again reads it (see `transitions::apply_event`).
                     return matches!(my.number(), 1062 | 1205 | 1213);
                 }
                 // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
                 db.code()
                     .and_then(|c| c.parse::<i32>().ok())
-                    .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+                    .is_some_and(|c| matches!(c & 0xff, 5 | 6) || matches!(c, 1555 | 2067))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the session row's version check refused a write: the row moved on since the
+    /// copy the transaction was decided on. MariaDB, MySQL and SQLite all name the constraint
+    /// in the message.
+    pub fn is_stale_copy(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                db.message().contains(SESSION_VERSION_CHECK)
             }
             _ => false,
         }

@@ -5,9 +5,12 @@
 //!
 //! Each transition is one transaction that first locks the session row (`SELECT … FOR UPDATE`
 //! on MySQL; SQLite's single writer holds the whole database), asks the core
-//! ([`crate::domain::SessionState`]) what happens, and writes that down. Transactions that lose
-//! a lock wait or a deadlock (MySQL 1205/1213), find SQLite busy, or lose a unique-key race run
-//! again from the start.
+//! ([`crate::domain::SessionState`]) what happens, and writes that down. An event or a window
+//! close may instead be decided on this instance's copy of the row from the session's last
+//! transition, when the row's version proves it current as it is written
+//! ([`session_copies`]). Transactions that lose a lock wait or a deadlock (MySQL 1205/1213),
+//! find SQLite busy, lose a unique-key race, or were decided on a stale copy run again from
+//! the start.
 //!
 //! Instants are passed in by the caller; the store reads no clock for any decision.
 
@@ -20,6 +23,7 @@ mod outbox;
 mod rules;
 mod seed;
 mod service_data;
+mod session_copies;
 mod session_row;
 mod sql;
 mod sqlite;
@@ -70,6 +74,7 @@ enum Backend {
 pub struct Store {
     backend: Backend,
     fault: Arc<FaultPlan>,
+    copies: session_copies::SessionCopies,
 }
 
 impl std::fmt::Debug for Store {
@@ -96,6 +101,7 @@ impl Store {
         Ok(Store {
             backend,
             fault: Arc::new(FaultPlan::default()),
+            copies: session_copies::SessionCopies::default(),
         })
     }
 
@@ -113,8 +119,15 @@ impl Store {
         &self.fault
     }
 
+    /// Whether this instance holds a copy of the session's row (see [`session_copies`]).
+    #[doc(hidden)]
+    pub fn holds_copy_of(&self, status_check_id: u64) -> bool {
+        self.copies.holds(status_check_id)
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
+        self.copies.clear();
         match &self.backend {
             Backend::Mysql(p) => {
                 p.idle.clear();
@@ -128,13 +141,15 @@ impl Store {
     /// Begins a transaction (a write transaction on SQLite).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         match &self.backend {
-            Backend::Mysql(p) => mysql::begin(p, &self.fault).await,
-            Backend::Sqlite(p) => sqlite::begin(p, &self.fault).await,
+            Backend::Mysql(p) => mysql::begin(p, &self.fault, &self.copies).await,
+            Backend::Sqlite(p) => sqlite::begin(p, &self.fault, &self.copies).await,
         }
     }
 
     /// Runs `f` in one transaction and commits; runs it again from the start when it lost a
-    /// lock race. Dropping the transaction on an error rolls everything back.
+    /// lock race, after a short pause, or at once and reading every session row under its lock
+    /// when it was decided on a copy that proved stale (or that had taken its event already).
+    /// Dropping the transaction on an error rolls everything back.
     async fn run<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         F: for<'a> Fn(&'a mut Tx) -> BoxFuture<'a, Result<R, StoreError>>,
@@ -147,10 +162,13 @@ impl Store {
                 .with_jitter()
                 .with_max_times(MAX_ATTEMPTS as usize - 1),
         );
+        let mut read_under_lock = false;
         loop {
             let mut tx = self.begin().await?;
+            tx.may_decide_on_copies = !read_under_lock;
             let outcome = f(&mut tx).await;
             let faulted = tx.fault_fired;
+            let decided_on_copy = tx.decided_on_copy;
             // A connection lost before COMMIT was sent lost an uncommitted transaction, which
             // can simply run again; one lost during COMMIT leaves the outcome unknown.
             let (result, before_commit) = match outcome {
@@ -167,6 +185,9 @@ impl Store {
                 p.idle.clear();
             }
             match result {
+                // A stale copy or an event taken already: the next attempt reads under the
+                // lock, and has no lock race to wait out first.
+                Err(e) if decided_on_copy && e.is_retryable() => read_under_lock = true,
                 Err(e) if e.is_retryable() || (before_commit && e.is_connection_lost()) => {
                     match pauses.next() {
                         Some(pause) => tokio::time::sleep(pause).await,

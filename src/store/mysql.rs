@@ -19,6 +19,7 @@ use sqlx::pool::PoolConnection;
 use super::error::StoreError;
 use super::fault::FaultPlan;
 use super::outbox::{self, CLAIMABLE};
+use super::session_copies::SessionCopies;
 use super::session_row::ts_to_ms;
 use super::sql::{Arg, Inner, MysqlTxConn, Tx};
 use super::types::{OutboxAlarm, StatusCheckRefs};
@@ -111,19 +112,23 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Pools, StoreErro
 
 /// Begins a transaction: takes an `autocommit = 0` connection (one that just committed, if
 /// any); its first statement opens the transaction.
-pub async fn begin(pools: &Pools, fault: &Arc<FaultPlan>) -> Result<Tx, StoreError> {
+pub async fn begin(
+    pools: &Pools,
+    fault: &Arc<FaultPlan>,
+    copies: &SessionCopies,
+) -> Result<Tx, StoreError> {
     let conn = match pools.idle.take() {
         Some(conn) => conn,
         None => pools.tx.acquire().await?,
     };
-    Ok(Tx {
-        inner: Inner::Mysql {
+    Ok(Tx::new(
+        Inner::Mysql {
             tx: MysqlTxConn::new(conn, pools.idle.clone()),
             pool: pools.plain.clone(),
         },
-        fault: Arc::clone(fault),
-        fault_fired: false,
-    })
+        fault,
+        copies,
+    ))
 }
 
 /// Claims up to `limit` alarms for `owner`: rows another dispatcher holds locked are skipped,

@@ -7,7 +7,7 @@ use jiff::civil::Date;
 use super::error::StoreError;
 use super::session_row::{ms_to_ts, ts_to_ms};
 use super::sql::{Row, Tx};
-use super::transitions::{RECORD_ALARM_SENT, insert_record, lock_session, save};
+use super::transitions::{Basis, RECORD_ALARM_SENT, insert_record, lock_session, save};
 use super::types::OutboxAlarm;
 use crate::domain::AlarmIdentity;
 
@@ -92,7 +92,7 @@ pub async fn mark_sent(
         alarm.window_end,
     )
     .await?;
-    save(tx, &before, &session, now).await?;
+    save(tx, &before, &mut session, now, Basis::Locked).await?;
     Ok(true)
 }
 

@@ -10,10 +10,10 @@ use crate::domain::{Gap, PartialFinalWindow, Session, SessionResult, SessionStat
 /// The columns read back, in the order [`SessionRow::from_row`] expects.
 pub const COLUMNS: &str = "status_check_id, robot_id, local_date, session_start_ms, session_end_ms, \
      window_start_ms, window_end_ms, window_gap_minutes, gap_minutes, partial_final_window, \
-     alarms, result, watched_event, alarm_event, rule_version, owner, pending_events, records";
+     alarms, result, watched_event, alarm_event, rule_version, owner, pending_events, records, version";
 
 /// How many columns [`COLUMNS`] names.
-pub const COLUMN_COUNT: usize = 18;
+pub const COLUMN_COUNT: usize = 19;
 
 /// One session as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +28,8 @@ pub struct SessionRow {
     pub pending_events: u32,
     /// The highest `status_check_record.order` written for the session.
     pub records: u32,
+    /// Moved on by every transition that changes the row (see [`super::session_copies`]).
+    pub version: u64,
 }
 
 impl SessionRow {
@@ -75,6 +77,7 @@ impl SessionRow {
                 .map_err(|_| StoreError::corrupt("pending_events out of range"))?,
             records: u32::try_from(row.int(17)?)
                 .map_err(|_| StoreError::corrupt("records out of range"))?,
+            version: row.id(18)?,
         })
     }
 

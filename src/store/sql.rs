@@ -13,6 +13,8 @@ use tokio::sync::OwnedMutexGuard;
 use super::error::StoreError;
 use super::fault::FaultPlan;
 use super::mysql::IdleConnections;
+use super::session_copies::SessionCopies;
+use super::session_row::SessionRow;
 use super::sqlite::WriterState;
 
 /// Which SQL the database speaks.
@@ -260,11 +262,20 @@ impl MysqlTxConn {
     async fn commit(&mut self) -> Result<(), sqlx::Error> {
         let mut sql = std::mem::take(&mut self.queued);
         sql.push_str("COMMIT");
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(self.conn())
-            .await?;
+        let sent = sqlx::raw_sql(AssertSqlSafe(sql)).execute(self.conn()).await;
+        if let Err(sqlx::Error::Database(_)) = &sent {
+            // The server refused a statement and ran none after it, `COMMIT` included: roll
+            // back here, so that the connection can serve the next transaction.
+            if sqlx::raw_sql("ROLLBACK")
+                .execute(self.conn())
+                .await
+                .is_err()
+            {
+                return sent.map(drop);
+            }
+        }
         self.open = false;
-        Ok(())
+        sent.map(drop)
     }
 }
 
@@ -341,9 +352,51 @@ pub struct Tx {
     /// Set when the fault hook fired in this transaction: its failure is the test's, and is
     /// not to be retried.
     pub(crate) fault_fired: bool,
+    /// The store's copies of session rows.
+    pub(crate) copies: SessionCopies,
+    /// False for a transaction that must read every session row under its lock.
+    pub(crate) may_decide_on_copies: bool,
+    /// Set when a transition was decided on a copy.
+    pub(crate) decided_on_copy: bool,
+    /// Session rows as this transaction leaves them, to be kept as copies once it commits.
+    pub(crate) kept: Vec<SessionRow>,
 }
 
 impl Tx {
+    pub(crate) fn new(inner: Inner, fault: &Arc<FaultPlan>, copies: &SessionCopies) -> Tx {
+        Tx {
+            inner,
+            fault: Arc::clone(fault),
+            fault_fired: false,
+            copies: copies.clone(),
+            may_decide_on_copies: true,
+            decided_on_copy: false,
+            kept: Vec::new(),
+        }
+    }
+
+    /// Takes this instance's copy of a session row, if it has one and `usable` accepts it.
+    pub(crate) fn take_copy(
+        &mut self,
+        status_check_id: u64,
+        usable: impl FnOnce(&SessionRow) -> bool,
+    ) -> Option<SessionRow> {
+        if !self.may_decide_on_copies {
+            return None;
+        }
+        let copy = self.copies.take(status_check_id)?;
+        if !usable(&copy) {
+            return None;
+        }
+        self.decided_on_copy = true;
+        Some(copy)
+    }
+
+    /// Keeps `row` as the session's copy if the transaction commits.
+    pub(crate) fn keep_copy(&mut self, row: SessionRow) {
+        self.kept.push(row);
+    }
+
     /// The SQL dialect of this transaction.
     pub fn dialect(&self) -> Dialect {
         match self.inner {
@@ -484,6 +537,9 @@ impl Tx {
         match self.inner {
             Inner::Mysql { mut tx, .. } => tx.commit().await?,
             Inner::Sqlite(mut w) => w.commit().await?,
+        }
+        for row in self.kept {
+            self.copies.keep(row);
         }
         Ok(())
     }

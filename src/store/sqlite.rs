@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use super::error::StoreError;
 use super::fault::FaultPlan;
 use super::outbox::{self, CLAIMABLE};
+use super::session_copies::SessionCopies;
 use super::session_row::ts_to_ms;
 use super::sql::{Inner, Tx};
 use super::types::OutboxAlarm;
@@ -98,16 +99,16 @@ pub async fn connect(url: &str) -> Result<Writer, StoreError> {
 }
 
 /// Begins a write transaction on the single writer connection.
-pub async fn begin(writer: &Writer, fault: &Arc<FaultPlan>) -> Result<Tx, StoreError> {
+pub async fn begin(
+    writer: &Writer,
+    fault: &Arc<FaultPlan>,
+    copies: &SessionCopies,
+) -> Result<Tx, StoreError> {
     let mut state = writer.lock().await;
     let conn = state.connection().await?;
     sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     state.in_transaction = true;
-    Ok(Tx {
-        inner: Inner::Sqlite(state),
-        fault: Arc::clone(fault),
-        fault_fired: false,
-    })
+    Ok(Tx::new(Inner::Sqlite(state), fault, copies))
 }
 
 /// Claims up to `limit` alarms for `owner` in one `UPDATE … RETURNING`; the writer lock makes

@@ -81,6 +81,7 @@ pub async fn start_session(
         owner: owner.to_string(),
         pending_events: 0,
         records: 0,
+        version: 1,
     };
     let mut args: Vec<Arg> = vec![
         id.into(),
@@ -159,21 +160,44 @@ async fn lock_session_for_event(
     Ok(Some((SessionRow::from_row(&row)?, known)))
 }
 
+/// Where a transition's session row came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// Read under the row lock in this transaction: current until it ends.
+    Locked,
+    /// This instance's copy from the session's last transition ([`super::session_copies`]):
+    /// current only if the row's version still matches, which [`save`] checks.
+    Copy,
+}
+
 /// Dedupes, classifies and applies one event.
+///
+/// With a copy of the session row and no events waiting, the event is decided on the copy
+/// and nothing is read: the event row's primary key refuses an event taken already, and the
+/// session row's version a copy gone stale, and either failure runs the transition again
+/// from a locked read.
 pub async fn apply_event(
     tx: &mut Tx,
     status_check_id: u64,
     event: EventInput,
     now: Timestamp,
 ) -> Result<ApplyOutcome, StoreError> {
-    let Some((mut row, known)) =
-        lock_session_for_event(tx, status_check_id, event.incoming_event_id).await?
-    else {
-        return Ok(ApplyOutcome::NoSession);
+    let copy = tx.take_copy(status_check_id, |c| c.pending_events == 0);
+    let (mut row, basis) = match copy {
+        Some(copy) => (copy, Basis::Copy),
+        None => {
+            let Some((row, known)) =
+                lock_session_for_event(tx, status_check_id, event.incoming_event_id).await?
+            else {
+                return Ok(ApplyOutcome::NoSession);
+            };
+            if known {
+                tx.keep_copy(row);
+                return Ok(ApplyOutcome::Duplicate);
+            }
+            (row, Basis::Locked)
+        }
     };
-    if known {
-        return Ok(ApplyOutcome::Duplicate);
-    }
     let before = row.clone();
     let class = row.state.classify(event.occurred_at);
     tx.write(
@@ -201,19 +225,28 @@ pub async fn apply_event(
     if class == EventClass::Observed {
         drain_pending(tx, &mut row).await?;
     }
-    save(tx, &before, &row, now).await?;
+    save(tx, &before, &mut row, now, basis).await?;
     Ok(ApplyOutcome::Applied(class))
 }
 
 /// Closes the window whose deadline is `expected_deadline`, if it is still the current one.
+/// A copy of the session row with that deadline and no events waiting is closed without a
+/// read, as in [`apply_event`].
 pub async fn close_window(
     tx: &mut Tx,
     status_check_id: u64,
     expected_deadline: Timestamp,
     now: Timestamp,
 ) -> Result<CloseOutcome, StoreError> {
-    let Some(mut row) = lock_session(tx, status_check_id).await? else {
-        return Ok(CloseOutcome::NotRunning);
+    let copy = tx.take_copy(status_check_id, |c| {
+        c.pending_events == 0 && c.state.deadline() == Some(expected_deadline)
+    });
+    let (mut row, basis) = match copy {
+        Some(copy) => (copy, Basis::Copy),
+        None => match lock_session(tx, status_check_id).await? {
+            Some(row) => (row, Basis::Locked),
+            None => return Ok(CloseOutcome::NotRunning),
+        },
     };
     let Some(deadline) = row.state.deadline() else {
         return Ok(CloseOutcome::NotRunning);
@@ -230,7 +263,7 @@ pub async fn close_window(
         insert_alarm(tx, &row, &alarm, now).await?;
     }
     drain_pending(tx, &mut row).await?;
-    save(tx, &before, &row, now).await?;
+    save(tx, &before, &mut row, now, basis).await?;
     Ok(CloseOutcome::Closed {
         alarm: closed.alarm.map(|a| a.identity),
         next: row.state.is_running().then_some(row.state.window),
@@ -261,7 +294,7 @@ pub async fn end_session(
             )));
         }
     }
-    save(tx, &before, &row, now).await?;
+    save(tx, &before, &mut row, now, Basis::Locked).await?;
     Ok(EndOutcome::Ended)
 }
 
@@ -309,7 +342,7 @@ pub async fn record_subscribed(
     tx.checkpoint().await?;
     let event_name = row.watched_event.clone();
     insert_record(tx, &mut row, None, None, &event_name, RECORD_SUBSCRIBED, at).await?;
-    save(tx, &before, &row, at).await?;
+    save(tx, &before, &mut row, at, Basis::Locked).await?;
     Ok(true)
 }
 
@@ -363,7 +396,7 @@ pub async fn set_rule(tx: &mut Tx, rule: &Rule, now: Timestamp) -> Result<RuleCh
             row.state.disable();
             row.rule_version = version;
         }
-        save(tx, &before, &row, now).await?;
+        save(tx, &before, &mut row, now, Basis::Locked).await?;
         sessions.push(id);
     }
     Ok(RuleChange {
@@ -410,28 +443,41 @@ async fn drain_pending(tx: &mut Tx, row: &mut SessionRow) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Writes the session row (only the columns that changed) and the shared rows that mirror it:
-/// the poller's window while the session runs; `COMPLETED` and the result, without a poller,
-/// once it ended.
+/// Writes the session row (only the columns that changed, and the next version) and the shared
+/// rows that mirror it: the poller's window while the session runs; `COMPLETED` and the
+/// result, without a poller, once it ended. A row decided on a copy is always written, as that
+/// write is what proves the copy current; one read under the lock only when it changed.
 pub async fn save(
     tx: &mut Tx,
     before: &SessionRow,
-    row: &SessionRow,
+    row: &mut SessionRow,
     now: Timestamp,
+    basis: Basis,
 ) -> Result<(), StoreError> {
-    if *before == *row {
+    if basis == Basis::Locked && *before == *row {
+        tx.keep_copy(row.clone());
         return Ok(());
     }
     let id = row.status_check_id;
+    row.version = before.version + 1;
     let (assignments, mut args) = row.changed_assignments(before);
-    args.extend([ts_to_ms(now).into(), id.into()]);
+    args.extend([
+        ts_to_ms(now).into(),
+        before.version.into(),
+        row.version.into(),
+        id.into(),
+    ]);
+    // A version other than the expected one becomes 0, which `ck_status_job_session_version`
+    // refuses: the statement fails and the transaction with it (never under the lock).
     tx.write(
         &format!(
-            "UPDATE status_job_session SET {assignments}updated_at_ms = ? WHERE status_check_id = ?"
+            "UPDATE status_job_session SET {assignments}updated_at_ms = ?, \
+             version = CASE WHEN version = ? THEN ? ELSE 0 END WHERE status_check_id = ?"
         ),
         &args,
     )
     .await?;
+    tx.keep_copy(row.clone());
     tx.checkpoint().await?;
     let before = &before.state;
     if row.state.is_running() {

@@ -21,6 +21,7 @@ pub fn mysql_base_url() -> String {
 pub struct TestDb {
     pub store: Store,
     pub name: &'static str,
+    url: String,
     cleanup: Cleanup,
 }
 
@@ -61,6 +62,7 @@ impl TestDb {
         TestDb {
             store: Store::connect(&url).await.expect("open sqlite"),
             name: "sqlite",
+            url,
             cleanup: Cleanup::Sqlite(dir),
         }
     }
@@ -89,11 +91,11 @@ impl TestDb {
             .await
             .expect("create test database");
         admin.close().await.ok();
+        let url = format!("{base}/{db}");
         TestDb {
-            store: Store::connect(&format!("{base}/{db}"))
-                .await
-                .expect("open mysql"),
+            store: Store::connect(&url).await.expect("open mysql"),
             name: "mariadb",
+            url,
             cleanup: Cleanup::Mysql(db),
         }
     }
@@ -107,6 +109,15 @@ impl TestDb {
             out.push(db);
         }
         out
+    }
+
+    /// A second store on the same database, as another instance of the service has: its own
+    /// connections and its own copies of session rows. Close it before [`TestDb::finish`].
+    #[allow(dead_code)]
+    pub async fn another_instance(&self) -> Store {
+        Store::connect(&self.url)
+            .await
+            .expect("open another instance")
     }
 
     /// The MariaDB database name (empty for SQLite).
