@@ -24,6 +24,10 @@ pub mod names {
     pub const DEAD_LETTERS: &str = "dead_letters_total";
     /// Sessions started, by `outcome` (created, existing).
     pub const SESSIONS_STARTED: &str = "sessions_started_total";
+    /// Transitions decided on this instance's copy of a session row, by `outcome`: current
+    /// (committed), stale (run again from a locked read: another transaction had moved the row
+    /// on, or the event was taken already).
+    pub const SESSION_COPIES: &str = "store_session_copies_total";
 }
 
 /// Installs the log subscriber: `RUST_LOG`-style filter from `AZI3_LOG` (default `info`),

@@ -57,6 +57,7 @@ pub use types::{
 };
 
 use crate::domain::{RobotId, Rule, Session, SessionResult};
+use crate::telemetry::names;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -187,7 +188,14 @@ impl Store {
             match result {
                 // A stale copy or an event taken already: the next attempt reads under the
                 // lock, and has no lock race to wait out first.
-                Err(e) if decided_on_copy && e.is_retryable() => read_under_lock = true,
+                Err(e) if decided_on_copy && e.is_retryable() => {
+                    metrics::counter!(names::SESSION_COPIES, "outcome" => "stale").increment(1);
+                    read_under_lock = true;
+                }
+                Ok(r) if decided_on_copy => {
+                    metrics::counter!(names::SESSION_COPIES, "outcome" => "current").increment(1);
+                    return Ok(r);
+                }
                 Err(e) if e.is_retryable() || (before_commit && e.is_connection_lost()) => {
                     match pauses.next() {
                         Some(pause) => tokio::time::sleep(pause).await,

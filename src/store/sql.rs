@@ -246,6 +246,14 @@ impl MysqlTxConn {
         Ok(())
     }
 
+    fn queue_first(&mut self, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
+        let mut first = String::new();
+        inline_mysql(&mut first, sql, args)?;
+        first.push(';');
+        self.queued.insert_str(0, &first);
+        Ok(())
+    }
+
     /// Sends the queued writes, if any.
     async fn flush(&mut self) -> Result<(), sqlx::Error> {
         if self.queued.is_empty() {
@@ -479,6 +487,16 @@ impl Tx {
                 bind_sqlite(sql, args).execute(w.open()).await?;
                 Ok(())
             }
+        }
+    }
+
+    /// As [`Tx::write`], but on MySQL ahead of the writes still waiting: for the write that
+    /// takes the lock every other transition takes first, so that no two transactions lock
+    /// the same rows in opposite orders.
+    pub async fn write_first(&mut self, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
+        match &mut self.inner {
+            Inner::Mysql { tx, .. } => tx.queue_first(sql, args),
+            Inner::Sqlite(_) => self.write(sql, args).await,
         }
     }
 

@@ -468,15 +468,17 @@ pub async fn save(
         id.into(),
     ]);
     // A version other than the expected one becomes 0, which `ck_status_job_session_version`
-    // refuses: the statement fails and the transaction with it (never under the lock).
-    tx.write(
-        &format!(
-            "UPDATE status_job_session SET {assignments}updated_at_ms = ?, \
-             version = CASE WHEN version = ? THEN ? ELSE 0 END WHERE status_check_id = ?"
-        ),
-        &args,
-    )
-    .await?;
+    // refuses: the statement fails and the transaction with it (never under the lock). Decided
+    // on a copy, the transition has locked nothing yet: this write goes first, so that it
+    // takes the session row's lock before any other, as every transition does.
+    let sql = format!(
+        "UPDATE status_job_session SET {assignments}updated_at_ms = ?, \
+         version = CASE WHEN version = ? THEN ? ELSE 0 END WHERE status_check_id = ?"
+    );
+    match basis {
+        Basis::Copy => tx.write_first(&sql, &args).await?,
+        Basis::Locked => tx.write(&sql, &args).await?,
+    }
     tx.keep_copy(row.clone());
     tx.checkpoint().await?;
     let before = &before.state;
