@@ -5,6 +5,10 @@
 //! kind run alternately, so that whatever else the machine does weighs on all of them alike;
 //! criterion's own figures per operation come first.
 //!
+//! Transitions run as one instance runs them: each decided on the instance's copy of the
+//! session row from the previous one. The same transitions reading the row under its lock
+//! (as when another instance moved the session on, or after a restart) are measured too.
+//!
 //! MariaDB comes from `AZI3_TEST_MYSQL_URL` (default `mysql://azi3:azi3@127.0.0.1:3306`); a
 //! throw-away database is created and dropped. Run with `cargo bench --bench store`.
 
@@ -193,6 +197,9 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, backend: &str, url: &str) -> R
     let mut plain = rt.block_on(Plain::open(url));
     let mut observer = rt.block_on(Driver::new(store.clone(), "120m", date(2030, 1, 1), 1));
     let mut closer = rt.block_on(Driver::new(store.clone(), "1m", date(2030, 1, 1), 2));
+    let locked = store.without_session_copies();
+    let mut locked_observer = rt.block_on(Driver::new(locked.clone(), "120m", date(2030, 1, 1), 3));
+    let mut locked_closer = rt.block_on(Driver::new(locked, "1m", date(2030, 1, 1), 4));
     let mut group = c.benchmark_group(format!("store/{backend}"));
     group.throughput(Throughput::Elements(1));
     group.sample_size(10);
@@ -249,8 +256,12 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, backend: &str, url: &str) -> R
     let rates = rt.block_on(interleaved(
         &store,
         &mut plain,
-        &mut observer,
-        &mut closer,
+        [
+            &mut observer,
+            &mut closer,
+            &mut locked_observer,
+            &mut locked_closer,
+        ],
         &mut plain_id,
     ));
     rt.block_on(store.close());
@@ -262,20 +273,20 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, backend: &str, url: &str) -> R
 struct Rates {
     plain: f64,
     store_path: f64,
-    apply_event: f64,
-    close_window: f64,
+    /// `apply_event`, `close_window`, then the same reading the session row under its lock.
+    transitions: [f64; 4],
 }
 
 async fn interleaved(
     store: &Store,
     plain: &mut Plain,
-    observer: &mut Driver,
-    closer: &mut Driver,
+    drivers: [&mut Driver; 4],
     plain_id: &mut i64,
 ) -> Rates {
     const ROUNDS: u32 = 40;
     const BLOCK: u32 = 25;
-    let mut spent = [Duration::ZERO; 4];
+    let [observer, closer, locked_observer, locked_closer] = drivers;
+    let mut spent = [Duration::ZERO; 6];
     for _ in 0..ROUNDS {
         let t = Instant::now();
         for _ in 0..BLOCK {
@@ -299,27 +310,44 @@ async fn interleaved(
             closer.close().await;
         }
         spent[3] += t.elapsed();
+        let t = Instant::now();
+        for _ in 0..BLOCK {
+            locked_observer.observe().await;
+        }
+        spent[4] += t.elapsed();
+        let t = Instant::now();
+        for _ in 0..BLOCK {
+            locked_closer.close().await;
+        }
+        spent[5] += t.elapsed();
     }
     let rate = |d: Duration| f64::from(ROUNDS * BLOCK) / d.as_secs_f64();
     Rates {
         plain: rate(spent[0]),
         store_path: rate(spent[1]),
-        apply_event: rate(spent[2]),
-        close_window: rate(spent[3]),
+        transitions: [
+            rate(spent[2]),
+            rate(spent[3]),
+            rate(spent[4]),
+            rate(spent[5]),
+        ],
     }
 }
 
 fn report(results: &[(&str, Rates)]) {
     println!(
-        "\nbackend   transition     transitions/s   BEGIN+INSERT+COMMIT/s   ratio   (INSERT+COMMIT on the store path/s)"
+        "\nbackend   transition                  transitions/s   BEGIN+INSERT+COMMIT/s   ratio   (INSERT+COMMIT on the store path/s)"
     );
+    const NAMES: [&str; 4] = [
+        "apply_event",
+        "close_window",
+        "apply_event, locked read",
+        "close_window, locked read",
+    ];
     for (backend, r) in results {
-        for (name, tps) in [
-            ("apply_event", r.apply_event),
-            ("close_window", r.close_window),
-        ] {
+        for (name, tps) in NAMES.iter().zip(r.transitions) {
             println!(
-                "{backend:<9} {name:<14} {tps:>13.0}   {:>21.0}   {:>5.2}   ({:.0})",
+                "{backend:<9} {name:<27} {tps:>13.0}   {:>21.0}   {:>5.2}   ({:.0})",
                 r.plain,
                 tps / r.plain,
                 r.store_path

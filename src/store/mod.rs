@@ -126,6 +126,16 @@ impl Store {
         self.copies.holds(status_check_id)
     }
 
+    /// This store with every transition reading its session row under the lock, as when every
+    /// copy is stale; for comparing the two in a benchmark.
+    #[doc(hidden)]
+    pub fn without_session_copies(&self) -> Store {
+        Store {
+            copies: session_copies::SessionCopies::disabled(),
+            ..self.clone()
+        }
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         self.copies.clear();

@@ -21,10 +21,31 @@ use super::session_row::SessionRow;
 const CAPACITY: usize = 4096;
 
 /// Session rows by `status_check_id`, shared by the clones of a [`super::Store`].
-#[derive(Clone, Default)]
-pub struct SessionCopies(Arc<Mutex<HashMap<u64, SessionRow>>>);
+#[derive(Clone)]
+pub struct SessionCopies {
+    rows: Arc<Mutex<HashMap<u64, SessionRow>>>,
+    /// False: nothing is kept, and every transition reads its session row under the lock.
+    enabled: bool,
+}
+
+impl Default for SessionCopies {
+    fn default() -> Self {
+        SessionCopies {
+            rows: Arc::default(),
+            enabled: true,
+        }
+    }
+}
 
 impl SessionCopies {
+    /// A set that keeps nothing.
+    pub fn disabled() -> Self {
+        SessionCopies {
+            rows: Arc::default(),
+            enabled: false,
+        }
+    }
+
     /// Takes the copy of a session out, so that two transactions of this instance never both
     /// decide on it: the second reads the row under the lock instead.
     pub fn take(&self, status_check_id: u64) -> Option<SessionRow> {
@@ -34,6 +55,9 @@ impl SessionCopies {
     /// Keeps `row` as committed, unless a newer version is kept already; an ended session
     /// keeps none, as no transition changes it any more.
     pub fn keep(&self, row: SessionRow) {
+        if !self.enabled {
+            return;
+        }
         let mut copies = self.lock();
         if !row.state.is_running() {
             copies.remove(&row.status_check_id);
@@ -63,7 +87,7 @@ impl SessionCopies {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, SessionRow>> {
         // The map stays valid whatever a panicking holder did.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.rows.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
