@@ -283,7 +283,7 @@ async fn interleaved(
     drivers: [&mut Driver; 4],
     plain_id: &mut i64,
 ) -> Rates {
-    const ROUNDS: u32 = 40;
+    const ROUNDS: u32 = 120;
     const BLOCK: u32 = 25;
     let [observer, closer, locked_observer, locked_closer] = drivers;
     let mut spent = [Duration::ZERO; 6];
