@@ -202,7 +202,57 @@ pub(crate) enum Inner {
         /// A second way in, used only by the fault hook to kill this transaction's connection.
         pool: MySqlPool,
     },
-    Sqlite(OwnedMutexGuard<WriterState>),
+    Sqlite(SqliteTxConn),
+}
+
+/// The SQLite connection inside an open transaction. Writes whose outcome the transaction
+/// does not read ([`Tx::write`]) wait in `queued` and go to the connection in one statement
+/// text with whatever needs an answer next, usually `COMMIT`: each statement sent on its own
+/// is one more hand-over to the connection's thread and back. The text is prepared once and
+/// kept in the connection's statement cache, as a transition's writes have a few shapes only.
+pub struct SqliteTxConn {
+    state: OwnedMutexGuard<WriterState>,
+    /// `;`-terminated statements not yet sent.
+    queued: String,
+    /// Their arguments, in order.
+    queued_args: Vec<Arg>,
+}
+
+impl SqliteTxConn {
+    pub(crate) fn new(state: OwnedMutexGuard<WriterState>) -> Self {
+        SqliteTxConn {
+            state,
+            queued: String::new(),
+            queued_args: Vec::new(),
+        }
+    }
+
+    fn queue(&mut self, sql: &str, args: &[Arg]) {
+        self.queued.push_str(sql);
+        self.queued.push(';');
+        self.queued_args.extend_from_slice(args);
+    }
+
+    /// The connection, with the queued writes sent.
+    async fn flushed(&mut self) -> Result<&mut sqlx::SqliteConnection, sqlx::Error> {
+        if !self.queued.is_empty() {
+            let sql = std::mem::take(&mut self.queued);
+            let args = std::mem::take(&mut self.queued_args);
+            bind_sqlite(&sql, &args).execute(self.state.open()).await?;
+        }
+        Ok(self.state.open())
+    }
+
+    /// Sends the queued writes and `COMMIT` together. On an error the server runs nothing
+    /// after the failing statement, and the transaction stays open to be rolled back.
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        let mut sql = std::mem::take(&mut self.queued);
+        let args = std::mem::take(&mut self.queued_args);
+        sql.push_str("COMMIT");
+        bind_sqlite(&sql, &args).execute(self.state.open()).await?;
+        self.state.committed();
+        Ok(())
+    }
 }
 
 /// A MySQL connection running with `autocommit = 0`: its first statement opens the
@@ -424,7 +474,7 @@ impl Tx {
                     .rows_affected()
             }
             Inner::Sqlite(w) => bind_sqlite(sql, args)
-                .execute(w.open())
+                .execute(w.flushed().await?)
                 .await?
                 .rows_affected(),
         })
@@ -442,7 +492,7 @@ impl Tx {
             }
             Inner::Sqlite(w) => {
                 let rowid = bind_sqlite(sql, args)
-                    .execute(w.open())
+                    .execute(w.flushed().await?)
                     .await?
                     .last_insert_rowid();
                 u64::try_from(rowid)
@@ -461,7 +511,7 @@ impl Tx {
                 rows.iter().map(mysql_row).collect()
             }
             Inner::Sqlite(w) => {
-                let rows = bind_sqlite(sql, args).fetch_all(w.open()).await?;
+                let rows = bind_sqlite(sql, args).fetch_all(w.flushed().await?).await?;
                 rows.iter().map(sqlite_row).collect()
             }
         }
@@ -476,15 +526,14 @@ impl Tx {
         Ok(self.fetch_all(sql, args).await?.into_iter().next())
     }
 
-    /// Runs a statement whose outcome the transaction does not need to see. On MySQL it waits
-    /// and goes to the server with the next statement that needs an answer, or with `COMMIT`,
-    /// so that a transition's writes cost one round trip together; an error it causes shows
-    /// then. On SQLite it runs now.
+    /// Runs a statement whose outcome the transaction does not need to see: it waits and goes
+    /// to the database with the next statement that needs an answer, or with `COMMIT`, so that
+    /// a transition's writes cost one round trip together; an error it causes shows then.
     pub async fn write(&mut self, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
         match &mut self.inner {
             Inner::Mysql { tx, .. } => tx.queue(sql, args),
             Inner::Sqlite(w) => {
-                bind_sqlite(sql, args).execute(w.open()).await?;
+                w.queue(sql, args);
                 Ok(())
             }
         }
@@ -492,7 +541,7 @@ impl Tx {
 
     /// As [`Tx::write`], but on MySQL ahead of the writes still waiting: for the write that
     /// takes the lock every other transition takes first, so that no two transactions lock
-    /// the same rows in opposite orders.
+    /// the same rows in opposite orders. (SQLite's single writer holds every row already.)
     pub async fn write_first(&mut self, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
         match &mut self.inner {
             Inner::Mysql { tx, .. } => tx.queue_first(sql, args),
@@ -508,7 +557,7 @@ impl Tx {
                 sqlx::raw_sql(sql).execute(&mut **tx).await?;
             }
             Inner::Sqlite(w) => {
-                sqlx::raw_sql(sql).execute(w.open()).await?;
+                sqlx::raw_sql(sql).execute(w.flushed().await?).await?;
             }
         }
         Ok(())
@@ -534,7 +583,11 @@ impl Tx {
                 // The next statement on the killed connection fails, as it would after a crash.
                 Ok(())
             }
-            Inner::Sqlite(_) => Err(StoreError::FaultInjected),
+            Inner::Sqlite(w) => {
+                // The writes so far run first, so that the transaction is abandoned after them.
+                w.flushed().await?;
+                Err(StoreError::FaultInjected)
+            }
         }
     }
 
@@ -545,7 +598,7 @@ impl Tx {
             Inner::Mysql { .. } => {}
             Inner::Sqlite(mut w) => {
                 // If this fails the connection stays marked, and the next holder tries again.
-                let _ = w.connection().await;
+                let _ = w.state.connection().await;
             }
         }
     }

@@ -17,7 +17,7 @@ use super::fault::FaultPlan;
 use super::outbox::{self, CLAIMABLE};
 use super::session_copies::SessionCopies;
 use super::session_row::ts_to_ms;
-use super::sql::{Inner, Tx};
+use super::sql::{Inner, SqliteTxConn, Tx};
 use super::types::OutboxAlarm;
 
 /// The one connection, held by whoever runs a transaction. Not a pool: a pool's hand-over
@@ -56,11 +56,10 @@ impl WriterState {
             .expect("a transaction runs on an open store")
     }
 
-    /// Commits the open transaction.
-    pub async fn commit(&mut self) -> Result<(), StoreError> {
-        sqlx::raw_sql("COMMIT").execute(self.open()).await?;
+    /// Records that the open transaction was committed (its `COMMIT` went with other
+    /// statements).
+    pub fn committed(&mut self) {
         self.in_transaction = false;
-        Ok(())
     }
 }
 
@@ -108,7 +107,11 @@ pub async fn begin(
     let conn = state.connection().await?;
     sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     state.in_transaction = true;
-    Ok(Tx::new(Inner::Sqlite(state), fault, copies))
+    Ok(Tx::new(
+        Inner::Sqlite(SqliteTxConn::new(state)),
+        fault,
+        copies,
+    ))
 }
 
 /// Claims up to `limit` alarms for `owner` in one `UPDATE … RETURNING`; the writer lock makes
