@@ -287,39 +287,29 @@ async fn interleaved(
     const BLOCK: u32 = 25;
     let [observer, closer, locked_observer, locked_closer] = drivers;
     let mut spent = [Duration::ZERO; 6];
+    // Adds the time of BLOCK runs of `$op` to `spent[$slot]`.
+    macro_rules! timed {
+        ($slot:expr, $op:expr) => {{
+            let t = Instant::now();
+            for _ in 0..BLOCK {
+                $op;
+            }
+            spent[$slot] += t.elapsed();
+        }};
+    }
     for _ in 0..ROUNDS {
-        let t = Instant::now();
-        for _ in 0..BLOCK {
+        timed!(0, {
             *plain_id += 1;
-            plain.commit(*plain_id).await;
-        }
-        spent[0] += t.elapsed();
-        let t = Instant::now();
-        for _ in 0..BLOCK {
+            plain.commit(*plain_id).await
+        });
+        timed!(1, {
             *plain_id += 1;
-            store_commit(store, *plain_id).await;
-        }
-        spent[1] += t.elapsed();
-        let t = Instant::now();
-        for _ in 0..BLOCK {
-            observer.observe().await;
-        }
-        spent[2] += t.elapsed();
-        let t = Instant::now();
-        for _ in 0..BLOCK {
-            closer.close().await;
-        }
-        spent[3] += t.elapsed();
-        let t = Instant::now();
-        for _ in 0..BLOCK {
-            locked_observer.observe().await;
-        }
-        spent[4] += t.elapsed();
-        let t = Instant::now();
-        for _ in 0..BLOCK {
-            locked_closer.close().await;
-        }
-        spent[5] += t.elapsed();
+            store_commit(store, *plain_id).await
+        });
+        timed!(2, observer.observe().await);
+        timed!(3, closer.close().await);
+        timed!(4, locked_observer.observe().await);
+        timed!(5, locked_closer.close().await);
     }
     let rate = |d: Duration| f64::from(ROUNDS * BLOCK) / d.as_secs_f64();
     Rates {

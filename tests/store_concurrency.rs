@@ -118,7 +118,10 @@ async fn run_ops(store: &Store, id: u64, ops: &[Op]) {
     }
 }
 
-async fn outcome(store: &Store, id: u64) -> (Vec<RecordView>, Vec<OutboxAlarm>, String, String) {
+/// Records, alarms, phase and result of a session.
+type Outcome = (Vec<RecordView>, Vec<OutboxAlarm>, String, String);
+
+async fn outcome(store: &Store, id: u64) -> Outcome {
     let view = store.session(id).await.unwrap().unwrap();
     (
         view.records,
@@ -128,30 +131,53 @@ async fn outcome(store: &Store, id: u64) -> (Vec<RecordView>, Vec<OutboxAlarm>, 
     )
 }
 
+/// A migrated, seeded database of `kind` ("sqlite" or "mariadb").
+async fn fresh(kind: &str) -> TestDb {
+    let db = if kind == "sqlite" {
+        TestDb::sqlite().await
+    } else {
+        TestDb::mysql().await
+    };
+    db.store.migrate(true).await.unwrap();
+    db.store.seed_template().await.unwrap();
+    db
+}
+
+fn session_rule() -> azi3_status_jobs::domain::Rule {
+    rule("08:00", "20:00", "30m")
+}
+
+/// The operations one worker alone performs on the deliveries of one session, and what the
+/// session holds after them.
+async fn alone(kind: &str) -> (Vec<Op>, Outcome) {
+    let alone = fresh(kind).await;
+    let (id, session) = started(&alone.store, &session_rule(), date(2025, 6, 2)).await;
+    let input = deliveries(session.start, session.end);
+    let ops = run_alone(&alone.store, id, &input).await;
+    let expected = outcome(&alone.store, id).await;
+    alone.finish().await;
+    (ops, expected)
+}
+
+/// The same records, alarms (by identity and state), phase and result.
+fn assert_same_outcome(kind: &str, got: &Outcome, expected: &Outcome) {
+    assert_eq!(got.0, expected.0, "{kind}: records differ");
+    let ids = |a: &[OutboxAlarm]| {
+        a.iter()
+            .map(|x| (x.reference_id.clone(), x.window_end, x.state.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&got.1), ids(&expected.1), "{kind}: alarms differ");
+    assert_eq!((&got.2, &got.3), (&expected.2, &expected.3));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_concurrent_workers_get_what_one_worker_gets() {
     for kind in ["sqlite", "mariadb"] {
-        let fresh = async || {
-            let db = if kind == "sqlite" {
-                TestDb::sqlite().await
-            } else {
-                TestDb::mysql().await
-            };
-            db.store.migrate(true).await.unwrap();
-            db.store.seed_template().await.unwrap();
-            db
-        };
-        let r = rule("08:00", "20:00", "30m");
+        let (ops, expected) = alone(kind).await;
 
-        let alone = fresh().await;
-        let (id, session) = started(&alone.store, &r, date(2025, 6, 2)).await;
-        let input = deliveries(session.start, session.end);
-        let ops = run_alone(&alone.store, id, &input).await;
-        let expected = outcome(&alone.store, id).await;
-        alone.finish().await;
-
-        let crowd = fresh().await;
-        let (id, _) = started(&crowd.store, &r, date(2025, 6, 2)).await;
+        let crowd = fresh(kind).await;
+        let (id, _) = started(&crowd.store, &session_rule(), date(2025, 6, 2)).await;
         let ops = Arc::new(ops);
         let mut tasks = Vec::new();
         for _ in 0..WORKERS {
@@ -188,14 +214,7 @@ async fn eight_concurrent_workers_get_what_one_worker_gets() {
             ops.len(),
             alarms.len()
         );
-        assert_eq!(got.0, expected.0, "{kind}: records differ");
-        let ids = |a: &[OutboxAlarm]| {
-            a.iter()
-                .map(|x| (x.reference_id.clone(), x.window_end, x.state.clone()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(ids(&got.1), ids(&expected.1), "{kind}: alarms differ");
-        assert_eq!((&got.2, &got.3), (phase, result));
+        assert_same_outcome(kind, &got, &expected);
     }
 }
 
@@ -206,27 +225,10 @@ async fn eight_concurrent_workers_get_what_one_worker_gets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn instances_taking_turns_on_one_session_get_what_one_instance_gets() {
     for kind in ["sqlite", "mariadb"] {
-        let fresh = async || {
-            let db = if kind == "sqlite" {
-                TestDb::sqlite().await
-            } else {
-                TestDb::mysql().await
-            };
-            db.store.migrate(true).await.unwrap();
-            db.store.seed_template().await.unwrap();
-            db
-        };
-        let r = rule("08:00", "20:00", "30m");
+        let (ops, expected) = alone(kind).await;
 
-        let alone = fresh().await;
-        let (id, session) = started(&alone.store, &r, date(2025, 6, 2)).await;
-        let input = deliveries(session.start, session.end);
-        let ops = run_alone(&alone.store, id, &input).await;
-        let expected = outcome(&alone.store, id).await;
-        alone.finish().await;
-
-        let shared = fresh().await;
-        let (id, _) = started(&shared.store, &r, date(2025, 6, 2)).await;
+        let shared = fresh(kind).await;
+        let (id, _) = started(&shared.store, &session_rule(), date(2025, 6, 2)).await;
         let other = shared.another_instance().await;
         let instances = [&shared.store, &other];
         let mut duplicates = 0;
@@ -250,14 +252,7 @@ async fn instances_taking_turns_on_one_session_get_what_one_instance_gets() {
         let got = outcome(&shared.store, id).await;
         other.close().await;
         shared.finish().await;
-        assert_eq!(got.0, expected.0, "{kind}: records differ");
-        let ids = |a: &[OutboxAlarm]| {
-            a.iter()
-                .map(|x| (x.reference_id.clone(), x.window_end, x.state.clone()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(ids(&got.1), ids(&expected.1), "{kind}: alarms differ");
-        assert_eq!((&got.2, &got.3), (&expected.2, &expected.3));
+        assert_same_outcome(kind, &got, &expected);
     }
 }
 
