@@ -11,6 +11,7 @@ use azi3_status_jobs::domain::SessionResult;
 use azi3_status_jobs::store::{ApplyOutcome, EventInput, Store, StoreError};
 use jiff::SignedDuration;
 use jiff::civil::date;
+use sqlx::AssertSqlSafe;
 use store_support::{TestDb, refs, rule, snapshot, ts};
 
 fn event(id: u64, at: &str) -> EventInput {
@@ -244,6 +245,40 @@ async fn a_transition_decided_on_a_copy_is_all_or_nothing() {
         assert_eq!(s.alarms_of(id).await.unwrap().len(), 1);
         db.finish().await;
     }
+}
+
+/// A MySQL server that does not enforce the session row's version check (MySQL before 8.0.16
+/// parses `CHECK` and ignores it; here the check is dropped) never has a transition decided on
+/// a copy: nothing could refuse a stale one.
+#[tokio::test]
+async fn without_an_enforced_version_check_no_transition_is_decided_on_a_copy() {
+    let db = TestDb::mysql().await;
+    db.store.migrate(true).await.unwrap();
+    db.store.seed_template().await.unwrap();
+    let r = rule("08:00", "20:00", "2h");
+    let (id, _) = store_support::started(&db.store, &r, date(2025, 3, 30)).await;
+    let e = event(1, "2025-03-30T06:30:00Z");
+    db.store.apply_event(id, e, e.occurred_at).await.unwrap();
+    assert!(db.store.holds_copy_of(id), "MariaDB enforces the check");
+
+    let admin = store_support::admin_mysql().await;
+    sqlx::query(AssertSqlSafe(format!(
+        "ALTER TABLE `{}`.status_job_session DROP CONSTRAINT ck_status_job_session_version",
+        db.database_name()
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
+    db.store.migrate(true).await.unwrap();
+    assert!(!db.store.holds_copy_of(id));
+    let e = event(2, "2025-03-30T07:00:00Z");
+    assert_eq!(
+        db.store.apply_event(id, e, e.occurred_at).await.unwrap(),
+        ApplyOutcome::Applied(azi3_status_jobs::domain::EventClass::Observed)
+    );
+    assert!(!db.store.holds_copy_of(id));
+    db.finish().await;
 }
 
 #[tokio::test]

@@ -99,10 +99,12 @@ impl Store {
                 "database.url = {url:?}: must start with mysql://, mariadb:// or sqlite://"
             )));
         };
+        // On MySQL, copies wait for `migrate` to find the version check enforced.
+        let sqlite = matches!(backend, Backend::Sqlite(_));
         Ok(Store {
             backend,
             fault: Arc::new(FaultPlan::default()),
-            copies: session_copies::SessionCopies::default(),
+            copies: session_copies::SessionCopies::new(sqlite),
         })
     }
 
@@ -131,7 +133,7 @@ impl Store {
     #[doc(hidden)]
     pub fn without_session_copies(&self) -> Store {
         Store {
-            copies: session_copies::SessionCopies::disabled(),
+            copies: session_copies::SessionCopies::new(false),
             ..self.clone()
         }
     }
@@ -240,6 +242,17 @@ impl Store {
                     migrator.run(state.connection().await?).await?
                 }
             }
+        }
+        if let Backend::Mysql(p) = &self.backend {
+            let enforced = mysql::enforces_session_version_check(&p.plain).await;
+            if !enforced {
+                tracing::warn!(
+                    "the database does not enforce CHECK constraints (MySQL before 8.0.16?): \
+                     every transition reads its session row under the lock, none is decided \
+                     on a copy"
+                );
+            }
+            self.copies.set_enabled(enforced);
         }
         Ok(())
     }

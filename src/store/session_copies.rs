@@ -10,6 +10,7 @@
 //! needed for correctness, only for speed: an empty set of copies gives the same outcomes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::session_row::SessionRow;
@@ -25,25 +26,30 @@ const CAPACITY: usize = 4096;
 pub struct SessionCopies {
     rows: Arc<Mutex<HashMap<u64, SessionRow>>>,
     /// False: nothing is kept, and every transition reads its session row under the lock.
-    enabled: bool,
-}
-
-impl Default for SessionCopies {
-    fn default() -> Self {
-        SessionCopies {
-            rows: Arc::default(),
-            enabled: true,
-        }
-    }
+    /// Only a database known to enforce the version check may use copies.
+    enabled: Arc<AtomicBool>,
 }
 
 impl SessionCopies {
-    /// A set that keeps nothing.
-    pub fn disabled() -> Self {
+    /// An empty set, keeping copies from now on or not.
+    pub fn new(enabled: bool) -> Self {
         SessionCopies {
             rows: Arc::default(),
-            enabled: false,
+            enabled: Arc::new(AtomicBool::new(enabled)),
         }
+    }
+
+    /// Starts or stops keeping copies (stopping drops those kept).
+    pub fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, Ordering::SeqCst);
+        if !enabled {
+            self.clear();
+        }
+    }
+
+    /// Whether copies are kept.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::SeqCst)
     }
 
     /// Takes the copy of a session out, so that two transactions of this instance never both
@@ -55,7 +61,7 @@ impl SessionCopies {
     /// Keeps `row` as committed, unless a newer version is kept already; an ended session
     /// keeps none, as no transition changes it any more.
     pub fn keep(&self, row: SessionRow) {
-        if !self.enabled {
+        if !self.enabled() {
             return;
         }
         let mut copies = self.lock();
