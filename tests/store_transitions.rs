@@ -770,3 +770,50 @@ async fn a_failed_alarm_waits_for_its_retry_time_without_holding_up_later_ones()
         db.finish().await;
     }
 }
+
+/// A copy of a session row holds its instants as the database does, in whole milliseconds:
+/// events a fraction of a millisecond either side of a stored window end are classified alike
+/// on the copy and on a read under the lock, and a window closes on the copy at the deadline
+/// the database gives.
+#[tokio::test]
+async fn a_copy_decides_on_the_instants_the_database_holds() {
+    for db in TestDb::both().await {
+        let r = rule("08:00", "20:00", "2h");
+        let locked = db.store.without_session_copies();
+        let mut outcomes = Vec::new();
+        for (store, day) in [(&db.store, 2), (&locked, 3)] {
+            let (id, _) = started(store, &r, date(2025, 6, day)).await;
+            let at = |hms: &str| ts(&format!("2025-06-0{day}T{hms}Z"));
+            let event = |n: u64, hms: &str| EventInput {
+                incoming_event_id: n,
+                outgoing_event_id: None,
+                occurred_at: at(hms),
+            };
+            let mut got = Vec::new();
+            // Moves the window to end at 08:30:00.000 as stored (.0004 before rounding).
+            for e in [
+                event(1, "06:30:00.000400"),
+                event(2, "08:30:00.000200"),
+                event(3, "06:30:00.000100"),
+            ] {
+                got.push(format!(
+                    "{:?}",
+                    store.apply_event(id, e, e.occurred_at).await.unwrap()
+                ));
+            }
+            let deadline = store.session(id).await.unwrap().unwrap().state.window.end;
+            got.push(format!(
+                "{:?}",
+                store.close_window(id, deadline, deadline).await.unwrap()
+            ));
+            let view = store.session(id).await.unwrap().unwrap();
+            got.push(format!("{:?}", view.state.window));
+            // The two sessions differ only in their date.
+            let date_text = format!("2025-06-0{day}");
+            outcomes.push(got.join("\n").replace(&date_text, "D"));
+        }
+        assert_eq!(outcomes[0], outcomes[1], "{}", db.name);
+        assert!(outcomes[0].starts_with("Applied(Observed)\nApplied(Ahead)"));
+        db.finish().await;
+    }
+}

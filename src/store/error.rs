@@ -1,7 +1,7 @@
 //! What can go wrong in the store.
 
 /// The check on `status_job_session.version` (migration 0004).
-pub(crate) const SESSION_VERSION_CHECK: &str = "ck_status_job_session_version";
+const SESSION_VERSION_CHECK: &str = "ck_status_job_session_version";
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]

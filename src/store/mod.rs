@@ -99,12 +99,11 @@ impl Store {
                 "database.url = {url:?}: must start with mysql://, mariadb:// or sqlite://"
             )));
         };
-        // On MySQL, copies wait for `migrate` to find the version check enforced.
-        let sqlite = matches!(backend, Backend::Sqlite(_));
         Ok(Store {
             backend,
             fault: Arc::new(FaultPlan::default()),
-            copies: session_copies::SessionCopies::new(sqlite),
+            // Until `migrate` finds the version check enforced.
+            copies: session_copies::SessionCopies::new(false),
         })
     }
 
@@ -243,18 +242,30 @@ impl Store {
                 }
             }
         }
-        if let Backend::Mysql(p) = &self.backend {
-            let enforced = mysql::enforces_session_version_check(&p.plain).await;
-            if !enforced {
-                tracing::warn!(
-                    "the database does not enforce CHECK constraints (MySQL before 8.0.16?): \
-                     every transition reads its session row under the lock, none is decided \
-                     on a copy"
-                );
-            }
-            self.copies.set_enabled(enforced);
+        let enforced = self.enforces_session_version_check().await;
+        if !enforced {
+            tracing::warn!(
+                "the database does not enforce the CHECK on status_job_session.version (MySQL \
+                 before 8.0.16, or checks turned off): every transition reads its session row \
+                 under the lock, none is decided on a copy"
+            );
         }
+        self.copies.set_enabled(enforced);
         Ok(())
+    }
+
+    /// Whether the database refuses a session row with version 0, in a transaction that is
+    /// rolled back (see [`session_copies::VERSION_CHECK_PROBE`]).
+    async fn enforces_session_version_check(&self) -> bool {
+        let Ok(mut tx) = self.begin().await else {
+            return false;
+        };
+        let refused = tx
+            .execute(session_copies::VERSION_CHECK_PROBE, &[])
+            .await
+            .is_err_and(|e| e.is_stale_copy());
+        tx.rollback().await;
+        refused
     }
 
     /// The migrations [`Store::migrate`] would apply, with their SQL; changes nothing.

@@ -16,7 +16,7 @@ use sqlx::Executor;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::pool::PoolConnection;
 
-use super::error::{SESSION_VERSION_CHECK, StoreError};
+use super::error::StoreError;
 use super::fault::FaultPlan;
 use super::outbox::{self, CLAIMABLE};
 use super::session_copies::SessionCopies;
@@ -175,21 +175,6 @@ pub async fn claim(
         )
         .await?;
     rows.iter().map(outbox::from_row).collect()
-}
-
-/// Whether the server enforces `ck_status_job_session_version`, on which deciding a transition
-/// on a copy of the session row depends ([`super::session_copies`]). MariaDB 10.2+ and MySQL
-/// 8.0.16+ list the checks they enforce in `information_schema.CHECK_CONSTRAINTS`; older
-/// MySQL has no such table, as it parses `CHECK` and ignores it.
-pub async fn enforces_session_version_check(pool: &MySqlPool) -> bool {
-    sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM information_schema.CHECK_CONSTRAINTS \
-         WHERE CONSTRAINT_SCHEMA = DATABASE() AND CONSTRAINT_NAME = ?",
-    )
-    .bind(SESSION_VERSION_CHECK)
-    .fetch_one(pool)
-    .await
-    .is_ok_and(|n| n > 0)
 }
 
 /// Checks that the rows the `status_check` script columns point at exist in the shared

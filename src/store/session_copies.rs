@@ -15,6 +15,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::session_row::SessionRow;
 
+/// A session row with version 0, inserted (and rolled back) to see the version check refuse
+/// it. Only a database that does decides transitions on copies: MySQL before 8.0.16 parses
+/// `CHECK` and ignores it, a MySQL check can be altered to `NOT ENFORCED`, MariaDB's
+/// `check_constraint_checks` and SQLite's `ignore_check_constraints` turn checks off.
+pub const VERSION_CHECK_PROBE: &str = "INSERT INTO status_job_session (status_check_id, robot_id, \
+     local_date, session_start_ms, session_end_ms, window_start_ms, window_end_ms, \
+     window_gap_minutes, gap_minutes, partial_final_window, alarms, result, watched_event, \
+     alarm_event, rule_version, owner, created_at_ms, updated_at_ms, version) \
+     VALUES (0, 0, 'probe', 0, 0, 0, 0, 0, 0, '', 0, '', '', '', 0, '', 0, 0, 0)";
+
 /// How many sessions keep a copy (a few hundred bytes each). Copies of all 100,000 sessions
 /// of a large installation would hold some 30 MB; the
 /// transitions that gain from a copy are those of a session taking events in quick

@@ -81,6 +81,21 @@ impl SessionRow {
         })
     }
 
+    /// The row as the database holds it once written: instants are stored in whole
+    /// milliseconds, while the core may have moved a window to an event's finer instant. A
+    /// copy kept for later decisions must be this, or it would decide on bounds the database
+    /// does not have.
+    pub fn as_stored(&self) -> SessionRow {
+        let ms = |t: Timestamp| Timestamp::from_millisecond(ts_to_ms(t)).unwrap_or(t);
+        let mut row = self.clone();
+        let s = &mut row.state;
+        s.session.start = ms(s.session.start);
+        s.session.end = ms(s.session.end);
+        s.window.start = ms(s.window.start);
+        s.window.end = ms(s.window.end);
+        row
+    }
+
     /// The values of the state columns, in the order of [`STATE_COLUMNS`].
     pub fn state_args(&self) -> Vec<Arg> {
         let s = &self.state;

@@ -450,9 +450,10 @@ impl Tx {
         Some(copy)
     }
 
-    /// Keeps `row` as the session's copy if the transaction commits.
+    /// Keeps `row`, as the database holds it, as the session's copy if the transaction
+    /// commits.
     pub(crate) fn keep_copy(&mut self, row: SessionRow) {
-        self.kept.push(row);
+        self.kept.push(row.as_stored());
     }
 
     /// The SQL dialect of this transaction.

@@ -43,7 +43,15 @@ impl WriterState {
             .as_mut()
             .ok_or_else(|| StoreError::Invalid("the store is closed".into()))?;
         if self.in_transaction {
-            sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+            match sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await {
+                Ok(_) => {}
+                // SQLite ended it already: it rolls back by itself after some errors (a full
+                // disk, an I/O error), and a `COMMIT` sent with other statements may have run
+                // although its holder never saw the answer.
+                Err(sqlx::Error::Database(e))
+                    if e.message().contains("no transaction is active") => {}
+                Err(e) => return Err(e.into()),
+            }
             self.in_transaction = false;
         }
         Ok(conn)
