@@ -246,10 +246,8 @@ impl SqliteTxConn {
     /// Sends the queued writes and `COMMIT` together. On an error the server runs nothing
     /// after the failing statement, and the transaction stays open to be rolled back.
     async fn commit(&mut self) -> Result<(), StoreError> {
-        let mut sql = std::mem::take(&mut self.queued);
-        let args = std::mem::take(&mut self.queued_args);
-        sql.push_str("COMMIT");
-        bind_sqlite(&sql, &args).execute(self.state.open()).await?;
+        self.queue("COMMIT", &[]);
+        self.flushed().await?;
         self.state.committed();
         Ok(())
     }
