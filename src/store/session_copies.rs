@@ -26,9 +26,9 @@ pub const VERSION_CHECK_PROBE: &str = "INSERT INTO status_job_session (status_ch
      VALUES (0, 0, 'probe', 0, 0, 0, 0, 0, 0, '', 0, '', '', '', 0, '', 0, 0, 0)";
 
 /// How many sessions keep a copy (a few hundred bytes each). Copies of all 100,000 sessions
-/// of a large installation would hold some 30 MB; the
-/// transitions that gain from a copy are those of a session taking events in quick
-/// succession, few at any one time. When full, the set starts again empty.
+/// of a large installation would hold some 30 MB; the transitions that gain from a copy are
+/// those of a session taking events in quick succession, few at any one time. When full, the
+/// set starts again empty.
 const CAPACITY: usize = 4096;
 
 /// Session rows by `status_check_id`, shared by the clones of a [`super::Store`].

@@ -86,7 +86,7 @@ impl SessionRow {
     /// copy kept for later decisions must be this, or it would decide on bounds the database
     /// does not have.
     pub fn as_stored(&self) -> SessionRow {
-        let ms = |t: Timestamp| Timestamp::from_millisecond(ts_to_ms(t)).unwrap_or(t);
+        let ms = |t: Timestamp| ms_to_ts(ts_to_ms(t)).unwrap_or(t);
         let mut row = self.clone();
         let s = &mut row.state;
         s.session.start = ms(s.session.start);
