@@ -112,9 +112,23 @@ pub async fn begin(
     copies: &SessionCopies,
 ) -> Result<Tx, StoreError> {
     let mut state = writer.lock().await;
-    let conn = state.connection().await?;
-    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    state.connection().await?;
+    // Marked before the statement is sent: sqlx runs a statement on the connection's own
+    // thread, so a `BEGIN` whose future is dropped (a client hung up, a task was cancelled)
+    // still opens the transaction, and the next holder must know to roll it back.
     state.in_transaction = true;
+    let conn = state.open();
+    match sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        Ok(_) => {}
+        // A transaction nobody knows of: whatever left it, it can never be committed by its
+        // owner, and every later transaction would fail on it, so the store would go quiet.
+        Err(sqlx::Error::Database(e)) if e.message().contains("within a transaction") => {
+            tracing::warn!("an abandoned SQLite transaction was found open: rolled back");
+            sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+            sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(Tx::new(
         Inner::Sqlite(SqliteTxConn::new(state)),
         fault,
