@@ -102,6 +102,13 @@ pub struct ServiceConfig {
     /// Without Megazord: a URL that receives every alarm as JSON (besides the log).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alarm_webhook: Option<String>,
+    /// How many due windows are closed at once, each with its own history read.
+    pub close_concurrency: usize,
+    /// Service seconds a session's windows may fail to close before it is ended as `FAILED`
+    /// (when Megazord refused its robot for good, or other windows were closed meanwhile).
+    pub failing_session_limit_seconds: u32,
+    /// `/ready` answers 503 once a window is overdue by more than this many wall-clock seconds.
+    pub ready_overdue_bound_seconds: u32,
 }
 
 impl Default for ServiceConfig {
@@ -110,6 +117,9 @@ impl Default for ServiceConfig {
             instance_id: None,
             grace_seconds: 30,
             alarm_webhook: None,
+            close_concurrency: 32,
+            failing_session_limit_seconds: 600,
+            ready_overdue_bound_seconds: 300,
         }
     }
 }

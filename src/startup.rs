@@ -51,6 +51,16 @@ pub enum ServeError {
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let metrics = telemetry::init_metrics();
     let address = listen_address(&config)?;
+    // Everything that can refuse the start is asked before anything is written to the
+    // database: a start refused later would leave sessions and poller locks behind.
+    let consumer = match &config.queue {
+        Some(queue) => Some(
+            SqsConsumer::connect(queue)
+                .await
+                .map_err(|e| ServeError::Queue(e.to_string()))?,
+        ),
+        None => None,
+    };
     let prepared = prepare(&config, Timestamp::now()).await?;
     let store = prepared.store.clone();
     let clock = clock(&config.clock, &store).await?;
@@ -69,6 +79,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         alarm_webhook: config.service.alarm_webhook.clone(),
         alarm_lease: alarm_lease(config.megazord.as_ref(), clock.speed()),
         abandoned_after: SignedDuration::from_hours(24),
+        close_concurrency: config.service.close_concurrency.max(1),
+        failing_session_limit: SignedDuration::from_secs(i64::from(
+            config.service.failing_session_limit_seconds,
+        )),
+        ready_overdue_bound: std::time::Duration::from_secs(u64::from(
+            config.service.ready_overdue_bound_seconds,
+        )),
     };
     tracing::info!(
         database = ?store.dialect(),
@@ -92,10 +109,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
     let tasks = Tasks::start(&ctx, shutdown.clone());
     let mut probes: Vec<(&'static str, ReadinessProbe)> = Vec::new();
-    if let Some(queue) = &config.queue {
-        let consumer = SqsConsumer::connect(queue)
-            .await
-            .map_err(|e| ServeError::Queue(e.to_string()))?;
+    if let Some(consumer) = consumer {
         let probe_consumer = consumer.clone();
         let probe: ReadinessProbe = Arc::new(move || {
             let consumer = probe_consumer.clone();

@@ -28,6 +28,27 @@ pub mod names {
     /// (committed), stale (run again from a locked read: another transaction had moved the row
     /// on, or the event was taken already).
     pub const SESSION_COPIES: &str = "store_session_copies_total";
+    /// Store operations given up on (after their retries), by `kind` (see `StoreError::kind`).
+    pub const STORE_ERRORS: &str = "store_errors_total";
+    /// Running windows past their deadline plus the grace and not yet closed.
+    pub const OVERDUE_WINDOWS: &str = "overdue_windows";
+    /// Service seconds since the deadline plus grace of the oldest overdue window (0: none).
+    pub const OLDEST_OVERDUE_WINDOW: &str = "oldest_overdue_window_seconds";
+    /// Alarms in the outbox not yet posted.
+    pub const UNSENT_ALARMS: &str = "unsent_alarms";
+    /// Service seconds since the window end of the oldest alarm not yet posted (0: none).
+    pub const OLDEST_UNSENT_ALARM: &str = "oldest_unsent_alarm_seconds";
+    /// Wall-clock seconds since the closer last finished a pass without a store failure.
+    pub const CLOSER_PASS_AGE: &str = "closer_last_pass_age_seconds";
+    /// Wall-clock seconds since the dispatcher last finished a pass without a store failure.
+    pub const DISPATCHER_PASS_AGE: &str = "dispatcher_last_pass_age_seconds";
+    /// 1 when the store ran the watchdog's last transaction, 0 when it could not.
+    pub const STORE_UP: &str = "store_up";
+    /// Sessions whose windows could not be closed for now (a Megazord call or a transition
+    /// failing for that robot), retried each on its own back-off.
+    pub const RETRYING_SESSIONS: &str = "retrying_sessions";
+    /// Sessions ended as FAILED because the service could not monitor them.
+    pub const SESSIONS_FAILED: &str = "sessions_failed_total";
 }
 
 /// Installs the log subscriber: `RUST_LOG`-style filter from `AZI3_LOG` (default `info`),

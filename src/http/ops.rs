@@ -7,8 +7,11 @@ use axum::response::IntoResponse;
 use serde_json::json;
 
 use super::HttpState;
+use crate::runtime::watchdog::{self, STORE_TIMEOUT, WatchFacts};
 
-/// The process is alive; says what service time it is (and how a simulated clock runs).
+/// The process is alive; says what service time it is (and how a simulated clock runs), and
+/// what the watchdog last found (so that a liveness probe shows going quiet too, without
+/// failing on it: a restart would not mend a database or Megazord that is down).
 pub async fn health(State(state): State<HttpState>) -> impl IntoResponse {
     let clock = match state.ctx.clock() {
         crate::clock::Clock::System => json!({"kind": "system"}),
@@ -19,16 +22,43 @@ pub async fn health(State(state): State<HttpState>) -> impl IntoResponse {
             "speed": sim.speed,
         }),
     };
-    Json(json!({"status": "ok", "now": state.ctx.now(), "clock": clock}))
+    let facts = state.ctx.liveness().facts();
+    let not_ready = facts.as_ref().and_then(|f| not_ready_reason(&state, f));
+    Json(json!({
+        "status": "ok",
+        "now": state.ctx.now(),
+        "clock": clock,
+        "watchdog": facts,
+        "notReady": not_ready,
+    }))
 }
 
-/// The database answers, and so does every configured probe (the queue).
+/// Ready when the store runs a transaction within a few seconds, no window is overdue by more
+/// than the configured bound, and every configured probe (the queue) answers. A 503 names each
+/// failing check with the kind of failure, never a driver's message.
 pub async fn ready(State(state): State<HttpState>) -> impl IntoResponse {
     let mut checks = serde_json::Map::new();
     let mut ready = true;
-    let database = state.ctx.store().ping().await.map_err(|e| e.to_string());
+    let database = match tokio::time::timeout(STORE_TIMEOUT, state.ctx.store().ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("cannot run a transaction ({})", e.kind())),
+        Err(_) => Err(format!(
+            "cannot run a transaction (no answer within {} s)",
+            STORE_TIMEOUT.as_secs()
+        )),
+    };
     ready &= database.is_ok();
     checks.insert("database".into(), check_json(&database));
+    let windows = match state.ctx.liveness().facts() {
+        Some(facts) => match not_ready_reason(&state, &facts) {
+            // The store's own state is the check above, answered just now.
+            Some(reason) if facts.store_ok => Err(reason),
+            _ => Ok(()),
+        },
+        None => Ok(()),
+    };
+    ready &= windows.is_ok();
+    checks.insert("windows".into(), check_json(&windows));
     for (name, probe) in &state.probes {
         let result = probe().await;
         ready &= result.is_ok();
@@ -41,6 +71,14 @@ pub async fn ready(State(state): State<HttpState>) -> impl IntoResponse {
     };
     let body = json!({"status": if ready { "ready" } else { "not ready" }, "checks": checks});
     (status, Json(body))
+}
+
+fn not_ready_reason(state: &HttpState, facts: &WatchFacts) -> Option<String> {
+    watchdog::not_ready_reason(
+        facts,
+        state.ctx.settings().ready_overdue_bound,
+        state.ctx.clock().speed(),
+    )
 }
 
 fn check_json(result: &Result<(), String>) -> serde_json::Value {

@@ -1,38 +1,76 @@
 //! Closing windows on time: sleep until the earliest deadline plus the grace, read Megazord's
 //! history for the window (so that a delayed queue message never causes a false alarm), then
 //! close it in one transaction that writes the alarm into the outbox (spec §4, §6).
+//!
+//! Windows that are due together are closed together, up to `close_concurrency` at once, each
+//! on a task of its own. A window that cannot be closed (Megazord refuses its robot, its history
+//! read times out, its transaction fails) puts its session on a back-off of its own
+//! ([`SessionRetries`]) and every other window goes on being closed on time. A session that
+//! keeps failing for `failing_session_limit` is ended as `FAILED` with the reason (spec §8)
+//! once the failure is clearly its own: Megazord refused it for good, or other windows were
+//! closed meanwhile. While Megazord fails for everyone, windows wait for it instead, and the
+//! watchdog reports them overdue.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::context::Context;
+use super::error::RuntimeError;
+use super::retries::SessionRetries;
 use super::scheduler::replay_history;
 use crate::megazord::CallRef;
-use crate::store::{CloseOutcome, DueWindow, StoreError};
+use crate::store::{CloseOutcome, DueWindow, EndOutcome};
 use crate::telemetry::names;
 
-/// How many due windows are fetched at once.
+/// How many due windows are fetched at once (besides those waiting out a back-off).
 const BATCH: u32 = 100;
 /// The longest the closer sleeps without looking (in case a wake-up was missed).
 const MAX_SLEEP: Duration = Duration::from_secs(30);
-/// The pause after a failed pass (Megazord or the database unreachable).
+/// The pause after a pass the store failed (the database unreachable).
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// What the closer remembers between passes.
+#[derive(Debug, Default)]
+struct Closer {
+    /// Sessions whose last close failed, each waiting out its own back-off.
+    retries: SessionRetries,
+    /// Service time of the last window closed without error.
+    last_closed: Option<Timestamp>,
+}
+
+/// When to look again: the next deadline not waiting out a back-off, and the earliest retry.
+#[derive(Debug, Default, Clone, Copy)]
+struct Wake {
+    deadline: Option<Timestamp>,
+    retry: Option<Instant>,
+}
 
 /// Runs until `shutdown`.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
+    let mut closer = Closer::default();
     loop {
-        let wait = match pass(&ctx, &shutdown).await {
-            Ok(Some(next_deadline)) => {
-                let close_at = next_deadline
-                    .checked_add(ctx.settings().grace)
-                    .unwrap_or(next_deadline);
-                ctx.clock().wait_until(close_at).min(MAX_SLEEP)
+        let wait = match closer.pass(&ctx, &shutdown).await {
+            Ok(wake) => {
+                ctx.liveness().closer_passed();
+                let until_deadline = wake.deadline.map(|deadline| {
+                    let close_at = deadline.checked_add(ctx.settings().grace).unwrap_or(deadline);
+                    ctx.clock().wait_until(close_at)
+                });
+                let until_retry = wake
+                    .retry
+                    .map(|at| at.saturating_duration_since(Instant::now()));
+                [until_deadline, until_retry]
+                    .into_iter()
+                    .flatten()
+                    .fold(MAX_SLEEP, Duration::min)
             }
-            Ok(None) => MAX_SLEEP,
             Err(e) => {
-                tracing::warn!(error = %e, "closing windows failed; trying again");
+                tracing::warn!(error = %e, kind = e.kind(), "closing windows failed; trying again");
                 RETRY_PAUSE
             }
         };
@@ -44,51 +82,166 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
     }
 }
 
-/// Closes every window whose deadline plus grace has passed; returns the next deadline.
-async fn pass(ctx: &Context, shutdown: &CancellationToken) -> Result<Option<Timestamp>, String> {
-    loop {
-        if shutdown.is_cancelled() {
-            return Ok(None);
-        }
-        let now = ctx.now();
-        let cutoff = now.checked_sub(ctx.settings().grace).unwrap_or(now);
-        let due = ctx
-            .store()
-            .due_windows(cutoff, BATCH)
-            .await
-            .map_err(|e| e.to_string())?;
-        if due.is_empty() {
-            let next = ctx
-                .store()
-                .due_windows(Timestamp::MAX, 1)
-                .await
-                .map_err(|e| e.to_string())?;
-            return Ok(next.first().map(|w| w.deadline));
-        }
-        for window in due {
+impl Closer {
+    /// Closes every window whose deadline plus grace has passed, except those waiting out a
+    /// back-off; says when to look again.
+    async fn pass(
+        &mut self,
+        ctx: &Context,
+        shutdown: &CancellationToken,
+    ) -> Result<Wake, RuntimeError> {
+        loop {
             if shutdown.is_cancelled() {
-                return Ok(None);
+                return Ok(Wake::default());
             }
-            close(ctx, window).await?;
+            let now = ctx.now();
+            let cutoff = now.checked_sub(ctx.settings().grace).unwrap_or(now);
+            let waiting = u32::try_from(self.retries.len()).unwrap_or(u32::MAX);
+            let limit = BATCH.saturating_add(waiting);
+            let due = ctx.store().due_windows(cutoff, limit).await?;
+            let at = Instant::now();
+            let ready: Vec<DueWindow> = due
+                .iter()
+                .filter(|w| !self.retries.waiting(w.status_check_id, at))
+                .copied()
+                .collect();
+            if ready.is_empty() {
+                if due.len() < limit as usize {
+                    // Every due window was seen: a session that is no longer among them was
+                    // closed elsewhere, moved on by an event, or ended.
+                    self.retries
+                        .retain(|id, _| due.iter().any(|w| w.status_check_id == id));
+                }
+                metrics::gauge!(names::RETRYING_SESSIONS).set(self.retries.len() as f64);
+                let upcoming = ctx
+                    .store()
+                    .due_windows(Timestamp::MAX, waiting.saturating_add(1))
+                    .await?;
+                let deadline = upcoming
+                    .iter()
+                    .find(|w| !self.retries.waiting(w.status_check_id, at))
+                    .map(|w| w.deadline);
+                return Ok(Wake {
+                    deadline,
+                    retry: self.retries.next_retry(),
+                });
+            }
+            self.close_all(ctx, ready).await;
+        }
+    }
+
+    /// Closes `windows`, up to `close_concurrency` at once; a failure stays with its session.
+    async fn close_all(&mut self, ctx: &Context, windows: Vec<DueWindow>) {
+        let concurrency = ctx.settings().close_concurrency.max(1);
+        let mut running = JoinSet::new();
+        let mut by_task = HashMap::new();
+        let mut waiting = windows.into_iter();
+        loop {
+            while running.len() < concurrency {
+                let Some(window) = waiting.next() else { break };
+                let task_ctx = ctx.clone();
+                let handle = running.spawn(async move { close(&task_ctx, window).await });
+                by_task.insert(handle.id(), window);
+            }
+            let Some(joined) = running.join_next_with_id().await else {
+                return;
+            };
+            let (id, result) = match joined {
+                Ok((id, result)) => (id, result),
+                Err(e) => {
+                    let id = e.id();
+                    let reason = if e.is_panic() { "panicked" } else { "was cancelled" };
+                    tracing::error!(task = %id, "closing a window {reason}");
+                    (id, Err(RuntimeError::Panicked(reason)))
+                }
+            };
+            let Some(window) = by_task.remove(&id) else {
+                continue;
+            };
+            match result {
+                Ok(()) => {
+                    self.last_closed = Some(ctx.now());
+                    if let Some(failing) = self.retries.forget(window.status_check_id) {
+                        tracing::info!(statusCheckId = window.status_check_id,
+                            robotId = window.robot_id, attempts = failing.attempts,
+                            "window closed after failing before");
+                    }
+                }
+                Err(e) => self.failed(ctx, window, e).await,
+            }
+        }
+    }
+
+    /// Puts the session of `window` on its back-off, or ends it as `FAILED` once it has failed
+    /// for longer than the limit and the failure is clearly its own.
+    async fn failed(&mut self, ctx: &Context, window: DueWindow, error: RuntimeError) {
+        let now = ctx.now();
+        let limit = ctx.settings().failing_session_limit;
+        let failing = self
+            .retries
+            .failed(window.status_check_id, window.robot_id, &error, now)
+            .clone();
+        metrics::gauge!(names::RETRYING_SESSIONS).set(self.retries.len() as f64);
+        let own_failure = failing.definite || self.last_closed.is_some_and(|t| t > failing.since);
+        if failing.failing_for(now) < limit || !own_failure {
+            tracing::warn!(
+                statusCheckId = window.status_check_id,
+                robotId = window.robot_id,
+                windowEnd = %window.deadline,
+                attempts = failing.attempts,
+                error = %error,
+                kind = error.kind(),
+                "could not close the window; retrying this session on its own"
+            );
+            return;
+        }
+        let reason = format!(
+            "windows could not be closed for {:#}: {}",
+            failing.failing_for(now),
+            failing.last_error
+        );
+        match ctx
+            .store()
+            .fail_session(window.status_check_id, &reason, now)
+            .await
+        {
+            Ok(outcome) => {
+                self.retries.forget(window.status_check_id);
+                if outcome == EndOutcome::Ended {
+                    metrics::counter!(names::SESSIONS_FAILED).increment(1);
+                    tracing::error!(
+                        statusCheckId = window.status_check_id,
+                        robotId = window.robot_id,
+                        reason = %reason,
+                        "session ended as FAILED: this resident is not monitored until the next session"
+                    );
+                    ctx.wake_janitor();
+                }
+            }
+            Err(e) => {
+                tracing::error!(statusCheckId = window.status_check_id,
+                    robotId = window.robot_id, error = %e, kind = e.kind(),
+                    "could not end the session as FAILED; trying again");
+            }
         }
     }
 }
 
 /// Reads the window's history, then closes it if no event has moved it meanwhile.
-async fn close(ctx: &Context, due: DueWindow) -> Result<(), String> {
+async fn close(ctx: &Context, due: DueWindow) -> Result<(), RuntimeError> {
     let store = ctx.store();
     if ctx.megazord().is_some() {
-        let Some(stored) = store.rule(due.robot_id).await.map_err(|e| e.to_string())? else {
-            return Ok(());
-        };
+        let stored = store
+            .rule(due.robot_id)
+            .await?
+            .ok_or(RuntimeError::NoRule(due.robot_id))?;
         let call_ref = CallRef::new();
         replay_history(ctx, &stored, due.window_start, &call_ref).await?;
     }
     let now = ctx.now();
     match store
         .close_window(due.status_check_id, due.deadline, now)
-        .await
-        .map_err(|e: StoreError| e.to_string())?
+        .await?
     {
         CloseOutcome::Closed {
             alarm,
@@ -112,7 +265,7 @@ async fn close(ctx: &Context, due: DueWindow) -> Result<(), String> {
             }
             if next.is_none() {
                 // The session ended: the janitor removes its subscription.
-                ctx.wake_scheduler();
+                ctx.wake_janitor();
             }
         }
         CloseOutcome::Stale { deadline } => {

@@ -1,10 +1,12 @@
 //! What every runtime task shares: the store, the clock, the clients and the wake-up signals.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Notify;
 
+use super::watchdog::Liveness;
 use crate::clock::Clock;
 use crate::megazord::MegazordClient;
 use crate::store::{StatusCheckRefs, Store};
@@ -25,6 +27,8 @@ struct Inner {
     closer: Notify,
     dispatcher: Notify,
     scheduler: Notify,
+    janitor: Notify,
+    liveness: Liveness,
 }
 
 /// How the runtime behaves; filled from the config file.
@@ -44,6 +48,22 @@ pub struct RuntimeSettings {
     pub alarm_lease: SignedDuration,
     /// Running sessions whose end lies this far in the past are ended as `FAILED`.
     pub abandoned_after: SignedDuration,
+    /// How many windows the closer closes at once (each with its own history read).
+    pub close_concurrency: usize,
+    /// A session whose windows could not be closed for this long (service time) is ended as
+    /// `FAILED`, when Megazord refused it for good or other sessions were closed meanwhile.
+    pub failing_session_limit: SignedDuration,
+    /// `/ready` answers 503 once a window is overdue by more than this (wall-clock time).
+    pub ready_overdue_bound: Duration,
+}
+
+impl RuntimeSettings {
+    /// The default number of windows closed at once.
+    pub const DEFAULT_CLOSE_CONCURRENCY: usize = 32;
+    /// The default time a session may fail before it is ended as `FAILED`: 10 minutes.
+    pub const DEFAULT_FAILING_SESSION_LIMIT: SignedDuration = SignedDuration::from_mins(10);
+    /// The default overdue bound of `/ready`: 5 minutes.
+    pub const DEFAULT_READY_OVERDUE_BOUND: Duration = Duration::from_secs(300);
 }
 
 impl Context {
@@ -72,6 +92,8 @@ impl Context {
                 closer: Notify::new(),
                 dispatcher: Notify::new(),
                 scheduler: Notify::new(),
+                janitor: Notify::new(),
+                liveness: Liveness::default(),
             }),
         }
     }
@@ -134,5 +156,20 @@ impl Context {
     /// Waits for [`Context::wake_scheduler`].
     pub async fn scheduler_woken(&self) {
         self.inner.scheduler.notified().await;
+    }
+
+    /// Tells the janitor that a session ended (its subscription can go).
+    pub fn wake_janitor(&self) {
+        self.inner.janitor.notify_one();
+    }
+
+    /// Waits for [`Context::wake_janitor`].
+    pub async fn janitor_woken(&self) {
+        self.inner.janitor.notified().await;
+    }
+
+    /// What the tasks report about themselves and what the watchdog found.
+    pub fn liveness(&self) -> &Liveness {
+        &self.inner.liveness
     }
 }

@@ -29,7 +29,11 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let http = reqwest::Client::new();
     loop {
-        let wait = match pass(&ctx, &http).await {
+        let passed = pass(&ctx, &http).await;
+        if passed.is_ok() {
+            ctx.liveness().dispatcher_passed();
+        }
+        let wait = match passed {
             Ok(0) => MAX_SLEEP,
             Ok(_) => Duration::ZERO,
             Err(e) => {

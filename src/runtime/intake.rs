@@ -169,6 +169,7 @@ impl Context {
                 "session started"
             );
             metrics::counter!(names::SESSIONS_STARTED, "outcome" => "created").increment(1);
+            // The scheduler subscribes it (an event may have started it before the scheduler).
             self.wake_scheduler();
         }
         self.wake_closer();

@@ -7,7 +7,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::context::Context;
-use crate::domain::SessionResult;
 use crate::megazord::{CallRef, Deletion};
 use crate::telemetry::names;
 
@@ -23,7 +22,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(EVERY) => {}
-            () = ctx.scheduler_woken() => {}
+            () = ctx.janitor_woken() => {}
         }
     }
 }
@@ -45,7 +44,11 @@ pub async fn pass(ctx: &Context) -> Result<(), String> {
         tracing::warn!(statusCheckId = session.status_check_id, robotId = session.robot_id,
             end = %session.end, "session abandoned for a day: ended as FAILED");
         store
-            .end_session(session.status_check_id, SessionResult::Failed, now)
+            .fail_session(
+                session.status_check_id,
+                "the session was still running a day after its end",
+                now,
+            )
             .await
             .map_err(|e| e.to_string())?;
     }

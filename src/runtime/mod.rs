@@ -1,5 +1,6 @@
 //! The live service's moving parts, wired together: scheduler (starts sessions), closer
-//! (closes windows on time), dispatcher (posts alarms), janitor (housekeeping), and the intake
+//! (closes windows on time), dispatcher (posts alarms), janitor (housekeeping), watchdog
+//! (notices when any of them has gone quiet), and the intake
 //! the queue consumer and the HTTP ingest feed.
 //!
 //! Every task runs until the shared cancellation token fires; [`Tasks::shutdown`] then waits
@@ -10,16 +11,20 @@ mod closer;
 mod consumer;
 mod context;
 mod dispatcher;
+mod error;
 mod intake;
 mod janitor;
 mod messages;
+mod retries;
 mod scheduler;
+pub mod watchdog;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use consumer::SqsHandler;
 pub use context::{Context, RuntimeSettings};
+pub use error::RuntimeError;
 pub use intake::{IntakeOutcome, WatchedEvent};
 pub use janitor::pass as housekeeping_pass;
 pub use messages::{MessageOutcome, Rejection, TakeError};
@@ -38,6 +43,7 @@ impl Tasks {
         tracker.spawn(closer::run(ctx.clone(), shutdown.clone()));
         tracker.spawn(dispatcher::run(ctx.clone(), shutdown.clone()));
         tracker.spawn(janitor::run(ctx.clone(), shutdown.clone()));
+        tracker.spawn(watchdog::run(ctx.clone(), shutdown.clone()));
         Tasks { tracker, shutdown }
     }
 

@@ -16,6 +16,7 @@
 
 mod error;
 mod fault;
+mod health;
 mod lookups;
 mod migrate;
 mod mysql;
@@ -42,6 +43,7 @@ use jiff::{SignedDuration, Timestamp};
 
 pub use error::StoreError;
 pub use fault::FaultPlan;
+pub use health::Backlog;
 pub use lookups::{LOCAL_EVENT_ID_BASE, LeftoverSubscription, SessionKey};
 pub use migrate::{MigrationSet, PendingMigration, SERVICE_TABLE, SHARED_TABLE};
 pub use seed::{DESCRIPTION_NAME, MYSQL_SEED, SQLITE_SEED, TEMPLATE_VERSION, Template};
@@ -161,8 +163,20 @@ impl Store {
     /// Runs `f` in one transaction and commits; runs it again from the start when it lost a
     /// lock race, after a short pause, or at once and reading every session row under its lock
     /// when it was decided on a copy that proved stale (or that had taken its event already).
-    /// Dropping the transaction on an error rolls everything back.
+    /// Dropping the transaction on an error rolls everything back. A failure that is given up
+    /// on is counted in `store_errors_total` by its kind.
     async fn run<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: for<'a> Fn(&'a mut Tx) -> BoxFuture<'a, Result<R, StoreError>>,
+    {
+        let result = self.run_attempts(f).await;
+        if let Err(e) = &result {
+            metrics::counter!(names::STORE_ERRORS, "kind" => e.kind()).increment(1);
+        }
+        result
+    }
+
+    async fn run_attempts<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         F: for<'a> Fn(&'a mut Tx) -> BoxFuture<'a, Result<R, StoreError>>,
     {
@@ -421,6 +435,34 @@ impl Store {
     ) -> Result<EndOutcome, StoreError> {
         self.run(move |tx| Box::pin(transitions::end_session(tx, status_check_id, result, now)))
             .await
+    }
+
+    /// Ends a running session as `FAILED` (the service could not monitor it, spec §8) and
+    /// keeps `reason` with it (at most 500 characters).
+    pub async fn fail_session(
+        &self,
+        status_check_id: u64,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<EndOutcome, StoreError> {
+        let reason: String = reason.chars().take(500).collect();
+        self.run(move |tx| {
+            let reason = reason.clone();
+            Box::pin(async move {
+                let outcome =
+                    transitions::end_session(tx, status_check_id, SessionResult::Failed, now)
+                        .await?;
+                if outcome == EndOutcome::Ended {
+                    tx.write(
+                        "UPDATE status_job_session SET failure_reason = ? WHERE status_check_id = ?",
+                        &[reason.into(), status_check_id.into()],
+                    )
+                    .await?;
+                }
+                Ok(outcome)
+            })
+        })
+        .await
     }
 
     /// Stores the Megazord subscription of a session and writes its `SUBSCRIBED` record.

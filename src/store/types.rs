@@ -173,6 +173,8 @@ pub struct SessionView {
     pub poller: Option<(Timestamp, Timestamp, Option<String>)>,
     /// The records in order.
     pub records: Vec<RecordView>,
+    /// Why the session ended as `FAILED`, when it did and the reason is known.
+    pub failure_reason: Option<String>,
 }
 
 impl SessionView {

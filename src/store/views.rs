@@ -93,8 +93,18 @@ pub async fn session(tx: &mut Tx, status_check_id: u64) -> Result<Option<Session
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let failure_reason = tx
+        .fetch_optional(
+            "SELECT failure_reason FROM status_job_session WHERE status_check_id = ?",
+            &[status_check_id.into()],
+        )
+        .await?
+        .map(|r| r.opt_text(0))
+        .transpose()?
+        .flatten();
     Ok(Some(SessionView {
         status_check_id,
+        failure_reason,
         state: stored.state,
         phase: check.text(0)?,
         result: check.opt_text(1)?.unwrap_or_default(),
