@@ -61,9 +61,19 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         ),
         None => None,
     };
-    let prepared = prepare(&config, Timestamp::now()).await?;
+    // The rules are applied once the clock is known: a rule is stamped in service time (a
+    // rule new at this start watches from now on, spec §6).
+    let rules = config.rules()?;
+    let without_rules = Config {
+        rules: Vec::new(),
+        ..config.clone()
+    };
+    let prepared = prepare(&without_rules, Timestamp::now()).await?;
     let store = prepared.store.clone();
     let clock = clock(&config.clock, &store).await?;
+    for rule in &rules {
+        store.set_rule(rule, clock.now()).await?;
+    }
     let megazord = match &config.megazord {
         Some(settings) => Some(
             MegazordClient::new(settings.clone())
@@ -207,6 +217,17 @@ fn listen_address(config: &Config) -> Result<SocketAddr, ConfigError> {
 /// database so that a restart continues the same simulated day.
 async fn clock(config: &ClockConfig, store: &crate::store::Store) -> Result<Clock, ServeError> {
     let Some(start) = config.start else {
+        // The service runs on the system clock now: forget an anchor left by a simulated run,
+        // so that `rules` commands stamp rules in the time the service keeps.
+        if store
+            .meta(CLOCK_ANCHOR_KEY)
+            .await?
+            .is_some_and(|t| !t.is_empty())
+        {
+            store
+                .set_meta(CLOCK_ANCHOR_KEY, "", Timestamp::now())
+                .await?;
+        }
         return Ok(Clock::System);
     };
     let speed = config.speed;
@@ -230,6 +251,16 @@ async fn clock(config: &ClockConfig, store: &crate::store::Store) -> Result<Cloc
         .set_meta(CLOCK_ANCHOR_KEY, &text, Timestamp::now())
         .await?;
     Ok(Clock::Simulated(anchor.clock))
+}
+
+/// The time the service keeps on `store`: its simulated clock when the last `serve` on it ran
+/// one, else the system clock. Commands that change rules stamp them with it.
+pub async fn service_clock(store: &crate::store::Store) -> Result<Clock, StoreError> {
+    Ok(store
+        .meta(CLOCK_ANCHOR_KEY)
+        .await?
+        .and_then(|text| serde_json::from_str::<StoredAnchor>(&text).ok())
+        .map_or(Clock::System, |anchor| Clock::Simulated(anchor.clock)))
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

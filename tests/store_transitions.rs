@@ -659,12 +659,10 @@ async fn migrations_are_idempotent_and_listed_before_they_run() {
         (TestDb::mysql().await, true),
     ] {
         let pending = db.store.pending_migrations(bootstrap).await.unwrap();
-        let service_migrations = std::fs::read_dir(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/migrations/sqlite"
-        ))
-        .unwrap()
-        .count();
+        let service_migrations =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+                .unwrap()
+                .count();
         assert_eq!(
             pending.len(),
             1 + service_migrations,
@@ -688,12 +686,10 @@ async fn migrations_are_idempotent_and_listed_before_they_run() {
     }
     let db = TestDb::mysql().await;
     let pending = db.store.pending_migrations(false).await.unwrap();
-    let service_migrations = std::fs::read_dir(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/migrations/mysql"
-    ))
-    .unwrap()
-    .count();
+    let service_migrations =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/mysql"))
+            .unwrap()
+            .count();
     assert_eq!(
         pending.len(),
         service_migrations,

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use jiff::Timestamp;
 
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_FILE};
 use crate::domain::{
@@ -159,7 +158,8 @@ pub fn rules(args: RulesArgs) -> ExitCode {
         store
             .migrate(config.database.bootstrap_shared_schema)
             .await?;
-        let now = Timestamp::now();
+        // Rules are stamped in the service's time (a simulated clock's, when it runs one).
+        let now = crate::startup::service_clock(&store).await?.now();
         match command {
             RulesCommand::List => {
                 println!(

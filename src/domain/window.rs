@@ -168,6 +168,40 @@ impl SessionState {
         }
     }
 
+    /// The state of a session watched only from `from` (a rule created or enabled after S,
+    /// spec §6): the first window is `[t, min(t + G, E)]` with `t` = `from` held within
+    /// `[S, E]`, and nothing before `t` is evaluated.
+    ///
+    /// ```
+    /// use azi3_status_jobs::domain::{Gap, PartialFinalWindow, RuleInput, Session, SessionState};
+    /// # let rule = RuleInput { robot_id: 7, timezone: "UTC".into(), start: "08:00".into(),
+    /// #     end: "20:00".into(), gap: "2h".into(), watched_event: "TOILET_ACTIVITY".into(),
+    /// #     alarm_event: "NO_TOILET_ACTIVITY_ALARM".into(), partial_final_window: "ignore".into(),
+    /// #     enabled: true }.validate().unwrap();
+    /// let session = Session::on(&rule, "2025-03-30".parse().unwrap()).unwrap();
+    /// let t: jiff::Timestamp = "2025-03-30T10:15:00Z".parse().unwrap();
+    /// let state = SessionState::begin_from(session, rule.gap, rule.partial_final_window, t);
+    /// assert_eq!(state.window.start, t);
+    /// assert_eq!(state.window.end.to_string(), "2025-03-30T12:15:00Z");
+    /// // Before S it is the ordinary start.
+    /// let early: jiff::Timestamp = "2025-03-30T07:00:00Z".parse().unwrap();
+    /// assert_eq!(
+    ///     SessionState::begin_from(session, rule.gap, rule.partial_final_window, early),
+    ///     SessionState::begin(session, rule.gap, rule.partial_final_window),
+    /// );
+    /// ```
+    pub fn begin_from(
+        session: Session,
+        gap: Gap,
+        partial_final_window: PartialFinalWindow,
+        from: Timestamp,
+    ) -> Self {
+        let mut state = SessionState::begin(session, gap, partial_final_window);
+        let t = from.clamp(session.start, session.end);
+        state.window = window_from(t, gap, session.end);
+        state
+    }
+
     /// Whether the session still runs.
     pub fn is_running(&self) -> bool {
         self.result == SessionResult::Pending

@@ -58,7 +58,9 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             Ok(wake) => {
                 ctx.liveness().closer_passed();
                 let until_deadline = wake.deadline.map(|deadline| {
-                    let close_at = deadline.checked_add(ctx.settings().grace).unwrap_or(deadline);
+                    let close_at = deadline
+                        .checked_add(ctx.settings().grace)
+                        .unwrap_or(deadline);
                     ctx.clock().wait_until(close_at)
                 });
                 let until_retry = wake
@@ -150,7 +152,11 @@ impl Closer {
                 Ok((id, result)) => (id, result),
                 Err(e) => {
                     let id = e.id();
-                    let reason = if e.is_panic() { "panicked" } else { "was cancelled" };
+                    let reason = if e.is_panic() {
+                        "panicked"
+                    } else {
+                        "was cancelled"
+                    };
                     tracing::error!(task = %id, "closing a window {reason}");
                     (id, Err(RuntimeError::Panicked(reason)))
                 }
@@ -162,9 +168,12 @@ impl Closer {
                 Ok(()) => {
                     self.last_closed = Some(ctx.now());
                     if let Some(failing) = self.retries.forget(window.status_check_id) {
-                        tracing::info!(statusCheckId = window.status_check_id,
-                            robotId = window.robot_id, attempts = failing.attempts,
-                            "window closed after failing before");
+                        tracing::info!(
+                            statusCheckId = window.status_check_id,
+                            robotId = window.robot_id,
+                            attempts = failing.attempts,
+                            "window closed after failing before"
+                        );
                     }
                 }
                 Err(e) => self.failed(ctx, window, e).await,

@@ -103,7 +103,8 @@ impl Scheduler {
                 if self.known.contains_key(&key) {
                     continue;
                 }
-                if let Err((retry_key, e)) = self.start_and_prepare(ctx, &stored, session, today).await
+                if let Err((retry_key, e)) =
+                    self.start_and_prepare(ctx, &stored, session, today).await
                 {
                     let failing = self.retries.failed(retry_key, rule.robot_id, &e, ctx.now());
                     tracing::warn!(robotId = rule.robot_id, date = %date,
@@ -158,8 +159,12 @@ impl Scheduler {
             .await
             .map_err(|e| (id, e))?;
         if let Some(failing) = self.retries.forget(id) {
-            tracing::info!(statusCheckId = id, robotId = rule.robot_id,
-                attempts = failing.attempts, "session prepared after failing before");
+            tracing::info!(
+                statusCheckId = id,
+                robotId = rule.robot_id,
+                attempts = failing.attempts,
+                "session prepared after failing before"
+            );
         }
         self.known.insert((rule.robot_id, session.date), id);
         Ok(())
@@ -212,7 +217,11 @@ async fn prepare(
                 .await;
         }
     }
-    replay_history(ctx, stored, session.start, &call_ref).await
+    // A rule created or enabled after S watches from then on only (spec §6).
+    let since = stored
+        .watching_since
+        .map_or(session.start, |t| t.clamp(session.start, session.end));
+    replay_history(ctx, stored, since, &call_ref).await
 }
 
 /// Applies every watched event of the rule's robot that Megazord has since `since`.

@@ -389,8 +389,17 @@ impl Store {
             let rule = rule.clone();
             let owner = owner.to_string();
             Box::pin(async move {
-                transitions::start_session(tx, &rule.rule, rule.version, session, &owner, refs, now)
-                    .await
+                transitions::start_session(
+                    tx,
+                    &rule.rule,
+                    rule.version,
+                    rule.watching_since,
+                    session,
+                    &owner,
+                    refs,
+                    now,
+                )
+                .await
             })
         })
         .await

@@ -9,7 +9,7 @@ use super::types::StoredRule;
 use crate::domain::{Rule, RuleInput};
 
 const COLUMNS: &str = "robot_id, timezone, start_time, end_time, gap_minutes, watched_event, \
-     alarm_event, partial_final_window, enabled, version, updated_at_ms";
+     alarm_event, partial_final_window, enabled, version, updated_at_ms, watching_since_ms";
 
 /// A rule in the form it is stored; two rules are the same rule when these are equal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,18 +80,41 @@ fn stored_rule(row: &Row) -> Result<StoredRule, StoreError> {
         rule: columns.to_rule()?,
         version: row.id(9)?,
         updated_at: ms_to_ts(row.int(10)?)?,
+        watching_since: row.opt_int(11)?.map(ms_to_ts).transpose()?,
     })
 }
 
+/// A rule as [`lock`] finds it.
+#[derive(Debug, Clone)]
+pub struct Locked {
+    /// Its columns.
+    pub columns: StoredColumns,
+    /// Its version.
+    pub version: u64,
+    /// When it was created or last enabled.
+    pub watching_since: Option<Timestamp>,
+}
+
 /// Locks and reads the rule of `robot_id`, if there is one.
-pub async fn lock(tx: &mut Tx, robot_id: u32) -> Result<Option<(StoredColumns, u64)>, StoreError> {
+pub async fn lock(tx: &mut Tx, robot_id: u32) -> Result<Option<Locked>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM status_job_rule WHERE robot_id = ?{}",
         tx.dialect().for_update()
     );
     match tx.fetch_optional(&sql, &[robot_id.into()]).await? {
-        Some(row) => Ok(Some((StoredColumns::from_row(&row)?, row.id(9)?))),
+        Some(row) => Ok(Some(Locked {
+            columns: StoredColumns::from_row(&row)?,
+            version: row.id(9)?,
+            watching_since: row.opt_int(11)?.map(ms_to_ts).transpose()?,
+        })),
         None => Ok(None),
+    }
+}
+
+impl StoredColumns {
+    /// Whether the rule is enabled.
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 }
 
@@ -100,10 +123,11 @@ pub async fn write(
     tx: &mut Tx,
     columns: &StoredColumns,
     version: u64,
+    watching_since: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let sql = format!(
-        "INSERT INTO status_job_rule ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){}",
+        "INSERT INTO status_job_rule ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){}",
         tx.dialect().upsert(
             "robot_id",
             &[
@@ -117,6 +141,7 @@ pub async fn write(
                 "enabled",
                 "version",
                 "updated_at_ms",
+                "watching_since_ms",
             ],
         )
     );
@@ -134,6 +159,10 @@ pub async fn write(
             columns.enabled.into(),
             version.into(),
             ts_to_ms(now).into(),
+            match watching_since {
+                Some(t) => ts_to_ms(t).into(),
+                None => super::sql::Arg::Null,
+            },
         ],
     )
     .await?;

@@ -29,11 +29,14 @@ const EVENT_LATE: &str = "late";
 const EVENT_OUTSIDE: &str = "outside";
 const EVENT_PENDING: &str = "pending";
 
-/// Creates the session's `status_check`, poller and key rows, or finds the existing ones.
+/// Creates the session's `status_check`, poller and key rows, or finds the existing ones. A
+/// rule watching only since an instant after S starts the session's first window there.
+#[allow(clippy::too_many_arguments)]
 pub async fn start_session(
     tx: &mut Tx,
     rule: &Rule,
     rule_version: u64,
+    watching_since: Option<Timestamp>,
     session: Session,
     owner: &str,
     refs: StatusCheckRefs,
@@ -43,7 +46,10 @@ pub async fn start_session(
     if let Some(id) = find_session(tx, session.robot_id, &date).await? {
         return Ok(StartOutcome::Existing(id));
     }
-    let state = SessionState::begin(session, rule.gap, rule.partial_final_window);
+    let state = match watching_since {
+        Some(t) => SessionState::begin_from(session, rule.gap, rule.partial_final_window, t),
+        None => SessionState::begin(session, rule.gap, rule.partial_final_window),
+    };
     let id = tx
         .insert(
             "INSERT INTO status_check (robot_id, status_check_template_id, phase, result, \
@@ -353,17 +359,24 @@ pub async fn set_rule(tx: &mut Tx, rule: &Rule, now: Timestamp) -> Result<RuleCh
     let wanted = StoredColumns::of(rule);
     let current = rules::lock(tx, rule.robot_id).await?;
     let version = match &current {
-        Some((columns, version)) if *columns == wanted => {
+        Some(locked) if locked.columns == wanted => {
             return Ok(RuleChange {
-                version: *version,
+                version: locked.version,
                 changed: false,
                 sessions: Vec::new(),
             });
         }
-        Some((_, version)) => version + 1,
+        Some(locked) => locked.version + 1,
         None => 1,
     };
-    rules::write(tx, &wanted, version, now).await?;
+    // A rule created or enabled now watches from now: nobody was watching before (spec §6).
+    let watching_since = match &current {
+        Some(locked) if locked.columns.enabled() => locked.watching_since,
+        _ if rule.enabled => Some(now),
+        Some(locked) => locked.watching_since,
+        None => None,
+    };
+    rules::write(tx, &wanted, version, watching_since, now).await?;
     tx.checkpoint().await?;
     let running = tx
         .fetch_all(

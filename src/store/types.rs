@@ -16,6 +16,9 @@ pub struct StoredRule {
     pub version: u64,
     /// When it last changed.
     pub updated_at: Timestamp,
+    /// When it was created or last enabled (service time); a session running at that instant
+    /// is watched from it, not from S (spec §6). None for a rule stored before this was kept.
+    pub watching_since: Option<Timestamp>,
 }
 
 /// What saving a rule did.
