@@ -64,8 +64,8 @@ const RECEIVE_GRACE: Duration = Duration::from_secs(30);
 ///     Some("https://sqs.eu-central-1.amazonaws.com/1234/status-queue-azi-3-status-jobs"),
 /// );
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SqsSettings {
     /// Megazord's status queue URL without suffix (its `STATUS_QUEUE_ADDRESS`). With neither this
     /// nor `consumer_queue_url`, the service consumes no queue.
@@ -106,6 +106,33 @@ impl Default for SqsSettings {
     }
 }
 
+/// URLs redacted: a query may carry a presigned credential.
+impl std::fmt::Debug for SqsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redact::redact_optional_url;
+        f.debug_struct("SqsSettings")
+            .field(
+                "status_queue_address",
+                &redact_optional_url(&self.status_queue_address),
+            )
+            .field("queue_suffix", &self.queue_suffix)
+            .field(
+                "consumer_queue_url",
+                &redact_optional_url(&self.consumer_queue_url),
+            )
+            .field("endpoint_url", &redact_optional_url(&self.endpoint_url))
+            .field("region", &self.region)
+            .field("wait_time_seconds", &self.wait_time_seconds)
+            .field("max_messages", &self.max_messages)
+            .field("max_in_flight", &self.max_in_flight)
+            .field(
+                "visibility_timeout_seconds",
+                &self.visibility_timeout_seconds,
+            )
+            .finish()
+    }
+}
+
 impl SqsSettings {
     /// The queue to consume: `consumer_queue_url` when set, otherwise
     /// `${status_queue_address}-${queue_suffix}` (just the address when the suffix is empty);
@@ -140,7 +167,11 @@ impl SqsSettings {
             if let Some(url) = non_empty(value)
                 && !(url.starts_with("https://") || url.starts_with("http://"))
             {
-                return invalid(key, &url, "must be an http:// or https:// URL");
+                return invalid(
+                    key,
+                    &crate::redact::redact_url(url),
+                    "must be an http:// or https:// URL",
+                );
             }
         }
         if self.wait_time_seconds > SQS_MAX_WAIT_SECONDS {
