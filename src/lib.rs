@@ -11,6 +11,7 @@
 //! - [`clock`]: service time, real or simulated.
 //! - [`startup`]: `serve`, wiring everything from the configuration.
 //! - [`telemetry`]: logs and metrics.
+//! - [`redact`]: URLs and secrets as they may be printed.
 //! - [`cli`]: the command line.
 
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod domain;
 pub mod http;
 pub mod megazord;
 pub mod queue;
+pub mod redact;
 pub mod replay;
 pub mod runtime;
 pub mod startup;

@@ -11,6 +11,7 @@ use crate::config::{ClockConfig, Config, ConfigError};
 use crate::http::{self, HttpState, ReadinessProbe};
 use crate::megazord::MegazordClient;
 use crate::queue::SqsConsumer;
+use crate::redact::redact_url;
 use crate::runtime::{Context, RuntimeSettings, SqsHandler, Tasks};
 use crate::store::StoreError;
 use crate::store::{StartupError, prepare};
@@ -99,8 +100,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     };
     tracing::info!(
         database = ?store.dialect(),
-        megazord = config.megazord.as_ref().map(|m| m.base_url.as_str()),
-        queue = config.queue.as_ref().and_then(|q| q.consumer_queue_url()),
+        megazord = config.megazord.as_ref().map(|m| redact_url(&m.base_url)),
+        queue = config
+            .queue
+            .as_ref()
+            .and_then(|q| q.consumer_queue_url())
+            .map(|url| redact_url(&url)),
         owner = %settings.owner,
         clock = ?clock,
         "starting"
@@ -132,7 +137,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let state = HttpState {
         ctx: ctx.clone(),
         metrics,
-        token: config.http.token.as_deref().map(Arc::from),
+        token: config.http_token().map(Arc::from),
         probes,
     };
     let listener = tokio::net::TcpListener::bind(address)

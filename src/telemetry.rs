@@ -51,10 +51,32 @@ pub mod names {
     pub const SESSIONS_FAILED: &str = "sessions_failed_total";
 }
 
+/// Modules of the AWS SDK whose debug and trace events print the access key id (the identity
+/// used, the signed request): held at `info` whatever `AZI3_LOG` asks for, since a key is
+/// never printed.
+const CREDENTIAL_LOGGERS: [&str; 3] = [
+    "aws_sigv4=info",
+    "aws_smithy_runtime::client::orchestrator::auth=info",
+    "aws_smithy_runtime::client::orchestrator::endpoints=info",
+];
+
 /// Installs the log subscriber: `RUST_LOG`-style filter from `AZI3_LOG` (default `info`),
-/// human-readable on a terminal, JSON lines otherwise. Safe to call more than once.
-pub fn init_logging() {
-    let filter = EnvFilter::try_from_env("AZI3_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+/// human-readable on a terminal, JSON lines otherwise. Safe to call more than once. A filter
+/// that does not parse is refused (naming `AZI3_LOG` and the value) rather than replaced by
+/// the default, which would hide the logs its author asked for.
+pub fn init_logging() -> Result<(), String> {
+    let mut filter = match std::env::var("AZI3_LOG") {
+        Ok(value) if !value.trim().is_empty() => EnvFilter::builder()
+            .parse(&value)
+            .map_err(|e| format!("AZI3_LOG = {value:?}: not a log filter ({e})"))?,
+        Ok(_) | Err(std::env::VarError::NotPresent) => EnvFilter::new("info"),
+        Err(std::env::VarError::NotUnicode(value)) => {
+            return Err(format!("AZI3_LOG = {value:?}: not UTF-8"));
+        }
+    };
+    for directive in CREDENTIAL_LOGGERS {
+        filter = filter.add_directive(directive.parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -63,6 +85,7 @@ pub fn init_logging() {
     } else {
         builder.json().flatten_event(true).try_init()
     };
+    Ok(())
 }
 
 /// Buckets for latency histograms, in seconds: from 5 ms to 10 minutes.

@@ -2,24 +2,17 @@
 //! Each reads the configuration (`--config`, then `AZI3_` environment variables).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::config::{Config, ConfigError, DEFAULT_CONFIG_FILE};
+use super::ConfigArg;
+use crate::config::{Config, ConfigError};
 use crate::domain::{
     DEFAULT_ALARM_EVENT, DEFAULT_WATCHED_EVENT, Gap, PartialFinalWindow, RobotId, RuleInput,
 };
+use crate::redact::redact_url;
 use crate::store::{Store, StoreError};
-
-/// The configuration file option every admin command takes.
-#[derive(Debug, Args)]
-pub struct ConfigArg {
-    /// The configuration file (TOML); a missing file means defaults plus environment.
-    #[arg(long, env = "AZI3_CONFIG", default_value = DEFAULT_CONFIG_FILE)]
-    config: PathBuf,
-}
 
 /// Arguments of `migrate`.
 #[derive(Debug, Args)]
@@ -263,11 +256,11 @@ fn run(
         }
     };
     let outcome = runtime.block_on(async {
-        let config = Config::load(&config.config)?;
+        let config = config.load()?;
         let url = &config.database.url;
         let store = Store::connect(url).await.map_err(|e| match e {
             StoreError::Invalid(msg) => Failure::Usage(msg),
-            other => Failure::Usage(format!("database.url = {url:?}: {other}")),
+            other => Failure::Usage(format!("database.url = {:?}: {other}", redact_url(url))),
         })?;
         let result = body(&config, &store).await;
         store.close().await;

@@ -4,9 +4,12 @@ mod admin;
 mod replay;
 mod serve;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
 
 /// Watches care-robot residents for missing toilet activity and raises
 /// NO_TOILET_ACTIVITY_ALARM exactly once per missed window.
@@ -29,6 +32,23 @@ enum Command {
     SeedTemplate(admin::SeedTemplateArgs),
     /// List, set or disable the monitoring rules stored in the database.
     Rules(admin::RulesArgs),
+}
+
+/// The configuration file option of every command that reads the configuration. Global, so
+/// that a command with sub-commands takes it after them too (`rules list --config X`).
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArg {
+    /// The configuration file (TOML). Default: azi3-status-jobs.toml in the working directory,
+    /// which may be absent (defaults plus environment); a file named here must exist.
+    #[arg(long, env = "AZI3_CONFIG", global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// Reads the named (or default) file and the environment.
+    pub(crate) fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(self.config.as_deref())
+    }
 }
 
 /// Parses the command line and runs the chosen sub-command; the exit code says how it went.

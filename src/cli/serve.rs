@@ -1,12 +1,12 @@
 //! `azi3-status-jobs serve`: the live service.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use jiff::Timestamp;
 
-use crate::config::{Config, DEFAULT_CONFIG_FILE};
+use super::ConfigArg;
+use crate::config::check_clock_speed;
 use crate::telemetry;
 
 const AFTER_HELP: &str = "\
@@ -24,24 +24,33 @@ Examples:
 #[derive(Debug, Args)]
 #[command(after_long_help = AFTER_HELP)]
 pub struct ServeArgs {
-    /// The configuration file (TOML); a missing file means defaults plus environment.
-    #[arg(long, env = "AZI3_CONFIG", default_value = DEFAULT_CONFIG_FILE)]
-    config: PathBuf,
+    #[command(flatten)]
+    config: ConfigArg,
 
     /// Run service time from this instant (simulated clock); with --clock-speed. Example:
     /// `--clock-start 2025-03-30T05:55:00Z`
     #[arg(long, value_name = "RFC 3339")]
     clock_start: Option<Timestamp>,
 
-    /// How many service seconds pass per real second (with --clock-start). Example: `--clock-speed 60`
-    #[arg(long, value_name = "N")]
+    /// How many service seconds pass per real second, more than 0 and at most 10000 (needs
+    /// --clock-start). Example: `--clock-speed 60`
+    #[arg(long, value_name = "N", requires = "clock_start", value_parser = clock_speed)]
     clock_speed: Option<f64>,
+}
+
+fn clock_speed(text: &str) -> Result<f64, String> {
+    let speed: f64 = text.parse().map_err(|e| format!("not a number ({e})"))?;
+    check_clock_speed(speed)
 }
 
 /// Runs `serve` until SIGTERM/SIGINT.
 pub fn run(args: ServeArgs) -> ExitCode {
-    telemetry::init_logging();
-    let mut config = match Config::load(&args.config) {
+    if let Err(e) = telemetry::init_logging() {
+        // No subscriber is installed: standard error is the only place to say it.
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let mut config = match args.config.load() {
         Ok(config) => config,
         Err(e) => return fail(&e.to_string()),
     };
@@ -49,9 +58,6 @@ pub fn run(args: ServeArgs) -> ExitCode {
         config.clock.start = Some(start);
     }
     if let Some(speed) = args.clock_speed {
-        if !(speed.is_finite() && speed > 0.0) {
-            return fail(&format!("--clock-speed {speed}: must be a positive number"));
-        }
         config.clock.speed = speed;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -19,6 +19,7 @@ use super::types::{
     CALL_REF_HEADER, CallRef, CreateSubscriptionBody, Deletion, IncomingEvent, OutgoingEvent,
     OutgoingLink, PostIncomingBody, Subscription, iso_millis,
 };
+use crate::redact::redact_url;
 
 /// The history query parameter naming the event (contracts §1.2, §6 item 2).
 pub const QUERY_EVENT_NAME: &str = "event_name";
@@ -27,8 +28,9 @@ pub const QUERY_EVENT_NAME: &str = "event_name";
 pub const QUERY_CREATED_SINCE: &str = "created_since";
 
 /// How to reach Megazord and how hard to try; the `[megazord]` section of the config file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+/// Unknown keys are refused. `base_url` is printed only redacted (it may carry credentials).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MegazordSettings {
     /// Where Megazord listens, e.g. `http://megazord-events:8080` (env `MEGAZORD_EVENTS_ADDRESS`).
     pub base_url: String,
@@ -57,8 +59,21 @@ impl Default for MegazordSettings {
     }
 }
 
+impl std::fmt::Debug for MegazordSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MegazordSettings")
+            .field("base_url", &redact_url(&self.base_url))
+            .field("provider_name", &self.provider_name)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("max_attempts", &self.max_attempts)
+            .field("initial_backoff_ms", &self.initial_backoff_ms)
+            .field("max_backoff_ms", &self.max_backoff_ms)
+            .finish()
+    }
+}
+
 impl MegazordSettings {
-    /// Checks the settings; the error names the key and the value.
+    /// Checks the settings; the error names the key and the value (a URL redacted).
     pub fn validate(&self) -> Result<(), MegazordError> {
         let invalid = |key, reason: String| Err(MegazordError::InvalidSettings { key, reason });
         match Url::parse(&self.base_url) {
@@ -66,10 +81,18 @@ impl MegazordSettings {
             Ok(_) => {
                 return invalid(
                     "base_url",
-                    format!("{:?} must be an http(s) URL without a query", self.base_url),
+                    format!(
+                        "{:?} must be an http(s) URL without a query",
+                        redact_url(&self.base_url)
+                    ),
                 );
             }
-            Err(e) => return invalid("base_url", format!("{:?} is not a URL: {e}", self.base_url)),
+            Err(e) => {
+                return invalid(
+                    "base_url",
+                    format!("{:?} is not a URL: {e}", redact_url(&self.base_url)),
+                );
+            }
         }
         if self.provider_name.trim().is_empty() {
             return invalid("provider_name", "must not be empty".to_string());
@@ -99,12 +122,20 @@ impl MegazordSettings {
 }
 
 /// A Megazord client; cheap to clone (clones share the connection pool).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MegazordClient {
     http: reqwest::Client,
     /// `base_url` without a trailing slash, so route paths append to it.
     base: String,
     settings: MegazordSettings,
+}
+
+impl std::fmt::Debug for MegazordClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MegazordClient")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A final answer: 2xx, or 404 where the route takes it as an answer.
@@ -155,7 +186,7 @@ impl MegazordClient {
             .build()
             .map_err(|e| MegazordError::InvalidSettings {
                 key: "base_url",
-                reason: format!("cannot make an HTTP client: {e}"),
+                reason: format!("cannot make an HTTP client: {}", error_chain(e)),
             })?;
         Ok(MegazordClient {
             http,
@@ -414,11 +445,11 @@ impl MegazordClient {
                     return Err(MegazordError::Connection {
                         route,
                         robot_id: call.robot_id,
-                        reason: error_chain(&error),
+                        reason: error_chain(error),
                         attempts,
                     });
                 }
-                Err(error) => Failure::Connection(error_chain(&error)),
+                Err(error) => Failure::Connection(error_chain(error)),
             };
             count(route, failure.outcome());
             let Some(delay) = backoff.next() else {
@@ -504,10 +535,12 @@ fn decode<T: DeserializeOwned>(call: &Call<'_>, answer: &Answer) -> Result<T, Me
 }
 
 /// An error with its causes, since reqwest's message alone often says only "error sending
-/// request".
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// request"; without the request's URL, whose user info or query may hold credentials (the
+/// route and robot are named by the error that carries this text).
+fn error_chain(error: reqwest::Error) -> String {
+    let error = error.without_url();
     let mut text = error.to_string();
-    let mut source = error.source();
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

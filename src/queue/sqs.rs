@@ -33,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
+use crate::redact::redact_url;
+
 /// The message attribute carrying the sender's call reference (contracts §2.2, §6 item 25).
 pub const CALL_REF_ATTRIBUTE: &str = "callRef";
 /// The suffix Megazord appends to the status queue address for this service's subscriptions.
@@ -64,8 +66,8 @@ const RECEIVE_GRACE: Duration = Duration::from_secs(30);
 ///     Some("https://sqs.eu-central-1.amazonaws.com/1234/status-queue-azi-3-status-jobs"),
 /// );
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SqsSettings {
     /// Megazord's status queue URL without suffix (its `STATUS_QUEUE_ADDRESS`). With neither this
     /// nor `consumer_queue_url`, the service consumes no queue.
@@ -106,6 +108,33 @@ impl Default for SqsSettings {
     }
 }
 
+/// URLs redacted: a query may carry a presigned credential.
+impl std::fmt::Debug for SqsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redact::redact_optional_url;
+        f.debug_struct("SqsSettings")
+            .field(
+                "status_queue_address",
+                &redact_optional_url(&self.status_queue_address),
+            )
+            .field("queue_suffix", &self.queue_suffix)
+            .field(
+                "consumer_queue_url",
+                &redact_optional_url(&self.consumer_queue_url),
+            )
+            .field("endpoint_url", &redact_optional_url(&self.endpoint_url))
+            .field("region", &self.region)
+            .field("wait_time_seconds", &self.wait_time_seconds)
+            .field("max_messages", &self.max_messages)
+            .field("max_in_flight", &self.max_in_flight)
+            .field(
+                "visibility_timeout_seconds",
+                &self.visibility_timeout_seconds,
+            )
+            .finish()
+    }
+}
+
 impl SqsSettings {
     /// The queue to consume: `consumer_queue_url` when set, otherwise
     /// `${status_queue_address}-${queue_suffix}` (just the address when the suffix is empty);
@@ -140,7 +169,7 @@ impl SqsSettings {
             if let Some(url) = non_empty(value)
                 && !(url.starts_with("https://") || url.starts_with("http://"))
             {
-                return invalid(key, &url, "must be an http:// or https:// URL");
+                return invalid(key, &redact_url(url), "must be an http:// or https:// URL");
             }
         }
         if self.wait_time_seconds > SQS_MAX_WAIT_SECONDS {
@@ -195,7 +224,8 @@ pub enum QueueError {
     NotConfigured,
     /// The queue does not exist.
     #[error(
-        "status queue {url} does not exist: create the SQS queue `{name}` (Megazord sends this service's events to <status queue address>-<queue suffix>), or set queue.consumer_queue_url to an existing queue"
+        "status queue {} does not exist: create the SQS queue `{name}` (Megazord sends this service's events to <status queue address>-<queue suffix>), or set queue.consumer_queue_url to an existing queue",
+        redact_url(.url)
     )]
     QueueMissing {
         /// The URL asked for.
@@ -204,7 +234,7 @@ pub enum QueueError {
         name: String,
     },
     /// SQS could not be reached or refused the call.
-    #[error("status queue {url}: {operation} failed: {message}")]
+    #[error("status queue {}: {operation} failed: {message}", redact_url(.url))]
     Sqs {
         /// The URL of the queue.
         url: String,
@@ -376,7 +406,7 @@ impl SqsConsumer {
         let slots = Arc::new(Semaphore::new(consumer.settings.max_in_flight));
         let mut in_flight = JoinSet::new();
         let mut backoff = receive_backoff();
-        tracing::info!(queueUrl = %consumer.queue_url, "consuming the status queue");
+        tracing::info!(queueUrl = %redact_url(&consumer.queue_url), "consuming the status queue");
         loop {
             while let Some(finished) = in_flight.try_join_next() {
                 log_task_failure(finished);
@@ -430,7 +460,7 @@ impl SqsConsumer {
                     let delay = backoff.next().unwrap_or(Duration::from_secs(30));
                     metrics::counter!("queue_errors_total", "operation" => "receive").increment(1);
                     tracing::warn!(
-                        queueUrl = %consumer.queue_url,
+                        queueUrl = %redact_url(&consumer.queue_url),
                         error = %error,
                         retryInMs = delay.as_millis() as u64,
                         "receiving from the status queue failed"

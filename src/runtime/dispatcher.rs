@@ -132,7 +132,10 @@ async fn post(ctx: &Context, http: &reqwest::Client, alarm: &OutboxAlarm) -> Res
                 .send()
                 .await
                 .and_then(reqwest::Response::error_for_status)
-                .map_err(|e| format!("webhook {url}: {e}"))?;
+                .map_err(|e| {
+                    let url = crate::redact::redact_url(url);
+                    format!("webhook {url}: {}", e.without_url())
+                })?;
         }
         tracing::warn!(
             robotId = robot_id,

@@ -98,7 +98,8 @@ impl Store {
             Backend::Sqlite(sqlite::connect(url).await?)
         } else {
             return Err(StoreError::Invalid(format!(
-                "database.url = {url:?}: must start with mysql://, mariadb:// or sqlite://"
+                "database.url = {:?}: must start with mysql://, mariadb:// or sqlite://",
+                crate::redact::redact_url(url)
             )));
         };
         Ok(Store {

@@ -29,14 +29,24 @@ pub enum StartupError {
     MissingRows(String),
 }
 
+/// Why `Store::connect(url)` failed, naming `database.url` with its password hidden.
+fn connect_error(url: &str, error: StoreError) -> ConfigError {
+    match error {
+        StoreError::Invalid(msg) => ConfigError(msg),
+        other => ConfigError(format!(
+            "database.url = {:?}: {other}",
+            crate::redact::redact_url(url)
+        )),
+    }
+}
+
 /// Connects and prepares the database as `config` says.
 pub async fn prepare(config: &Config, now: Timestamp) -> Result<Prepared, StartupError> {
     let rules = config.rules()?;
     let url = &config.database.url;
-    let store = Store::connect(url).await.map_err(|e| match e {
-        StoreError::Invalid(msg) => StartupError::Config(ConfigError(msg)),
-        other => StartupError::Config(ConfigError(format!("database.url = {url:?}: {other}"))),
-    })?;
+    let store = Store::connect(url)
+        .await
+        .map_err(|e| StartupError::Config(connect_error(url, e)))?;
     let bootstrap = config.database.bootstrap_shared_schema;
     store.migrate(bootstrap).await?;
     let template = store.seed_template().await?;
