@@ -26,7 +26,7 @@
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
-use crate::domain::RobotId;
+use crate::domain::{ROBOT_ID_RANGE, RobotId, check_instant, parse_instant, shorten_value};
 
 /// What the service needs from one status-queue message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,19 +72,9 @@ pub struct MessageError {
 
 impl MessageError {
     fn new(field: impl Into<String>, value: &str, reason: impl Into<String>) -> Self {
-        const LIMIT: usize = 200;
-        let value = if value.len() > LIMIT {
-            let cut = (0..=LIMIT)
-                .rev()
-                .find(|i| value.is_char_boundary(*i))
-                .unwrap_or(0);
-            format!("{}…", &value[..cut])
-        } else {
-            value.to_string()
-        };
         MessageError {
             field: field.into(),
-            value,
+            value: shorten_value(value),
             reason: reason.into(),
         }
     }
@@ -244,7 +234,7 @@ fn robot_field(
         MessageError::new(
             field(name),
             &value.to_string(),
-            "not a robot id (too large)",
+            format!("not a robot id ({ROBOT_ID_RANGE})"),
         )
     })
 }
@@ -253,10 +243,7 @@ fn robot_field(
 /// 10^11 (which as seconds would lie past the year 5000), seconds otherwise.
 fn instant(value: &Value) -> Result<Timestamp, String> {
     match value {
-        Value::String(s) => s
-            .trim()
-            .parse::<Timestamp>()
-            .map_err(|e| format!("not an RFC 3339 instant: {e}")),
+        Value::String(s) => parse_instant(s.trim()),
         Value::Number(n) => {
             let n = n
                 .as_i64()
@@ -266,7 +253,9 @@ fn instant(value: &Value) -> Result<Timestamp, String> {
             } else {
                 Timestamp::from_second(n)
             };
-            result.map_err(|e| format!("not a Unix time: {e}"))
+            let instant = result.map_err(|e| format!("not a Unix time: {e}"))?;
+            check_instant(instant)?;
+            Ok(instant)
         }
         _ => Err("must be an RFC 3339 string or a Unix time".to_string()),
     }
