@@ -102,6 +102,10 @@ pub struct ServiceConfig {
     /// Without Megazord: a URL that receives every alarm as JSON (besides the log).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alarm_webhook: Option<String>,
+    /// Days a dead letter is kept after it was last seen.
+    pub dead_letter_max_age_days: u32,
+    /// The most dead letters kept; beyond it the least recently seen are deleted.
+    pub dead_letter_max_count: u64,
 }
 
 impl Default for ServiceConfig {
@@ -110,6 +114,8 @@ impl Default for ServiceConfig {
             instance_id: None,
             grace_seconds: 30,
             alarm_webhook: None,
+            dead_letter_max_age_days: 30,
+            dead_letter_max_count: 100_000,
         }
     }
 }

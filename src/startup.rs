@@ -69,6 +69,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         alarm_webhook: config.service.alarm_webhook.clone(),
         alarm_lease: alarm_lease(config.megazord.as_ref(), clock.speed()),
         abandoned_after: SignedDuration::from_hours(24),
+        dead_letters: crate::store::DeadLetterRetention {
+            max_age: SignedDuration::from_hours(
+                24 * i64::from(config.service.dead_letter_max_age_days),
+            ),
+            max_count: config.service.dead_letter_max_count,
+        },
     };
     tracing::info!(
         database = ?store.dialect(),

@@ -661,8 +661,8 @@ async fn migrations_are_idempotent_and_listed_before_they_run() {
         let pending = db.store.pending_migrations(bootstrap).await.unwrap();
         assert_eq!(
             pending.len(),
-            5,
-            "{}: the shared bootstrap and the four service migrations",
+            6,
+            "{}: the shared bootstrap and the five service migrations",
             db.name
         );
         assert!(pending.iter().any(|m| {
@@ -684,7 +684,7 @@ async fn migrations_are_idempotent_and_listed_before_they_run() {
     let pending = db.store.pending_migrations(false).await.unwrap();
     assert_eq!(
         pending.len(),
-        4,
+        5,
         "without --bootstrap-shared-schema MySQL gets only its own tables"
     );
     db.finish().await;

@@ -7,7 +7,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::megazord::MegazordClient;
-use crate::store::{StatusCheckRefs, Store};
+use crate::store::{DeadLetterRetention, StatusCheckRefs, Store};
 
 /// Shared by the scheduler, the closer, the dispatcher, the janitor, the queue consumer and the
 /// HTTP routes. Cheap to clone.
@@ -44,6 +44,8 @@ pub struct RuntimeSettings {
     pub alarm_lease: SignedDuration,
     /// Running sessions whose end lies this far in the past are ended as `FAILED`.
     pub abandoned_after: SignedDuration,
+    /// How long and how many dead letters are kept.
+    pub dead_letters: DeadLetterRetention,
 }
 
 impl Context {
