@@ -371,4 +371,33 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn instants_beyond_the_offsets_or_the_calendar_are_refused_and_long_values_quoted_short() {
+        let with_created_at = |created_at: serde_json::Value| {
+            serde_json::json!({"payload": {"subscriptionId": 1,
+                "sourceEvent": {"id": 1, "createdAt": created_at}}})
+            .to_string()
+        };
+        for created_at in [
+            serde_json::json!("2025-06-01T10:00:00+24:00"),
+            serde_json::json!("9999-12-31T23:59:59Z"),
+            serde_json::json!(253_402_207_200_000_i64),
+        ] {
+            let err = parse_status_message(&with_created_at(created_at.clone())).unwrap_err();
+            assert_eq!(
+                err.field, "payload.sourceEvent.createdAt",
+                "{created_at}: {err}"
+            );
+        }
+        assert!(parse_status_message(&with_created_at("2025-06-01T10:00:00-23:59".into())).is_ok());
+        let err = parse_status_message(&with_created_at("x".repeat(10_000).into())).unwrap_err();
+        assert!(err.value.chars().count() <= 201, "{}", err.value.len());
+        assert!(err.to_string().len() < 400, "{err}");
+        let err = parse_status_message(
+            r#"{"payload":{"subscriptionId":1,"sourceEvent":{"id":1,"robotId":4294967296,"createdAt":"2025-01-01T00:00:00Z"}}}"#,
+        )
+        .unwrap_err();
+        assert!(err.reason.contains("0 to 4294967295"), "{err}");
+    }
 }
