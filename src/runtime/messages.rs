@@ -1,6 +1,7 @@
 //! Taking in one status-queue message (from SQS or `POST /internal/v1/status-jobs/messages`):
 //! read it tolerantly, find its session by subscription, and take its event in. A message that
-//! cannot be used is kept as a dead letter with its raw body and the reason.
+//! cannot be used is kept as a dead letter with the reason and its body (the first 64 KiB, with
+//! the whole length and SHA-256).
 
 use super::context::Context;
 use super::intake::{IntakeOutcome, WatchedEvent};
