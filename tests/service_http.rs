@@ -151,7 +151,7 @@ async fn a_token_guards_v1_and_internal_but_not_health() {
     let service = Service::start(
         dir.path(),
         ServiceOptions {
-            config: rule_config("[http]\ntoken = \"s3cret\"\n"),
+            config: rule_config("[http]\ntoken = \"s3cret-token-of-20ch\"\n"),
             ..ServiceOptions::default()
         },
     );
@@ -165,7 +165,7 @@ async fn a_token_guards_v1_and_internal_but_not_health() {
     assert_eq!(status, 200);
     let answer = reqwest::Client::new()
         .get(format!("{}/v1/robots/7/sessions", service.base_url))
-        .bearer_auth("s3cret")
+        .bearer_auth("s3cret-token-of-20ch")
         .send()
         .await
         .unwrap();
