@@ -125,6 +125,10 @@ pub struct ServiceConfig {
     pub failing_session_limit_seconds: u32,
     /// `/ready` answers 503 once a window is overdue by more than this many wall-clock seconds.
     pub ready_overdue_bound_seconds: u32,
+    /// Days a dead letter is kept after it was last seen.
+    pub dead_letter_max_age_days: u32,
+    /// The most dead letters kept; beyond it the least recently seen are deleted.
+    pub dead_letter_max_count: u64,
 }
 
 impl fmt::Debug for ServiceConfig {
@@ -136,6 +140,17 @@ impl fmt::Debug for ServiceConfig {
                 "alarm_webhook",
                 &self.alarm_webhook.as_deref().map(redact_url),
             )
+            .field("close_concurrency", &self.close_concurrency)
+            .field(
+                "failing_session_limit_seconds",
+                &self.failing_session_limit_seconds,
+            )
+            .field(
+                "ready_overdue_bound_seconds",
+                &self.ready_overdue_bound_seconds,
+            )
+            .field("dead_letter_max_age_days", &self.dead_letter_max_age_days)
+            .field("dead_letter_max_count", &self.dead_letter_max_count)
             .finish()
     }
 }
@@ -149,6 +164,8 @@ impl Default for ServiceConfig {
             close_concurrency: 32,
             failing_session_limit_seconds: 600,
             ready_overdue_bound_seconds: 300,
+            dead_letter_max_age_days: 30,
+            dead_letter_max_count: 100_000,
         }
     }
 }

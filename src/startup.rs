@@ -97,6 +97,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         ready_overdue_bound: std::time::Duration::from_secs(u64::from(
             config.service.ready_overdue_bound_seconds,
         )),
+        dead_letters: crate::store::DeadLetterRetention {
+            max_age: SignedDuration::from_hours(
+                24 * i64::from(config.service.dead_letter_max_age_days),
+            ),
+            max_count: config.service.dead_letter_max_count,
+        },
     };
     tracing::info!(
         database = ?store.dialect(),

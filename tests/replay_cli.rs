@@ -299,3 +299,81 @@ fn help_explains_every_flag_with_an_example() {
     }
     assert!(help.contains("Examples:"));
 }
+
+#[test]
+fn a_stray_row_decades_off_is_refused_unless_from_and_to_name_the_dates() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = file(
+        &dir,
+        "events.csv",
+        "occurred_at,event_name\n\
+         0001-01-01 09:00,TOILET_ACTIVITY\n\
+         2025-03-30 09:10,TOILET_ACTIVITY\n",
+    );
+    for output in ["json", "table", "html"] {
+        let mut args = vec!["--events", &events, "--output", output];
+        args.extend(AMSTERDAM_8_TO_20);
+        let out = replay(&args, None);
+        assert_eq!(out.status.code(), Some(2), "{output}");
+        assert!(out.stdout.is_empty(), "{output}: nothing partial");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("0001-01-01 to 2025-03-30")
+                && stderr.contains("more than 3660")
+                && stderr.contains("--from and --to"),
+            "{stderr}"
+        );
+        // One named date is not enough: the other still comes from the stray row.
+        args.extend(["--to", "2025-03-30"]);
+        assert_eq!(replay(&args, None).status.code(), Some(2), "{output}");
+    }
+    let mut args = vec![
+        "--events",
+        &events,
+        "--output",
+        "json",
+        "--from",
+        "2025-03-30",
+        "--to",
+        "2025-03-30",
+    ];
+    args.extend(AMSTERDAM_8_TO_20);
+    let report = stdout_json(&replay(&args, None));
+    assert_eq!(report["totals"]["sessions"], 1);
+    assert_eq!(report["totals"]["events"], 1);
+}
+
+#[test]
+fn a_long_span_named_by_from_and_to_is_written_session_by_session() {
+    // 2000-01-01 to 2011-01-01: 4019 dates, more than the unnamed limit, asked for by name.
+    let mut args = vec![
+        "--events",
+        "-",
+        "--output",
+        "json",
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2011-01-01",
+    ];
+    args.extend(AMSTERDAM_8_TO_20);
+    let report = stdout_json(&replay(&args, Some("occurred_at\n2005-06-01 09:00\n")));
+    let sessions = report["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 4019);
+    assert_eq!(sessions[0]["date"], "2000-01-01");
+    assert_eq!(sessions[4018]["date"], "2011-01-01");
+    assert_eq!(report["totals"]["sessions"], 4019);
+    assert_eq!(report["totals"]["events"], 1);
+    // Six alarms a day, but one fewer on the day with the event (it meets the first window).
+    assert_eq!(report["totals"]["alarms"], 4019 * 6 - 1);
+
+    args[3] = "table";
+    let out = replay(&args, Some("occurred_at\n"));
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("2011-01-01"), "{table}");
+    assert!(
+        table.ends_with("4019 sessions, 24114 alarms, 0 events\n"),
+        "{table}"
+    );
+}

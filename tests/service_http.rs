@@ -330,3 +330,381 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
     assert!(logs.contains("shutting down"), "{logs}");
     assert!(logs.contains("\"stopped\""), "{logs}");
 }
+
+/// A POST as `reqwest` sends it, with the headers given; answers status, headers and JSON.
+async fn raw_post(
+    service: &Service,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}{path}", service.base_url))
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let json = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, headers, json)
+}
+
+async fn events_today(service: &Service) -> u64 {
+    let (status, report) = service.get("/v1/robots/7/sessions").await;
+    assert_eq!(status, 200, "{report}");
+    report["totals"]["events"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn a_web_page_can_neither_post_an_event_nor_read_an_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        ServiceOptions {
+            config: rule_config(""),
+            ..ServiceOptions::default()
+        },
+    );
+    let event = r#"{"eventName":"TOILET_ACTIVITY"}"#;
+    // What a page's `<form enctype="text/plain">` or `fetch` without preflight can send.
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|v| ("content-type", v))
+            .into_iter()
+            .collect();
+        let (status, _, answer) = raw_post(&service, EVENTS, &headers, event).await;
+        assert_eq!(status, 415, "{content_type:?}: {answer}");
+        assert_eq!(answer["error"]["field"], "Content-Type", "{answer}");
+        assert_eq!(
+            answer["error"]["value"],
+            content_type.map_or(serde_json::Value::Null, |v| json!(v)),
+            "{answer}"
+        );
+    }
+    let (status, _, answer) = raw_post(
+        &service,
+        "/internal/v1/status-jobs/messages",
+        &[("content-type", "text/plain")],
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 415, "{answer}");
+    assert_eq!(events_today(&service).await, 0, "nothing was taken in");
+
+    // A page of another origin, even with the right content type (after a preflight).
+    for origin in [
+        "http://evil.example",
+        "null",
+        "https://127.0.0.1",
+        "http://localhost:1",
+    ] {
+        let (status, _, answer) = raw_post(
+            &service,
+            EVENTS,
+            &[("content-type", "application/json"), ("origin", origin)],
+            event,
+        )
+        .await;
+        assert_eq!(status, 403, "{origin}: {answer}");
+        assert_eq!(answer["error"]["field"], "Origin", "{answer}");
+        let read = reqwest::Client::new()
+            .get(format!("{}/v1/robots/7/sessions", service.base_url))
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.status().as_u16(), 403, "{origin}");
+    }
+    assert_eq!(events_today(&service).await, 0, "nothing was taken in");
+
+    // The service's own origin is no forgery; JSON with parameters is JSON.
+    let (status, _, answer) = raw_post(
+        &service,
+        EVENTS,
+        &[
+            ("content-type", "Application/JSON; charset=utf-8"),
+            ("origin", &service.base_url),
+        ],
+        event,
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(events_today(&service).await, 1);
+
+    // Over the limit: the JSON error, naming the body and the limit.
+    let big = format!(r#"{{"eventName":"{}"}}"#, "x".repeat(1 << 20));
+    let (status, _, answer) = raw_post(
+        &service,
+        EVENTS,
+        &[("content-type", "application/json")],
+        big,
+    )
+    .await;
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(answer["error"]["field"], "body", "{answer}");
+    assert!(
+        answer["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("1048576 bytes"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_matched_in_any_case_and_a_401_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "a-token-of-some-length-42";
+    let service = Service::start(
+        dir.path(),
+        ServiceOptions {
+            config: rule_config(&format!("[http]\ntoken = \"{token}\"\n")),
+            ..ServiceOptions::default()
+        },
+    );
+    let url = format!("{}/v1/robots/7/sessions", service.base_url);
+    for (authorization, expected) in [
+        (None, 401),
+        (Some(format!("Bearer {token}x")), 401),
+        (Some(format!("Basic {token}")), 401),
+        (Some(format!("Bearer {}", token.to_uppercase())), 401),
+        (Some(format!("Bearer {token}")), 200),
+        (Some(format!("bearer {token}")), 200),
+        (Some(format!("BEARER {token}")), 200),
+    ] {
+        let mut request = reqwest::Client::new().get(&url);
+        if let Some(value) = &authorization {
+            request = request.header("authorization", value);
+        }
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), expected, "{authorization:?}");
+        if expected == 401 {
+            assert_eq!(
+                answer.headers()["www-authenticate"],
+                "Bearer",
+                "{authorization:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn event_ids_are_taken_byte_for_byte_and_bad_values_are_quoted_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        ServiceOptions {
+            config: rule_config(""),
+            ..ServiceOptions::default()
+        },
+    );
+    let post_id = |id: serde_json::Value| {
+        let body = json!({"id": id, "eventName": "TOILET_ACTIVITY"}).to_string();
+        let service = &service;
+        async move { service.post(EVENTS, &body).await }
+    };
+    for (id, duplicate) in [
+        (json!("ok-1"), false),
+        (json!(" ok-1"), false),
+        (json!("ok-1 "), false),
+        (json!("OK-1"), false),
+        (json!("ok-1"), true),
+        (json!(" ok-1"), true),
+        (json!("é".repeat(128)), false),
+    ] {
+        let (status, answer) = post_id(id.clone()).await;
+        assert_eq!(status, 202, "{id}: {answer}");
+        assert_eq!(answer["duplicate"], json!(duplicate), "{id}: {answer}");
+    }
+    // 129 characters but 258 bytes: the limit is in bytes, and the message says so.
+    let (status, answer) = post_id(json!("é".repeat(129))).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["field"], "id");
+    assert!(
+        answer["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("at most 256 bytes"),
+        "{answer}"
+    );
+    let (status, answer) = post_id(json!("")).await;
+    assert_eq!((status, &answer["error"]["field"]), (400, &json!("id")));
+
+    let (status, answer) = service
+        .post(
+            "/internal/v1/status-jobs/robots/4294967296/events",
+            r#"{"eventName":"TOILET_ACTIVITY"}"#,
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["field"], "robotId");
+    assert!(
+        answer["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("0 to 4294967295"),
+        "{answer}"
+    );
+
+    for (occurred_at, accepted) in [
+        ("2025-06-01T10:00:00+23:59", true),
+        ("2025-06-01T10:00:00-23:59", true),
+        ("2025-06-01T10:00:00+24:00", false),
+        ("2025-06-01T10:00:00-25:59", false),
+        ("2025-06-01T10:00:00", false),
+        ("9999-12-31T23:59:59Z", false),
+        ("9999-12-30T21:00:00Z", false),
+        ("-009999-01-01T00:00:00Z", false),
+    ] {
+        let body = json!({"eventName": "TOILET_ACTIVITY", "occurredAt": occurred_at}).to_string();
+        let (status, answer) = service.post(EVENTS, &body).await;
+        if accepted {
+            assert_eq!(status, 202, "{occurred_at}: {answer}");
+        } else {
+            assert_eq!(status, 400, "{occurred_at}: {answer}");
+            assert_eq!(answer["error"]["field"], "occurredAt", "{answer}");
+            assert_eq!(answer["error"]["value"], occurred_at, "{answer}");
+        }
+    }
+
+    // A long bad value is quoted to 200 characters, wherever it is refused.
+    let long = "x".repeat(100_000);
+    let cases = [
+        (EVENTS, long.clone(), "body"),
+        (
+            EVENTS,
+            json!({"eventName": "TOILET_ACTIVITY", "id": [long]}).to_string(),
+            "id",
+        ),
+        (
+            EVENTS,
+            json!({"eventName": "TOILET_ACTIVITY", "occurredAt": long}).to_string(),
+            "occurredAt",
+        ),
+        ("/internal/v1/status-jobs/messages", long.clone(), "body"),
+        (
+            "/internal/v1/status-jobs/messages",
+            json!({"payload": {"subscriptionId": 1, "sourceEvent": {"id": 1, "createdAt": long}}})
+                .to_string(),
+            "payload.sourceEvent.createdAt",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let (status, answer) = service.post(path, &body).await;
+        assert_eq!(status, 400, "{path} {field}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{answer}");
+        let value = answer["error"]["value"].as_str().unwrap();
+        assert!(
+            value.chars().count() <= 201,
+            "{field}: {} chars",
+            value.len()
+        );
+        let text = answer.to_string();
+        assert!(
+            text.len() < 1200,
+            "{field}: an answer of {} bytes",
+            text.len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_dead_letter_keeps_64_kib_of_its_body_with_length_and_hash_and_is_logged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        dir.path(),
+        ServiceOptions {
+            config: rule_config(""),
+            ..ServiceOptions::default()
+        },
+    );
+    // Valid JSON with no usable event, 300 KB long.
+    let body =
+        json!({"payload": {"subscriptionId": 1, "padding": "y".repeat(300_000)}}).to_string();
+    let (status, answer) = service
+        .post("/internal/v1/status-jobs/messages", &body)
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let store = azi3_status_jobs::store::Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("azi3-status-jobs.db").display()
+    ))
+    .await
+    .unwrap();
+    let letters = store.dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter.body.len(), 64 * 1024);
+    assert!(body.starts_with(&letter.body));
+    assert_eq!(letter.body_length, body.len() as u64);
+    let expected_hash = {
+        use sha2::Digest;
+        sha2::Sha256::digest(body.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert_eq!(letter.body_sha256.as_deref(), Some(expected_hash.as_str()));
+    let logged = service
+        .logs()
+        .iter()
+        .filter(|line| line.contains("dead letter"))
+        .count();
+    assert_eq!(logged, 1, "{:#?}", service.logs());
+}
+
+#[tokio::test]
+async fn rules_refuse_a_leap_second_store_zones_canonically_and_warn_of_a_rule_that_never_alarms() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = |extra: &[&str]| {
+        let mut args = vec![
+            "rules",
+            "set",
+            "--robot-id",
+            "9",
+            "--timezone",
+            "europe/amsterdam",
+            "--end",
+            "10:00",
+        ];
+        args.extend(extra);
+        run_binary(dir.path(), &args, &[])
+    };
+    let out = set(&["--start", "08:00:60"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(r#"start = "08:00:60""#), "{stderr}");
+
+    let out = set(&["--start", "08:00", "--gap", "3h"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("warning: robot 9: the gap of 180 min is longer than the session of 120 min"),
+        "{stderr}"
+    );
+    let out = run_binary(dir.path(), &["rules", "list"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("9\tEurope/Amsterdam\t08:00:00"), "{stdout}");
+
+    // The same warning when the service loads such a rule from its configuration.
+    let service = Service::start(
+        dir.path(),
+        ServiceOptions {
+            config: rule_config("").replace("\"00:00\"\ngap = \"2h\"", "\"01:00\"\ngap = \"2h\""),
+            ..ServiceOptions::default()
+        },
+    );
+    let warned = service.logs().iter().any(|line| {
+        line.contains("robot 7: the gap of 120 min is longer than the session of 60 min")
+            && line.contains("WARN")
+    });
+    assert!(warned, "{:#?}", service.logs());
+}

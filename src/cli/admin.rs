@@ -190,6 +190,9 @@ pub fn rules(args: RulesArgs) -> ExitCode {
                 }
                 .validate()
                 .map_err(|e| Failure::Usage(e.to_string()))?;
+                if let Some(warning) = rule.never_alarms() {
+                    eprintln!("warning: {warning}");
+                }
                 let change = store.set_rule(&rule, now).await?;
                 if change.changed {
                     println!(

@@ -12,8 +12,14 @@ use jiff::civil::Date;
 use crate::domain::{DEFAULT_WATCHED_EVENT, Rule, RuleError, RuleInput};
 use crate::replay::{
     CollectOptions, CsvEvents, DateRange, EventSet, InputError, InputFormat, JsonlEvents,
-    collect_events, expected_rows, render_html, render_table, replay,
+    RuleReport, collect_events, dates_between, events_between, expected_rows, render_html, replay,
+    replay_sessions, write_json, write_table,
 };
+
+/// The most dates replayed unless `--from` and `--to` both name them: ten years and then some.
+/// One stray row dated decades off would otherwise make a report of hundreds of thousands of
+/// days.
+const MAX_UNNAMED_DAYS: i64 = 3660;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -31,9 +37,11 @@ Examples:
 Input: CSV with a header (occurred_at required; event_name, id, robot_id optional) or JSON Lines
 (occurredAt required; eventName, id, robotId optional). occurred_at is RFC 3339 with an offset or Z
 (2011-11-28T10:21:24Z), or local time in --timezone (2011-11-28 10:21:24). Rows of another event
-name or robot are skipped; rows with the same id count once.
+name or robot are skipped; rows with the same id count once. Without both --from and --to, the
+dates of the events may span at most 3660 days.
 
-Exit codes: 0 done; 2 bad arguments or a bad row (file, line, column and value are named).";
+Exit codes: 0 done; 2 bad arguments, a bad row (file, line, column and value are named) or a date
+span over 3660 days not named by --from and --to.";
 
 /// Arguments of `replay`.
 #[derive(Debug, Args)]
@@ -108,7 +116,8 @@ fn parse_date(text: &str) -> Result<Date, String> {
         .map_err(|_| format!("{text:?} is not a date (write YYYY-MM-DD)"))
 }
 
-/// Runs `replay`; errors go to standard error, nothing partial to standard output.
+/// Runs `replay`; errors go to standard error, nothing partial to standard output. The JSON
+/// and table reports are written as each session is evaluated.
 pub fn run(args: ReplayArgs) -> ExitCode {
     let rule = match rule_from(&args) {
         Ok(rule) => rule,
@@ -133,20 +142,44 @@ pub fn run(args: ReplayArgs) -> ExitCode {
         from: args.from,
         to: args.to,
     };
-    let report = replay(&rule, &events, range, args.output == Output::Html);
-    let text = match args.output {
-        Output::Json => match serde_json::to_string_pretty(&report) {
-            Ok(json) => json + "\n",
-            Err(e) => return fail(&format!("cannot write JSON: {e}")),
-        },
-        Output::Table => render_table(&report, &rule.timezone),
-        Output::Html => render_html(&report, &rule.timezone),
-    };
-    let mut stdout = io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
+    let dates = range.resolve(&rule, &events);
+    if let Some((from, to)) = dates
+        && (args.from.is_none() || args.to.is_none())
     {
+        let days = dates_between(from, to);
+        if days > MAX_UNNAMED_DAYS {
+            return fail(&format!(
+                "the dates to replay run from {from} to {to}, {days} days, more than \
+                 {MAX_UNNAMED_DAYS}: name them with --from and --to (a stray row with a wrong \
+                 date can cause this; --skip-invalid does not drop it)"
+            ));
+        }
+    }
+    let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let written = match args.output {
+        Output::Json | Output::Table => {
+            // Written session by session: memory stays flat however many dates there are.
+            let (sessions, count) = match dates {
+                Some((from, to)) => (
+                    Some(replay_sessions(&rule, &events, from, to, false)),
+                    events_between(&rule, &events, from, to),
+                ),
+                None => (None, 0),
+            };
+            let sessions = sessions.into_iter().flatten();
+            let report_rule = RuleReport::from(&rule);
+            if args.output == Output::Json {
+                write_json(&mut stdout, &report_rule, sessions, count).map(drop)
+            } else {
+                write_table(&mut stdout, &report_rule, &rule.timezone, sessions, count).map(drop)
+            }
+        }
+        Output::Html => {
+            let report = replay(&rule, &events, range, true);
+            stdout.write_all(render_html(&report, &rule.timezone).as_bytes())
+        }
+    };
+    match written.and_then(|()| stdout.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {

@@ -38,6 +38,9 @@ pub const DEFAULT_GAP_MINUTES: u32 = 120;
 /// A robot (and so a resident) as Megazord numbers it.
 pub type RobotId = u32;
 
+/// What a robot id is, as error messages say it.
+pub const ROBOT_ID_RANGE: &str = "a whole number from 0 to 4294967295";
+
 /// A rule field that could not be accepted: which field, the value given, and why.
 ///
 /// ```
@@ -218,6 +221,8 @@ pub fn parse_time_of_day(field: &'static str, s: &str) -> Result<Time, RuleError
     let text = s.trim();
     let parsed = match text.len() {
         5 => Time::strptime("%H:%M", text),
+        // The parser takes a leap second `:60` as `:59`; a rule has no use for either reading.
+        8 if text.ends_with(":60") => return Err(time_error(field, s)),
         8 => Time::strptime("%H:%M:%S", text),
         _ => return Err(time_error(field, s)),
     };
@@ -274,9 +279,53 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// The IANA name of the rule's time zone, as given.
+    /// The IANA name of the rule's time zone, spelled as the time zone database does.
     pub fn timezone_name(&self) -> &str {
         &self.timezone_name
+    }
+
+    /// The length of a session on a day without a clock change: from A to B, or to B the next
+    /// day when B is at or before A.
+    pub fn nominal_session_length(&self) -> SignedDuration {
+        let length = self.end.duration_since(self.start);
+        if length > SignedDuration::ZERO {
+            length
+        } else {
+            length + SignedDuration::from_hours(24)
+        }
+    }
+
+    /// Why the rule can never raise an alarm, if it cannot: its gap is longer than its
+    /// session, and a window cut short by the session end does not alarm.
+    ///
+    /// ```
+    /// use azi3_status_jobs::domain::RuleInput;
+    ///
+    /// let rule = RuleInput {
+    ///     timezone: "UTC".into(),
+    ///     start: "08:00".into(),
+    ///     end: "10:00".into(),
+    ///     gap: "3h".into(),
+    ///     ..RuleInput::default()
+    /// }
+    /// .validate()
+    /// .unwrap();
+    /// assert!(rule.never_alarms().unwrap().contains("180 min"));
+    /// ```
+    pub fn never_alarms(&self) -> Option<String> {
+        let session = self.nominal_session_length();
+        (self.partial_final_window == PartialFinalWindow::Ignore && self.gap.duration() > session)
+            .then(|| {
+                format!(
+                    "robot {}: the gap of {} min is longer than the session of {} min ({}–{}), \
+                     and partial_final_window = ignore: this rule can never raise an alarm",
+                    self.robot_id,
+                    self.gap.minutes(),
+                    session.as_mins(),
+                    self.start.strftime("%H:%M:%S"),
+                    self.end.strftime("%H:%M:%S"),
+                )
+            })
     }
 }
 
@@ -336,10 +385,13 @@ impl RuleInput {
             gap,
             start,
             end,
-            timezone,
             partial_final_window,
             enabled: self.enabled,
-            timezone_name: self.timezone.trim().to_string(),
+            // The database's spelling (`europe/amsterdam` is stored as `Europe/Amsterdam`).
+            timezone_name: timezone
+                .iana_name()
+                .map_or_else(|| self.timezone.trim().to_string(), str::to_string),
+            timezone,
         })
     }
 }
@@ -469,7 +521,56 @@ mod tests {
     fn times_accept_seconds_and_refuse_fractions() {
         assert!(parse_time_of_day("start", "00:00").is_ok());
         assert!(parse_time_of_day("start", "23:59:59").is_ok());
+        assert_eq!(
+            parse_time_of_day("start", "08:00:60").unwrap_err().value,
+            "08:00:60"
+        );
+        assert!(parse_time_of_day("start", "23:59:60").is_err());
+        assert!(parse_time_of_day("start", "08:60").is_err());
         assert!(parse_time_of_day("start", "08:00:00.5").is_err());
         assert!(parse_time_of_day("start", "8:00").is_err());
+    }
+
+    #[test]
+    fn time_zones_are_named_as_the_database_spells_them() {
+        for (given, canonical) in [
+            ("europe/amsterdam", "Europe/Amsterdam"),
+            (" EUROPE/MADRID ", "Europe/Madrid"),
+            ("Europe/Amsterdam", "Europe/Amsterdam"),
+            ("UTC", "UTC"),
+        ] {
+            let rule = RuleInput {
+                timezone: given.into(),
+                ..input()
+            }
+            .validate()
+            .unwrap();
+            assert_eq!(rule.timezone_name(), canonical, "{given}");
+        }
+    }
+
+    #[test]
+    fn a_gap_longer_than_the_session_is_told_to_never_alarm() {
+        let with = |start: &str, end: &str, gap: &str, partial: &str| {
+            RuleInput {
+                start: start.into(),
+                end: end.into(),
+                gap: gap.into(),
+                partial_final_window: partial.into(),
+                ..input()
+            }
+            .validate()
+            .unwrap()
+            .never_alarms()
+        };
+        assert!(with("08:00", "10:00", "121m", "ignore").is_some());
+        assert!(with("08:00", "10:00", "120m", "ignore").is_none());
+        assert!(with("08:00", "10:00", "3h", "alarm").is_none());
+        // Across midnight: 22:00 to 06:00 is 8 hours.
+        assert!(with("22:00", "06:00", "7h", "ignore").is_none());
+        assert!(with("22:00", "06:00", "9h", "ignore").is_some());
+        // A whole day.
+        assert!(with("08:00", "08:00", "24h", "ignore").is_none());
+        assert!(with("08:00", "08:00", "25h", "ignore").is_some());
     }
 }

@@ -6,7 +6,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::{ApiError, HttpState, parse_robot_id};
@@ -49,13 +48,8 @@ pub async fn event(
     let ctx = &state.ctx;
     let occurred_at = match body.get("occurredAt") {
         None | Some(Value::Null) => ctx.now(),
-        Some(Value::String(s)) => s.parse::<Timestamp>().map_err(|e| {
-            ApiError::bad_request(
-                "occurredAt",
-                s.clone(),
-                format!("not an RFC 3339 instant with an offset: {e}"),
-            )
-        })?,
+        Some(Value::String(s)) => crate::domain::parse_instant(s)
+            .map_err(|reason| ApiError::bad_request("occurredAt", s, reason))?,
         Some(other) => {
             return Err(ApiError::bad_request(
                 "occurredAt",
@@ -66,15 +60,17 @@ pub async fn event(
     };
     let external_id = match body.get("id") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 => {
-            Some(s.trim().to_string())
-        }
+        // Taken exactly as sent: `" ok-1"` and `"ok-1"` are two events.
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_BYTES => Some(s.clone()),
         Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
         Some(other) => {
             return Err(ApiError::bad_request(
                 "id",
                 other.to_string(),
-                "must be a non-empty string of at most 256 characters",
+                format!(
+                    "must be a whole number or a non-empty string of at most {MAX_ID_BYTES} bytes \
+                     (UTF-8)"
+                ),
             ));
         }
     };
@@ -111,11 +107,15 @@ pub async fn message(
     {
         MessageOutcome::Taken(outcome) => Ok((StatusCode::ACCEPTED, Json(outcome_json(&outcome)))),
         MessageOutcome::Rejected(rejection) => {
+            tracing::warn!(reason = %rejection, "posted message stored as a dead letter");
             let (field, value, reason) = rejection.parts();
             Err(ApiError::bad_request(field, value, reason))
         }
     }
 }
+
+/// The longest event `id` taken, in bytes of UTF-8 (the column holds that many).
+const MAX_ID_BYTES: usize = 256;
 
 fn outcome_json(outcome: &IntakeOutcome) -> Value {
     let label = match outcome {

@@ -10,10 +10,12 @@
 //! | `GET /v1/robots/{robotId}/sessions?from=…&to=…` | sessions as `replay --output json` shows them, plus status and records |
 //!
 //! Everything under `/v1` and `/internal` needs `Authorization: Bearer <token>` when a token is
-//! configured.
+//! configured. Requests from web pages of another origin are refused (403), and every `POST`
+//! must be `Content-Type: application/json` (415): see [`guard`].
 
 mod auth;
 mod error;
+mod guard;
 mod ingest;
 mod ops;
 mod sessions;
@@ -50,8 +52,13 @@ pub struct HttpState {
 
 /// Reads the `{robotId}` of a path; a bad one is a 400 naming it.
 fn parse_robot_id(raw: &str) -> Result<crate::domain::RobotId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::bad_request("robotId", raw, "not a robot id (a whole number)"))
+    raw.parse().map_err(|_| {
+        ApiError::bad_request(
+            "robotId",
+            raw,
+            format!("not a robot id ({})", crate::domain::ROBOT_ID_RANGE),
+        )
+    })
 }
 
 /// The whole router.
@@ -72,7 +79,11 @@ pub fn router(state: HttpState) -> Router {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .merge(protected)
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            guard::BODY_LIMIT,
+        ))
+        .layer(axum::middleware::map_response(guard::json_body_too_large))
+        .layer(axum::middleware::from_fn(guard::refuse_browsers))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -41,6 +41,9 @@ pub struct LiveSession {
     pub window: Option<WindowJson>,
     /// `status_check_record` rows in order.
     pub records: Vec<RecordJson>,
+    /// Why the session ended as `FAILED`, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
 }
 
 /// The current window `[s, u]`.
@@ -163,6 +166,7 @@ pub async fn list(
                 end: view.state.window.end,
             }),
             records: view.records.iter().map(RecordJson::from).collect(),
+            failure_reason: view.failure_reason.clone(),
         });
     }
     Ok(Json(LiveReport {

@@ -26,7 +26,7 @@
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
-use crate::domain::RobotId;
+use crate::domain::{ROBOT_ID_RANGE, RobotId, check_instant, parse_instant, shorten_value};
 
 /// What the service needs from one status-queue message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,19 +72,9 @@ pub struct MessageError {
 
 impl MessageError {
     fn new(field: impl Into<String>, value: &str, reason: impl Into<String>) -> Self {
-        const LIMIT: usize = 200;
-        let value = if value.len() > LIMIT {
-            let cut = (0..=LIMIT)
-                .rev()
-                .find(|i| value.is_char_boundary(*i))
-                .unwrap_or(0);
-            format!("{}…", &value[..cut])
-        } else {
-            value.to_string()
-        };
         MessageError {
             field: field.into(),
-            value,
+            value: shorten_value(value),
             reason: reason.into(),
         }
     }
@@ -244,7 +234,7 @@ fn robot_field(
         MessageError::new(
             field(name),
             &value.to_string(),
-            "not a robot id (too large)",
+            format!("not a robot id ({ROBOT_ID_RANGE})"),
         )
     })
 }
@@ -253,10 +243,7 @@ fn robot_field(
 /// 10^11 (which as seconds would lie past the year 5000), seconds otherwise.
 fn instant(value: &Value) -> Result<Timestamp, String> {
     match value {
-        Value::String(s) => s
-            .trim()
-            .parse::<Timestamp>()
-            .map_err(|e| format!("not an RFC 3339 instant: {e}")),
+        Value::String(s) => parse_instant(s.trim()),
         Value::Number(n) => {
             let n = n
                 .as_i64()
@@ -266,7 +253,9 @@ fn instant(value: &Value) -> Result<Timestamp, String> {
             } else {
                 Timestamp::from_second(n)
             };
-            result.map_err(|e| format!("not a Unix time: {e}"))
+            let instant = result.map_err(|e| format!("not a Unix time: {e}"))?;
+            check_instant(instant)?;
+            Ok(instant)
         }
         _ => Err("must be an RFC 3339 string or a Unix time".to_string()),
     }
@@ -381,5 +370,34 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn instants_beyond_the_offsets_or_the_calendar_are_refused_and_long_values_quoted_short() {
+        let with_created_at = |created_at: serde_json::Value| {
+            serde_json::json!({"payload": {"subscriptionId": 1,
+                "sourceEvent": {"id": 1, "createdAt": created_at}}})
+            .to_string()
+        };
+        for created_at in [
+            serde_json::json!("2025-06-01T10:00:00+24:00"),
+            serde_json::json!("9999-12-31T23:59:59Z"),
+            serde_json::json!(253_402_207_200_000_i64),
+        ] {
+            let err = parse_status_message(&with_created_at(created_at.clone())).unwrap_err();
+            assert_eq!(
+                err.field, "payload.sourceEvent.createdAt",
+                "{created_at}: {err}"
+            );
+        }
+        assert!(parse_status_message(&with_created_at("2025-06-01T10:00:00-23:59".into())).is_ok());
+        let err = parse_status_message(&with_created_at("x".repeat(10_000).into())).unwrap_err();
+        assert!(err.value.chars().count() <= 201, "{}", err.value.len());
+        assert!(err.to_string().len() < 400, "{err}");
+        let err = parse_status_message(
+            r#"{"payload":{"subscriptionId":1,"sourceEvent":{"id":1,"robotId":4294967296,"createdAt":"2025-01-01T00:00:00Z"}}}"#,
+        )
+        .unwrap_err();
+        assert!(err.reason.contains("0 to 4294967295"), "{err}");
     }
 }

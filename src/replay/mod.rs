@@ -20,9 +20,11 @@ pub use input::{
     CsvEvents, EventRow, InputError, InputFormat, JsonlEvents, Position, csv_reader,
     parse_occurred_at,
 };
-pub use report::{AlarmReport, ReplayReport, RuleReport, SessionReport, Timeline, Totals};
+pub use report::{
+    AlarmReport, ReplayReport, RuleReport, SessionReport, Timeline, Totals, write_json,
+};
 pub use seen_ids::SeenIds;
-pub use table::render_table;
+pub use table::{render_table, write_table};
 
 /// A reader of event rows, CSV or JSON Lines.
 pub trait EventSource {
@@ -145,19 +147,32 @@ pub struct DateRange {
     pub to: Option<Date>,
 }
 
-/// Evaluates `rule` on every session of `range` over `events`. With `timeline`, each session
-/// report also carries its windows and events (for the HTML page).
-pub fn replay(rule: &Rule, events: &EventSet, range: DateRange, timeline: bool) -> ReplayReport {
+impl DateRange {
+    /// The first and last date to evaluate: as given, or the local dates of the first and last
+    /// event; `None` when a date is neither given nor found (no events).
+    pub fn resolve(self, rule: &Rule, events: &EventSet) -> Option<(Date, Date)> {
+        let local_date = |t: &Timestamp| rule.timezone.to_datetime(*t).date();
+        let from = self
+            .from
+            .or_else(|| events.instants.first().map(local_date))?;
+        let to = self.to.or_else(|| events.instants.last().map(local_date))?;
+        Some((from, to))
+    }
+}
+
+/// The number of local dates from `from` to `to`, both included (0 when `to` is before `from`).
+pub fn dates_between(from: Date, to: Date) -> i64 {
+    if to < from {
+        return 0;
+    }
+    from.until((jiff::Unit::Day, to))
+        .map_or(i64::MAX, |span| i64::from(span.get_days()) + 1)
+}
+
+/// How many of `events` have a local date in `[from, to]`: from the first instant of `from`
+/// to the first instant of the day after `to`.
+pub fn events_between(rule: &Rule, events: &EventSet, from: Date, to: Date) -> usize {
     let instants = &events.instants;
-    let local_date = |t: &Timestamp| rule.timezone.to_datetime(*t).date();
-    let from = range.from.or_else(|| instants.first().map(local_date));
-    let to = range.to.or_else(|| instants.last().map(local_date));
-    let mut report = ReplayReport::new(rule);
-    let (Some(from), Some(to)) = (from, to) else {
-        return report;
-    };
-    // Events whose local date lies in [from, to]: from the first instant of `from` to the
-    // first instant of the day after `to`.
     let day_start = |d: Date| {
         let zoned = d.to_zoned_datetime(rule.timezone.clone()).ok()?;
         zoned.start_of_day().ok()
@@ -170,8 +185,21 @@ pub fn replay(rule: &Rule, events: &EventSet, range: DateRange, timeline: bool) 
         .map_or(instants.len(), |e| {
             instants.partition_point(|t| *t < e.timestamp())
         });
-    report.totals.events = hi.saturating_sub(lo);
-    for session in Session::between(rule, from, to) {
+    hi.saturating_sub(lo)
+}
+
+/// Evaluates `rule` on each session from `from` to `to` over `events`, one session at a time,
+/// so that a report can be written as it goes. With `timeline`, each session report also
+/// carries its windows and events (for the HTML page).
+pub fn replay_sessions<'a>(
+    rule: &'a Rule,
+    events: &'a EventSet,
+    from: Date,
+    to: Date,
+    timeline: bool,
+) -> impl Iterator<Item = SessionReport> + 'a {
+    let instants = &events.instants;
+    Session::between(rule, from, to).map(move |session| {
         let lo = instants.partition_point(|t| *t < session.start);
         let hi = instants.partition_point(|t| *t <= session.end);
         let in_session = &instants[lo..hi];
@@ -185,7 +213,20 @@ pub fn replay(rule: &Rule, events: &EventSet, range: DateRange, timeline: bool) 
             events: in_session.to_vec(),
             steps,
         });
-        report.push(SessionReport::from_outcome(&outcome, timeline));
+        SessionReport::from_outcome(&outcome, timeline)
+    })
+}
+
+/// Evaluates `rule` on every session of `range` over `events`, the whole report at once. With
+/// `timeline`, each session report also carries its windows and events (for the HTML page).
+pub fn replay(rule: &Rule, events: &EventSet, range: DateRange, timeline: bool) -> ReplayReport {
+    let mut report = ReplayReport::new(rule);
+    let Some((from, to)) = range.resolve(rule, events) else {
+        return report;
+    };
+    report.totals.events = events_between(rule, events, from, to);
+    for session in replay_sessions(rule, events, from, to, timeline) {
+        report.push(session);
     }
     report
 }

@@ -2,6 +2,8 @@
 //!
 //! Instants are UTC, RFC 3339 with `Z`, fractional seconds only when non-zero.
 
+use std::io::{self, Write};
+
 use jiff::Timestamp;
 use jiff::civil::{Date, Time};
 use serde::Serialize;
@@ -156,5 +158,119 @@ impl SessionReport {
     /// The result as a value.
     pub fn result(&self) -> Option<SessionResult> {
         SessionResult::parse(self.result)
+    }
+}
+
+/// Writes a report as `serde_json::to_string_pretty` of a [`ReplayReport`] would, but session
+/// by session as `sessions` yields them, so that memory does not grow with the number of
+/// sessions. `events` is [`Totals::events`]; the totals are returned.
+pub fn write_json(
+    out: &mut impl Write,
+    rule: &RuleReport,
+    sessions: impl Iterator<Item = SessionReport>,
+    events: usize,
+) -> io::Result<Totals> {
+    let mut totals = Totals {
+        events,
+        ..Totals::default()
+    };
+    out.write_all(b"{\n  \"rule\": ")?;
+    write_nested(out, rule)?;
+    out.write_all(b",\n  \"sessions\": [")?;
+    for session in sessions {
+        out.write_all(if totals.sessions == 0 {
+            b"\n    "
+        } else {
+            b",\n    "
+        })?;
+        totals.sessions += 1;
+        totals.alarms += session.alarms.len();
+        write_nested_at(out, &session, "    ")?;
+    }
+    if totals.sessions > 0 {
+        out.write_all(b"\n  ")?;
+    }
+    out.write_all(b"],\n  \"totals\": ")?;
+    write_nested(out, &totals)?;
+    out.write_all(b"\n}\n")?;
+    Ok(totals)
+}
+
+/// `value` pretty-printed as a member of the top-level object.
+fn write_nested(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
+    write_nested_at(out, value, "  ")
+}
+
+/// `value` pretty-printed with every line after the first indented by `indent`. (Pretty JSON
+/// has no line breaks inside strings: they are escaped.)
+fn write_nested_at(out: &mut impl Write, value: &impl Serialize, indent: &str) -> io::Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
+    let mut lines = text.split('\n');
+    if let Some(first) = lines.next() {
+        out.write_all(first.as_bytes())?;
+    }
+    for line in lines {
+        out.write_all(b"\n")?;
+        out.write_all(indent.as_bytes())?;
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::RuleInput;
+    use crate::replay::{DateRange, EventSet, replay, replay_sessions};
+    use jiff::civil::date;
+
+    fn rule() -> Rule {
+        RuleInput {
+            timezone: "Europe/Amsterdam".into(),
+            start: "08:00".into(),
+            end: "20:00".into(),
+            ..RuleInput::default()
+        }
+        .validate()
+        .unwrap()
+    }
+
+    fn streamed(events: &EventSet, from: Date, to: Date) -> String {
+        let rule = rule();
+        let mut out = Vec::new();
+        let count = crate::replay::events_between(&rule, events, from, to);
+        write_json(
+            &mut out,
+            &RuleReport::from(&rule),
+            replay_sessions(&rule, events, from, to, false),
+            count,
+        )
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_streamed_json_is_the_pretty_report_byte_for_byte() {
+        let events = EventSet {
+            instants: vec![
+                "2025-03-30T07:10:00Z".parse().unwrap(),
+                "2025-03-31T12:00:00Z".parse().unwrap(),
+            ],
+            ..EventSet::default()
+        };
+        for (from, to) in [
+            (date(2025, 3, 30), date(2025, 4, 2)),
+            (date(2025, 3, 30), date(2025, 3, 30)),
+            (date(2025, 4, 2), date(2025, 4, 1)),
+        ] {
+            let range = DateRange {
+                from: Some(from),
+                to: Some(to),
+            };
+            let whole = serde_json::to_string_pretty(&replay(&rule(), &events, range, false))
+                .unwrap()
+                + "\n";
+            assert_eq!(streamed(&events, from, to), whole, "{from}..{to}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use super::watchdog::Liveness;
 use crate::clock::Clock;
 use crate::megazord::MegazordClient;
-use crate::store::{StatusCheckRefs, Store};
+use crate::store::{DeadLetterRetention, StatusCheckRefs, Store};
 
 /// Shared by the scheduler, the closer, the dispatcher, the janitor, the queue consumer and the
 /// HTTP routes. Cheap to clone.
@@ -55,15 +55,8 @@ pub struct RuntimeSettings {
     pub failing_session_limit: SignedDuration,
     /// `/ready` answers 503 once a window is overdue by more than this (wall-clock time).
     pub ready_overdue_bound: Duration,
-}
-
-impl RuntimeSettings {
-    /// The default number of windows closed at once.
-    pub const DEFAULT_CLOSE_CONCURRENCY: usize = 32;
-    /// The default time a session may fail before it is ended as `FAILED`: 10 minutes.
-    pub const DEFAULT_FAILING_SESSION_LIMIT: SignedDuration = SignedDuration::from_mins(10);
-    /// The default overdue bound of `/ready`: 5 minutes.
-    pub const DEFAULT_READY_OVERDUE_BOUND: Duration = Duration::from_secs(300);
+    /// How long and how many dead letters are kept.
+    pub dead_letters: DeadLetterRetention,
 }
 
 impl Context {

@@ -52,6 +52,15 @@ pub async fn pass(ctx: &Context) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
     }
+    // A failed prune waits for the next pass; it holds up no other housekeeping.
+    match store
+        .prune_dead_letters(ctx.settings().dead_letters, now)
+        .await
+    {
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(deleted, "old dead letters deleted"),
+        Err(e) => tracing::warn!(error = %e, "old dead letters not deleted yet"),
+    }
     let Some(megazord) = ctx.megazord() else {
         return Ok(());
     };

@@ -1,10 +1,12 @@
 //! Taking in one status-queue message (from SQS or `POST /internal/v1/status-jobs/messages`):
 //! read it tolerantly, find its session by subscription, and take its event in. A message that
-//! cannot be used is kept as a dead letter with its raw body and the reason.
+//! cannot be used is kept as a dead letter with the reason and its body (the first 64 KiB, with
+//! the whole length and SHA-256).
 
 use super::context::Context;
 use super::intake::{IntakeOutcome, WatchedEvent};
-use crate::megazord::{CallRef, OutgoingLink};
+use crate::domain::shorten_value;
+use crate::megazord::{CallRef, MegazordError, OutgoingLink};
 use crate::queue::{MessageError, SourceEvent, parse_status_message};
 use crate::store::StoreError;
 use crate::telemetry::names;
@@ -62,7 +64,8 @@ pub enum MessageOutcome {
 
 impl Context {
     /// Takes in one queue message body; `Err` only when the database failed (the message
-    /// must then be retried, not acknowledged).
+    /// must then be retried, not acknowledged). A rejected message is stored as a dead letter
+    /// but not logged here: the caller logs it, once.
     pub async fn take_message(
         &self,
         body: &str,
@@ -71,8 +74,9 @@ impl Context {
         match self.read_message(body, call_ref).await? {
             Ok(event) => Ok(MessageOutcome::Taken(self.take_event(event).await?)),
             Err(rejection) => {
+                // Logged once, by the caller: the queue consumer with the message id, the
+                // HTTP route with the request.
                 let reason = rejection.to_string();
-                tracing::warn!(reason = %reason, "queue message kept as a dead letter");
                 metrics::counter!(names::DEAD_LETTERS, "reason" => reason_label(&rejection))
                     .increment(1);
                 self.store()
@@ -138,23 +142,30 @@ impl Context {
         let Some(link) = link else {
             return Ok(Err("missing, and the message has no link".to_string()));
         };
+        // The link comes from the message: quoted shortened, like any value from outside.
+        let quoted = shorten_value(link);
         let Some(megazord) = self.megazord() else {
             return Ok(Err(format!(
-                "missing, and there is no Megazord to read {link}"
+                "missing, and there is no Megazord to read {quoted}"
             )));
         };
         let parsed = match OutgoingLink::parse(link) {
             Ok(parsed) => parsed,
+            Err(MegazordError::InvalidLink { reason, .. }) => {
+                return Ok(Err(format!(
+                    "missing, and link.link {quoted} is unusable: {reason}"
+                )));
+            }
             Err(e) => return Ok(Err(format!("missing, and link.link is unusable: {e}"))),
         };
         let call_ref = CallRef::from_attribute(call_ref);
         let outgoing = match megazord.outgoing(&parsed, &call_ref).await {
             Ok(outgoing) => outgoing,
             Err(e) if e.is_transient() => return Err(TakeError::Megazord(e.to_string())),
-            Err(e) => return Ok(Err(format!("missing, and reading {link} failed: {e}"))),
+            Err(e) => return Ok(Err(format!("missing, and reading {quoted} failed: {e}"))),
         };
         let Some(event) = outgoing.source_event else {
-            return Ok(Err(format!("missing at {link} too")));
+            return Ok(Err(format!("missing at {quoted} too")));
         };
         Ok(Ok(SourceEvent {
             id: event.id,

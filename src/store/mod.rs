@@ -47,7 +47,7 @@ pub use health::Backlog;
 pub use lookups::{LOCAL_EVENT_ID_BASE, LeftoverSubscription, SessionKey};
 pub use migrate::{MigrationSet, PendingMigration, SERVICE_TABLE, SHARED_TABLE};
 pub use seed::{DESCRIPTION_NAME, MYSQL_SEED, SQLITE_SEED, TEMPLATE_VERSION, Template};
-pub use service_data::DeadLetter;
+pub use service_data::{DEAD_LETTER_BODY_LIMIT, DeadLetter, DeadLetterRetention};
 pub use sql::{Arg, Dialect, Row, Tx, Value};
 pub use startup::{Prepared, StartupError, prepare};
 pub use transitions::{
@@ -652,6 +652,16 @@ impl Store {
             Box::pin(async move { service_data::record_dead_letter(tx, &body, &reason, now).await })
         })
         .await
+    }
+
+    /// Deletes dead letters beyond `retention`; returns how many.
+    pub async fn prune_dead_letters(
+        &self,
+        retention: DeadLetterRetention,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.run(move |tx| Box::pin(service_data::prune_dead_letters(tx, retention, now)))
+            .await
     }
 
     /// Every dead letter.

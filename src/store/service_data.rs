@@ -1,12 +1,28 @@
 //! Dead letters, service metadata and the poller lock refresh.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
+use sha2::{Digest, Sha256};
 
 use super::error::StoreError;
 use super::session_row::ts_to_ms;
 use super::sql::Tx;
 
-/// Keeps a queue message that could not be used; the same body seen again counts up.
+/// The most of a dead letter's body that is kept, in bytes; the rest is known by its length
+/// and SHA-256 only.
+pub const DEAD_LETTER_BODY_LIMIT: usize = 64 * 1024;
+
+/// How long dead letters are kept, and how many at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterRetention {
+    /// A letter not seen for this long is deleted.
+    pub max_age: SignedDuration,
+    /// Beyond this many letters, the least recently seen are deleted.
+    pub max_count: u64,
+}
+
+/// Keeps a queue message that could not be used; the same body seen again counts up. Only the
+/// first [`DEAD_LETTER_BODY_LIMIT`] bytes of the body are kept, with its whole length and
+/// SHA-256.
 pub async fn record_dead_letter(
     tx: &mut Tx,
     body: &str,
@@ -34,10 +50,21 @@ pub async fn record_dead_letter(
             .await?;
         }
         None => {
+            let kept = &body[..floor_char_boundary(body, DEAD_LETTER_BODY_LIMIT)];
+            let length = u64::try_from(body.len()).unwrap_or(u64::MAX);
             tx.execute(
-                "INSERT INTO status_job_dead_letter (body_hash, body, reason, first_seen_ms, last_seen_ms, seen_count) \
-                 VALUES (?, ?, ?, ?, ?, 1)",
-                &[hash.into(), body.into(), reason.into(), now.into(), now.into()],
+                "INSERT INTO status_job_dead_letter \
+                 (body_hash, body, body_length, body_sha256, reason, first_seen_ms, last_seen_ms, seen_count) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+                &[
+                    hash.into(),
+                    kept.into(),
+                    length.into(),
+                    sha256_hex(body.as_bytes()).into(),
+                    reason.into(),
+                    now.into(),
+                    now.into(),
+                ],
             )
             .await?;
         }
@@ -45,11 +72,52 @@ pub async fn record_dead_letter(
     tx.checkpoint().await
 }
 
+/// Deletes the dead letters last seen longer than `retention.max_age` before `now`, then the
+/// least recently seen beyond `retention.max_count`. Returns how many it deleted.
+pub async fn prune_dead_letters(
+    tx: &mut Tx,
+    retention: DeadLetterRetention,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    let cutoff = now.checked_sub(retention.max_age).unwrap_or(Timestamp::MIN);
+    let mut deleted = tx
+        .execute(
+            "DELETE FROM status_job_dead_letter WHERE last_seen_ms < ?",
+            &[ts_to_ms(cutoff).into()],
+        )
+        .await?;
+    // The newest letter that is one too many, if there are too many: it and every older one go.
+    let first_too_many = tx
+        .fetch_optional(
+            "SELECT last_seen_ms, id FROM status_job_dead_letter \
+             ORDER BY last_seen_ms DESC, id DESC LIMIT 1 OFFSET ?",
+            &[retention.max_count.into()],
+        )
+        .await?;
+    if let Some(row) = first_too_many {
+        let (last_seen, id) = (row.int(0)?, row.int(1)?);
+        deleted += tx
+            .execute(
+                "DELETE FROM status_job_dead_letter \
+                 WHERE last_seen_ms < ? OR (last_seen_ms = ? AND id <= ?)",
+                &[last_seen.into(), last_seen.into(), id.into()],
+            )
+            .await?;
+    }
+    tx.checkpoint().await?;
+    Ok(deleted)
+}
+
 /// A stored dead letter: body, reason, first and last seen, how often.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
-    /// The raw message body.
+    /// The message body, or its first [`DEAD_LETTER_BODY_LIMIT`] bytes.
     pub body: String,
+    /// The length of the whole body in bytes.
+    pub body_length: u64,
+    /// The SHA-256 of the whole body, hex; unknown for letters a SQLite database kept before
+    /// bodies were cut.
+    pub body_sha256: Option<String>,
     /// Why it could not be used (the latest reason).
     pub reason: String,
     /// First seen.
@@ -64,7 +132,8 @@ pub struct DeadLetter {
 pub async fn dead_letters(tx: &mut Tx) -> Result<Vec<DeadLetter>, StoreError> {
     let rows = tx
         .fetch_all(
-            "SELECT body, reason, first_seen_ms, last_seen_ms, seen_count FROM status_job_dead_letter ORDER BY id",
+            "SELECT body, reason, first_seen_ms, last_seen_ms, seen_count, body_length, body_sha256 \
+             FROM status_job_dead_letter ORDER BY id",
             &[],
         )
         .await?;
@@ -76,6 +145,8 @@ pub async fn dead_letters(tx: &mut Tx) -> Result<Vec<DeadLetter>, StoreError> {
                 first_seen: super::session_row::ms_to_ts(r.int(2)?)?,
                 last_seen: super::session_row::ms_to_ts(r.int(3)?)?,
                 count: u32::try_from(r.int(4)?).unwrap_or(u32::MAX),
+                body_length: u64::try_from(r.int(5)?).unwrap_or(0),
+                body_sha256: r.opt_text(6)?,
             })
         })
         .collect()
@@ -117,6 +188,27 @@ pub async fn refresh_poller_locks(tx: &mut Tx, owner: &str) -> Result<u64, Store
         &[owner.into()],
     )
     .await
+}
+
+/// The largest index at most `limit` that starts a character of `text`.
+fn floor_char_boundary(text: &str, limit: usize) -> usize {
+    if limit >= text.len() {
+        return text.len();
+    }
+    (0..=limit)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    Sha256::digest(bytes)
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 /// FNV-1a, 64 bits: a hash that stays the same across releases, as a stored key must.

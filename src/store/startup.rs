@@ -69,6 +69,9 @@ pub async fn prepare(config: &Config, now: Timestamp) -> Result<Prepared, Startu
             .map_err(StartupError::MissingRows)?;
     }
     for rule in &rules {
+        if let Some(warning) = rule.never_alarms() {
+            tracing::warn!(robotId = rule.robot_id, "{warning}");
+        }
         store.set_rule(rule, now).await?;
     }
     Ok(Prepared { store, refs })
