@@ -441,5 +441,14 @@ async fn two_instances_at_once_give_the_same_result_without_duplicates() {
         sent(&b),
         wall.elapsed().as_secs_f64()
     );
+    // Both instances did the work: each closed windows and posted alarms.
+    for (name, text) in [("a", &a), ("b", &b)] {
+        assert!(
+            windows(text) >= 1.0 && sent(text) >= 1.0,
+            "instance {name} closed {} windows and sent {} alarms",
+            windows(text),
+            sent(text)
+        );
+    }
     rig.finish().await;
 }

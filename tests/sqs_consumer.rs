@@ -475,11 +475,13 @@ async fn shutdown_waits_for_the_messages_in_flight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receive_errors_do_not_stop_the_consumer() {
+    capture_logs();
     let queue = TestQueue::new("outage").await;
     let handler = Arc::new(Recorder::default());
     let running = start(queue.consumer(10).await, Arc::clone(&handler));
 
-    // The queue disappears for a while (every receive fails), then comes back under its name.
+    // The queue disappears until a receive failed and the consumer retried it (every
+    // receive fails), then comes back under its name.
     queue
         .client
         .delete_queue()
@@ -487,7 +489,10 @@ async fn receive_errors_do_not_stop_the_consumer() {
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_for("two failed receives in a row", || {
+        failed_receives(&queue.url) >= 2
+    })
+    .await;
     queue
         .client
         .create_queue()
@@ -503,6 +508,58 @@ async fn receive_errors_do_not_stop_the_consumer() {
     .await;
     queue.wait_until_empty().await;
     running.stop().await;
+    let failed = failed_receives(&queue.url);
+    assert!(failed >= 2, "{failed} failed receives logged");
+}
+
+/// Log lines of every test in this binary, as JSON.
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Collects the logs of this test binary from now on.
+fn capture_logs() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(|| LogWriter)
+            .init();
+    });
+}
+
+/// How many times the consumer logged that receiving from `queue_url` failed and that it
+/// will try again.
+fn failed_receives(queue_url: &str) -> usize {
+    capture_logs();
+    let logs = LOGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    String::from_utf8_lossy(&logs)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| {
+            entry["message"] == "receiving from the status queue failed"
+                && entry["queueUrl"] == queue_url
+                && entry["retryInMs"].is_u64()
+        })
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

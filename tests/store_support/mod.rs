@@ -208,6 +208,28 @@ const TABLES: &[&str] = &[
     "status_job_meta",
 ];
 
+/// [`TABLES`] and the service tables of subscriptions and local event ids.
+pub const ALL_TABLES: &[&str] = &[
+    "status_check_description",
+    "status_check_template",
+    "status_check_template_detail",
+    "status_check",
+    "status_check_poller",
+    "status_check_record",
+    "status_job_rule",
+    "status_job_session",
+    "status_job_event",
+    "status_job_alarm",
+    "status_job_dead_letter",
+    "status_job_meta",
+    "status_job_subscription",
+    "status_job_event_id",
+];
+
+/// The columns the database stamps with its own clock (`CURRENT_TIMESTAMP`): two databases
+/// that ran the same transitions at different moments differ only in them.
+pub const DATABASE_CLOCK_COLUMNS: &[&str] = &["created_at", "updated_at"];
+
 /// Every row of every table, as text, in a stable order: two equal snapshots mean nothing
 /// changed.
 pub async fn snapshot(store: &Store) -> Vec<String> {
@@ -216,6 +238,11 @@ pub async fn snapshot(store: &Store) -> Vec<String> {
 
 /// As [`snapshot`], for the given tables.
 pub async fn snapshot_tables(store: &Store, tables: &[&str]) -> Vec<String> {
+    snapshot_masked(store, tables, &[]).await
+}
+
+/// As [`snapshot_tables`], with the columns named in `masked` shown as `<masked>`.
+pub async fn snapshot_masked(store: &Store, tables: &[&str], masked: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     let mut tx = store.begin().await.unwrap();
     for table in tables {
@@ -242,7 +269,13 @@ pub async fn snapshot_tables(store: &Store, tables: &[&str]) -> Vec<String> {
         assert!(!columns.is_empty(), "table {table} has no columns");
         let exprs: Vec<String> = columns
             .iter()
-            .map(|c| format!("COALESCE(CAST(`{c}` AS CHAR), '<null>')"))
+            .map(|c| {
+                if masked.contains(&c.as_str()) {
+                    "'<masked>'".to_string()
+                } else {
+                    format!("COALESCE(CAST(`{c}` AS CHAR), '<null>')")
+                }
+            })
             .collect();
         let concat = match store.dialect() {
             Dialect::Mysql => format!("CONCAT_WS('|', {})", exprs.join(", ")),

@@ -111,6 +111,8 @@ pub struct InstanceOptions {
     pub sqs_endpoint: Option<String>,
     /// The Megazord URL the service uses instead of the stand-in's own (a proxy).
     pub megazord_url: Option<String>,
+    /// TOML appended to the config file (after the rules: start it with a section header).
+    pub extra_config: String,
 }
 
 impl Rig {
@@ -179,7 +181,7 @@ impl Rig {
              initial_backoff_ms = 20\nmax_backoff_ms = 200\n\n\
              [queue]\nconsumer_queue_url = \"{queue}\"\nqueue_suffix = \"{SUFFIX}\"\n\
              endpoint_url = \"{endpoint}\"\nregion = \"us-east-1\"\nwait_time_seconds = 1\n\
-             visibility_timeout_seconds = 5\n\n{rules}",
+             visibility_timeout_seconds = 5\n\n{rules}\n{extra}",
             db = self.database_url,
             grace = self.plan.grace_seconds,
             instance = options.instance_id,
@@ -192,6 +194,7 @@ impl Rig {
                 .sqs_endpoint
                 .clone()
                 .unwrap_or_else(test_sqs_endpoint),
+            extra = options.extra_config,
         )
     }
 
@@ -349,17 +352,34 @@ impl Rig {
         until: Timestamp,
         patience: Duration,
     ) -> Vec<Expected> {
-        let expected = self.expected(until);
+        let robots: Vec<u32> = self.plan.rules.iter().map(|r| r.robot_id).collect();
+        self.settle_and_check_robots(service, until, patience, &robots)
+            .await
+    }
+
+    /// [`Rig::settle_and_check`] for the sessions and alarms of `robots` only.
+    pub async fn settle_and_check_robots(
+        &self,
+        service: &Service,
+        until: Timestamp,
+        patience: Duration,
+        robots: &[u32],
+    ) -> Vec<Expected> {
+        let expected: Vec<Expected> = self
+            .expected(until)
+            .into_iter()
+            .filter(|e| robots.contains(&e.session.robot_id))
+            .collect();
         let wanted: BTreeSet<String> = expected.iter().flat_map(|e| e.alarms.clone()).collect();
         let deadline = tokio::time::Instant::now() + patience;
         let posted = self
             .server
             .wait_for(patience, |server| {
-                let counts = server.alarm_post_counts();
+                let counts = alarm_post_counts_of(server, robots);
                 wanted.iter().all(|r| counts.contains_key(r))
             })
             .await;
-        let counts = self.server.alarm_post_counts();
+        let counts = alarm_post_counts_of(&self.server, robots);
         assert!(
             posted,
             "alarms never posted: {:?}\nposted: {counts:?}\n{}",
@@ -386,7 +406,7 @@ impl Rig {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         // Exactly the expected alarms were posted, each once.
-        let counts = self.server.alarm_post_counts();
+        let counts = alarm_post_counts_of(&self.server, robots);
         let posted: BTreeSet<String> = counts.keys().cloned().collect();
         assert_eq!(posted, wanted, "posted alarms differ from the core's");
         let duplicates: BTreeMap<&String, &usize> =
@@ -518,6 +538,68 @@ pub struct Expected {
     pub alarm_deadlines: Vec<Timestamp>,
     /// Megazord ids of the session's events.
     pub event_ids: Vec<u64>,
+}
+
+/// How many alarms were posted per `referenceId`, for the alarms of `robots`.
+pub fn alarm_post_counts_of(server: &MegazordServer, robots: &[u32]) -> BTreeMap<String, usize> {
+    let alarm_event = RuleInput::default().alarm_event;
+    let mut counts = BTreeMap::new();
+    for event in server.incoming_events() {
+        if event.event_name == alarm_event && robots.contains(&event.robot_id) {
+            *counts
+                .entry(event.reference_id.clone().unwrap_or_default())
+                .or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// A throw-away MariaDB database, dropped with the value.
+pub struct ThrowAwayDatabase {
+    /// Its URL, with the database name.
+    pub url: String,
+    name: String,
+}
+
+impl ThrowAwayDatabase {
+    /// Creates an empty database with a unique name.
+    pub async fn create(purpose: &str) -> ThrowAwayDatabase {
+        let name = format!(
+            "azi3_e2e_{purpose}_{}_{}",
+            std::process::id(),
+            Timestamp::now().as_millisecond() % 100_000_000
+        );
+        let base = mysql_base_url();
+        let mut admin = sqlx::MySqlConnection::connect(&base)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("MariaDB at {base} does not answer ({e}); run scripts/services.sh")
+            });
+        admin
+            .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create the test database");
+        admin.close().await.ok();
+        ThrowAwayDatabase {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for ThrowAwayDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop may run inside a runtime: drop the database from a thread of its own.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(drop_database(&name));
+        })
+        .join();
+    }
 }
 
 fn settled(session: &Value) -> bool {

@@ -4,7 +4,7 @@
 //!
 //! Its state is in memory and can be read and steered from the test through the
 //! [`MegazordServer`] handle: faults per route (an error status or a stall, before or after the
-//! request took effect), pausing, duplicating and shuffling the fan-out, events posted as
+//! request took effect) or per robot (every request about it refused), pausing, duplicating and shuffling the fan-out, events posted as
 //! Sensara would, and a record of every request with its `Call-Ref`. `createdAt` comes from an
 //! injectable clock, so a test can run on simulated time.
 //!
@@ -431,6 +431,8 @@ struct Data {
     outgoing: Vec<OutgoingEvent>,
     requests: Vec<RecordedRequest>,
     faults: Vec<FaultRule>,
+    /// Robots every request about which is answered with this status, unhandled.
+    refused_robots: BTreeMap<u32, u16>,
     history_quirks: HistoryQuirks,
     /// Every fan-out message, in creation order.
     fan_out_log: Vec<FanOutMessage>,
@@ -574,10 +576,14 @@ impl Shared {
         Ok(event)
     }
 
-    /// The fault for a request to `route` now, if one applies; uses it up.
-    fn take_fault(&self, route: Option<MegazordRoute>) -> Option<Fault> {
+    /// The fault for a request to `route` about `robot` now, if one applies; uses it up.
+    /// A refused robot comes first.
+    fn take_fault(&self, route: Option<MegazordRoute>, robot: Option<u32>) -> Option<Fault> {
         let now = self.now();
         let mut data = self.data();
+        if let Some(status) = robot.and_then(|r| data.refused_robots.get(&r)) {
+            return Some(Fault::Status(*status));
+        }
         data.faults
             .retain(|rule| rule.remaining != Some(0) && rule.until.is_none_or(|until| now < until));
         let rule = data
@@ -900,9 +906,22 @@ impl MegazordServer {
         });
     }
 
-    /// Removes every injected fault.
+    /// Removes every injected fault (robot refusals stay until cleared).
     pub fn clear_faults(&self) {
         self.shared.data().faults.clear();
+    }
+
+    /// Answers every request about `robot_id` (subscriptions, history reads, event posts,
+    /// outgoing reads) with `status`, without handling it, as Megazord does for a robot it
+    /// does not know (404) or cannot serve (500); replaces an earlier refusal of the robot.
+    pub fn refuse_robot(&self, robot_id: u32, status: u16) {
+        status_code(status);
+        self.shared.data().refused_robots.insert(robot_id, status);
+    }
+
+    /// Serves `robot_id` again.
+    pub fn clear_robot_refusal(&self, robot_id: u32) {
+        self.shared.data().refused_robots.remove(&robot_id);
     }
 
     /// Changes how `GET …/incomings` answers.
@@ -1054,7 +1073,7 @@ async fn record_and_fault(
     next: Next,
 ) -> Response {
     let route = MegazordRoute::of(request.method(), request.uri().path());
-    let fault = shared.take_fault(route);
+    let fault = shared.take_fault(route, robot_of(request.uri().path()));
     let seq = {
         let mut data = shared.data();
         let seq = data.requests.len() as u64 + 1;
@@ -1098,6 +1117,22 @@ async fn record_and_fault(
     }
     shared.changed.notify_waiters();
     response
+}
+
+/// The robot a request is about: `/internal/v1/events/robots/:robotId/…`.
+fn robot_of(path: &str) -> Option<u32> {
+    let mut segments = path.trim_matches('/').split('/');
+    match (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) {
+        (Some("internal"), Some("v1"), Some("events"), Some("robots")) => {
+            segments.next()?.parse().ok()
+        }
+        _ => None,
+    }
 }
 
 fn status_code(status: u16) -> StatusCode {
