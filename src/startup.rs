@@ -73,6 +73,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let store = prepared.store.clone();
     let clock = clock(&config.clock, &store).await?;
     for rule in &rules {
+        if let Some(warning) = rule.never_alarms() {
+            tracing::warn!(robotId = rule.robot_id, "{warning}");
+        }
         store.set_rule(rule, clock.now()).await?;
     }
     let megazord = match &config.megazord {

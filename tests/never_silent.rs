@@ -319,8 +319,11 @@ const REFUSAL_GRACE_SECONDS: u32 = 30;
 /// time after its deadline plus the grace.
 const ALARM_LATENCY: Duration = Duration::from_secs(2);
 /// How long (service time after the session's start) the service may try the refused robot
-/// before its session must be ended as `FAILED`.
-const REFUSED_ROBOT_FAILED_WITHIN: SignedDuration = SignedDuration::from_mins(60);
+/// before its session must be ended as `FAILED`: its first window's deadline (1 h) and grace,
+/// the failing-session limit (`failing_session_limit_seconds`, 10 min by default), and until
+/// Megazord has since been seen serving another robot (a status message or a call: at most one
+/// gap), with room for the wall-clock retry pace at 600×.
+const REFUSED_ROBOT_FAILED_WITHIN: SignedDuration = SignedDuration::from_mins(150);
 /// Settings for the refused robot's retries and give-up, appended to the config file.
 const REFUSED_ROBOT_SETTINGS: &str = "";
 

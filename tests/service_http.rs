@@ -708,3 +708,111 @@ async fn rules_refuse_a_leap_second_store_zones_canonically_and_warn_of_a_rule_t
     });
     assert!(warned, "{:#?}", service.logs());
 }
+
+/// The current window of robot 7's session on `date`.
+async fn current_window(service: &Service, date: &str) -> (String, String, serde_json::Value) {
+    let (status, report) = service
+        .get(&format!("/v1/robots/7/sessions?from={date}&to={date}"))
+        .await;
+    assert_eq!(status, 200, "{report}");
+    let session = report["sessions"][0].clone();
+    let window = &session["window"];
+    (
+        window["start"].as_str().unwrap_or_default().to_string(),
+        window["end"].as_str().unwrap_or_default().to_string(),
+        session,
+    )
+}
+
+async fn wait_for_session(service: &Service, date: &str) {
+    for _ in 0..500 {
+        let (_, report) = service
+            .get(&format!("/v1/robots/7/sessions?from={date}&to={date}"))
+            .await;
+        if report["sessions"][0]["window"].is_object() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no session started:\n{}", service.logs().join("\n"));
+}
+
+#[tokio::test]
+async fn a_rule_created_mid_session_watches_from_then_and_a_restart_replays_from_s() {
+    // Created at 10:15 into a 08:00–20:00 session: nobody watched 08:00–10:15, so the first
+    // window is 10:15–12:15 and nothing before it alarms (spec §6).
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[[rules]]\nrobot_id = 7\ntimezone = \"UTC\"\nstart = \"08:00\"\nend = \"20:00\"\ngap = \"2h\"\n";
+    let service = Service::start(
+        dir.path(),
+        ServiceOptions {
+            config: config.to_string(),
+            args: [
+                "--clock-start",
+                "2025-06-01T10:15:00Z",
+                "--clock-speed",
+                "1",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..ServiceOptions::default()
+        },
+    );
+    wait_for_session(&service, "2025-06-01").await;
+    let (start, end, session) = current_window(&service, "2025-06-01").await;
+    assert_eq!(
+        (start.as_str(), end.as_str()),
+        ("2025-06-01T10:15:00Z", "2025-06-01T12:15:00Z"),
+        "{session}"
+    );
+    assert_eq!(session["alarms"], json!([]), "{session}");
+    drop(service);
+
+    // The rule existed before S (created at 07:00); the service was down from 07:00 to 10:15.
+    // The restart starts the session late, from S, with what happened since S evaluated: the
+    // 08:00–10:00 window passed without an event and alarms.
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = Service::start(
+        dir.path(),
+        ServiceOptions {
+            config: config.to_string(),
+            args: [
+                "--clock-start",
+                "2025-06-01T07:00:00Z",
+                "--clock-speed",
+                "1",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..ServiceOptions::default()
+        },
+    );
+    service.restart(
+        &[
+            "--clock-start",
+            "2025-06-01T10:15:00Z",
+            "--clock-speed",
+            "1",
+        ]
+        .map(String::from),
+    );
+    wait_for_session(&service, "2025-06-01").await;
+    for _ in 0..500 {
+        let (start, end, session) = current_window(&service, "2025-06-01").await;
+        if start == "2025-06-01T10:00:00Z" {
+            assert_eq!(end, "2025-06-01T12:00:00Z", "{session}");
+            let alarms = session["alarms"].as_array().unwrap();
+            assert_eq!(alarms.len(), 1, "{session}");
+            assert_eq!(
+                alarms[0]["windowStart"], "2025-06-01T08:00:00Z",
+                "{session}"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the 08:00–10:00 window was never closed:\n{}",
+        service.logs().join("\n")
+    );
+}

@@ -152,7 +152,7 @@ pub fn rules(args: RulesArgs) -> ExitCode {
             .migrate(config.database.bootstrap_shared_schema)
             .await?;
         // Rules are stamped in the service's time (a simulated clock's, when it runs one).
-        let now = crate::startup::service_clock(&store).await?.now();
+        let now = crate::startup::service_clock(store).await?.now();
         match command {
             RulesCommand::List => {
                 println!(

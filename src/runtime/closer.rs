@@ -101,6 +101,7 @@ impl Closer {
             let waiting = u32::try_from(self.retries.len()).unwrap_or(u32::MAX);
             let limit = BATCH.saturating_add(waiting);
             let due = ctx.store().due_windows(cutoff, limit).await?;
+            self.expedite(ctx);
             let at = Instant::now();
             let ready: Vec<DueWindow> = due
                 .iter()
@@ -181,6 +182,33 @@ impl Closer {
         }
     }
 
+    /// Whether the service did its work for others after `since`: a window was closed, or
+    /// Megazord answered a call or delivered a status message.
+    fn others_served_since(&self, ctx: &Context, since: Timestamp) -> bool {
+        self.last_closed.is_some_and(|t| t > since)
+            || ctx
+                .liveness()
+                .megazord_answered_at()
+                .is_some_and(|t| t > since)
+    }
+
+    /// Sessions past their limit whose failure has since been shown to be their own are tried
+    /// once more now, and ended as `FAILED` if that fails too.
+    fn expedite(&mut self, ctx: &Context) {
+        let now = ctx.now();
+        let limit = ctx.settings().failing_session_limit;
+        let due: Vec<u64> = self
+            .retries
+            .iter()
+            .filter(|(_, f)| f.failing_for(now) >= limit && self.others_served_since(ctx, f.since))
+            .map(|(id, _)| id)
+            .collect();
+        let at = Instant::now();
+        for id in due {
+            self.retries.retry_no_later_than(id, at);
+        }
+    }
+
     /// Puts the session of `window` on its back-off, or ends it as `FAILED` once it has failed
     /// for longer than the limit and the failure is clearly its own.
     async fn failed(&mut self, ctx: &Context, window: DueWindow, error: RuntimeError) {
@@ -190,8 +218,18 @@ impl Closer {
             .retries
             .failed(window.status_check_id, window.robot_id, &error, now)
             .clone();
+        // However long the back-off has grown, the session is looked at again when its limit
+        // is reached (a simulated clock runs the limit faster than the wall-clock back-off).
+        let left = limit - failing.failing_for(now);
+        if left.is_positive() {
+            let wall = left.as_secs_f64() / ctx.clock().speed().max(f64::MIN_POSITIVE);
+            let wall = Duration::try_from_secs_f64(wall).unwrap_or(Duration::MAX);
+            if let Some(at) = Instant::now().checked_add(wall) {
+                self.retries.retry_no_later_than(window.status_check_id, at);
+            }
+        }
         metrics::gauge!(names::RETRYING_SESSIONS).set(self.retries.len() as f64);
-        let own_failure = failing.definite || self.last_closed.is_some_and(|t| t > failing.since);
+        let own_failure = failing.definite || self.others_served_since(ctx, failing.since);
         if failing.failing_for(now) < limit || !own_failure {
             tracing::warn!(
                 statusCheckId = window.status_check_id,
@@ -206,7 +244,7 @@ impl Closer {
         }
         let reason = format!(
             "windows could not be closed for {:#}: {}",
-            failing.failing_for(now),
+            jiff::SignedDuration::from_secs(failing.failing_for(now).as_secs()),
             failing.last_error
         );
         match ctx

@@ -23,7 +23,12 @@ impl MessageHandler for SqsHandler {
             .take_message(&message.body, message.call_ref.as_deref())
             .await
         {
-            Ok(MessageOutcome::Taken(_)) => Disposition::Done,
+            Ok(MessageOutcome::Taken(_)) => {
+                // A status message is Megazord at work: evidence that a robot it keeps
+                // refusing is refused on its own (see the closer).
+                self.ctx.liveness().megazord_answered(self.ctx.now());
+                Disposition::Done
+            }
             Ok(MessageOutcome::Rejected(rejection)) => Disposition::DeadLetter {
                 reason: rejection.to_string(),
             },

@@ -171,6 +171,7 @@ async fn post(ctx: &Context, http: &reqwest::Client, alarm: &OutboxAlarm) -> Res
         .post_event(robot_id, &alarm.alarm_event, &alarm.reference_id, &call_ref)
         .await
         .map_err(|e| e.to_string())?;
+    ctx.liveness().megazord_answered(ctx.now());
     Ok(event.id)
 }
 

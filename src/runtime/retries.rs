@@ -79,6 +79,13 @@ impl SessionRetries {
         entry
     }
 
+    /// Tries the session again no later than `at` (when something is to be decided then).
+    pub fn retry_no_later_than(&mut self, status_check_id: u64, at: Instant) {
+        if let Some(f) = self.failing.get_mut(&status_check_id) {
+            f.retry_at = f.retry_at.min(at);
+        }
+    }
+
     /// Forgets the session (it succeeded, or it ended).
     pub fn forget(&mut self, status_check_id: u64) -> Option<Failing> {
         self.failing.remove(&status_check_id)
@@ -87,6 +94,11 @@ impl SessionRetries {
     /// The earliest instant a waiting session may be tried again.
     pub fn next_retry(&self) -> Option<Instant> {
         self.failing.values().map(|f| f.retry_at).min()
+    }
+
+    /// The failing sessions.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &Failing)> {
+        self.failing.iter().map(|(id, f)| (*id, f))
     }
 
     /// How many sessions are failing.

@@ -203,6 +203,7 @@ async fn prepare(
                 &call_ref,
             )
             .await?;
+        ctx.liveness().megazord_answered(ctx.now());
         let stored_it = ctx
             .store()
             .record_subscribed(id, subscription.id, now)
@@ -238,6 +239,7 @@ pub(crate) async fn replay_history(
     let events = megazord
         .incomings(rule.robot_id, &rule.watched_event, since, call_ref)
         .await?;
+    ctx.liveness().megazord_answered(ctx.now());
     for event in events {
         ctx.take_event(WatchedEvent {
             robot_id: rule.robot_id,

@@ -31,6 +31,7 @@ pub struct Liveness {
     dispatcher_pass: Mutex<Option<Instant>>,
     last: Mutex<Option<Seen>>,
     facts: Mutex<Option<WatchFacts>>,
+    megazord_answered: Mutex<Option<Timestamp>>,
 }
 
 /// The backlog as the store last reported it.
@@ -73,6 +74,17 @@ impl Liveness {
     /// The dispatcher finished a pass.
     pub fn dispatcher_passed(&self) {
         *lock(&self.dispatcher_pass) = Some(Instant::now());
+    }
+
+    /// Megazord answered a call or delivered a status message at service time `at`.
+    pub fn megazord_answered(&self, at: Timestamp) {
+        let mut last = lock(&self.megazord_answered);
+        *last = Some(last.map_or(at, |t| t.max(at)));
+    }
+
+    /// The service time Megazord last answered a call or delivered a status message.
+    pub fn megazord_answered_at(&self) -> Option<Timestamp> {
+        *lock(&self.megazord_answered)
     }
 
     /// What the watchdog found last, if it has looked yet.
