@@ -59,6 +59,16 @@ pub async fn ready(State(state): State<HttpState>) -> impl IntoResponse {
     };
     ready &= windows.is_ok();
     checks.insert("windows".into(), check_json(&windows));
+    if state.ctx.megazord().is_some() {
+        // A missing provider or schema is looked for again at once: the fix shows right away.
+        let megazord = match state.ctx.liveness().setup_problem() {
+            Some(_) => watchdog::run_setup_check(&state.ctx).await,
+            None => None,
+        };
+        let megazord = megazord.map_or(Ok(()), Err);
+        ready &= megazord.is_ok();
+        checks.insert("megazord".into(), check_json(&megazord));
+    }
     for (name, probe) in &state.probes {
         let result = probe().await;
         ready &= result.is_ok();

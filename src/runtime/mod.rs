@@ -17,6 +17,7 @@ mod janitor;
 mod messages;
 mod retries;
 mod scheduler;
+pub mod setup_check;
 pub mod watchdog;
 
 use tokio_util::sync::CancellationToken;

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::context::Context;
+use super::setup_check;
 use crate::store::Backlog;
 use crate::telemetry::names;
 
@@ -32,6 +33,7 @@ pub struct Liveness {
     last: Mutex<Option<Seen>>,
     facts: Mutex<Option<WatchFacts>>,
     megazord_answered: Mutex<Option<Timestamp>>,
+    setup_problem: Mutex<Option<String>>,
 }
 
 /// The backlog as the store last reported it.
@@ -87,6 +89,16 @@ impl Liveness {
         *lock(&self.megazord_answered)
     }
 
+    /// What the last start-up check found missing (see [`super::setup_check`]).
+    pub fn setup_problem(&self) -> Option<String> {
+        lock(&self.setup_problem).clone()
+    }
+
+    /// Records what a start-up check found.
+    pub fn set_setup_problem(&self, problem: Option<String>) {
+        *lock(&self.setup_problem) = problem;
+    }
+
     /// What the watchdog found last, if it has looked yet.
     pub fn facts(&self) -> Option<WatchFacts> {
         lock(&self.facts).clone()
@@ -99,12 +111,33 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs until `shutdown`.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
+    let mut next_setup_check = Instant::now();
     loop {
+        if Instant::now() >= next_setup_check {
+            run_setup_check(&ctx).await;
+            next_setup_check = Instant::now() + setup_check::EVERY;
+        }
         look(&ctx).await;
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(EVERY) => {}
         }
+    }
+}
+
+/// Runs the start-up checks and keeps what they found; a check the store could not answer
+/// keeps the last finding.
+pub async fn run_setup_check(ctx: &Context) -> Option<String> {
+    match tokio::time::timeout(STORE_TIMEOUT, setup_check::check(ctx)).await {
+        Ok(Ok(problem)) => {
+            ctx.liveness().set_setup_problem(problem.clone());
+            problem
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, kind = e.kind(), "start-up checks could not run; trying again later");
+            ctx.liveness().setup_problem()
+        }
+        Err(_) => ctx.liveness().setup_problem(),
     }
 }
 

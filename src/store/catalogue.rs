@@ -1,0 +1,133 @@
+//! What the shared MySQL schema says about things other services own: Megazord's provider and
+//! event schemas (contracts §4.5, §6 item 19) and a robot's time zone (§4.6, §6 item 17). Read
+//! only, and only where those tables exist (a database of this service's own, or SQLite, has
+//! none of them: the checks then have nothing to say).
+
+use super::Store;
+use super::error::StoreError;
+use super::sql::{Dialect, Tx};
+use crate::domain::RobotId;
+
+/// What is missing at Megazord for the service to post and subscribe.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CatalogueGaps {
+    /// The provider, when `event_provider` has no row of that name.
+    pub provider: Option<String>,
+    /// Event names without an active `event_schema` row.
+    pub events: Vec<String>,
+}
+
+impl CatalogueGaps {
+    /// Whether nothing is missing.
+    pub fn is_empty(&self) -> bool {
+        self.provider.is_none() && self.events.is_empty()
+    }
+}
+
+impl std::fmt::Display for CatalogueGaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(provider) = &self.provider {
+            parts.push(format!("no event provider {provider:?}"));
+        }
+        if !self.events.is_empty() {
+            parts.push(format!("no active event schema {:?}", self.events));
+        }
+        write!(f, "megazord has {}", parts.join(" and "))
+    }
+}
+
+impl Store {
+    /// Which of `provider` and `events` Megazord's tables lack; `None` when the database has
+    /// no such tables to ask.
+    pub async fn megazord_catalogue_gaps(
+        &self,
+        provider: &str,
+        events: &[String],
+    ) -> Result<Option<CatalogueGaps>, StoreError> {
+        let provider = provider.to_string();
+        let events = events.to_vec();
+        self.run(move |tx| {
+            let provider = provider.clone();
+            let events = events.clone();
+            Box::pin(async move {
+                if !has_tables(tx, &["event_provider", "event_schema"]).await? {
+                    return Ok(None);
+                }
+                let mut gaps = CatalogueGaps::default();
+                let found = tx
+                    .fetch_optional(
+                        "SELECT COUNT(*) FROM event_provider WHERE name = ?",
+                        &[provider.clone().into()],
+                    )
+                    .await?
+                    .map(|r| r.int(0))
+                    .transpose()?
+                    .unwrap_or(0);
+                if found == 0 {
+                    gaps.provider = Some(provider);
+                }
+                for event in events {
+                    let found = tx
+                        .fetch_optional(
+                            "SELECT COUNT(*) FROM event_schema WHERE name = ? AND is_active = 1",
+                            &[event.clone().into()],
+                        )
+                        .await?
+                        .map(|r| r.int(0))
+                        .transpose()?
+                        .unwrap_or(0);
+                    if found == 0 {
+                        gaps.events.push(event);
+                    }
+                }
+                Ok(Some(gaps))
+            })
+        })
+        .await
+    }
+
+    /// The time zone `robot_settings` gives the robot, where the database has that table and a
+    /// row for it.
+    pub async fn robot_zone(&self, robot_id: RobotId) -> Result<Option<String>, StoreError> {
+        self.run(move |tx| {
+            Box::pin(async move {
+                if !has_tables(tx, &["robot_settings", "time_zone"]).await? {
+                    return Ok(None);
+                }
+                tx.fetch_optional(
+                    "SELECT tz.name FROM robot_settings rs JOIN time_zone tz ON tz.id = rs.time_zone_id \
+                     WHERE rs.robot_id = ?",
+                    &[robot_id.into()],
+                )
+                .await?
+                .map(|r| r.text(0))
+                .transpose()
+            })
+        })
+        .await
+    }
+}
+
+/// Whether every one of `tables` exists in the current MySQL database (never on SQLite).
+async fn has_tables(tx: &mut Tx, tables: &[&str]) -> Result<bool, StoreError> {
+    if tx.dialect() != Dialect::Mysql {
+        return Ok(false);
+    }
+    for table in tables {
+        let n = tx
+            .fetch_optional(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() \
+                 AND table_name = ?",
+                &[(*table).into()],
+            )
+            .await?
+            .map(|r| r.int(0))
+            .transpose()?
+            .unwrap_or(0);
+        if n == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
