@@ -79,7 +79,7 @@ pub async fn pass(ctx: &Context) -> Result<(), String> {
                     subscriptionId = leftover.subscription_id, gone = matches!(deletion, Deletion::AlreadyGone),
                     callRef = %call_ref, "subscription deleted");
                 store
-                    .forget_subscription(leftover.status_check_id, now)
+                    .forget_subscription(leftover.subscription_id, now)
                     .await
                     .map_err(|e| e.to_string())?;
             }

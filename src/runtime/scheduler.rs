@@ -212,10 +212,26 @@ async fn prepare(
             tracing::info!(statusCheckId = id, robotId = rule.robot_id,
                 subscriptionId = subscription.id, callRef = %call_ref, "subscribed");
         } else {
-            // Another instance subscribed first: do not leave a second subscription behind.
-            let _ = megazord
+            // Another instance subscribed first: this spare is recorded (so the janitor deletes
+            // it should this delete fail) and deleted now.
+            tracing::info!(statusCheckId = id, robotId = rule.robot_id,
+                subscriptionId = subscription.id, callRef = %call_ref,
+                "another instance subscribed the session first: deleting this spare subscription");
+            match megazord
                 .delete_subscription(rule.robot_id, subscription.id, &call_ref)
-                .await;
+                .await
+            {
+                Ok(_) => {
+                    ctx.store()
+                        .forget_subscription(subscription.id, now)
+                        .await?
+                }
+                Err(e) => {
+                    tracing::warn!(statusCheckId = id, robotId = rule.robot_id,
+                        subscriptionId = subscription.id, error = %e,
+                        "spare subscription not deleted yet; the janitor tries again");
+                }
+            }
         }
     }
     // A rule created or enabled after S watches from then on only (spec §6).

@@ -104,7 +104,8 @@ impl Store {
         .await
     }
 
-    /// Subscriptions of ended sessions that are still to be deleted at Megazord.
+    /// Subscriptions still to be deleted at Megazord: those of ended sessions, and spares (a
+    /// subscription an instance made for a session another instance had subscribed first).
     pub async fn ended_subscriptions(
         &self,
         limit: u32,
@@ -116,7 +117,9 @@ impl Store {
                         "SELECT sub.status_check_id, sub.robot_id, sub.subscription_id \
                          FROM status_job_subscription sub \
                          JOIN status_job_session s ON s.status_check_id = sub.status_check_id \
-                         WHERE sub.deleted_at_ms IS NULL AND s.result <> 'PENDING' \
+                         JOIN status_check c ON c.id = sub.status_check_id \
+                         WHERE sub.deleted_at_ms IS NULL AND (s.result <> 'PENDING' \
+                             OR c.subscription_id IS NULL OR c.subscription_id <> sub.subscription_id) \
                          ORDER BY sub.subscription_id LIMIT ?",
                         &[limit.into()],
                     )
@@ -136,25 +139,25 @@ impl Store {
         .await
     }
 
-    /// Notes that a session's subscription was deleted at Megazord (spec §8: `subscription_id`
-    /// is set only while one exists).
+    /// Notes that a subscription was deleted at Megazord; the session it was made for no
+    /// longer shows it (spec §8: `subscription_id` is set only while one exists).
     pub async fn forget_subscription(
         &self,
-        status_check_id: u64,
+        subscription_id: u64,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.run(move |tx| {
             Box::pin(async move {
                 tx.execute(
                     "UPDATE status_job_subscription SET deleted_at_ms = ? \
-                     WHERE status_check_id = ? AND deleted_at_ms IS NULL",
-                    &[ts_to_ms(now).into(), status_check_id.into()],
+                     WHERE subscription_id = ? AND deleted_at_ms IS NULL",
+                    &[ts_to_ms(now).into(), subscription_id.into()],
                 )
                 .await?;
                 tx.execute(
                     "UPDATE status_check SET subscription_id = NULL, updated_at = CURRENT_TIMESTAMP \
-                     WHERE id = ?",
-                    &[status_check_id.into()],
+                     WHERE subscription_id = ?",
+                    &[subscription_id.into()],
                 )
                 .await?;
                 Ok(())

@@ -323,6 +323,22 @@ pub async fn record_subscribed(
         )
         .await?;
     if existing.is_some_and(|r| r.opt_int(0).ok().flatten().is_some()) {
+        // A spare: recorded all the same, so that the janitor deletes it at Megazord should the
+        // caller's own delete fail, rather than leave it delivering to the queue for good.
+        tx.write(
+            &format!(
+                "{} INTO status_job_subscription (subscription_id, status_check_id, robot_id, created_at_ms) \
+                 VALUES (?, ?, ?, ?)",
+                tx.dialect().insert_ignore()
+            ),
+            &[
+                subscription_id.into(),
+                status_check_id.into(),
+                row.state.session.robot_id.into(),
+                super::session_row::ts_to_ms(at).into(),
+            ],
+        )
+        .await?;
         return Ok(false);
     }
     let before = row.clone();
