@@ -137,7 +137,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         let probe_consumer = consumer.clone();
         let probe: ReadinessProbe = Arc::new(move || {
             let consumer = probe_consumer.clone();
-            Box::pin(async move { consumer.check_queue().await.map_err(|e| e.to_string()) })
+            Box::pin(async move {
+                consumer.check_queue().await.map_err(|e| {
+                    tracing::warn!(error = %e, "readiness: the queue does not answer");
+                    "the queue does not answer (see the log)".to_string()
+                })
+            })
         });
         probes.push(("queue", probe));
         let handler = Arc::new(SqsHandler::new(ctx.clone()));

@@ -73,13 +73,17 @@ impl ApiError {
         }
     }
 
-    /// 503: a dependency (the database) failed; try again.
-    pub fn unavailable(reason: impl std::fmt::Display) -> Self {
+    /// 503: a dependency (the database, Megazord) failed; try again. The answer names the kind
+    /// of failure only: a driver's message may carry addresses or names that are not the
+    /// client's business. The whole error goes to the log.
+    pub fn unavailable<E: FailureKind + std::fmt::Display>(error: E) -> Self {
+        let kind = error.kind();
+        tracing::warn!(error = %error, kind, "request not served: a dependency failed");
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             field: None,
             value: None,
-            reason: reason.to_string(),
+            reason: format!("temporarily unavailable ({kind}); try again"),
         }
     }
 }
@@ -96,5 +100,26 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+/// A failure that can say what kind it is in a word, for a 503 answer.
+pub trait FailureKind {
+    /// The kind, e.g. `connection` or `megazord_unavailable`.
+    fn kind(&self) -> &'static str;
+}
+
+impl FailureKind for crate::store::StoreError {
+    fn kind(&self) -> &'static str {
+        crate::store::StoreError::kind(self)
+    }
+}
+
+impl FailureKind for crate::runtime::TakeError {
+    fn kind(&self) -> &'static str {
+        match self {
+            crate::runtime::TakeError::Store(e) => e.kind(),
+            crate::runtime::TakeError::Megazord(_) => "megazord_unavailable",
+        }
     }
 }
