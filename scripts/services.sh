@@ -2,6 +2,7 @@
 # Starts what the test suite talks to, installing it first on a fresh machine:
 #   - MariaDB on 127.0.0.1:3306 with a user `azi3`/`azi3` that may create databases.
 #   - moto server (an SQS-compatible emulator, state in memory) on http://127.0.0.1:4566.
+#   - promtool, to check the alert rules.
 # Safe to run any number of times. Exports nothing; prints the URLs it made ready.
 set -euo pipefail
 
@@ -87,5 +88,15 @@ start_moto() {
     log "moto ready: $MOTO_URL"
 }
 
+# promtool checks the Prometheus alert rules in contrib/prometheus/ (Debian ships it with
+# prometheus; the server itself is not started).
+install_promtool() {
+    if ! command -v promtool >/dev/null 2>&1; then
+        log "installing prometheus (for promtool)"
+        apt_install prometheus
+    fi
+}
+
 start_mariadb
 start_moto
+install_promtool
