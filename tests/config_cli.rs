@@ -477,3 +477,33 @@ fn a_queue_that_cannot_be_reached_is_named_without_its_credentials() {
     );
     assert_no_secret(&output);
 }
+
+#[test]
+fn a_missing_queue_refuses_the_start_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = std::env::var("AZI3_TEST_SQS_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:4566".to_string());
+    let config = format!(
+        "{RULE}[queue]\nconsumer_queue_url = \"{endpoint}/000000000000/azi3-never-created-{}\"\n\
+         endpoint_url = \"{endpoint}\"\nregion = \"us-east-1\"\n\
+         [megazord]\nbase_url = \"http://127.0.0.1:{}\"\n",
+        std::process::id(),
+        closed_port()
+    );
+    let (code, stderr) = run_with_config(
+        dir.path(),
+        &config,
+        &["serve"],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AZI3_HTTP__PORT", "0"),
+        ],
+    );
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("queue"), "{stderr}");
+    assert!(
+        !dir.path().join("azi3-status-jobs.db").exists(),
+        "the database was written before the start was refused:\n{stderr}"
+    );
+}

@@ -825,3 +825,196 @@ async fn a_copy_decides_on_the_instants_the_database_holds() {
         db.finish().await;
     }
 }
+
+#[tokio::test]
+async fn a_rule_created_or_enabled_mid_session_watches_from_then_and_a_change_keeps_it() {
+    use azi3_status_jobs::domain::{Gap, Session};
+    for db in TestDb::both().await {
+        // 2025-03-30 in Amsterdam: S = 06:00Z, E = 18:00Z. The rule is created at 08:15Z.
+        let r = rule("08:00", "20:00", "2h");
+        let t = ts("2025-03-30T08:15:00Z");
+        db.store.set_rule(&r, t).await.unwrap();
+        let stored = db.store.rule(7).await.unwrap().unwrap();
+        assert_eq!(stored.watching_since, Some(t), "{}", db.name);
+        let session = Session::on(&r, date(2025, 3, 30)).unwrap();
+        let id = db
+            .store
+            .start_session(
+                &stored,
+                session,
+                "azi3-status-jobs:test",
+                refs(&db.store).await,
+                t,
+            )
+            .await
+            .unwrap()
+            .status_check_id();
+        let view = db.store.session(id).await.unwrap().unwrap();
+        assert_eq!(
+            (view.state.window.start, view.state.window.end),
+            (t, ts("2025-03-30T10:15:00Z")),
+            "{}: the first window starts when the rule did",
+            db.name
+        );
+        // An event before t is not evaluated as observed: nobody was watching then.
+        let outcome = db
+            .store
+            .apply_event(id, event(1, "2025-03-30T07:00:00Z"), t)
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            ApplyOutcome::Applied(EventClass::Late),
+            "{}",
+            db.name
+        );
+
+        // A change of gap keeps the instant; disabling and enabling again moves it.
+        let mut changed = r.clone();
+        changed.gap = Gap::from_minutes(90).unwrap();
+        db.store
+            .set_rule(&changed, t + SignedDuration::from_hours(1))
+            .await
+            .unwrap();
+        let kept = db.store.rule(7).await.unwrap().unwrap().watching_since;
+        assert_eq!(kept, Some(t), "{}", db.name);
+        let later = t + SignedDuration::from_hours(2);
+        db.store.disable_rule(7, later).await.unwrap();
+        db.store
+            .set_rule(&changed, later + SignedDuration::from_mins(5))
+            .await
+            .unwrap();
+        let again = db.store.rule(7).await.unwrap().unwrap().watching_since;
+        assert_eq!(
+            again,
+            Some(later + SignedDuration::from_mins(5)),
+            "{}",
+            db.name
+        );
+        db.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_spare_subscription_is_recorded_and_listed_for_deletion_until_forgotten() {
+    for db in TestDb::both().await {
+        let r = rule("08:00", "20:00", "2h");
+        let (id, _) = started(&db.store, &r, date(2025, 3, 30)).await;
+        let at = ts("2025-03-30T06:00:05Z");
+        assert!(db.store.record_subscribed(id, 100, at).await.unwrap());
+        // Another instance's subscription for the same session: a spare.
+        assert!(!db.store.record_subscribed(id, 200, at).await.unwrap());
+        let view = db.store.session(id).await.unwrap().unwrap();
+        assert_eq!(view.subscription_id, Some(100), "{}", db.name);
+        let leftover: Vec<u64> = db
+            .store
+            .ended_subscriptions(10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.subscription_id)
+            .collect();
+        assert_eq!(
+            leftover,
+            vec![200],
+            "{}: only the spare, while the session runs",
+            db.name
+        );
+        // A status message for the spare is still recognised as this session's.
+        let key = db.store.session_by_subscription(200).await.unwrap();
+        assert_eq!(key.map(|k| k.status_check_id), Some(id), "{}", db.name);
+        db.store.forget_subscription(200, at).await.unwrap();
+        assert!(db.store.ended_subscriptions(10).await.unwrap().is_empty());
+        let view = db.store.session(id).await.unwrap().unwrap();
+        assert_eq!(
+            view.subscription_id,
+            Some(100),
+            "{}: the session's own stays",
+            db.name
+        );
+        db.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn megazord_tables_and_robot_zones_are_read_where_the_shared_schema_has_them() {
+    for db in TestDb::both().await {
+        let events = [
+            "TOILET_ACTIVITY".to_string(),
+            "NO_TOILET_ACTIVITY_ALARM".to_string(),
+        ];
+        if db.name == "sqlite" {
+            assert_eq!(
+                db.store
+                    .megazord_catalogue_gaps("azi-3-status-jobs", &events)
+                    .await
+                    .unwrap(),
+                None
+            );
+            assert_eq!(db.store.robot_zone(7).await.unwrap(), None);
+            db.finish().await;
+            continue;
+        }
+        assert_eq!(
+            db.store
+                .megazord_catalogue_gaps("azi-3-status-jobs", &events)
+                .await
+                .unwrap(),
+            None,
+            "no tables, nothing to say"
+        );
+        let mut tx = db.store.begin().await.unwrap();
+        for sql in [
+            "CREATE TABLE event_provider (id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY, name VARCHAR(128) NOT NULL UNIQUE)",
+            "CREATE TABLE event_schema (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, name VARCHAR(256) NULL UNIQUE, level TINYINT UNSIGNED NOT NULL, is_active TINYINT(1) NOT NULL DEFAULT 1)",
+            "CREATE TABLE time_zone (id SMALLINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, name VARCHAR(64) NOT NULL)",
+            "CREATE TABLE robot_settings (robot_id INT UNSIGNED NOT NULL UNIQUE, time_zone_id SMALLINT UNSIGNED NOT NULL)",
+            "INSERT INTO event_schema (name, level, is_active) VALUES ('TOILET_ACTIVITY', 1, 1), ('NO_TOILET_ACTIVITY_ALARM', 10, 0)",
+            "INSERT INTO time_zone (id, name) VALUES (427, 'Europe/Amsterdam'), (12, 'Europe/London')",
+            "INSERT INTO robot_settings (robot_id, time_zone_id) VALUES (7, 12)",
+        ] {
+            tx.execute(sql, &[]).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let gaps = db
+            .store
+            .megazord_catalogue_gaps("azi-3-status-jobs", &events)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(gaps.provider.as_deref(), Some("azi-3-status-jobs"));
+        assert_eq!(
+            gaps.events,
+            vec!["NO_TOILET_ACTIVITY_ALARM".to_string()],
+            "inactive"
+        );
+        assert_eq!(
+            gaps.to_string(),
+            "megazord has no event provider \"azi-3-status-jobs\" and no active event schema [\"NO_TOILET_ACTIVITY_ALARM\"]"
+        );
+        assert_eq!(
+            db.store.robot_zone(7).await.unwrap().as_deref(),
+            Some("Europe/London")
+        );
+        assert_eq!(db.store.robot_zone(8).await.unwrap(), None);
+        let mut tx = db.store.begin().await.unwrap();
+        tx.execute(
+            "INSERT INTO event_provider (name) VALUES ('azi-3-status-jobs')",
+            &[],
+        )
+        .await
+        .unwrap();
+        tx.execute("UPDATE event_schema SET is_active = 1", &[])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let gaps = db
+            .store
+            .megazord_catalogue_gaps("azi-3-status-jobs", &events)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(gaps.is_empty(), "{gaps}");
+        db.finish().await;
+    }
+}
