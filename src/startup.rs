@@ -130,6 +130,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         );
     }
     let ctx = Context::new(store.clone(), clock, settings, megazord);
+    crate::runtime::watchdog::run_setup_check(&ctx).await;
     let shutdown = CancellationToken::new();
     let tasks = Tasks::start(&ctx, shutdown.clone());
     let mut probes: Vec<(&'static str, ReadinessProbe)> = Vec::new();

@@ -511,3 +511,73 @@ async fn one_robot_refused_by_megazord_silences_no_other_robot() {
     );
     rig.finish().await;
 }
+
+// ---- what Megazord must have, and the robot's own zone -------------------------------------
+
+#[tokio::test]
+async fn a_provider_missing_at_megazord_makes_the_service_not_ready_until_it_is_there() {
+    use sqlx::{Connection, Executor};
+    let rig = Rig::new(
+        "catalogue",
+        DayPlan {
+            clock_start: ts("2025-06-01T07:00:00Z"),
+            speed: 1.0,
+            grace_seconds: 30,
+            rules: vec![RuleSpec {
+                robot_id: 7,
+                timezone: "Europe/Amsterdam",
+                start: "08:00",
+                end: "20:00",
+                gap: "2h",
+            }],
+        },
+    )
+    .await;
+    // Megazord's tables and the robot settings in the shared schema: the provider is missing,
+    // and robot 7 lives in London by its settings.
+    let mut db = sqlx::MySqlConnection::connect(&rig.database_url)
+        .await
+        .unwrap();
+    for sql in [
+        "CREATE TABLE event_provider (id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY, name VARCHAR(128) NOT NULL UNIQUE)",
+        "CREATE TABLE event_schema (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, name VARCHAR(256) NULL UNIQUE, level TINYINT UNSIGNED NOT NULL, is_active TINYINT(1) NOT NULL DEFAULT 1)",
+        "INSERT INTO event_schema (name, level) VALUES ('TOILET_ACTIVITY', 1), ('NO_TOILET_ACTIVITY_ALARM', 10)",
+        "CREATE TABLE time_zone (id SMALLINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, name VARCHAR(64) NOT NULL)",
+        "CREATE TABLE robot_settings (robot_id INT UNSIGNED NOT NULL UNIQUE, time_zone_id SMALLINT UNSIGNED NOT NULL)",
+        "INSERT INTO time_zone (id, name) VALUES (427, 'Europe/Amsterdam'), (12, 'Europe/London')",
+        "INSERT INTO robot_settings (robot_id, time_zone_id) VALUES (7, 12)",
+    ] {
+        db.execute(sql).await.unwrap();
+    }
+    let service = rig
+        .start_service(InstanceOptions {
+            instance_id: "a".into(),
+            ..InstanceOptions::default()
+        })
+        .await;
+    let (status, ready) = service.get("/ready").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(
+        ready["checks"]["megazord"]["error"],
+        json!("megazord has no event provider \"azi-3-status-jobs\""),
+        "{ready}"
+    );
+    let zone_warning = service.logs().into_iter().find(|l| {
+        l.contains("\"level\":\"WARN\"")
+            && l.contains("Europe/London")
+            && l.contains("Europe/Amsterdam")
+    });
+    assert!(
+        zone_warning.is_some_and(|l| l.contains("\"robotId\":7")),
+        "{}",
+        tail(&service)
+    );
+
+    // The provider is created: the next /ready looks again and is satisfied.
+    db.execute("INSERT INTO event_provider (name) VALUES ('azi-3-status-jobs')")
+        .await
+        .unwrap();
+    let (status, ready) = service.get("/ready").await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["checks"]["megazord"]["ok"], json!(true), "{ready}");
+}

@@ -111,7 +111,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs until `shutdown`.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
-    let mut next_setup_check = Instant::now();
+    // The first check ran at start (see `startup`), before anything was served.
+    let mut next_setup_check = Instant::now() + setup_check::EVERY;
     loop {
         if Instant::now() >= next_setup_check {
             run_setup_check(&ctx).await;
