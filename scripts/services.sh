@@ -40,7 +40,7 @@ CREATE USER IF NOT EXISTS 'azi3'@'localhost' IDENTIFIED BY 'azi3';
 GRANT ALL PRIVILEGES ON *.* TO 'azi3'@'127.0.0.1';
 GRANT ALL PRIVILEGES ON *.* TO 'azi3'@'localhost';
 SQL
-    log "MariaDB ready: mysql://azi3:azi3@127.0.0.1:3306"
+    log "MariaDB ready: mysql://azi3:***@127.0.0.1:3306 (user azi3, password in AZI3_TEST_MYSQL_URL)"
 }
 
 MOTO_URL=http://127.0.0.1:4566
