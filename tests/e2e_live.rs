@@ -450,5 +450,25 @@ async fn two_instances_at_once_give_the_same_result_without_duplicates() {
             sent(text)
         );
     }
+    // No subscription is left behind at Megazord: every one either instance made (the spares of
+    // a lost race included) is deleted once its session has ended.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let active: Vec<_> = rig
+            .server
+            .subscriptions()
+            .into_iter()
+            .filter(|s| s.is_active)
+            .collect();
+        if active.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "subscriptions left active after the day ended: {active:#?}"
+        );
+        // Waiting on the instances' housekeeping, which runs on the wall clock.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     rig.finish().await;
 }
