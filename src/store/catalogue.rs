@@ -55,28 +55,22 @@ impl Store {
                     return Ok(None);
                 }
                 let mut gaps = CatalogueGaps::default();
-                let found = tx
-                    .fetch_optional(
-                        "SELECT COUNT(*) FROM event_provider WHERE name = ?",
-                        &[provider.clone().into()],
-                    )
-                    .await?
-                    .map(|r| r.int(0))
-                    .transpose()?
-                    .unwrap_or(0);
+                let found = count(
+                    tx,
+                    "SELECT COUNT(*) FROM event_provider WHERE name = ?",
+                    &provider,
+                )
+                .await?;
                 if found == 0 {
                     gaps.provider = Some(provider);
                 }
                 for event in events {
-                    let found = tx
-                        .fetch_optional(
-                            "SELECT COUNT(*) FROM event_schema WHERE name = ? AND is_active = 1",
-                            &[event.clone().into()],
-                        )
-                        .await?
-                        .map(|r| r.int(0))
-                        .transpose()?
-                        .unwrap_or(0);
+                    let found = count(
+                        tx,
+                        "SELECT COUNT(*) FROM event_schema WHERE name = ? AND is_active = 1",
+                        &event,
+                    )
+                    .await?;
                     if found == 0 {
                         gaps.events.push(event);
                     }
@@ -115,19 +109,26 @@ async fn has_tables(tx: &mut Tx, tables: &[&str]) -> Result<bool, StoreError> {
         return Ok(false);
     }
     for table in tables {
-        let n = tx
-            .fetch_optional(
-                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() \
-                 AND table_name = ?",
-                &[(*table).into()],
-            )
-            .await?
-            .map(|r| r.int(0))
-            .transpose()?
-            .unwrap_or(0);
+        let n = count(
+            tx,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() \
+             AND table_name = ?",
+            table,
+        )
+        .await?;
         if n == 0 {
             return Ok(false);
         }
     }
     Ok(true)
+}
+
+/// The `COUNT(*)` of `sql` with its one parameter `name`.
+async fn count(tx: &mut Tx, sql: &str, name: &str) -> Result<i64, StoreError> {
+    Ok(tx
+        .fetch_optional(sql, &[name.to_string().into()])
+        .await?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0))
 }

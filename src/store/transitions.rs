@@ -325,18 +325,12 @@ pub async fn record_subscribed(
     if existing.is_some_and(|r| r.opt_int(0).ok().flatten().is_some()) {
         // A spare: recorded all the same, so that the janitor deletes it at Megazord should the
         // caller's own delete fail, rather than leave it delivering to the queue for good.
-        tx.write(
-            &format!(
-                "{} INTO status_job_subscription (subscription_id, status_check_id, robot_id, created_at_ms) \
-                 VALUES (?, ?, ?, ?)",
-                tx.dialect().insert_ignore()
-            ),
-            &[
-                subscription_id.into(),
-                status_check_id.into(),
-                row.state.session.robot_id.into(),
-                super::session_row::ts_to_ms(at).into(),
-            ],
+        keep_subscription(
+            tx,
+            subscription_id,
+            status_check_id,
+            row.state.session.robot_id,
+            at,
         )
         .await?;
         return Ok(false);
@@ -347,6 +341,29 @@ pub async fn record_subscribed(
         &[subscription_id.into(), status_check_id.into()],
     )
     .await?;
+    keep_subscription(
+        tx,
+        subscription_id,
+        status_check_id,
+        row.state.session.robot_id,
+        at,
+    )
+    .await?;
+    tx.checkpoint().await?;
+    let event_name = row.watched_event.clone();
+    insert_record(tx, &mut row, None, None, &event_name, RECORD_SUBSCRIBED, at).await?;
+    save(tx, &before, &mut row, at, Basis::Locked).await?;
+    Ok(true)
+}
+
+/// Writes down a subscription made for a session, whether it became the session's or a spare.
+async fn keep_subscription(
+    tx: &mut Tx,
+    subscription_id: u64,
+    status_check_id: u64,
+    robot_id: u32,
+    at: Timestamp,
+) -> Result<(), StoreError> {
     tx.write(
         &format!(
             "{} INTO status_job_subscription (subscription_id, status_check_id, robot_id, created_at_ms) \
@@ -356,16 +373,11 @@ pub async fn record_subscribed(
         &[
             subscription_id.into(),
             status_check_id.into(),
-            row.state.session.robot_id.into(),
+            robot_id.into(),
             super::session_row::ts_to_ms(at).into(),
         ],
     )
-    .await?;
-    tx.checkpoint().await?;
-    let event_name = row.watched_event.clone();
-    insert_record(tx, &mut row, None, None, &event_name, RECORD_SUBSCRIBED, at).await?;
-    save(tx, &before, &mut row, at, Basis::Locked).await?;
-    Ok(true)
+    .await
 }
 
 /// Saves a rule (a new version when anything changed) and applies the change to the robot's
