@@ -760,9 +760,17 @@ async fn a_rule_created_mid_session_watches_from_then_and_a_restart_replays_from
     );
     wait_for_session(&service, "2025-06-01").await;
     let (start, end, session) = current_window(&service, "2025-06-01").await;
+    let (start, end): (jiff::Timestamp, jiff::Timestamp) =
+        (start.parse().unwrap(), end.parse().unwrap());
+    // Created the moment the service started at 10:15 (its clock runs on at 1×).
+    let created: jiff::Timestamp = "2025-06-01T10:15:00Z".parse().unwrap();
+    assert!(
+        start >= created && start < created + jiff::SignedDuration::from_secs(30),
+        "{session}"
+    );
     assert_eq!(
-        (start.as_str(), end.as_str()),
-        ("2025-06-01T10:15:00Z", "2025-06-01T12:15:00Z"),
+        end,
+        start + jiff::SignedDuration::from_hours(2),
         "{session}"
     );
     assert_eq!(session["alarms"], json!([]), "{session}");
