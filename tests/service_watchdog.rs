@@ -78,11 +78,18 @@ async fn a_store_that_cannot_transact_shows_in_ready_and_overdue_windows_within_
     let mut ready_503 = None;
     let mut overdue = None;
     while (ready_503.is_none() || overdue.is_none()) && locked.elapsed() < WITHIN {
-        let (status, ready) = service.get("/ready").await;
-        if status == 503 && ready_503.is_none() {
-            ready_503 = Some((locked.elapsed(), ready));
+        // A locked store holds `/ready` for its 5 s timeout: once it said 503, only the metric
+        // is watched.
+        if ready_503.is_none() {
+            let (status, ready) = service.get("/ready").await;
+            if status == 503 {
+                ready_503 = Some((locked.elapsed(), ready));
+            }
         }
+        // Overdue as the watchdog sees it with the store unable to answer (at this clock speed a
+        // window is briefly overdue now and then in normal running too).
         if overdue.is_none()
+            && metric(&service, "store_up").await == Some(0.0)
             && metric(&service, "overdue_windows")
                 .await
                 .is_some_and(|n| n >= 1.0)
@@ -92,7 +99,13 @@ async fn a_store_that_cannot_transact_shows_in_ready_and_overdue_windows_within_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (after, ready) = ready_503.unwrap_or_else(|| panic!("/ready stayed 200 for {WITHIN:?}"));
-    assert!(overdue.is_some(), "overdue_windows stayed 0 for {WITHIN:?}");
+    let overdue = overdue
+        .unwrap_or_else(|| panic!("store_up 0 with overdue_windows ≥ 1 not seen in {WITHIN:?}"));
+    eprintln!(
+        "store locked: /ready 503 after {:.1} s, store_up 0 and overdue_windows ≥ 1 after {:.1} s",
+        after.as_secs_f64(),
+        overdue.as_secs_f64()
+    );
     assert_eq!(ready["checks"]["database"]["ok"], json!(false), "{ready}");
     let reason = ready["checks"]["database"]["error"].as_str().unwrap();
     assert!(reason.starts_with("cannot run a transaction"), "{reason}");
@@ -100,7 +113,6 @@ async fn a_store_that_cannot_transact_shows_in_ready_and_overdue_windows_within_
     let (status, health) = service.get("/health").await;
     assert_eq!(status, 200, "liveness stays up: {health}");
     assert_eq!(health["status"], "ok");
-    assert_eq!(metric(&service, "store_up").await, Some(0.0));
 
     // The lock goes: the store transacts again, the overdue windows are closed, ready again.
     sqlx::raw_sql("ROLLBACK")
