@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +25,7 @@ use super::error::RuntimeError;
 use super::retries::SessionRetries;
 use super::scheduler::replay_history;
 use crate::megazord::CallRef;
-use crate::store::{CloseOutcome, DueWindow, EndOutcome};
+use crate::store::{CloseOutcome, Dialect, DueWindow, EndOutcome, StoreError};
 use crate::telemetry::names;
 
 /// How many due windows are fetched at once (besides those waiting out a back-off).
@@ -34,6 +35,79 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// The pause after a pass the store failed (the database unreachable).
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
+/// The most windows committed in one transaction.
+const MAX_CLOSE_BATCH: usize = 64;
+
+/// One close handed to the task that commits closes together.
+type QueuedClose = (
+    u64,
+    Timestamp,
+    oneshot::Sender<Result<CloseOutcome, StoreError>>,
+);
+
+/// Where a window's close transaction runs. On SQLite, one writer runs one transaction at a
+/// time and every commit is an fsync: closes whose history reads finished meanwhile are
+/// committed together by one task ([`commit_closes`]), each session's close still all or
+/// nothing. On MySQL each close runs in its own transaction, concurrently on the pool.
+#[derive(Clone, Debug, Default)]
+struct Closes {
+    queue: Option<mpsc::UnboundedSender<QueuedClose>>,
+}
+
+impl Closes {
+    /// Starts the committing task where the store gains from it; it ends with the last
+    /// clone of the returned value.
+    fn start(ctx: &Context) -> Closes {
+        if ctx.store().dialect() != Dialect::Sqlite {
+            return Closes::default();
+        }
+        let (queue, queued) = mpsc::unbounded_channel();
+        tokio::spawn(commit_closes(ctx.clone(), queued));
+        Closes { queue: Some(queue) }
+    }
+
+    /// Closes the session's window if its deadline is still `deadline`.
+    async fn close(
+        &self,
+        ctx: &Context,
+        status_check_id: u64,
+        deadline: Timestamp,
+    ) -> Result<CloseOutcome, RuntimeError> {
+        let Some(queue) = &self.queue else {
+            return Ok(ctx
+                .store()
+                .close_window(status_check_id, deadline, ctx.now())
+                .await?);
+        };
+        let (answer, answered) = oneshot::channel();
+        queue
+            .send((status_check_id, deadline, answer))
+            .map_err(|_| RuntimeError::Panicked("committing closes has stopped"))?;
+        Ok(answered
+            .await
+            .map_err(|_| RuntimeError::Panicked("committing closes has stopped"))??)
+    }
+}
+
+/// Commits the closes queued meanwhile together, up to [`MAX_CLOSE_BATCH`] in a transaction,
+/// until every sender is gone.
+async fn commit_closes(ctx: Context, mut queued: mpsc::UnboundedReceiver<QueuedClose>) {
+    while let Some(first) = queued.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_CLOSE_BATCH {
+            match queued.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let windows: Vec<(u64, Timestamp)> = batch.iter().map(|(id, d, _)| (*id, *d)).collect();
+        let outcomes = ctx.store().close_windows(&windows, ctx.now()).await;
+        for ((_, _, answer), outcome) in batch.into_iter().zip(outcomes) {
+            let _ = answer.send(outcome);
+        }
+    }
+}
+
 /// What the closer remembers between passes.
 #[derive(Debug, Default)]
 struct Closer {
@@ -41,6 +115,8 @@ struct Closer {
     retries: SessionRetries,
     /// Service time of the last window closed without error.
     last_closed: Option<Timestamp>,
+    /// Where close transactions run.
+    closes: Closes,
 }
 
 /// When to look again: the next deadline not waiting out a back-off, and the earliest retry.
@@ -52,7 +128,10 @@ struct Wake {
 
 /// Runs until `shutdown`.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
-    let mut closer = Closer::default();
+    let mut closer = Closer {
+        closes: Closes::start(&ctx),
+        ..Closer::default()
+    };
     loop {
         let wait = match closer.pass(&ctx, &shutdown).await {
             Ok(wake) => {
@@ -142,8 +221,8 @@ impl Closer {
         loop {
             while running.len() < concurrency {
                 let Some(window) = waiting.next() else { break };
-                let task_ctx = ctx.clone();
-                let handle = running.spawn(async move { close(&task_ctx, window).await });
+                let (task_ctx, closes) = (ctx.clone(), self.closes.clone());
+                let handle = running.spawn(async move { close(&task_ctx, &closes, window).await });
                 by_task.insert(handle.id(), window);
             }
             let Some(joined) = running.join_next_with_id().await else {
@@ -275,7 +354,7 @@ impl Closer {
 }
 
 /// Reads the window's history, then closes it if no event has moved it meanwhile.
-async fn close(ctx: &Context, due: DueWindow) -> Result<(), RuntimeError> {
+async fn close(ctx: &Context, closes: &Closes, due: DueWindow) -> Result<(), RuntimeError> {
     let store = ctx.store();
     if ctx.megazord().is_some() {
         let stored = store
@@ -285,11 +364,7 @@ async fn close(ctx: &Context, due: DueWindow) -> Result<(), RuntimeError> {
         let call_ref = CallRef::new();
         replay_history(ctx, &stored, due.window_start, &call_ref).await?;
     }
-    let now = ctx.now();
-    match store
-        .close_window(due.status_check_id, due.deadline, now)
-        .await?
-    {
+    match closes.close(ctx, due.status_check_id, due.deadline).await? {
         CloseOutcome::Closed {
             alarm,
             next,

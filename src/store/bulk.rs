@@ -1,7 +1,11 @@
 //! Store reads and writes that serve many sessions at once: what lets thousands of windows
 //! ending in the same second, and thousands of rules, cost few round trips.
 
+use jiff::Timestamp;
+
 use super::error::StoreError;
+use super::transitions;
+use super::types::CloseOutcome;
 use super::{BoxFuture, Dialect, Store};
 
 /// What identifies the stored rule set: how many rules there are and the sum of their
@@ -42,5 +46,63 @@ impl Store {
             },
         )
         .await
+    }
+}
+
+impl Store {
+    /// Closes several sessions' current windows (each `(status_check_id, expected_deadline)`)
+    /// in one transaction: on SQLite, where one writer serialises every transaction and each
+    /// commit is an fsync, this is what lets thousands of windows ending together close on
+    /// time. Each session's close stays all-or-nothing and fails alone: when any close in the
+    /// batch fails, or the batch cannot be committed, nothing of the batch is kept and every
+    /// window is closed again in a transaction of its own (with [`Store::close_window`]'s
+    /// retries), so that one session's failure is that session's only. Outcomes are in the
+    /// order of `windows`.
+    pub async fn close_windows(
+        &self,
+        windows: &[(u64, Timestamp)],
+        now: Timestamp,
+    ) -> Vec<Result<CloseOutcome, StoreError>> {
+        if windows.len() > 1
+            && let Some(outcomes) = self.close_windows_together(windows, now).await
+        {
+            return outcomes.into_iter().map(Ok).collect();
+        }
+        let mut outcomes = Vec::with_capacity(windows.len());
+        for &(status_check_id, deadline) in windows {
+            outcomes.push(self.close_window(status_check_id, deadline, now).await);
+        }
+        outcomes
+    }
+
+    /// The batch of [`Store::close_windows`] in one transaction; `None` when any close failed
+    /// or the commit did (nothing of it is kept then).
+    async fn close_windows_together(
+        &self,
+        windows: &[(u64, Timestamp)],
+        now: Timestamp,
+    ) -> Option<Vec<CloseOutcome>> {
+        let mut tx = self.begin().await.ok()?;
+        // Every row is read under the writer's lock: a stale copy would fail the whole batch.
+        tx.may_decide_on_copies = false;
+        let mut outcomes = Vec::with_capacity(windows.len());
+        for &(status_check_id, deadline) in windows {
+            match transitions::close_window(&mut tx, status_check_id, deadline, now).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    tracing::debug!(statusCheckId = status_check_id, error = %e,
+                        "a close failed in a batch: closing each window of it alone");
+                    tx.rollback().await;
+                    return None;
+                }
+            }
+        }
+        match tx.commit().await {
+            Ok(()) => Some(outcomes),
+            Err(e) => {
+                tracing::debug!(error = %e, "a batch of closes did not commit: closing each alone");
+                None
+            }
+        }
     }
 }
