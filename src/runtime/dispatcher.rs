@@ -11,12 +11,13 @@
 use std::time::Duration;
 
 use jiff::SignedDuration;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::context::Context;
 use crate::megazord::CallRef;
-use crate::store::OutboxAlarm;
+use crate::store::{Dialect, OutboxAlarm, StoreError};
 use crate::telemetry::names;
 
 // Why alarms are claimed no earlier than they can be posted: a claim's lease has to cover
@@ -32,10 +33,76 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// The pause after a failed post.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
+/// The most alarms marked sent in one transaction.
+const MAX_MARK_BATCH: usize = 64;
+
+/// One posted alarm handed to the task that marks alarms sent together.
+type QueuedMark = (u64, u64, oneshot::Sender<Result<bool, StoreError>>);
+
+/// Where a posted alarm is marked sent. On SQLite (one writer, an fsync per commit) the alarms
+/// posted meanwhile are marked together by one task ([`mark_together`]); on MySQL each in a
+/// transaction of its own, concurrently on the pool.
+#[derive(Clone, Default)]
+struct Marks {
+    queue: Option<mpsc::UnboundedSender<QueuedMark>>,
+}
+
+impl Marks {
+    /// Starts the marking task where the store gains from it; it ends with the last clone.
+    fn start(ctx: &Context) -> Marks {
+        if ctx.store().dialect() != Dialect::Sqlite {
+            return Marks::default();
+        }
+        let (queue, queued) = mpsc::unbounded_channel();
+        tokio::spawn(mark_together(ctx.clone(), queued));
+        Marks { queue: Some(queue) }
+    }
+
+    /// Marks the alarm sent with the id Megazord gave it.
+    async fn sent(&self, ctx: &Context, alarm_id: u64, megazord_id: u64) -> Result<bool, String> {
+        let Some(queue) = &self.queue else {
+            return ctx
+                .store()
+                .mark_alarm_sent(alarm_id, megazord_id, ctx.now())
+                .await
+                .map_err(|e| e.to_string());
+        };
+        let (answer, answered) = oneshot::channel();
+        let stopped = || "marking alarms sent has stopped".to_string();
+        queue
+            .send((alarm_id, megazord_id, answer))
+            .map_err(|_| stopped())?;
+        answered
+            .await
+            .map_err(|_| stopped())?
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Marks the alarms queued meanwhile sent together, up to [`MAX_MARK_BATCH`] in a
+/// transaction, until every sender is gone.
+async fn mark_together(ctx: Context, mut queued: mpsc::UnboundedReceiver<QueuedMark>) {
+    while let Some(first) = queued.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_MARK_BATCH {
+            match queued.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let alarms: Vec<(u64, u64)> = batch.iter().map(|(a, m, _)| (*a, *m)).collect();
+        let outcomes = ctx.store().mark_alarms_sent(&alarms, ctx.now()).await;
+        for ((_, _, answer), outcome) in batch.into_iter().zip(outcomes) {
+            let _ = answer.send(outcome);
+        }
+    }
+}
+
 /// Runs until `shutdown`: keeps up to `dispatch_concurrency` alarms in flight, claiming more
 /// as posts finish.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let http = reqwest::Client::new();
+    let marks = Marks::start(&ctx);
     let concurrency = ctx.settings().dispatch_concurrency.max(1);
     let mut in_flight: JoinSet<Result<(), String>> = JoinSet::new();
     // Set when the last claim found nothing to claim (or failed): no new claim is made until
@@ -59,8 +126,8 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                     ctx.liveness().dispatcher_passed();
                     let claimed = alarms.len();
                     for alarm in alarms {
-                        let (ctx, http) = (ctx.clone(), http.clone());
-                        in_flight.spawn(async move { handle(&ctx, &http, alarm).await });
+                        let (ctx, http, marks) = (ctx.clone(), http.clone(), marks.clone());
+                        in_flight.spawn(async move { handle(&ctx, &http, &marks, alarm).await });
                     }
                     if claimed < room as usize {
                         idle = true;
@@ -113,14 +180,16 @@ async fn claim(ctx: &Context, limit: u32) -> Result<Vec<OutboxAlarm>, String> {
 
 /// Posts one claimed alarm and marks it sent, or failed with a back-off of its own: one alarm
 /// that cannot be posted holds up no other.
-async fn handle(ctx: &Context, http: &reqwest::Client, alarm: OutboxAlarm) -> Result<(), String> {
+async fn handle(
+    ctx: &Context,
+    http: &reqwest::Client,
+    marks: &Marks,
+    alarm: OutboxAlarm,
+) -> Result<(), String> {
     match post(ctx, http, &alarm).await {
         Ok(megazord_id) => {
+            marks.sent(ctx, alarm.id, megazord_id).await?;
             let now = ctx.now();
-            ctx.store()
-                .mark_alarm_sent(alarm.id, megazord_id, now)
-                .await
-                .map_err(|e| e.to_string())?;
             let late = now.duration_since(alarm.window_end);
             metrics::histogram!(names::DEADLINE_TO_ALARM).record(late.as_secs_f64());
             metrics::histogram!(names::DEADLINE_TO_ALARM_WALL)

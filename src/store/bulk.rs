@@ -4,6 +4,7 @@
 use jiff::Timestamp;
 
 use super::error::StoreError;
+use super::outbox;
 use super::transitions;
 use super::types::CloseOutcome;
 use super::{BoxFuture, Dialect, Store};
@@ -101,6 +102,59 @@ impl Store {
             Ok(()) => Some(outcomes),
             Err(e) => {
                 tracing::debug!(error = %e, "a batch of closes did not commit: closing each alone");
+                None
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Marks several posted alarms sent (each `(alarm_id, megazord_incoming_id)`) in one
+    /// transaction, with [`Store::mark_alarm_sent`]'s outcome for each, in order. When any of
+    /// them fails or the batch cannot be committed, nothing of it is kept and each alarm is
+    /// marked in a transaction of its own.
+    pub async fn mark_alarms_sent(
+        &self,
+        alarms: &[(u64, u64)],
+        now: Timestamp,
+    ) -> Vec<Result<bool, StoreError>> {
+        if alarms.len() > 1
+            && let Some(outcomes) = self.mark_alarms_sent_together(alarms, now).await
+        {
+            return outcomes.into_iter().map(Ok).collect();
+        }
+        let mut outcomes = Vec::with_capacity(alarms.len());
+        for &(alarm_id, megazord_id) in alarms {
+            outcomes.push(self.mark_alarm_sent(alarm_id, megazord_id, now).await);
+        }
+        outcomes
+    }
+
+    /// The batch of [`Store::mark_alarms_sent`] in one transaction; `None` when any mark
+    /// failed or the commit did (nothing of it is kept then).
+    async fn mark_alarms_sent_together(
+        &self,
+        alarms: &[(u64, u64)],
+        now: Timestamp,
+    ) -> Option<Vec<bool>> {
+        let mut tx = self.begin().await.ok()?;
+        tx.may_decide_on_copies = false;
+        let mut outcomes = Vec::with_capacity(alarms.len());
+        for &(alarm_id, megazord_id) in alarms {
+            match outbox::mark_sent(&mut tx, alarm_id, megazord_id, now).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    tracing::debug!(alarmId = alarm_id, error = %e,
+                        "marking an alarm sent failed in a batch: marking each alone");
+                    tx.rollback().await;
+                    return None;
+                }
+            }
+        }
+        match tx.commit().await {
+            Ok(()) => Some(outcomes),
+            Err(e) => {
+                tracing::debug!(error = %e, "a batch of sent alarms did not commit: marking each alone");
                 None
             }
         }
