@@ -24,8 +24,9 @@ use super::context::Context;
 use super::error::RuntimeError;
 use super::retries::SessionRetries;
 use super::scheduler::replay_history;
+use crate::domain::RobotId;
 use crate::megazord::CallRef;
-use crate::store::{CloseOutcome, Dialect, DueWindow, EndOutcome, StoreError};
+use crate::store::{CloseOutcome, Dialect, DueWindow, EndOutcome, StoreError, StoredRule};
 use crate::telemetry::names;
 
 /// How many due windows are fetched at once (besides those waiting out a back-off).
@@ -208,12 +209,24 @@ impl Closer {
                     retry: self.retries.next_retry(),
                 });
             }
-            self.close_all(ctx, ready).await;
+            // Every window's rule (its watched event) in one read, not one read each.
+            let rules = if ctx.megazord().is_some() {
+                let robots: Vec<_> = ready.iter().map(|w| w.robot_id).collect();
+                ctx.store().rules_of(&robots).await?
+            } else {
+                HashMap::new()
+            };
+            self.close_all(ctx, ready, &rules).await;
         }
     }
 
     /// Closes `windows`, up to `close_concurrency` at once; a failure stays with its session.
-    async fn close_all(&mut self, ctx: &Context, windows: Vec<DueWindow>) {
+    async fn close_all(
+        &mut self,
+        ctx: &Context,
+        windows: Vec<DueWindow>,
+        rules: &HashMap<RobotId, StoredRule>,
+    ) {
         let concurrency = ctx.settings().close_concurrency.max(1);
         let mut running = JoinSet::new();
         let mut by_task = HashMap::new();
@@ -222,7 +235,9 @@ impl Closer {
             while running.len() < concurrency {
                 let Some(window) = waiting.next() else { break };
                 let (task_ctx, closes) = (ctx.clone(), self.closes.clone());
-                let handle = running.spawn(async move { close(&task_ctx, &closes, window).await });
+                let rule = rules.get(&window.robot_id).cloned();
+                let handle =
+                    running.spawn(async move { close(&task_ctx, &closes, window, rule).await });
                 by_task.insert(handle.id(), window);
             }
             let Some(joined) = running.join_next_with_id().await else {
@@ -354,13 +369,14 @@ impl Closer {
 }
 
 /// Reads the window's history, then closes it if no event has moved it meanwhile.
-async fn close(ctx: &Context, closes: &Closes, due: DueWindow) -> Result<(), RuntimeError> {
-    let store = ctx.store();
+async fn close(
+    ctx: &Context,
+    closes: &Closes,
+    due: DueWindow,
+    rule: Option<StoredRule>,
+) -> Result<(), RuntimeError> {
     if ctx.megazord().is_some() {
-        let stored = store
-            .rule(due.robot_id)
-            .await?
-            .ok_or(RuntimeError::NoRule(due.robot_id))?;
+        let stored = rule.ok_or(RuntimeError::NoRule(due.robot_id))?;
         let call_ref = CallRef::new();
         replay_history(ctx, &stored, due.window_start, &call_ref).await?;
     }

@@ -1,13 +1,17 @@
 //! Store reads and writes that serve many sessions at once: what lets thousands of windows
 //! ending in the same second, and thousands of rules, cost few round trips.
 
+use std::collections::HashMap;
+
 use jiff::Timestamp;
 
 use super::error::StoreError;
 use super::outbox;
+use super::rules;
 use super::transitions;
-use super::types::CloseOutcome;
+use super::types::{CloseOutcome, StoredRule};
 use super::{BoxFuture, Dialect, Store};
+use crate::domain::RobotId;
 
 /// What identifies the stored rule set: how many rules there are and the sum of their
 /// versions. Rules are only ever inserted or updated, and every update bumps the rule's
@@ -158,5 +162,34 @@ impl Store {
                 None
             }
         }
+    }
+}
+
+impl Store {
+    /// The rules of `robots` (those that have one), read in one transaction: the closer needs
+    /// the rule of every window it closes, and a transaction per window would cost as much
+    /// as the close itself.
+    pub async fn rules_of(
+        &self,
+        robots: &[RobotId],
+    ) -> Result<HashMap<RobotId, StoredRule>, StoreError> {
+        self.run(
+            move |tx| -> BoxFuture<'_, Result<HashMap<RobotId, StoredRule>, StoreError>> {
+                let robots = robots.to_vec();
+                Box::pin(async move {
+                    let mut found = HashMap::with_capacity(robots.len());
+                    for robot_id in robots {
+                        if found.contains_key(&robot_id) {
+                            continue;
+                        }
+                        if let Some(stored) = rules::get(tx, robot_id).await? {
+                            found.insert(robot_id, stored);
+                        }
+                    }
+                    Ok(found)
+                })
+            },
+        )
+        .await
     }
 }
