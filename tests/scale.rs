@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use azi3_status_jobs::clock::SimulatedClock;
 use jiff::{SignedDuration, Timestamp};
 use support::live::{ThrowAwayDatabase, tail};
-use support::megazord::{CreatedAtResolution, MegazordOptions, MegazordServer};
+use support::megazord::{CreatedAtResolution, MegazordOptions, MegazordRoute, MegazordServer};
 use support::service::{Service, ServiceOptions};
 use support::tcp_proxy::TcpProxy;
 
@@ -180,6 +180,23 @@ async fn every_alarm_posted_once_and_on_time(backend: &str, database: &str) {
         quantile(&late, 0.5),
         quantile(&late, 0.99),
         late[late.len() - 1],
+    );
+    // Where the time went: the history reads that closed the windows, and the posts.
+    let span = |route| {
+        let at: Vec<f64> = server
+            .requests_to(route)
+            .iter()
+            .map(|r| r.received_at.duration_since(close_at).as_secs_f64() / speed())
+            .filter(|s| *s >= 0.0)
+            .collect();
+        let first = at.iter().copied().fold(f64::INFINITY, f64::min);
+        let last = at.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{} from {first:.2} s to {last:.2} s", at.len())
+    };
+    eprintln!(
+        "{backend}: after deadline + grace, history reads {}, alarm posts {}",
+        span(MegazordRoute::GetIncomings),
+        span(MegazordRoute::PostIncoming)
     );
     eprintln!(
         "{backend}: {robots} windows ending together; sessions prepared {:.1} s after start; \
