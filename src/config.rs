@@ -120,6 +120,10 @@ pub struct ServiceConfig {
     pub alarm_webhook: Option<String>,
     /// How many due windows are closed at once, each with its own history read.
     pub close_concurrency: usize,
+    /// How many alarms are posted to Megazord at once, each claimed just before its post.
+    pub dispatch_concurrency: usize,
+    /// How many sessions are started and prepared at once (subscription and history replay).
+    pub prepare_concurrency: usize,
     /// Service seconds a session's windows may fail to close before it is ended as `FAILED`
     /// (when Megazord refused its robot for good, or other windows were closed meanwhile).
     pub failing_session_limit_seconds: u32,
@@ -141,6 +145,8 @@ impl fmt::Debug for ServiceConfig {
                 &self.alarm_webhook.as_deref().map(redact_url),
             )
             .field("close_concurrency", &self.close_concurrency)
+            .field("dispatch_concurrency", &self.dispatch_concurrency)
+            .field("prepare_concurrency", &self.prepare_concurrency)
             .field(
                 "failing_session_limit_seconds",
                 &self.failing_session_limit_seconds,
@@ -162,6 +168,8 @@ impl Default for ServiceConfig {
             grace_seconds: 30,
             alarm_webhook: None,
             close_concurrency: 32,
+            dispatch_concurrency: 32,
+            prepare_concurrency: 32,
             failing_session_limit_seconds: 600,
             ready_overdue_bound_seconds: 300,
             dead_letter_max_age_days: 30,

@@ -94,6 +94,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         alarm_lease: alarm_lease(config.megazord.as_ref(), clock.speed()),
         abandoned_after: SignedDuration::from_hours(24),
         close_concurrency: config.service.close_concurrency.max(1),
+        dispatch_concurrency: config.service.dispatch_concurrency.max(1),
+        prepare_concurrency: config.service.prepare_concurrency.max(1),
         failing_session_limit: SignedDuration::from_secs(i64::from(
             config.service.failing_session_limit_seconds,
         )),

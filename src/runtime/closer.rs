@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -23,8 +24,9 @@ use super::context::Context;
 use super::error::RuntimeError;
 use super::retries::SessionRetries;
 use super::scheduler::replay_history;
+use crate::domain::RobotId;
 use crate::megazord::CallRef;
-use crate::store::{CloseOutcome, DueWindow, EndOutcome};
+use crate::store::{CloseOutcome, Dialect, DueWindow, EndOutcome, StoreError, StoredRule};
 use crate::telemetry::names;
 
 /// How many due windows are fetched at once (besides those waiting out a back-off).
@@ -34,6 +36,79 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// The pause after a pass the store failed (the database unreachable).
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
+/// The most windows committed in one transaction.
+const MAX_CLOSE_BATCH: usize = 64;
+
+/// One close handed to the task that commits closes together.
+type QueuedClose = (
+    u64,
+    Timestamp,
+    oneshot::Sender<Result<CloseOutcome, StoreError>>,
+);
+
+/// Where a window's close transaction runs. On SQLite, one writer runs one transaction at a
+/// time and every commit is an fsync: closes whose history reads finished meanwhile are
+/// committed together by one task ([`commit_closes`]), each session's close still all or
+/// nothing. On MySQL each close runs in its own transaction, concurrently on the pool.
+#[derive(Clone, Debug, Default)]
+struct Closes {
+    queue: Option<mpsc::UnboundedSender<QueuedClose>>,
+}
+
+impl Closes {
+    /// Starts the committing task where the store gains from it; it ends with the last
+    /// clone of the returned value.
+    fn start(ctx: &Context) -> Closes {
+        if ctx.store().dialect() != Dialect::Sqlite {
+            return Closes::default();
+        }
+        let (queue, queued) = mpsc::unbounded_channel();
+        tokio::spawn(commit_closes(ctx.clone(), queued));
+        Closes { queue: Some(queue) }
+    }
+
+    /// Closes the session's window if its deadline is still `deadline`.
+    async fn close(
+        &self,
+        ctx: &Context,
+        status_check_id: u64,
+        deadline: Timestamp,
+    ) -> Result<CloseOutcome, RuntimeError> {
+        let Some(queue) = &self.queue else {
+            return Ok(ctx
+                .store()
+                .close_window(status_check_id, deadline, ctx.now())
+                .await?);
+        };
+        let (answer, answered) = oneshot::channel();
+        queue
+            .send((status_check_id, deadline, answer))
+            .map_err(|_| RuntimeError::Panicked("committing closes has stopped"))?;
+        Ok(answered
+            .await
+            .map_err(|_| RuntimeError::Panicked("committing closes has stopped"))??)
+    }
+}
+
+/// Commits the closes queued meanwhile together, up to [`MAX_CLOSE_BATCH`] in a transaction,
+/// until every sender is gone.
+async fn commit_closes(ctx: Context, mut queued: mpsc::UnboundedReceiver<QueuedClose>) {
+    while let Some(first) = queued.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_CLOSE_BATCH {
+            match queued.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let windows: Vec<(u64, Timestamp)> = batch.iter().map(|(id, d, _)| (*id, *d)).collect();
+        let outcomes = ctx.store().close_windows(&windows, ctx.now()).await;
+        for ((_, _, answer), outcome) in batch.into_iter().zip(outcomes) {
+            let _ = answer.send(outcome);
+        }
+    }
+}
+
 /// What the closer remembers between passes.
 #[derive(Debug, Default)]
 struct Closer {
@@ -41,6 +116,8 @@ struct Closer {
     retries: SessionRetries,
     /// Service time of the last window closed without error.
     last_closed: Option<Timestamp>,
+    /// Where close transactions run.
+    closes: Closes,
 }
 
 /// When to look again: the next deadline not waiting out a back-off, and the earliest retry.
@@ -52,7 +129,10 @@ struct Wake {
 
 /// Runs until `shutdown`.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
-    let mut closer = Closer::default();
+    let mut closer = Closer {
+        closes: Closes::start(&ctx),
+        ..Closer::default()
+    };
     loop {
         let wait = match closer.pass(&ctx, &shutdown).await {
             Ok(wake) => {
@@ -129,12 +209,24 @@ impl Closer {
                     retry: self.retries.next_retry(),
                 });
             }
-            self.close_all(ctx, ready).await;
+            // Every window's rule (its watched event) in one read, not one read each.
+            let rules = if ctx.megazord().is_some() {
+                let robots: Vec<_> = ready.iter().map(|w| w.robot_id).collect();
+                ctx.store().rules_of(&robots).await?
+            } else {
+                HashMap::new()
+            };
+            self.close_all(ctx, ready, &rules).await;
         }
     }
 
     /// Closes `windows`, up to `close_concurrency` at once; a failure stays with its session.
-    async fn close_all(&mut self, ctx: &Context, windows: Vec<DueWindow>) {
+    async fn close_all(
+        &mut self,
+        ctx: &Context,
+        windows: Vec<DueWindow>,
+        rules: &HashMap<RobotId, StoredRule>,
+    ) {
         let concurrency = ctx.settings().close_concurrency.max(1);
         let mut running = JoinSet::new();
         let mut by_task = HashMap::new();
@@ -142,8 +234,10 @@ impl Closer {
         loop {
             while running.len() < concurrency {
                 let Some(window) = waiting.next() else { break };
-                let task_ctx = ctx.clone();
-                let handle = running.spawn(async move { close(&task_ctx, window).await });
+                let (task_ctx, closes) = (ctx.clone(), self.closes.clone());
+                let rule = rules.get(&window.robot_id).cloned();
+                let handle =
+                    running.spawn(async move { close(&task_ctx, &closes, window, rule).await });
                 by_task.insert(handle.id(), window);
             }
             let Some(joined) = running.join_next_with_id().await else {
@@ -275,21 +369,18 @@ impl Closer {
 }
 
 /// Reads the window's history, then closes it if no event has moved it meanwhile.
-async fn close(ctx: &Context, due: DueWindow) -> Result<(), RuntimeError> {
-    let store = ctx.store();
+async fn close(
+    ctx: &Context,
+    closes: &Closes,
+    due: DueWindow,
+    rule: Option<StoredRule>,
+) -> Result<(), RuntimeError> {
     if ctx.megazord().is_some() {
-        let stored = store
-            .rule(due.robot_id)
-            .await?
-            .ok_or(RuntimeError::NoRule(due.robot_id))?;
+        let stored = rule.ok_or(RuntimeError::NoRule(due.robot_id))?;
         let call_ref = CallRef::new();
         replay_history(ctx, &stored, due.window_start, &call_ref).await?;
     }
-    let now = ctx.now();
-    match store
-        .close_window(due.status_check_id, due.deadline, now)
-        .await?
-    {
+    match closes.close(ctx, due.status_check_id, due.deadline).await? {
         CloseOutcome::Closed {
             alarm,
             next,

@@ -50,6 +50,10 @@ pub struct RuntimeSettings {
     pub abandoned_after: SignedDuration,
     /// How many windows the closer closes at once (each with its own history read).
     pub close_concurrency: usize,
+    /// How many alarms are posted at once.
+    pub dispatch_concurrency: usize,
+    /// How many sessions are started and prepared at once.
+    pub prepare_concurrency: usize,
     /// A session whose windows could not be closed for this long (service time) is ended as
     /// `FAILED`, when Megazord refused it for good or other sessions were closed meanwhile.
     pub failing_session_limit: SignedDuration,

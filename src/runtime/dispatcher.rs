@@ -4,112 +4,221 @@
 //! Megazord gave it. A crash between posting and marking leaves the claim to expire; whoever
 //! claims it next first looks the reference id up in Megazord's history and only posts when it
 //! is not there (contracts §6 item 8).
+//!
+//! Up to `dispatch_concurrency` alarms are in flight at once, so that thousands of windows
+//! closing in the same second are not posted one after the other.
 
 use std::time::Duration;
 
 use jiff::SignedDuration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::context::Context;
 use crate::megazord::CallRef;
-use crate::store::OutboxAlarm;
+use crate::store::{Dialect, OutboxAlarm, StoreError};
 use crate::telemetry::names;
 
-/// How many alarms are claimed at once: one, so that a claim's lease has to cover the lookup
-/// and post of a single alarm only. With several claimed together, the later ones wait behind
-/// the earlier posts; once their lease ran out another instance could claim them, find them
-/// not yet at Megazord and post them too, and then this instance posted them again.
-const BATCH: u32 = 1;
+// Why alarms are claimed no earlier than they can be posted: a claim's lease has to cover
+// the lookup and post of that one alarm only. Had several been claimed and posted one after
+// the other, the later ones would wait behind the earlier posts; once their lease ran out
+// another instance could claim them, find them not yet at Megazord and post them too, and
+// then this instance posted them again. So the dispatcher claims only as many alarms as it
+// has free posting slots (`dispatch_concurrency`), and each claimed alarm's post starts at
+// once on a task of its own.
+
 /// The longest the dispatcher sleeps without looking.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// The pause after a failed post.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-/// Runs until `shutdown`.
-pub async fn run(ctx: Context, shutdown: CancellationToken) {
-    let http = reqwest::Client::new();
-    loop {
-        let passed = pass(&ctx, &http).await;
-        if passed.is_ok() {
-            ctx.liveness().dispatcher_passed();
+/// The most alarms marked sent in one transaction.
+const MAX_MARK_BATCH: usize = 64;
+
+/// One posted alarm handed to the task that marks alarms sent together.
+type QueuedMark = (u64, u64, oneshot::Sender<Result<bool, StoreError>>);
+
+/// Where a posted alarm is marked sent. On SQLite (one writer, an fsync per commit) the alarms
+/// posted meanwhile are marked together by one task ([`mark_together`]); on MySQL each in a
+/// transaction of its own, concurrently on the pool.
+#[derive(Clone, Default)]
+struct Marks {
+    queue: Option<mpsc::UnboundedSender<QueuedMark>>,
+}
+
+impl Marks {
+    /// Starts the marking task where the store gains from it; it ends with the last clone.
+    fn start(ctx: &Context) -> Marks {
+        if ctx.store().dialect() != Dialect::Sqlite {
+            return Marks::default();
         }
-        let wait = match passed {
-            Ok(0) => MAX_SLEEP,
-            Ok(_) => Duration::ZERO,
-            Err(e) => {
-                tracing::warn!(error = %e, "posting alarms failed; trying again");
-                RETRY_PAUSE
-            }
+        let (queue, queued) = mpsc::unbounded_channel();
+        tokio::spawn(mark_together(ctx.clone(), queued));
+        Marks { queue: Some(queue) }
+    }
+
+    /// Marks the alarm sent with the id Megazord gave it.
+    async fn sent(&self, ctx: &Context, alarm_id: u64, megazord_id: u64) -> Result<bool, String> {
+        let Some(queue) = &self.queue else {
+            return ctx
+                .store()
+                .mark_alarm_sent(alarm_id, megazord_id, ctx.now())
+                .await
+                .map_err(|e| e.to_string());
         };
-        if wait.is_zero() && !shutdown.is_cancelled() {
-            continue;
+        let (answer, answered) = oneshot::channel();
+        let stopped = || "marking alarms sent has stopped".to_string();
+        queue
+            .send((alarm_id, megazord_id, answer))
+            .map_err(|_| stopped())?;
+        answered
+            .await
+            .map_err(|_| stopped())?
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Marks the alarms queued meanwhile sent together, up to [`MAX_MARK_BATCH`] in a
+/// transaction, until every sender is gone.
+async fn mark_together(ctx: Context, mut queued: mpsc::UnboundedReceiver<QueuedMark>) {
+    while let Some(first) = queued.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_MARK_BATCH {
+            match queued.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(wait) => {}
-            () = ctx.dispatcher_woken() => {}
+        let alarms: Vec<(u64, u64)> = batch.iter().map(|(a, m, _)| (*a, *m)).collect();
+        let outcomes = ctx.store().mark_alarms_sent(&alarms, ctx.now()).await;
+        for ((_, _, answer), outcome) in batch.into_iter().zip(outcomes) {
+            let _ = answer.send(outcome);
         }
     }
 }
 
-/// Claims and posts a batch; returns how many were posted.
-async fn pass(ctx: &Context, http: &reqwest::Client) -> Result<usize, String> {
-    let now = ctx.now();
-    let alarms = ctx
-        .store()
+/// Runs until `shutdown`: keeps up to `dispatch_concurrency` alarms in flight, claiming more
+/// as posts finish.
+pub async fn run(ctx: Context, shutdown: CancellationToken) {
+    let http = reqwest::Client::new();
+    let marks = Marks::start(&ctx);
+    let concurrency = ctx.settings().dispatch_concurrency.max(1);
+    let mut in_flight: JoinSet<Result<(), String>> = JoinSet::new();
+    // Set when the last claim found nothing to claim (or failed): no new claim is made until
+    // something changes (a post finished, a wake-up, a pause).
+    let mut idle = false;
+    let mut pause = MAX_SLEEP;
+    loop {
+        if shutdown.is_cancelled() {
+            // Posts already started finish and are marked: nothing is left half-done.
+            while in_flight.join_next().await.is_some() {}
+            return;
+        }
+        // Claims go in chunks while a backlog is being worked through (one claim per finished
+        // post would be a transaction per alarm).
+        let chunk = (concurrency / 4).max(1);
+        let free = concurrency.saturating_sub(in_flight.len());
+        if !idle && (free >= chunk || (in_flight.is_empty() && free > 0)) {
+            let room = u32::try_from(concurrency - in_flight.len()).unwrap_or(u32::MAX);
+            match claim(&ctx, room).await {
+                Ok(alarms) => {
+                    ctx.liveness().dispatcher_passed();
+                    let claimed = alarms.len();
+                    for alarm in alarms {
+                        let (ctx, http, marks) = (ctx.clone(), http.clone(), marks.clone());
+                        in_flight.spawn(async move { handle(&ctx, &http, &marks, alarm).await });
+                    }
+                    if claimed < room as usize {
+                        idle = true;
+                        pause = MAX_SLEEP;
+                    }
+                    if claimed > 0 {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming alarms failed; trying again");
+                    idle = true;
+                    pause = RETRY_PAUSE;
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            joined = in_flight.join_next(), if !in_flight.is_empty() => {
+                match joined {
+                    Some(Ok(Ok(()))) => {}
+                    Some(Ok(Err(e))) => {
+                        tracing::warn!(error = %e, "posting an alarm failed; trying again");
+                    }
+                    Some(Err(e)) => tracing::error!(error = %e, "posting an alarm panicked"),
+                    None => {}
+                }
+                idle = false;
+            }
+            () = tokio::time::sleep(pause), if in_flight.is_empty() || idle => {
+                idle = false;
+            }
+            () = ctx.dispatcher_woken() => idle = false,
+        }
+    }
+}
+
+/// Claims up to `limit` alarms for this instance.
+async fn claim(ctx: &Context, limit: u32) -> Result<Vec<OutboxAlarm>, String> {
+    ctx.store()
         .claim_alarms(
             &ctx.settings().owner,
-            BATCH,
-            now,
+            limit,
+            ctx.now(),
             ctx.settings().alarm_lease,
         )
         .await
-        .map_err(|e| e.to_string())?;
-    let mut posted = 0;
-    let mut failure = None;
-    for alarm in alarms {
-        match post(ctx, http, &alarm).await {
-            Ok(megazord_id) => {
-                let now = ctx.now();
-                ctx.store()
-                    .mark_alarm_sent(alarm.id, megazord_id, now)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let late = now.duration_since(alarm.window_end);
-                metrics::histogram!(names::DEADLINE_TO_ALARM).record(late.as_secs_f64());
-                metrics::histogram!(names::DEADLINE_TO_ALARM_WALL)
-                    .record(late.as_secs_f64() / ctx.clock().speed());
-                metrics::counter!(names::ALARMS, "outcome" => "sent").increment(1);
-                tracing::info!(
-                    statusCheckId = alarm.status_check_id,
-                    robotId = alarm.identity.robot_id,
-                    referenceId = %alarm.reference_id,
-                    windowStart = %alarm.identity.window_start,
-                    windowEnd = %alarm.window_end,
-                    megazordId = megazord_id,
-                    "alarm sent"
-                );
-                posted += 1;
-            }
-            Err(e) => {
-                // One alarm that cannot be posted must not hold up the others of the batch.
-                metrics::counter!(names::ALARMS, "outcome" => "failed").increment(1);
-                tracing::warn!(referenceId = %alarm.reference_id, error = %e, "alarm not sent yet");
-                let now = ctx.now();
-                let retry_at = now
-                    .checked_add(retry_delay(alarm.attempts, ctx))
-                    .unwrap_or(now);
-                ctx.store()
-                    .mark_alarm_failed_until(alarm.id, &e, retry_at, now)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                failure = Some(e);
-            }
+        .map_err(|e| e.to_string())
+}
+
+/// Posts one claimed alarm and marks it sent, or failed with a back-off of its own: one alarm
+/// that cannot be posted holds up no other.
+async fn handle(
+    ctx: &Context,
+    http: &reqwest::Client,
+    marks: &Marks,
+    alarm: OutboxAlarm,
+) -> Result<(), String> {
+    match post(ctx, http, &alarm).await {
+        Ok(megazord_id) => {
+            marks.sent(ctx, alarm.id, megazord_id).await?;
+            let now = ctx.now();
+            let late = now.duration_since(alarm.window_end);
+            metrics::histogram!(names::DEADLINE_TO_ALARM).record(late.as_secs_f64());
+            metrics::histogram!(names::DEADLINE_TO_ALARM_WALL)
+                .record(late.as_secs_f64() / ctx.clock().speed());
+            metrics::counter!(names::ALARMS, "outcome" => "sent").increment(1);
+            tracing::info!(
+                statusCheckId = alarm.status_check_id,
+                robotId = alarm.identity.robot_id,
+                referenceId = %alarm.reference_id,
+                windowStart = %alarm.identity.window_start,
+                windowEnd = %alarm.window_end,
+                megazordId = megazord_id,
+                "alarm sent"
+            );
+            Ok(())
         }
-    }
-    match failure {
-        Some(e) if posted == 0 => Err(e),
-        _ => Ok(posted),
+        Err(e) => {
+            metrics::counter!(names::ALARMS, "outcome" => "failed").increment(1);
+            tracing::warn!(referenceId = %alarm.reference_id, error = %e, "alarm not sent yet");
+            let now = ctx.now();
+            let retry_at = now
+                .checked_add(retry_delay(alarm.attempts, ctx))
+                .unwrap_or(now);
+            ctx.store()
+                .mark_alarm_failed_until(alarm.id, &e, retry_at, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
     }
 }
 

@@ -3,12 +3,14 @@
 //! while the service was down is missed (spec §2, §6; contracts §6 item 18).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
 use tokio_util::sync::CancellationToken;
 
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::context::Context;
@@ -17,10 +19,11 @@ use super::intake::WatchedEvent;
 use super::retries::SessionRetries;
 use crate::domain::{RobotId, Session};
 use crate::megazord::CallRef;
-use crate::store::StoredRule;
+use crate::store::{RulesFingerprint, StoredRule};
 
-/// How often rules are read again when nothing else wakes the scheduler (rules edited with
-/// the `rules` command take effect within this time).
+/// How often the scheduler looks when nothing else wakes it: rules edited with the `rules`
+/// command take effect within this time. A look that finds the rule set's fingerprint
+/// unchanged reads no rule.
 const RULES_REREAD: Duration = Duration::from_secs(10);
 
 /// Runs until `shutdown`: starts due sessions and prepares them (subscription, history).
@@ -59,6 +62,9 @@ struct Scheduler {
     /// by `status_check.id` (0 for a session that could not even be started, which is keyed
     /// by robot instead: see [`start_key`]).
     retries: SessionRetries,
+    /// The rules as last read, with the fingerprint they were read at: an unchanged rule set
+    /// costs one small query per pass instead of reading every rule.
+    rules: Option<(RulesFingerprint, Arc<Vec<StoredRule>>)>,
 }
 
 /// The retry key of a session that has no `status_check.id` yet: it could not be started.
@@ -66,10 +72,30 @@ fn start_key(robot_id: RobotId) -> u64 {
     u64::MAX - u64::from(robot_id)
 }
 
+/// A session the pass starts or prepares.
+struct Job {
+    stored: StoredRule,
+    session: Session,
+    today: Date,
+}
+
 impl Scheduler {
-    /// One pass: starts and prepares every session that is due and still runs; returns the
-    /// next session start. A rule or session that fails is retried on its own back-off and
-    /// holds up no other.
+    /// The stored rules, read again only when their fingerprint changed.
+    async fn rules(&mut self, ctx: &Context) -> Result<Arc<Vec<StoredRule>>, RuntimeError> {
+        let fingerprint = ctx.store().rules_fingerprint().await?;
+        if let Some((seen, rules)) = &self.rules
+            && *seen == fingerprint
+        {
+            return Ok(Arc::clone(rules));
+        }
+        let rules = Arc::new(ctx.store().rules().await?);
+        self.rules = Some((fingerprint, Arc::clone(&rules)));
+        Ok(rules)
+    }
+
+    /// One pass: starts and prepares every session that is due and still runs, up to
+    /// `prepare_concurrency` at once; returns the next session start. A rule or session that
+    /// fails is retried on its own back-off and holds up no other.
     ///
     /// A session is started late (at boot mid-day, or after downtime) from S with its history
     /// replayed, but only while it still runs: one that ended before it could be started is
@@ -80,7 +106,8 @@ impl Scheduler {
         let now = ctx.now();
         let mut next_start: Option<Timestamp> = None;
         let mut wanted = HashSet::new();
-        for stored in ctx.store().rules().await? {
+        let mut jobs = Vec::new();
+        for stored in self.rules(ctx).await?.iter() {
             if !stored.rule.enabled {
                 continue;
             }
@@ -100,19 +127,21 @@ impl Scheduler {
                 }
                 let key = (rule.robot_id, date);
                 wanted.insert(key);
-                if self.known.contains_key(&key) {
+                if self.known.contains_key(&key)
+                    || self
+                        .retries
+                        .waiting(start_key(rule.robot_id), Instant::now())
+                {
                     continue;
                 }
-                if let Err((retry_key, e)) =
-                    self.start_and_prepare(ctx, &stored, session, today).await
-                {
-                    let failing = self.retries.failed(retry_key, rule.robot_id, &e, ctx.now());
-                    tracing::warn!(robotId = rule.robot_id, date = %date,
-                        attempts = failing.attempts, error = %e, kind = e.kind(),
-                        "could not start or prepare the session yet; retrying it on its own");
-                }
+                jobs.push(Job {
+                    stored: stored.clone(),
+                    session,
+                    today,
+                });
             }
         }
+        self.run_jobs(ctx, jobs).await;
         // Forget sessions of dates that are no longer looked at (and of disabled rules).
         self.known.retain(|key, _| wanted.contains(key));
         let known_ids: HashSet<u64> = self.known.values().copied().collect();
@@ -122,53 +151,134 @@ impl Scheduler {
         Ok(next_start)
     }
 
-    /// Starts the session when nobody has yet and prepares it, unless it is waiting out a
-    /// back-off; on failure says under which key to retry it.
-    async fn start_and_prepare(
-        &mut self,
-        ctx: &Context,
-        stored: &StoredRule,
-        session: Session,
-        today: Date,
-    ) -> Result<(), (u64, RuntimeError)> {
-        let rule = &stored.rule;
-        let now = ctx.now();
-        let robot_key = start_key(rule.robot_id);
-        if self.retries.waiting(robot_key, Instant::now()) {
-            return Ok(());
+    /// Starts and prepares `jobs`, up to `prepare_concurrency` at once (thousands of robots
+    /// share the same S, and a restart prepares every running session again).
+    async fn run_jobs(&mut self, ctx: &Context, jobs: Vec<Job>) {
+        let concurrency = ctx.settings().prepare_concurrency.max(1);
+        let at = Instant::now();
+        let waiting: Arc<HashSet<u64>> = Arc::new(
+            self.retries
+                .iter()
+                .map(|(id, _)| id)
+                .filter(|id| self.retries.waiting(*id, at))
+                .collect(),
+        );
+        let mut running = JoinSet::new();
+        let mut by_task = HashMap::new();
+        let mut queued = jobs.into_iter();
+        loop {
+            while running.len() < concurrency {
+                let Some(job) = queued.next() else { break };
+                let (robot_id, date) = (job.stored.rule.robot_id, job.session.date);
+                let (task_ctx, waiting) = (ctx.clone(), Arc::clone(&waiting));
+                let handle =
+                    running.spawn(async move { start_and_prepare(&task_ctx, job, &waiting).await });
+                by_task.insert(handle.id(), (robot_id, date));
+            }
+            let Some(joined) = running.join_next_with_id().await else {
+                return;
+            };
+            let (id, result) = match joined {
+                Ok((id, result)) => (id, result),
+                Err(e) => {
+                    let reason = if e.is_panic() {
+                        "panicked"
+                    } else {
+                        "was cancelled"
+                    };
+                    tracing::error!(task = %e.id(), "starting a session {reason}");
+                    match by_task.get(&e.id()) {
+                        Some((robot_id, _)) => (
+                            e.id(),
+                            Err((start_key(*robot_id), RuntimeError::Panicked(reason))),
+                        ),
+                        None => continue,
+                    }
+                }
+            };
+            let Some((robot_id, date)) = by_task.remove(&id) else {
+                continue;
+            };
+            match result {
+                Ok(Started::Skipped) => {}
+                Ok(Started::Waiting) => {
+                    self.retries.forget(start_key(robot_id));
+                }
+                Ok(Started::Prepared(session_id)) => {
+                    self.retries.forget(start_key(robot_id));
+                    if let Some(failing) = self.retries.forget(session_id) {
+                        tracing::info!(
+                            statusCheckId = session_id,
+                            robotId = robot_id,
+                            attempts = failing.attempts,
+                            "session prepared after failing before"
+                        );
+                    }
+                    self.known.insert((robot_id, date), session_id);
+                }
+                Err((retry_key, e)) => {
+                    if retry_key != start_key(robot_id) {
+                        self.retries.forget(start_key(robot_id));
+                    }
+                    let failing = self.retries.failed(retry_key, robot_id, &e, ctx.now());
+                    tracing::warn!(robotId = robot_id, date = %date,
+                        attempts = failing.attempts, error = %e, kind = e.kind(),
+                        "could not start or prepare the session yet; retrying it on its own");
+                }
+            }
         }
-        let found = ctx
-            .store()
-            .session_id(rule.robot_id, session.date)
-            .await
-            .map_err(|e| (robot_key, e.into()))?;
-        let id = match found {
-            Some(id) => id,
-            None if session.end <= now => return Ok(()),
-            None if session.date < today && stored.updated_at > session.start => return Ok(()),
-            None => ctx
-                .start_session(stored, session, now)
-                .await
-                .map_err(|e| (robot_key, e.into()))?,
-        };
-        self.retries.forget(robot_key);
-        if self.retries.waiting(id, Instant::now()) {
-            return Ok(());
-        }
-        prepare(ctx, stored, session, id)
-            .await
-            .map_err(|e| (id, e))?;
-        if let Some(failing) = self.retries.forget(id) {
-            tracing::info!(
-                statusCheckId = id,
-                robotId = rule.robot_id,
-                attempts = failing.attempts,
-                "session prepared after failing before"
-            );
-        }
-        self.known.insert((rule.robot_id, session.date), id);
-        Ok(())
     }
+}
+
+/// What became of one session the pass looked at.
+enum Started {
+    /// Nothing to do: it ended before it could be started, or belongs to an older rule.
+    Skipped,
+    /// It exists and is waiting out a back-off of its own.
+    Waiting,
+    /// It runs and is prepared.
+    Prepared(u64),
+}
+
+/// Starts the session when nobody has yet and prepares it, unless it is waiting out a
+/// back-off (`waiting` holds the retry keys that are); on failure says under which key to
+/// retry it.
+async fn start_and_prepare(
+    ctx: &Context,
+    job: Job,
+    waiting: &HashSet<u64>,
+) -> Result<Started, (u64, RuntimeError)> {
+    let Job {
+        stored,
+        session,
+        today,
+    } = job;
+    let rule = &stored.rule;
+    let now = ctx.now();
+    let robot_key = start_key(rule.robot_id);
+    let found = ctx
+        .store()
+        .session_id(rule.robot_id, session.date)
+        .await
+        .map_err(|e| (robot_key, e.into()))?;
+    let id = match found {
+        Some(id) => id,
+        None if session.end <= now => return Ok(Started::Skipped),
+        None if session.date < today && stored.updated_at > session.start => {
+            return Ok(Started::Skipped);
+        }
+        None => ctx
+            .start_session(&stored, session, now)
+            .await
+            .map_err(|e| (robot_key, e.into()))?,
+    };
+    if waiting.contains(&id) {
+        return Ok(Started::Waiting);
+    }
+    prepare(ctx, &stored, session, id)
+        .await
+        .map_err(|e| (id, e))?;
+    Ok(Started::Prepared(id))
 }
 
 /// Subscribes the session at Megazord (when it runs on and has no subscription) and replays

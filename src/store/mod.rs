@@ -14,6 +14,7 @@
 //!
 //! Instants are passed in by the caller; the store reads no clock for any decision.
 
+mod bulk;
 mod catalogue;
 mod error;
 mod fault;
@@ -42,6 +43,7 @@ use std::time::Duration;
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 
+pub use bulk::RulesFingerprint;
 pub use catalogue::CatalogueGaps;
 pub use error::StoreError;
 pub use fault::FaultPlan;

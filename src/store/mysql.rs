@@ -15,6 +15,7 @@ use jiff::{SignedDuration, Timestamp};
 use sqlx::Executor;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::pool::PoolConnection;
+use tokio::sync::Notify;
 
 use super::error::StoreError;
 use super::fault::FaultPlan;
@@ -42,7 +43,7 @@ pub struct Pools {
 /// one that died meanwhile fails its next transaction's first statement, which then runs
 /// again on a fresh connection.
 #[derive(Clone, Default)]
-pub struct IdleConnections(Arc<Mutex<Vec<PoolConnection<MySql>>>>);
+pub struct IdleConnections(Arc<Mutex<Vec<PoolConnection<MySql>>>>, Arc<Notify>);
 
 impl IdleConnections {
     fn take(&self) -> Option<PoolConnection<MySql>> {
@@ -51,6 +52,9 @@ impl IdleConnections {
 
     pub(crate) fn put(&self, conn: PoolConnection<MySql>) {
         self.lock().push(conn);
+        // A transaction waiting for the pool would otherwise never see this one: it does not
+        // go back to the pool.
+        self.1.notify_one();
     }
 
     /// Gives every kept connection back to the pool (after a connection was lost, the others
@@ -117,9 +121,17 @@ pub async fn begin(
     fault: &Arc<FaultPlan>,
     copies: &SessionCopies,
 ) -> Result<Tx, StoreError> {
-    let conn = match pools.idle.take() {
-        Some(conn) => conn,
-        None => pools.tx.acquire().await?,
+    let conn = loop {
+        if let Some(conn) = pools.idle.take() {
+            break conn;
+        }
+        // With more transactions wanted at once than the pool holds, the connections are
+        // all kept here after their commits: wait for one of those as well as for the pool.
+        let kept = pools.idle.1.notified();
+        tokio::select! {
+            conn = pools.tx.acquire() => break conn?,
+            () = kept => {}
+        }
     };
     Ok(Tx::new(
         Inner::Mysql {

@@ -1,0 +1,195 @@
+//! Store reads and writes that serve many sessions at once: what lets thousands of windows
+//! ending in the same second, and thousands of rules, cost few round trips.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+
+use super::error::StoreError;
+use super::outbox;
+use super::rules;
+use super::transitions;
+use super::types::{CloseOutcome, StoredRule};
+use super::{BoxFuture, Dialect, Store};
+use crate::domain::RobotId;
+
+/// What identifies the stored rule set: how many rules there are and the sum of their
+/// versions. Rules are only ever inserted or updated, and every update bumps the rule's
+/// version, so any change to any rule changes this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RulesFingerprint {
+    /// How many rules are stored.
+    pub count: i64,
+    /// The sum of their versions.
+    pub versions: i64,
+}
+
+impl Store {
+    /// The rule set's [`RulesFingerprint`], in one small query: the scheduler reads every rule
+    /// again only when it changed.
+    pub async fn rules_fingerprint(&self) -> Result<RulesFingerprint, StoreError> {
+        self.run(
+            |tx| -> BoxFuture<'_, Result<RulesFingerprint, StoreError>> {
+                Box::pin(async move {
+                    // MySQL sums into a DECIMAL: cast back to an integer.
+                    let sum = match tx.dialect() {
+                        Dialect::Mysql => "CAST(COALESCE(SUM(version), 0) AS SIGNED)",
+                        Dialect::Sqlite => "COALESCE(SUM(version), 0)",
+                    };
+                    let row = tx
+                        .fetch_optional(
+                            &format!("SELECT COUNT(*), {sum} FROM status_job_rule"),
+                            &[],
+                        )
+                        .await?
+                        .ok_or_else(|| StoreError::corrupt("no answer to COUNT(*)"))?;
+                    Ok(RulesFingerprint {
+                        count: row.int(0)?,
+                        versions: row.int(1)?,
+                    })
+                })
+            },
+        )
+        .await
+    }
+}
+
+impl Store {
+    /// Closes several sessions' current windows (each `(status_check_id, expected_deadline)`)
+    /// in one transaction: on SQLite, where one writer serialises every transaction and each
+    /// commit is an fsync, this is what lets thousands of windows ending together close on
+    /// time. Each session's close stays all-or-nothing and fails alone: when any close in the
+    /// batch fails, or the batch cannot be committed, nothing of the batch is kept and every
+    /// window is closed again in a transaction of its own (with [`Store::close_window`]'s
+    /// retries), so that one session's failure is that session's only. Outcomes are in the
+    /// order of `windows`.
+    pub async fn close_windows(
+        &self,
+        windows: &[(u64, Timestamp)],
+        now: Timestamp,
+    ) -> Vec<Result<CloseOutcome, StoreError>> {
+        if windows.len() > 1
+            && let Some(outcomes) = self.close_windows_together(windows, now).await
+        {
+            return outcomes.into_iter().map(Ok).collect();
+        }
+        let mut outcomes = Vec::with_capacity(windows.len());
+        for &(status_check_id, deadline) in windows {
+            outcomes.push(self.close_window(status_check_id, deadline, now).await);
+        }
+        outcomes
+    }
+
+    /// The batch of [`Store::close_windows`] in one transaction; `None` when any close failed
+    /// or the commit did (nothing of it is kept then).
+    async fn close_windows_together(
+        &self,
+        windows: &[(u64, Timestamp)],
+        now: Timestamp,
+    ) -> Option<Vec<CloseOutcome>> {
+        let mut tx = self.begin().await.ok()?;
+        // Every row is read under the writer's lock: a stale copy would fail the whole batch.
+        tx.may_decide_on_copies = false;
+        let mut outcomes = Vec::with_capacity(windows.len());
+        for &(status_check_id, deadline) in windows {
+            match transitions::close_window(&mut tx, status_check_id, deadline, now).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    tracing::debug!(statusCheckId = status_check_id, error = %e,
+                        "a close failed in a batch: closing each window of it alone");
+                    tx.rollback().await;
+                    return None;
+                }
+            }
+        }
+        match tx.commit().await {
+            Ok(()) => Some(outcomes),
+            Err(e) => {
+                tracing::debug!(error = %e, "a batch of closes did not commit: closing each alone");
+                None
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Marks several posted alarms sent (each `(alarm_id, megazord_incoming_id)`) in one
+    /// transaction, with [`Store::mark_alarm_sent`]'s outcome for each, in order. When any of
+    /// them fails or the batch cannot be committed, nothing of it is kept and each alarm is
+    /// marked in a transaction of its own.
+    pub async fn mark_alarms_sent(
+        &self,
+        alarms: &[(u64, u64)],
+        now: Timestamp,
+    ) -> Vec<Result<bool, StoreError>> {
+        if alarms.len() > 1
+            && let Some(outcomes) = self.mark_alarms_sent_together(alarms, now).await
+        {
+            return outcomes.into_iter().map(Ok).collect();
+        }
+        let mut outcomes = Vec::with_capacity(alarms.len());
+        for &(alarm_id, megazord_id) in alarms {
+            outcomes.push(self.mark_alarm_sent(alarm_id, megazord_id, now).await);
+        }
+        outcomes
+    }
+
+    /// The batch of [`Store::mark_alarms_sent`] in one transaction; `None` when any mark
+    /// failed or the commit did (nothing of it is kept then).
+    async fn mark_alarms_sent_together(
+        &self,
+        alarms: &[(u64, u64)],
+        now: Timestamp,
+    ) -> Option<Vec<bool>> {
+        let mut tx = self.begin().await.ok()?;
+        tx.may_decide_on_copies = false;
+        let mut outcomes = Vec::with_capacity(alarms.len());
+        for &(alarm_id, megazord_id) in alarms {
+            match outbox::mark_sent(&mut tx, alarm_id, megazord_id, now).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    tracing::debug!(alarmId = alarm_id, error = %e,
+                        "marking an alarm sent failed in a batch: marking each alone");
+                    tx.rollback().await;
+                    return None;
+                }
+            }
+        }
+        match tx.commit().await {
+            Ok(()) => Some(outcomes),
+            Err(e) => {
+                tracing::debug!(error = %e, "a batch of sent alarms did not commit: marking each alone");
+                None
+            }
+        }
+    }
+}
+
+impl Store {
+    /// The rules of `robots` (those that have one), read in one transaction: the closer needs
+    /// the rule of every window it closes, and a transaction per window would cost as much
+    /// as the close itself.
+    pub async fn rules_of(
+        &self,
+        robots: &[RobotId],
+    ) -> Result<HashMap<RobotId, StoredRule>, StoreError> {
+        self.run(
+            move |tx| -> BoxFuture<'_, Result<HashMap<RobotId, StoredRule>, StoreError>> {
+                let robots = robots.to_vec();
+                Box::pin(async move {
+                    let mut found = HashMap::with_capacity(robots.len());
+                    for robot_id in robots {
+                        if found.contains_key(&robot_id) {
+                            continue;
+                        }
+                        if let Some(stored) = rules::get(tx, robot_id).await? {
+                            found.insert(robot_id, stored);
+                        }
+                    }
+                    Ok(found)
+                })
+            },
+        )
+        .await
+    }
+}

@@ -1,0 +1,118 @@
+//! The store's batched work on both backends: several sessions' windows closed in one call
+//! with each outcome what it would be alone, several alarms marked sent at once, and the rule
+//! set's fingerprint that tells the scheduler whether to read the rules again.
+//!
+//! Needs MariaDB on `AZI3_TEST_MYSQL_URL` (`scripts/services.sh`).
+
+mod store_support;
+
+use azi3_status_jobs::domain::Rule;
+use azi3_status_jobs::store::CloseOutcome;
+use jiff::{SignedDuration, Timestamp};
+use store_support::{TestDb, rule, started, ts};
+
+fn robot(robot_id: u32) -> Rule {
+    let mut rule = rule("08:00", "20:00", "60m");
+    rule.robot_id = robot_id;
+    rule
+}
+
+#[tokio::test]
+async fn windows_closed_together_each_get_the_outcome_they_would_alone() {
+    for db in TestDb::both().await {
+        let date = "2025-06-02".parse().unwrap();
+        let (first, session) = started(&db.store, &robot(7), date).await;
+        let (second, _) = started(&db.store, &robot(8), date).await;
+        let deadline = session.start + SignedDuration::from_mins(60);
+        let now = deadline + SignedDuration::from_secs(30);
+
+        let outcomes = db
+            .store
+            .close_windows(
+                &[
+                    (first, deadline),
+                    (u64::MAX >> 8, deadline),
+                    (second, deadline - SignedDuration::from_secs(1)),
+                ],
+                now,
+            )
+            .await;
+        let outcomes: Vec<CloseOutcome> = outcomes.into_iter().map(Result::unwrap).collect();
+        assert!(
+            matches!(outcomes[0], CloseOutcome::Closed { alarm: Some(_), .. }),
+            "{}: {outcomes:?}",
+            db.name
+        );
+        assert_eq!(outcomes[1], CloseOutcome::NotRunning, "{}", db.name);
+        assert_eq!(
+            outcomes[2],
+            CloseOutcome::Stale { deadline },
+            "{}: a window asked for with another deadline is left alone",
+            db.name
+        );
+
+        // The same again: the first is closed already, the second closes now.
+        let again = db
+            .store
+            .close_windows(&[(first, deadline), (second, deadline)], now)
+            .await;
+        assert!(
+            matches!(again[0], Ok(CloseOutcome::Stale { .. })),
+            "{}: {again:?}",
+            db.name
+        );
+        assert!(
+            matches!(again[1], Ok(CloseOutcome::Closed { alarm: Some(_), .. })),
+            "{}: {again:?}",
+            db.name
+        );
+
+        // Both alarms are claimed and marked sent together; marking again changes nothing.
+        let claimed = db
+            .store
+            .claim_alarms("test", 10, now, SignedDuration::from_mins(5))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2, "{}", db.name);
+        let marks: Vec<(u64, u64)> = claimed.iter().map(|a| (a.id, 1000 + a.id)).collect();
+        let sent = db.store.mark_alarms_sent(&marks, now).await;
+        assert!(sent.iter().all(|s| matches!(s, Ok(true))), "{sent:?}");
+        let sent = db.store.mark_alarms_sent(&marks, now).await;
+        assert!(sent.iter().all(|s| matches!(s, Ok(false))), "{sent:?}");
+        for (id, session_id) in [(first, 7), (second, 8)] {
+            let alarms = db.store.alarms_of(id).await.unwrap();
+            assert_eq!(alarms.len(), 1, "{}: robot {session_id}", db.name);
+            assert_eq!(alarms[0].state, "sent", "{}: robot {session_id}", db.name);
+        }
+        db.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn the_rules_fingerprint_changes_with_every_rule_change_only() {
+    for db in TestDb::both().await {
+        let now: Timestamp = ts("2025-01-01T00:00:00Z");
+        let empty = db.store.rules_fingerprint().await.unwrap();
+        db.store.set_rule(&robot(7), now).await.unwrap();
+        let one = db.store.rules_fingerprint().await.unwrap();
+        assert_ne!(one, empty, "{}", db.name);
+        assert_eq!(
+            db.store.rules_fingerprint().await.unwrap(),
+            one,
+            "{}",
+            db.name
+        );
+        let changed = rule("08:00", "20:00", "90m");
+        db.store.set_rule(&changed, now).await.unwrap();
+        let edited = db.store.rules_fingerprint().await.unwrap();
+        assert_ne!(edited, one, "{}: an edited rule", db.name);
+        db.store.disable_rule(7, now).await.unwrap();
+        assert_ne!(
+            db.store.rules_fingerprint().await.unwrap(),
+            edited,
+            "{}: a disabled rule",
+            db.name
+        );
+        db.finish().await;
+    }
+}
