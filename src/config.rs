@@ -224,6 +224,8 @@ pub struct DatabaseConfig {
     /// Create the shared `status_check*` tables on MySQL (never on a production database,
     /// where they belong to `typ-e`). SQLite always has them created.
     pub bootstrap_shared_schema: bool,
+    /// At most this many transaction connections to MySQL (SQLite has one writer).
+    pub max_connections: u32,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -231,6 +233,7 @@ impl fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("url", &redact_url(&self.url))
             .field("bootstrap_shared_schema", &self.bootstrap_shared_schema)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -240,6 +243,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             url: DEFAULT_DATABASE_URL.to_string(),
             bootstrap_shared_schema: false,
+            max_connections: crate::store::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

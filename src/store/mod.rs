@@ -67,6 +67,11 @@ use crate::telemetry::names;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Transaction connections to MySQL unless configured otherwise: as many as the closer, the
+/// dispatcher and the scheduler each run at once by default, so that none waits for a
+/// connection another holds while it talks to Megazord.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 32;
+
 /// How many times a transaction that lost a lock race is run again before giving up.
 const MAX_ATTEMPTS: u32 = 20;
 
@@ -95,9 +100,15 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Connects to `url`: `mysql://…` (or `mariadb://…`) or `sqlite://…`.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with(url, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// Like [`Store::connect`], with at most `max_connections` transaction connections on
+    /// MySQL (SQLite has its one writer whatever this says).
+    pub async fn connect_with(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         let backend = if url.starts_with("mysql:") || url.starts_with("mariadb:") {
             let url = url.replacen("mariadb:", "mysql:", 1);
-            Backend::Mysql(mysql::connect(&url, 10).await?)
+            Backend::Mysql(mysql::connect(&url, max_connections.max(1)).await?)
         } else if url.starts_with("sqlite:") {
             Backend::Sqlite(sqlite::connect(url).await?)
         } else {

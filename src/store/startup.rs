@@ -44,7 +44,7 @@ fn connect_error(url: &str, error: StoreError) -> ConfigError {
 pub async fn prepare(config: &Config, now: Timestamp) -> Result<Prepared, StartupError> {
     let rules = config.rules()?;
     let url = &config.database.url;
-    let store = Store::connect(url)
+    let store = Store::connect_with(url, config.database.max_connections)
         .await
         .map_err(|e| StartupError::Config(connect_error(url, e)))?;
     let bootstrap = config.database.bootstrap_shared_schema;
