@@ -43,6 +43,9 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         "baseline" => baseline(arg(1)?, arg(2)?.parse()?, arg(3)?.parse()?).await,
+        "queue-fill" => queue_fill(arg(1)?, arg(2)?, arg(3)?.parse()?, arg(4)?.parse()?).await,
+        "queue-bare" => queue_bare(arg(1)?, arg(2)?).await,
+        "queue-wait" => queue_wait(arg(1)?, arg(2)?, arg(3)?.parse()?).await,
         other => anyhow::bail!("unknown mode {other:?}: setup, http or baseline"),
     }
 }
@@ -228,6 +231,131 @@ async fn baseline(url: &str, connections: usize, seconds: u64) -> anyhow::Result
         "{{\"mode\":\"baseline\",\"connections\":{connections},\"commits\":{commits},\
          \"seconds\":{elapsed:.2},\"commits_per_second\":{:.0}}}",
         commits as f64 / elapsed
+    );
+    Ok(())
+}
+
+async fn sqs(endpoint: &str) -> aws_sdk_sqs::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::v2026_01_12())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .load()
+        .await;
+    aws_sdk_sqs::Client::new(&config)
+}
+
+async fn queue_url(client: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<String> {
+    let created = client.create_queue().queue_name(name).send().await?;
+    Ok(created.queue_url().unwrap_or_default().to_string())
+}
+
+async fn queue_fill(endpoint: &str, name: &str, count: u64, robots: u32) -> anyhow::Result<()> {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    let client = sqs(endpoint).await;
+    let url = queue_url(&client, name).await?;
+    let now = Timestamp::now();
+    for chunk in (0..count).collect::<Vec<_>>().chunks(10) {
+        let entries = chunk
+            .iter()
+            .map(|n| {
+                let robot = (n % u64::from(robots)) as u32 + 1;
+                let event = 5_000_000 + n;
+                let body = serde_json::json!({
+                    "to": {"robotId": robot.to_string()},
+                    "payload": {"id": event + 1_000_000, "sourceEventId": event,
+                        "sourceEvent": {"id": event, "robotId": robot,
+                            "eventName": "TOILET_ACTIVITY", "createdAt": now.to_string()}}
+                });
+                SendMessageBatchRequestEntry::builder()
+                    .id(n.to_string())
+                    .message_body(body.to_string())
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        client
+            .send_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await?;
+    }
+    eprintln!("{count} messages sent to {url}");
+    Ok(())
+}
+
+async fn queue_bare(endpoint: &str, name: &str) -> anyhow::Result<()> {
+    use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+    let client = sqs(endpoint).await;
+    let url = queue_url(&client, name).await?;
+    let started = Instant::now();
+    let mut handled = 0u64;
+    loop {
+        let received = client
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        let entries = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        client
+            .delete_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await?;
+        handled += messages.len() as u64;
+    }
+    // The last, empty receive waited 1 s for nothing.
+    let elapsed = started.elapsed().as_secs_f64() - 1.0;
+    println!(
+        "{{\"mode\":\"queue-bare\",\"messages\":{handled},\"seconds\":{elapsed:.2},\
+         \"messages_per_second\":{:.0}}}",
+        handled as f64 / elapsed
+    );
+    Ok(())
+}
+
+async fn queue_wait(endpoint: &str, name: &str, count: u64) -> anyhow::Result<()> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let client = sqs(endpoint).await;
+    let url = queue_url(&client, name).await?;
+    let started = Instant::now();
+    loop {
+        let attributes = client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await?;
+        let left: u64 = attributes
+            .attributes()
+            .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+            .unwrap_or(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "{{\"mode\":\"queue-serve\",\"messages\":{count},\"seconds\":{elapsed:.2},\
+         \"messages_per_second\":{:.0}}}",
+        count as f64 / elapsed
     );
     Ok(())
 }
