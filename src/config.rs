@@ -124,6 +124,11 @@ pub struct ServiceConfig {
     pub dispatch_concurrency: usize,
     /// How many sessions are started and prepared at once (subscription and history replay).
     pub prepare_concurrency: usize,
+    /// The most ingested events (HTTP or queue) applied in one transaction (group commit).
+    pub ingest_batch_max: usize,
+    /// Group commits of ingested events running side by side on MySQL, each on a connection
+    /// of its own (SQLite has one writer, so one).
+    pub ingest_committers: usize,
     /// Service seconds a session's windows may fail to close before it is ended as `FAILED`
     /// (when Megazord refused its robot for good, or other windows were closed meanwhile).
     pub failing_session_limit_seconds: u32,
@@ -147,6 +152,8 @@ impl fmt::Debug for ServiceConfig {
             .field("close_concurrency", &self.close_concurrency)
             .field("dispatch_concurrency", &self.dispatch_concurrency)
             .field("prepare_concurrency", &self.prepare_concurrency)
+            .field("ingest_batch_max", &self.ingest_batch_max)
+            .field("ingest_committers", &self.ingest_committers)
             .field(
                 "failing_session_limit_seconds",
                 &self.failing_session_limit_seconds,
@@ -170,6 +177,8 @@ impl Default for ServiceConfig {
             close_concurrency: 32,
             dispatch_concurrency: 32,
             prepare_concurrency: 32,
+            ingest_batch_max: 256,
+            ingest_committers: 4,
             failing_session_limit_seconds: 600,
             ready_overdue_bound_seconds: 300,
             dead_letter_max_age_days: 30,

@@ -71,6 +71,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     };
     let prepared = prepare(&without_rules, Timestamp::now()).await?;
     let store = prepared.store.clone();
+    store.set_group_commit(crate::store::GroupCommitSettings {
+        max_batch: config.service.ingest_batch_max.max(1),
+        mysql_committers: config.service.ingest_committers.max(1),
+    });
     let clock = clock(&config.clock, &store).await?;
     for rule in &rules {
         if let Some(warning) = rule.never_alarms() {

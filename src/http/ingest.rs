@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::{ApiError, HttpState, parse_robot_id};
-use crate::runtime::{IntakeOutcome, MessageOutcome, WatchedEvent};
+use crate::runtime::{IntakeOutcome, MessageOutcome};
 
 /// Takes in one event: `{"id"?: "…", "eventName": "TOILET_ACTIVITY", "occurredAt"?: "RFC 3339"}`.
 /// `occurredAt` defaults to now; an `id` seen before makes it a duplicate; without an `id`
@@ -74,19 +74,8 @@ pub async fn event(
             ));
         }
     };
-    let incoming_event_id = ctx
-        .store()
-        .event_id(external_id.as_deref())
-        .await
-        .map_err(ApiError::unavailable)?;
     let outcome = ctx
-        .take_event(WatchedEvent {
-            robot_id,
-            incoming_event_id,
-            outgoing_event_id: None,
-            event_name: Some(event_name),
-            occurred_at,
-        })
+        .take_posted_event(robot_id, external_id, event_name, occurred_at)
         .await
         .map_err(ApiError::unavailable)?;
     Ok((StatusCode::ACCEPTED, Json(outcome_json(&outcome))))

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::{BehaviorVersion, Region};
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
+};
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -438,6 +440,7 @@ impl SqsConsumer {
             match received {
                 Ok(messages) => {
                     backoff = receive_backoff();
+                    let mut received = Vec::with_capacity(messages.len());
                     for message in messages {
                         let slot = match batch.pop() {
                             Some(slot) => slot,
@@ -448,11 +451,12 @@ impl SqsConsumer {
                                 .await
                                 .expect("the semaphore is never closed"),
                         };
-                        in_flight.spawn(Arc::clone(&consumer).process(
-                            Arc::clone(&handler),
-                            message,
-                            slot,
-                        ));
+                        received.push((message, slot));
+                    }
+                    if !received.is_empty() {
+                        in_flight.spawn(
+                            Arc::clone(&consumer).process_received(Arc::clone(&handler), received),
+                        );
                     }
                 }
                 Err(error) => {
@@ -502,13 +506,37 @@ impl SqsConsumer {
         }
     }
 
-    /// Handles one message while holding one of the `max_in_flight` slots, then settles it.
+    /// Handles the messages of one receive call together, each in its own task (so that the
+    /// events among them share the store's group commits), then deletes together those that
+    /// are finished with. Each message holds one of the `max_in_flight` slots until settled.
+    async fn process_received<H: MessageHandler>(
+        self: Arc<Self>,
+        handler: Arc<H>,
+        messages: Vec<(Message, OwnedSemaphorePermit)>,
+    ) {
+        let mut handling = JoinSet::new();
+        for (message, slot) in messages {
+            handling.spawn(Arc::clone(&self).process(Arc::clone(&handler), message, slot));
+        }
+        let mut finished = Vec::new();
+        while let Some(done) = handling.join_next().await {
+            match done {
+                Ok(Some(settled)) => finished.push(settled),
+                Ok(None) => {}
+                Err(error) => log_task_failure(Err(error)),
+            }
+        }
+        self.delete_finished(finished).await;
+    }
+
+    /// Handles one message; returns it when it is to be deleted (a message to be retried has
+    /// its visibility shortened here, one whose handler failed is left to come back).
     async fn process<H: MessageHandler>(
         self: Arc<Self>,
         handler: Arc<H>,
         message: Message,
-        _slot: OwnedSemaphorePermit,
-    ) {
+        slot: OwnedSemaphorePermit,
+    ) -> Option<Finished> {
         let received = ReceivedMessage::from_sqs(&message);
         let span = tracing::info_span!(
             "queue_message",
@@ -520,8 +548,9 @@ impl SqsConsumer {
             // Cannot happen with SQS; without a receipt the message can only come back.
             metrics::counter!("queue_errors_total", "operation" => "receive").increment(1);
             tracing::error!(parent: &span, "received a message without a receipt handle");
-            return;
+            return None;
         };
+        let settle_span = span.clone();
         async move {
             let receive_count = received.receive_count;
             // The handler runs in its own task so that a panic is caught here, with the
@@ -541,7 +570,7 @@ impl SqsConsumer {
                         error = %error,
                         "the message handler failed; the message comes back after the visibility timeout"
                     );
-                    return;
+                    return None;
                 }
             };
             metrics::counter!("queue_messages_total", "outcome" => disposition.outcome())
@@ -549,11 +578,9 @@ impl SqsConsumer {
             match disposition {
                 Disposition::Done => {
                     tracing::debug!("message handled");
-                    self.delete(&receipt).await;
                 }
                 Disposition::DeadLetter { reason } => {
                     tracing::warn!(reason = %reason, "message stored as a dead letter");
-                    self.delete(&receipt).await;
                 }
                 Disposition::Retry => {
                     let delay = self.redelivery_delay(receive_count);
@@ -564,11 +591,67 @@ impl SqsConsumer {
                             .increment(1);
                         tracing::warn!(error = %error, "could not shorten the message's visibility");
                     }
+                    return None;
                 }
             }
+            Some(Finished {
+                receipt,
+                span: settle_span,
+                _slot: slot,
+            })
         }
         .instrument(span)
         .await
+    }
+
+    /// Deletes the finished messages of one receive in one call; a message the call did not
+    /// delete is deleted on its own (with retries), and if that fails too it comes back.
+    async fn delete_finished(&self, finished: Vec<Finished>) {
+        if finished.len() == 1 {
+            let only = &finished[0];
+            self.delete(&only.receipt)
+                .instrument(only.span.clone())
+                .await;
+            return;
+        }
+        for chunk in finished.chunks(SQS_MAX_BATCH as usize) {
+            let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&f.receipt)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let call = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send();
+            let undeleted: Vec<&Finished> = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+                Ok(Ok(output)) => output
+                    .failed()
+                    .iter()
+                    .filter_map(|failure| failure.id().parse::<usize>().ok())
+                    .filter_map(|i| chunk.get(i))
+                    .collect(),
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %describe(&error), "deleting messages together failed; deleting each");
+                    chunk.iter().collect()
+                }
+                Err(_) => {
+                    tracing::warn!("deleting messages together got no answer; deleting each");
+                    chunk.iter().collect()
+                }
+            };
+            for f in undeleted {
+                self.delete(&f.receipt).instrument(f.span.clone()).await;
+            }
+        }
     }
 
     /// Extends the message's visibility every half visibility timeout; never returns, and is
@@ -713,6 +796,13 @@ where
         cause = inner.source();
     }
     text
+}
+
+/// A message its handler is finished with, to be deleted; it keeps its slot until then.
+struct Finished {
+    receipt: String,
+    span: tracing::Span,
+    _slot: OwnedSemaphorePermit,
 }
 
 fn log_task_failure(finished: Result<(), tokio::task::JoinError>) {

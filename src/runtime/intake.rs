@@ -5,7 +5,10 @@ use jiff::Timestamp;
 
 use super::context::Context;
 use crate::domain::{EventClass, RobotId, Session};
-use crate::store::{ApplyOutcome, EventInput, StartOutcome, StoreError, StoredRule};
+use crate::store::{
+    ApplyOutcome, EventIdSource, IntakeFound, IntakeRequest, SessionStep, StartOutcome, StoreError,
+    StoredRule,
+};
 use crate::telemetry::names;
 
 /// One watched event as a source delivers it.
@@ -58,64 +61,93 @@ impl IntakeOutcome {
 impl Context {
     /// Takes in `event`: clamps an instant that lies in the future by more than the grace to
     /// the service clock (spec §6), starts its session if that is due and not yet started, and
-    /// applies it to every session that contains it.
+    /// applies it to every session that contains it; all in one transaction, shared with the
+    /// events taken in at about the same time (group commit), and answered once it committed.
     pub async fn take_event(&self, event: WatchedEvent) -> Result<IntakeOutcome, StoreError> {
-        let Some(stored) = self.store().rule(event.robot_id).await? else {
-            metrics::counter!(names::EVENTS, "outcome" => "no_rule").increment(1);
-            return Ok(IntakeOutcome::NoRule);
+        let robot_id = event.robot_id;
+        self.take_in(
+            robot_id,
+            EventIdSource::Known(event.incoming_event_id),
+            event,
+        )
+        .await
+    }
+
+    /// As [`Context::take_event`] for an event posted over HTTP, whose numeric id is had
+    /// from the id it was posted with (see [`crate::store::Store::event_id`]) in the same
+    /// transaction.
+    pub async fn take_posted_event(
+        &self,
+        robot_id: RobotId,
+        external_id: Option<String>,
+        event_name: String,
+        occurred_at: Timestamp,
+    ) -> Result<IntakeOutcome, StoreError> {
+        let event = WatchedEvent {
+            robot_id,
+            incoming_event_id: 0,
+            outgoing_event_id: None,
+            event_name: Some(event_name),
+            occurred_at,
         };
-        if !stored.rule.enabled {
-            metrics::counter!(names::EVENTS, "outcome" => "no_rule").increment(1);
-            return Ok(IntakeOutcome::NoRule);
-        }
-        if event
-            .event_name
-            .as_deref()
-            .is_some_and(|name| name != stored.rule.watched_event)
-        {
-            metrics::counter!(names::EVENTS, "outcome" => "other_event").increment(1);
-            return Ok(IntakeOutcome::OtherEvent);
-        }
+        self.take_in(robot_id, EventIdSource::External(external_id), event)
+            .await
+    }
+
+    async fn take_in(
+        &self,
+        robot_id: RobotId,
+        event_id: EventIdSource,
+        event: WatchedEvent,
+    ) -> Result<IntakeOutcome, StoreError> {
         let now = self.now();
-        let mut occurred_at = event.occurred_at;
-        if let Ok(limit) = now.checked_add(self.settings().grace)
-            && occurred_at > limit
-        {
+        let settings = self.settings();
+        let record = self
+            .store()
+            .take_in(IntakeRequest {
+                robot_id,
+                event_id,
+                outgoing_event_id: event.outgoing_event_id,
+                event_name: event.event_name,
+                occurred_at: event.occurred_at,
+                now,
+                grace: settings.grace,
+                owner: settings.owner.clone(),
+                refs: settings.refs,
+            })
+            .await?;
+        let steps = match record.found {
+            IntakeFound::NoRule => {
+                metrics::counter!(names::EVENTS, "outcome" => "no_rule").increment(1);
+                return Ok(IntakeOutcome::NoRule);
+            }
+            IntakeFound::OtherEvent => {
+                metrics::counter!(names::EVENTS, "outcome" => "other_event").increment(1);
+                return Ok(IntakeOutcome::OtherEvent);
+            }
+            IntakeFound::Sessions(steps) => steps,
+        };
+        if record.clamped {
             tracing::warn!(
-                robotId = event.robot_id,
-                eventId = event.incoming_event_id,
-                occurredAt = %occurred_at,
+                robotId = robot_id,
+                eventId = record.incoming_event_id,
+                occurredAt = %event.occurred_at,
                 now = %now,
                 "event lies in the future beyond the grace: taken as happening now"
             );
-            occurred_at = now;
         }
-        let input = EventInput {
-            incoming_event_id: event.incoming_event_id,
-            outgoing_event_id: event.outgoing_event_id,
-            occurred_at,
-        };
         let mut classes = Vec::new();
-        let mut seen = 0;
-        for session in Session::containing(&stored.rule, occurred_at) {
-            let id = match self
-                .store()
-                .session_id(session.robot_id, session.date)
-                .await?
-            {
-                Some(id) => id,
-                // A session that ended without being started is not evaluated after the fact.
-                None if session.end <= now => continue,
-                None => self.start_session(&stored, session, now).await?,
-            };
-            seen += 1;
-            match self.store().apply_event(id, input, now).await? {
+        for step in &steps {
+            if step.start_attempted {
+                self.session_started(step);
+            }
+            match step.applied {
                 ApplyOutcome::Applied(class) => {
                     tracing::debug!(
-                        robotId = event.robot_id,
-                        statusCheckId = id,
-                        eventId = event.incoming_event_id,
-                        occurredAt = %occurred_at,
+                        robotId = robot_id,
+                        statusCheckId = step.status_check_id,
+                        eventId = record.incoming_event_id,
+                        occurredAt = %record.occurred_at,
                         class = ?class,
                         "event taken in"
                     );
@@ -128,7 +160,7 @@ impl Context {
                 ApplyOutcome::NoSession => {}
             }
         }
-        if seen == 0 {
+        if steps.is_empty() {
             metrics::counter!(names::EVENTS, "outcome" => "no_session").increment(1);
             return Ok(IntakeOutcome::NoSession);
         }
@@ -139,6 +171,25 @@ impl Context {
             duplicate: classes.is_empty(),
             classes,
         })
+    }
+
+    /// What starting a session is followed by, once it committed.
+    fn session_started(&self, step: &SessionStep) {
+        if step.started {
+            let session = step.session;
+            tracing::info!(
+                robotId = session.robot_id,
+                statusCheckId = step.status_check_id,
+                date = %session.date,
+                start = %session.start,
+                end = %session.end,
+                "session started"
+            );
+            metrics::counter!(names::SESSIONS_STARTED, "outcome" => "created").increment(1);
+            // The scheduler subscribes it (an event may have started it before the scheduler).
+            self.wake_scheduler();
+        }
+        self.wake_closer();
     }
 
     /// Starts `session` (the caller found no `status_check` for it) and returns its

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 
 use super::session_row::{ms_to_ts, ts_to_ms};
-use super::{Store, StoreError};
+use super::{Store, StoreError, Tx};
 use crate::domain::RobotId;
 
 /// Local event ids start here, far above any Megazord incoming id, so the two never meet.
@@ -170,46 +170,55 @@ impl Store {
     /// is used as it is; any other id gets a local id, the same one every time; no id gets a
     /// fresh local id (every such event is distinct).
     pub async fn event_id(&self, external_id: Option<&str>) -> Result<u64, StoreError> {
-        if let Some(id) = external_id
-            && let Ok(n) = id.parse::<u64>()
-            && n < LOCAL_EVENT_ID_BASE
-            && n.to_string() == id
-        {
-            return Ok(n);
+        if let Some(id) = megazord_event_id(external_id) {
+            return Ok(id);
         }
         self.run(move |tx| {
             let external_id = external_id.map(str::to_string);
-            Box::pin(async move {
-                if let Some(external) = &external_id {
-                    tx.execute(
-                        &format!(
-                            "{} INTO status_job_event_id (external_id) VALUES (?)",
-                            tx.dialect().insert_ignore()
-                        ),
-                        &[external.as_str().into()],
-                    )
-                    .await?;
-                    let row = tx
-                        .fetch_optional(
-                            "SELECT id FROM status_job_event_id WHERE external_id = ?",
-                            &[external.as_str().into()],
-                        )
-                        .await?
-                        .ok_or_else(|| StoreError::corrupt("event id vanished"))?;
-                    Ok(LOCAL_EVENT_ID_BASE + row.id(0)?)
-                } else {
-                    let id = tx
-                        .insert(
-                            "INSERT INTO status_job_event_id (external_id) VALUES (NULL)",
-                            &[],
-                        )
-                        .await?;
-                    Ok(LOCAL_EVENT_ID_BASE + id)
-                }
-            })
+            Box::pin(async move { event_id(tx, external_id.as_deref()).await })
         })
         .await
     }
+}
+
+/// [`Store::event_id`] inside an open transaction.
+pub(crate) async fn event_id(tx: &mut Tx, external_id: Option<&str>) -> Result<u64, StoreError> {
+    if let Some(id) = megazord_event_id(external_id) {
+        return Ok(id);
+    }
+    if let Some(external) = external_id {
+        tx.execute(
+            &format!(
+                "{} INTO status_job_event_id (external_id) VALUES (?)",
+                tx.dialect().insert_ignore()
+            ),
+            &[external.into()],
+        )
+        .await?;
+        let row = tx
+            .fetch_optional(
+                "SELECT id FROM status_job_event_id WHERE external_id = ?",
+                &[external.into()],
+            )
+            .await?
+            .ok_or_else(|| StoreError::corrupt("event id vanished"))?;
+        Ok(LOCAL_EVENT_ID_BASE + row.id(0)?)
+    } else {
+        let id = tx
+            .insert(
+                "INSERT INTO status_job_event_id (external_id) VALUES (NULL)",
+                &[],
+            )
+            .await?;
+        Ok(LOCAL_EVENT_ID_BASE + id)
+    }
+}
+
+/// A plain number below the local ids is a Megazord incoming id, used as it is.
+fn megazord_event_id(external_id: Option<&str>) -> Option<u64> {
+    let id = external_id?;
+    let n = id.parse::<u64>().ok()?;
+    (n < LOCAL_EVENT_ID_BASE && n.to_string() == id).then_some(n)
 }
 
 fn key(row: &super::sql::Row) -> Result<SessionKey, StoreError> {

@@ -18,6 +18,7 @@ mod bulk;
 mod catalogue;
 mod error;
 mod fault;
+mod group_commit;
 mod health;
 mod lookups;
 mod migrate;
@@ -47,6 +48,9 @@ pub use bulk::RulesFingerprint;
 pub use catalogue::CatalogueGaps;
 pub use error::StoreError;
 pub use fault::FaultPlan;
+pub use group_commit::{
+    EventIdSource, GroupCommitSettings, IntakeFound, IntakeRecord, IntakeRequest, SessionStep,
+};
 pub use health::Backlog;
 pub use lookups::{LOCAL_EVENT_ID_BASE, LeftoverSubscription, SessionKey};
 pub use migrate::{MigrationSet, PendingMigration, SERVICE_TABLE, SHARED_TABLE};
@@ -87,6 +91,7 @@ pub struct Store {
     backend: Backend,
     fault: Arc<FaultPlan>,
     copies: session_copies::SessionCopies,
+    group: Arc<group_commit::GroupCommit>,
 }
 
 impl std::fmt::Debug for Store {
@@ -122,6 +127,7 @@ impl Store {
             fault: Arc::new(FaultPlan::default()),
             // Until `migrate` finds the version check enforced.
             copies: session_copies::SessionCopies::new(false),
+            group: Arc::default(),
         })
     }
 
@@ -151,6 +157,7 @@ impl Store {
     pub fn without_session_copies(&self) -> Store {
         Store {
             copies: session_copies::SessionCopies::new(false),
+            group: Arc::default(),
             ..self.clone()
         }
     }

@@ -1,0 +1,420 @@
+//! Group commit: events that arrive together are applied in one transaction, so that many
+//! events share one `COMMIT` (one fsync) instead of paying one each.
+//!
+//! A caller submits its work (a function of the open transaction, the same one it would run
+//! alone) with a key and waits for the answer. A committer task takes whatever is waiting, up
+//! to [`GroupCommitSettings::max_batch`], runs every piece in arrival order inside one
+//! transaction and answers each caller once that transaction committed, never before. Each
+//! piece sees the writes of those before it, exactly as if they had committed one after the
+//! other, so every outcome is the one it would have been alone.
+//!
+//! A batch that fails for a reason that may lie with one of its pieces (a constraint, a
+//! corrupt row, a fault) is rolled back and every piece then runs in a transaction of its
+//! own, so that one bad event never fails its neighbours. A batch that fails because the
+//! database cannot be reached answers every piece with that failure at once.
+//!
+//! The committer owns the transaction: a caller that stops waiting (an HTTP client hung up)
+//! changes nothing for the batch, whose other pieces commit as they would have.
+//!
+//! On SQLite one committer runs (one writer). On MySQL several run side by side, each on its
+//! own connection; pieces are spread over them by key (the robot), so that the events of one
+//! robot, and with them those of one session, are always applied by the same committer, in
+//! arrival order, and never in two concurrent batches.
+
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::{mpsc, oneshot};
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::lookups::event_id;
+use super::types::{ApplyOutcome, EventInput, StartOutcome, StatusCheckRefs};
+use super::{BoxFuture, Dialect, Store, StoreError, Tx, rules, transitions};
+use crate::domain::{RobotId, Session};
+
+/// How the group commit stage runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommitSettings {
+    /// The most pieces applied in one transaction.
+    pub max_batch: usize,
+    /// Committers running side by side on MySQL (SQLite always has one).
+    pub mysql_committers: usize,
+}
+
+impl Default for GroupCommitSettings {
+    fn default() -> Self {
+        GroupCommitSettings {
+            max_batch: 256,
+            mysql_committers: 4,
+        }
+    }
+}
+
+/// A piece of work with its output erased, so that one batch can hold pieces of any kind.
+trait Work: Send + Sync {
+    fn run<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Box<dyn Any + Send>, StoreError>>;
+}
+
+impl<R, F> Work for F
+where
+    R: Send + 'static,
+    F: for<'a> Fn(&'a mut Tx) -> BoxFuture<'a, Result<R, StoreError>> + Send + Sync,
+{
+    fn run<'a>(&'a self, tx: &'a mut Tx) -> BoxFuture<'a, Result<Box<dyn Any + Send>, StoreError>> {
+        Box::pin(async move {
+            let output = self(tx).await?;
+            Ok(Box::new(output) as Box<dyn Any + Send>)
+        })
+    }
+}
+
+type Reply = Box<dyn FnOnce(Result<Box<dyn Any + Send>, StoreError>) + Send>;
+
+/// One caller's piece and where its answer goes.
+struct Submission {
+    work: Arc<dyn Work>,
+    reply: Reply,
+}
+
+/// The committers of one store, started on first use.
+#[derive(Default)]
+pub(crate) struct GroupCommit {
+    settings: OnceLock<GroupCommitSettings>,
+    queues: OnceLock<Vec<mpsc::Sender<Submission>>>,
+}
+
+impl Store {
+    /// Sets how the group commit stage runs; only before its first use (later calls change
+    /// nothing and say so with `false`).
+    pub fn set_group_commit(&self, settings: GroupCommitSettings) -> bool {
+        self.group.queues.get().is_none() && self.group.settings.set(settings).is_ok()
+    }
+
+    /// Runs `work` in a transaction shared with other pieces submitted at about the same
+    /// time, and returns its output once that transaction committed. `key` (the robot) keeps
+    /// pieces with the same key in one committer, in the order they were submitted.
+    ///
+    /// `work` may run more than once (a batch that lost a lock race runs again, and a batch
+    /// that failed runs each piece alone), always from the start in a fresh transaction.
+    pub async fn grouped<R, F>(&self, key: u64, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: for<'a> Fn(&'a mut Tx) -> BoxFuture<'a, Result<R, StoreError>> + Send + Sync + 'static,
+    {
+        let queues = self.committers();
+        let queue = &queues[(key % queues.len() as u64) as usize];
+        let (sender, answer) = oneshot::channel::<Result<R, StoreError>>();
+        let reply: Reply = Box::new(move |result| {
+            let result = result.map(|output| {
+                *output
+                    .downcast::<R>()
+                    .expect("a piece's output has the type it was submitted with")
+            });
+            // The caller may have stopped waiting; its piece is committed all the same.
+            let _ = sender.send(result);
+        });
+        queue
+            .send(Submission {
+                work: Arc::new(work),
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    fn committers(&self) -> &[mpsc::Sender<Submission>] {
+        self.group.queues.get_or_init(|| {
+            let settings = self.group.settings.get().copied().unwrap_or_default();
+            let count = match self.dialect() {
+                Dialect::Sqlite => 1,
+                Dialect::Mysql => settings.mysql_committers.max(1),
+            };
+            let max_batch = settings.max_batch.max(1);
+            (0..count)
+                .map(|_| {
+                    let (sender, receiver) = mpsc::channel(max_batch * 4);
+                    // The committer's own store has no committers: it must not keep the
+                    // queues it reads open, or it would never stop.
+                    let store = Store {
+                        group: Arc::default(),
+                        ..self.clone()
+                    };
+                    tokio::spawn(commit_loop(store, receiver, max_batch));
+                    sender
+                })
+                .collect()
+        })
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Invalid("the group commit stage stopped".into())
+}
+
+/// Takes whatever is waiting and applies it, batch after batch, until every store that could
+/// submit is gone.
+async fn commit_loop(store: Store, mut queue: mpsc::Receiver<Submission>, max_batch: usize) {
+    let mut waiting = Vec::with_capacity(max_batch);
+    while queue.recv_many(&mut waiting, max_batch).await > 0 {
+        let batch = std::mem::take(&mut waiting);
+        // In a task of its own: a piece that panics loses its batch's answers (its callers
+        // see the stage stopped), not the committer.
+        let store = store.clone();
+        if let Err(e) = tokio::spawn(async move { commit_batch(&store, batch).await }).await {
+            tracing::error!(error = %e, "a group commit batch panicked; its callers got an error");
+        }
+    }
+}
+
+/// Applies `batch` in one transaction, or each piece alone when the batch failed.
+async fn commit_batch(store: &Store, batch: Vec<Submission>) {
+    let works: Arc<Vec<Arc<dyn Work>>> =
+        Arc::new(batch.iter().map(|s| Arc::clone(&s.work)).collect());
+    let together = {
+        let works = Arc::clone(&works);
+        store
+            .run(move |tx| {
+                let works = Arc::clone(&works);
+                Box::pin(async move {
+                    let mut outputs = Vec::with_capacity(works.len());
+                    for work in works.iter() {
+                        outputs.push(work.run(tx).await?);
+                    }
+                    Ok(outputs)
+                })
+            })
+            .await
+    };
+    let error = match together {
+        Ok(outputs) => {
+            for (submission, output) in batch.into_iter().zip(outputs) {
+                (submission.reply)(Ok(output));
+            }
+            return;
+        }
+        Err(e) => e,
+    };
+    if batch.len() > 1 && shared_failure(&error).is_some() {
+        tracing::warn!(error = %error, events = batch.len(),
+            "a group commit could not reach the database; every piece of it failed");
+        for submission in batch {
+            (submission.reply)(Err(shared_failure(&error).unwrap_or_else(stopped)));
+        }
+        return;
+    }
+    if batch.len() > 1 {
+        tracing::debug!(error = %error, events = batch.len(),
+            "a group commit failed; its pieces run one transaction each");
+    }
+    // Each piece alone, as it would have run without a group: its own error is its own.
+    for submission in batch {
+        let work = submission.work;
+        let result = store
+            .run(move |tx| {
+                let work = Arc::clone(&work);
+                Box::pin(async move { work.run(tx).await })
+            })
+            .await;
+        (submission.reply)(result);
+    }
+}
+
+/// The same failure again, for every piece of a batch, when it is one no piece caused and
+/// that running each piece alone could only repeat: the database cannot be reached, the pool
+/// has no connection to give, or the store is closed.
+fn shared_failure(error: &StoreError) -> Option<StoreError> {
+    match error {
+        StoreError::Database(sqlx::Error::Io(e)) => Some(StoreError::Database(sqlx::Error::Io(
+            std::io::Error::new(e.kind(), e.to_string()),
+        ))),
+        StoreError::Database(sqlx::Error::PoolTimedOut) => {
+            Some(StoreError::Database(sqlx::Error::PoolTimedOut))
+        }
+        StoreError::Database(sqlx::Error::PoolClosed) => {
+            Some(StoreError::Database(sqlx::Error::PoolClosed))
+        }
+        StoreError::Database(sqlx::Error::WorkerCrashed) => {
+            Some(StoreError::Database(sqlx::Error::WorkerCrashed))
+        }
+        StoreError::Invalid(reason) if reason.contains("closed") => {
+            Some(StoreError::Invalid(reason.clone()))
+        }
+        _ => None,
+    }
+}
+
+// ---- taking an event in ---------------------------------------------------------------------
+
+/// Where an event's numeric id comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventIdSource {
+    /// Known already (a Megazord incoming id).
+    Known(u64),
+    /// Given over HTTP: resolved as [`Store::event_id`] does, in the event's own transaction.
+    External(Option<String>),
+}
+
+/// One watched event to take in, with what deciding about it needs.
+#[derive(Debug, Clone)]
+pub struct IntakeRequest {
+    /// The robot.
+    pub robot_id: RobotId,
+    /// Its id.
+    pub event_id: EventIdSource,
+    /// Megazord's `outgoing_event.id`, when it came through a subscription.
+    pub outgoing_event_id: Option<u64>,
+    /// The event name; `None` means the rule's watched event.
+    pub event_name: Option<String>,
+    /// When it happened.
+    pub occurred_at: Timestamp,
+    /// Service time when it was taken in.
+    pub now: Timestamp,
+    /// An instant later than `now` by more than this is taken as `now` (spec §6).
+    pub grace: SignedDuration,
+    /// This instance's owner id, for a session the event starts.
+    pub owner: String,
+    /// The script columns of a session the event starts.
+    pub refs: StatusCheckRefs,
+}
+
+/// What taking an event in did, for the caller to count and log once it committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeRecord {
+    /// The event's numeric id.
+    pub incoming_event_id: u64,
+    /// The instant it was taken as happening at.
+    pub occurred_at: Timestamp,
+    /// Whether `occurred_at` lay too far in the future and was taken as `now`.
+    pub clamped: bool,
+    /// What became of it.
+    pub found: IntakeFound,
+}
+
+/// Where an event went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntakeFound {
+    /// The robot has no enabled rule.
+    NoRule,
+    /// Not the rule's watched event.
+    OtherEvent,
+    /// The sessions containing it, each with what applying it did (none: it lies in no
+    /// session that is running or still to run).
+    Sessions(Vec<SessionStep>),
+}
+
+/// An event applied to one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStep {
+    /// The session.
+    pub session: Session,
+    /// Its `status_check.id`.
+    pub status_check_id: u64,
+    /// Whether the event started it.
+    pub started: bool,
+    /// Whether it was not found started and the event had it started (by this event or, at
+    /// the same moment, by another instance).
+    pub start_attempted: bool,
+    /// What applying the event did.
+    pub applied: ApplyOutcome,
+}
+
+impl Store {
+    /// Takes one event in, in a transaction shared with the events submitted at about the
+    /// same time (see the module documentation): finds the robot's rule, starts a session
+    /// that is due and not yet started, and applies the event to every session containing it.
+    pub async fn take_in(&self, request: IntakeRequest) -> Result<IntakeRecord, StoreError> {
+        let key = u64::from(request.robot_id);
+        let request = Arc::new(request);
+        self.grouped(key, move |tx| {
+            let request = Arc::clone(&request);
+            Box::pin(async move { take_in(tx, &request).await })
+        })
+        .await
+    }
+}
+
+/// One event's intake inside an open transaction: the same transitions, in the same order,
+/// as when each step was a transaction of its own.
+async fn take_in(tx: &mut Tx, request: &IntakeRequest) -> Result<IntakeRecord, StoreError> {
+    let incoming_event_id = match &request.event_id {
+        EventIdSource::Known(id) => *id,
+        EventIdSource::External(external) => event_id(tx, external.as_deref()).await?,
+    };
+    let mut record = IntakeRecord {
+        incoming_event_id,
+        occurred_at: request.occurred_at,
+        clamped: false,
+        found: IntakeFound::NoRule,
+    };
+    let Some(stored) = rules::get(tx, request.robot_id).await? else {
+        return Ok(record);
+    };
+    if !stored.rule.enabled {
+        return Ok(record);
+    }
+    if request
+        .event_name
+        .as_deref()
+        .is_some_and(|name| name != stored.rule.watched_event)
+    {
+        record.found = IntakeFound::OtherEvent;
+        return Ok(record);
+    }
+    let now = request.now;
+    if let Ok(limit) = now.checked_add(request.grace)
+        && record.occurred_at > limit
+    {
+        record.occurred_at = now;
+        record.clamped = true;
+    }
+    let input = EventInput {
+        incoming_event_id,
+        outgoing_event_id: request.outgoing_event_id,
+        occurred_at: record.occurred_at,
+    };
+    let mut steps = Vec::new();
+    for session in Session::containing(&stored.rule, record.occurred_at) {
+        let date = session.date.to_string();
+        let existing = tx
+            .fetch_optional(
+                "SELECT status_check_id FROM status_job_session WHERE robot_id = ? AND local_date = ?",
+                &[session.robot_id.into(), date.into()],
+            )
+            .await?
+            .map(|r| r.id(0))
+            .transpose()?;
+        let start_attempted = existing.is_none();
+        let (status_check_id, started) = match existing {
+            Some(id) => (id, false),
+            // A session that ended without being started is not evaluated after the fact.
+            None if session.end <= now => continue,
+            None => match transitions::start_session(
+                tx,
+                &stored.rule,
+                stored.version,
+                stored.watching_since,
+                session,
+                &request.owner,
+                request.refs,
+                now,
+            )
+            .await?
+            {
+                StartOutcome::Created(id) => (id, true),
+                StartOutcome::Existing(id) => (id, false),
+            },
+        };
+        let applied = transitions::apply_event(tx, status_check_id, input, now).await?;
+        steps.push(SessionStep {
+            session,
+            status_check_id,
+            started,
+            start_attempted,
+            applied,
+        });
+    }
+    record.found = IntakeFound::Sessions(steps);
+    Ok(record)
+}
