@@ -61,7 +61,11 @@ struct Args {
     #[arg(long)]
     binary: PathBuf,
     /// MariaDB server, without a database name.
-    #[arg(long, env = "AZI3_TEST_MYSQL_URL", default_value = "mysql://azi3:azi3@127.0.0.1:3306")]
+    #[arg(
+        long,
+        env = "AZI3_TEST_MYSQL_URL",
+        default_value = "mysql://azi3:azi3@127.0.0.1:3306"
+    )]
     mysql_url: String,
     /// Where service configs, logs and SQLite files go.
     #[arg(long)]
@@ -84,7 +88,15 @@ fn progress(message: impl AsRef<str>) {
     eprintln!("[bench {at:6.1}s] {}", message.as_ref());
 }
 
-fn emit(scenario: &str, params: Value, figures: Value, baseline: Value, ratio: Value, bound: &str, ok: bool) {
+fn emit(
+    scenario: &str,
+    params: Value,
+    figures: Value,
+    baseline: Value,
+    ratio: Value,
+    bound: &str,
+    ok: bool,
+) {
     let line = json!({
         "scenario": scenario,
         "params": params,
@@ -187,7 +199,7 @@ impl Bench {
         if self.args.quick {
             Duration::from_secs(5)
         } else {
-            Duration::from_secs(120) + MEGAZORD_LATENCY * 3 * sessions as u32
+            Duration::from_secs(60) + MEGAZORD_LATENCY * 3 * sessions as u32
         }
     }
 
@@ -260,7 +272,9 @@ struct Service {
 
 impl Service {
     fn spawn(bench: &Bench, config: &Path, log: &Path, args: &[String]) -> Result<Service> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -345,7 +359,11 @@ impl Service {
     }
 
     /// Waits for `/health` and returns the service's simulated clock.
-    async fn wait_health(&mut self, http: &reqwest::Client, patience: Duration) -> Result<SimulatedClock> {
+    async fn wait_health(
+        &mut self,
+        http: &reqwest::Client,
+        patience: Duration,
+    ) -> Result<SimulatedClock> {
         let deadline = Instant::now() + patience;
         loop {
             if let Some(status) = self.exited() {
@@ -358,12 +376,18 @@ impl Service {
                 let clock = &health["clock"];
                 return Ok(SimulatedClock {
                     real_anchor: clock["realAnchor"].as_str().unwrap_or_default().parse()?,
-                    service_anchor: clock["serviceAnchor"].as_str().unwrap_or_default().parse()?,
+                    service_anchor: clock["serviceAnchor"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .parse()?,
                     speed: clock["speed"].as_f64().unwrap_or(SPEED),
                 });
             }
             if Instant::now() > deadline {
-                bail!("the service did not answer /health within {patience:?}: {}", self.log_tail());
+                bail!(
+                    "the service did not answer /health within {patience:?}: {}",
+                    self.log_tail()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -412,17 +436,18 @@ fn status_field(pid: u32, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The sum of a counter over all its label sets.
-fn counter_sum(metrics: &str, name: &str) -> f64 {
+/// Queue messages finished with (deleted: `done` or `dead_letter`), not those left to retry.
+fn queue_finished(metrics: &str) -> f64 {
     metrics
         .lines()
         .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            l.starts_with("queue_messages_total{")
+                && (l.contains("outcome=\"done\"") || l.contains("outcome=\"dead_letter\""))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
 
 /// One run of the service with N rules whose sessions all start at S.
 struct Run {
@@ -478,7 +503,10 @@ impl Run {
                 bail!("the service exited ({status}): {}", self.service.log_tail());
             }
             if Instant::now() > deadline {
-                bail!("only {reads} of {} sessions prepared within {patience:?}", self.sessions);
+                bail!(
+                    "only {reads} of {} sessions prepared within {patience:?}",
+                    self.sessions
+                );
             }
             if last_report.elapsed() > Duration::from_secs(10) {
                 progress(format!("  {reads}/{} sessions prepared", self.sessions));
@@ -565,7 +593,10 @@ async fn start_run(bench: &Bench, plan: RunPlan, what: &str) -> Result<Run> {
     let db = bench.create_database(plan.backend, what).await?;
     let queue_url = if plan.with_queue {
         let client = megazord::sqs_client().await;
-        let name = format!("bench-{}-{QUEUE_SUFFIX}", bench.next_label(what).replace('_', "-"));
+        let name = format!(
+            "bench-{}-{QUEUE_SUFFIX}",
+            bench.next_label(what).replace('_', "-")
+        );
         Some(megazord::create_named_queue(&client, &name).await)
     } else {
         None
@@ -596,7 +627,10 @@ async fn start_run(bench: &Bench, plan: RunPlan, what: &str) -> Result<Run> {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()?;
     if !migrate.status.success() {
-        bail!("migrate failed: {}", String::from_utf8_lossy(&migrate.stderr));
+        bail!(
+            "migrate failed: {}",
+            String::from_utf8_lossy(&migrate.stderr)
+        );
     }
     let written = Instant::now();
     insert_rules(&db, plan.sessions, plan.gap_minutes, clock_start).await?;
@@ -613,9 +647,13 @@ async fn start_run(bench: &Bench, plan: RunPlan, what: &str) -> Result<Run> {
     ];
     let spawned = Instant::now();
     let mut service = Service::spawn(bench, &config, &log, &args)?;
-    let sim = service.wait_health(&bench.http, Duration::from_secs(60)).await?;
+    let sim = service
+        .wait_health(&bench.http, Duration::from_secs(60))
+        .await?;
     let _ = shared.set(sim);
-    service.wait_ready(&bench.http, Duration::from_secs(60)).await?;
+    service
+        .wait_ready(&bench.http, Duration::from_secs(60))
+        .await?;
     let first_ready = spawned.elapsed();
     let idle_rss_kib = service.peak_rss_kib().unwrap_or(0);
     if sim.service_time_at(Timestamp::now()) >= session_start {
@@ -678,28 +716,47 @@ async fn insert_rules(db: &Database, n: usize, gap_minutes: i64, updated: Timest
     Ok(())
 }
 
-/// Wall seconds per session start, as measured by earlier runs (a guess before the first).
+/// Wall seconds per session start on each backend, as measured by earlier runs (a guess
+/// before the first).
 struct StartRate {
-    seconds_per_session: Mutex<f64>,
+    seconds_per_session: Mutex<BTreeMap<&'static str, f64>>,
 }
 
 impl StartRate {
     /// A gap long enough (in service minutes) that every session is prepared before S + G.
-    fn gap_minutes(&self, sessions: usize) -> i64 {
-        let per = *self.seconds_per_session.lock().unwrap();
+    fn gap_minutes(&self, backend: Backend, sessions: usize) -> i64 {
+        let guess = match backend {
+            Backend::Mysql => 0.012,
+            Backend::Sqlite => 0.004,
+        };
+        let per = self
+            .seconds_per_session
+            .lock()
+            .unwrap()
+            .get(backend.name())
+            .copied()
+            .unwrap_or(guess);
         let wall = 2.0 + 1.5 * per * sessions as f64;
         ((wall * SPEED / 60.0).ceil() as i64).clamp(1, 11 * 60)
     }
 
-    fn observe(&self, sessions: usize, seconds: f64) {
+    fn observe(&self, backend: Backend, sessions: usize, seconds: f64) {
         if sessions >= 500 {
-            *self.seconds_per_session.lock().unwrap() = seconds / sessions as f64;
+            self.seconds_per_session
+                .lock()
+                .unwrap()
+                .insert(backend.name(), seconds / sessions as f64);
         }
     }
 }
 
 /// N bare history reads against the stand-in, `CLOSE_CONCURRENCY` at a time.
-async fn bare_history_reads(bench: &Bench, server: &MegazordServer, n: usize, since: Timestamp) -> Result<f64> {
+async fn bare_history_reads(
+    bench: &Bench,
+    server: &MegazordServer,
+    n: usize,
+    since: Timestamp,
+) -> Result<f64> {
     let next = Arc::new(AtomicUsize::new(1));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -739,20 +796,34 @@ struct DeadlineOutcome {
     peak_rss_kib: u64,
 }
 
-async fn deadlines_case(bench: &Bench, rate: &StartRate, backend: Backend, n: usize) -> Result<DeadlineOutcome> {
+async fn deadlines_case(
+    bench: &Bench,
+    rate: &StartRate,
+    backend: Backend,
+    n: usize,
+) -> Result<DeadlineOutcome> {
     progress(format!("deadlines: {n} sessions on {}", backend.name()));
-    let gap_minutes = rate.gap_minutes(n);
+    let gap_minutes = rate.gap_minutes(backend, n);
     let mut run = start_run(
         bench,
-        RunPlan { backend, sessions: n, gap_minutes, with_queue: false },
+        RunPlan {
+            backend,
+            sessions: n,
+            gap_minutes,
+            with_queue: false,
+        },
         &format!("deadlines_{}", backend.name()),
     )
     .await?;
     let deadline = run.deadline();
     let grace = SignedDuration::from_secs(GRACE_SECONDS);
-    let patience = run.wall_of(deadline).duration_since(Timestamp::now()).unsigned_abs() + Duration::from_secs(120);
+    let patience = run
+        .wall_of(deadline)
+        .duration_since(Timestamp::now())
+        .unsigned_abs()
+        + Duration::from_secs(120);
     let prepared_after = run.wait_prepared(0, patience).await?;
-    rate.observe(n, prepared_after);
+    rate.observe(backend, n, prepared_after);
     let prepared_before_deadline = Timestamp::now() < run.wall_of(deadline);
     progress(format!(
         "  {n} sessions prepared {prepared_after:.1} s after S (first deadline {:.1} s after S)",
@@ -771,8 +842,14 @@ async fn deadlines_case(bench: &Bench, rate: &StartRate, backend: Backend, n: us
         .map(|e| e.created_at)
         .collect();
     let outbox = run.outbox_created().await?;
-    let to_post: Vec<f64> = alarms.iter().map(|at| run.wall_seconds(deadline, *at)).collect();
-    let to_outbox: Vec<f64> = outbox.iter().map(|at| run.wall_seconds(deadline, *at)).collect();
+    let to_post: Vec<f64> = alarms
+        .iter()
+        .map(|at| run.wall_seconds(deadline, *at))
+        .collect();
+    let to_outbox: Vec<f64> = outbox
+        .iter()
+        .map(|at| run.wall_seconds(deadline, *at))
+        .collect();
     let close_all = outbox
         .iter()
         .max()
@@ -783,7 +860,9 @@ async fn deadlines_case(bench: &Bench, rate: &StartRate, backend: Backend, n: us
         .max()
         .map(|last| run.wall_seconds(deadline + grace, *last))
         .unwrap_or(f64::NAN);
-    progress(format!("  {posted} alarms posted; baseline: {n} bare history reads"));
+    progress(format!(
+        "  {posted} alarms posted; baseline: {n} bare history reads"
+    ));
     let baseline_seconds = bare_history_reads(bench, &run.server, n, run.session_start).await?;
     let grace_wall = GRACE_SECONDS as f64 / SPEED;
     let post_summary = summary(to_post.clone());
@@ -792,12 +871,18 @@ async fn deadlines_case(bench: &Bench, rate: &StartRate, backend: Backend, n: us
     let all_posted = alarms.len() == n;
     let (bound, ok) = if n > 10_000 {
         (
-            format!("closing every window <= 1.25 x bare history reads, p99 deadline->post <= grace + 30 s ({:.2} s wall)", grace_wall + 30.0),
+            format!(
+                "closing every window <= 1.25 x bare history reads, p99 deadline->post <= grace + 30 s ({:.2} s wall)",
+                grace_wall + 30.0
+            ),
             all_posted && ratio <= 1.25 && p99 <= grace_wall + 30.0,
         )
     } else {
         (
-            format!("p99 deadline->post <= grace + 2 s ({:.2} s wall)", grace_wall + 2.0),
+            format!(
+                "p99 deadline->post <= grace + 2 s ({:.2} s wall)",
+                grace_wall + 2.0
+            ),
             all_posted && p99 <= grace_wall + 2.0,
         )
     };
@@ -824,7 +909,13 @@ async fn deadlines_case(bench: &Bench, rate: &StartRate, backend: Backend, n: us
     );
     let idle_rss_kib = run.idle_rss_kib;
     run.finish(bench).await;
-    Ok(DeadlineOutcome { backend, sessions: n, idle_rss_kib, running_rss_kib, peak_rss_kib })
+    Ok(DeadlineOutcome {
+        backend,
+        sessions: n,
+        idle_rss_kib,
+        running_rss_kib,
+        peak_rss_kib,
+    })
 }
 
 fn emit_memory(outcome: &DeadlineOutcome) {
@@ -846,18 +937,27 @@ fn emit_memory(outcome: &DeadlineOutcome) {
 
 async fn recovery_case(bench: &Bench, rate: &StartRate, n: usize) -> Result<()> {
     progress(format!("recovery: {n} sessions on mariadb"));
-    let gap_minutes = rate.gap_minutes(n);
+    let gap_minutes = rate.gap_minutes(Backend::Mysql, n);
     let mut run = start_run(
         bench,
-        RunPlan { backend: Backend::Mysql, sessions: n, gap_minutes, with_queue: false },
+        RunPlan {
+            backend: Backend::Mysql,
+            sessions: n,
+            gap_minutes,
+            with_queue: false,
+        },
         "recovery",
     )
     .await?;
     let deadline = run.deadline();
     let grace = SignedDuration::from_secs(GRACE_SECONDS);
-    let patience = run.wall_of(deadline).duration_since(Timestamp::now()).unsigned_abs() + Duration::from_secs(120);
+    let patience = run
+        .wall_of(deadline)
+        .duration_since(Timestamp::now())
+        .unsigned_abs()
+        + Duration::from_secs(120);
     let prepared_after = run.wait_prepared(0, patience).await?;
-    rate.observe(n, prepared_after);
+    rate.observe(Backend::Mysql, n, prepared_after);
     run.server.set_latency(MEGAZORD_LATENCY);
     // Killed the moment every first window is due: everything is left to the next process.
     run.sleep_until_service(deadline + grace).await;
@@ -869,7 +969,9 @@ async fn recovery_case(bench: &Bench, rate: &StartRate, n: usize) -> Result<()> 
     let mut to_first_alarm = None;
     let give_up = restarted + Duration::from_secs(60);
     while (to_ready.is_none() || to_first_alarm.is_none()) && Instant::now() < give_up {
-        if to_first_alarm.is_none() && run.server.request_count(MegazordRoute::PostIncoming) > posts_before {
+        if to_first_alarm.is_none()
+            && run.server.request_count(MegazordRoute::PostIncoming) > posts_before
+        {
             to_first_alarm = Some(restarted.elapsed().as_secs_f64());
         }
         if to_ready.is_none()
@@ -912,7 +1014,12 @@ async fn recovery_case(bench: &Bench, rate: &StartRate, n: usize) -> Result<()> 
 }
 
 /// Runs `total` jobs numbered 0.. on `workers` tasks; returns the wall seconds.
-async fn drive<F, Fut>(workers: usize, total: usize, budget: Option<Duration>, job: F) -> Result<f64>
+async fn drive<F, Fut>(
+    workers: usize,
+    total: usize,
+    budget: Option<Duration>,
+    job: F,
+) -> Result<f64>
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<()>> + Send,
@@ -940,17 +1047,31 @@ where
     Ok(started.elapsed().as_secs_f64())
 }
 
-async fn ingest_case(bench: &Bench, rate: &StartRate, backend: Backend, robots: usize, events: usize) -> Result<()> {
-    progress(format!("ingest: {events} events for {robots} robots on {}", backend.name()));
+async fn ingest_case(
+    bench: &Bench,
+    rate: &StartRate,
+    backend: Backend,
+    robots: usize,
+    events: usize,
+) -> Result<()> {
+    progress(format!(
+        "ingest: {events} events for {robots} robots on {}",
+        backend.name()
+    ));
     let mut run = start_run(
         bench,
-        RunPlan { backend, sessions: robots, gap_minutes: 11 * 60, with_queue: false },
+        RunPlan {
+            backend,
+            sessions: robots,
+            gap_minutes: 11 * 60,
+            with_queue: false,
+        },
         &format!("ingest_{}", backend.name()),
     )
     .await?;
     run.sleep_until_service(run.session_start).await;
     let prepared_after = run.wait_prepared(0, Duration::from_secs(600)).await?;
-    rate.observe(robots, prepared_after);
+    rate.observe(backend, robots, prepared_after);
     // Every tenth event repeats the one before it (same robot, same id).
     let accepted = Arc::new(AtomicU64::new(0));
     let duplicates = Arc::new(AtomicU64::new(0));
@@ -960,14 +1081,20 @@ async fn ingest_case(bench: &Bench, rate: &StartRate, backend: Backend, robots: 
         .build()?;
     let base = run.service.base_url.clone();
     let refused = Arc::new(AtomicU64::new(0));
-    let (a, d, r) = (Arc::clone(&accepted), Arc::clone(&duplicates), Arc::clone(&refused));
-    let budget = Duration::from_secs(if bench.args.quick { 5 } else { 120 });
+    let (a, d, r) = (
+        Arc::clone(&accepted),
+        Arc::clone(&duplicates),
+        Arc::clone(&refused),
+    );
+    let budget = Duration::from_secs(if bench.args.quick { 4 } else { 120 });
     let seconds = drive(INGEST_CONNECTIONS, events, Some(budget), move |i| {
         let original = if i % 10 == 9 { i - 1 } else { i };
         let robot = original % robots + 1;
         let body = json!({"id": format!("bench-{original}"), "eventName": ACTIVITY}).to_string();
         let request = http
-            .post(format!("{base}/internal/v1/status-jobs/robots/{robot}/events"))
+            .post(format!(
+                "{base}/internal/v1/status-jobs/robots/{robot}/events"
+            ))
             .header("content-type", "application/json")
             .body(body);
         let (a, d, r) = (Arc::clone(&a), Arc::clone(&d), Arc::clone(&r));
@@ -1001,8 +1128,14 @@ async fn ingest_case(bench: &Bench, rate: &StartRate, backend: Backend, robots: 
     run.service.kill().await;
     let accepted_count = accepted.load(Ordering::Relaxed);
     let events_per_second = accepted_count as f64 / seconds;
-    progress(format!("  {events_per_second:.0} events/s; baseline: single-row INSERT+COMMIT from {INGEST_CONNECTIONS} connections"));
-    let baseline = single_row_commits(&run.db, events.min(if bench.args.quick { 2_000 } else { 30_000 })).await?;
+    progress(format!(
+        "  {events_per_second:.0} events/s; baseline: single-row INSERT+COMMIT from {INGEST_CONNECTIONS} connections"
+    ));
+    let baseline = single_row_commits(
+        &run.db,
+        events.min(if bench.args.quick { 2_000 } else { 30_000 }),
+    )
+    .await?;
     let ratio = events_per_second / baseline;
     emit(
         "ingest",
@@ -1026,7 +1159,8 @@ async fn single_row_commits(db: &Database, rows: usize) -> Result<f64> {
         robot_id INT NOT NULL, external_id VARCHAR(64) NOT NULL, created_at_ms BIGINT NOT NULL) ENGINE=InnoDB";
     let create_sqlite = "CREATE TABLE bench_single_row (id INTEGER PRIMARY KEY AUTOINCREMENT, \
         robot_id INTEGER NOT NULL, external_id TEXT NOT NULL, created_at_ms INTEGER NOT NULL)";
-    let insert = "INSERT INTO bench_single_row (robot_id, external_id, created_at_ms) VALUES (?, ?, ?)";
+    let insert =
+        "INSERT INTO bench_single_row (robot_id, external_id, created_at_ms) VALUES (?, ?, ?)";
     match db.backend {
         Backend::Mysql => {
             let pool = sqlx::mysql::MySqlPoolOptions::new()
@@ -1086,7 +1220,13 @@ async fn single_row_commits(db: &Database, rows: usize) -> Result<f64> {
 
 /// Status-queue messages as Megazord's `notify()` sends them (contracts §2.2), one per event,
 /// for the robots' own subscriptions.
-fn queue_bodies(subscriptions: &BTreeMap<u32, u64>, robots: usize, count: usize, first_id: u64, at: Timestamp) -> Vec<String> {
+fn queue_bodies(
+    subscriptions: &BTreeMap<u32, u64>,
+    robots: usize,
+    count: usize,
+    first_id: u64,
+    at: Timestamp,
+) -> Vec<String> {
     let created = at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
     (0..count)
         .map(|i| {
@@ -1114,7 +1254,11 @@ fn queue_bodies(subscriptions: &BTreeMap<u32, u64>, robots: usize, count: usize,
 }
 
 /// Sends the bodies in batches of ten, `SQS_SENDERS` batches at a time.
-async fn send_bodies(client: &aws_sdk_sqs::Client, queue_url: &str, bodies: Vec<String>) -> Result<()> {
+async fn send_bodies(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    bodies: Vec<String>,
+) -> Result<()> {
     let batches: Vec<Vec<String>> = bodies.chunks(10).map(<[String]>::to_vec).collect();
     let batches = Arc::new(Mutex::new(batches));
     let mut tasks = tokio::task::JoinSet::new();
@@ -1150,16 +1294,23 @@ async fn send_bodies(client: &aws_sdk_sqs::Client, queue_url: &str, bodies: Vec<
 }
 
 async fn queue_case(bench: &Bench, rate: &StartRate, robots: usize, messages: usize) -> Result<()> {
-    progress(format!("queue: {messages} messages for {robots} robots on mariadb"));
+    progress(format!(
+        "queue: {messages} messages for {robots} robots on mariadb"
+    ));
     let mut run = start_run(
         bench,
-        RunPlan { backend: Backend::Mysql, sessions: robots, gap_minutes: 11 * 60, with_queue: true },
+        RunPlan {
+            backend: Backend::Mysql,
+            sessions: robots,
+            gap_minutes: 11 * 60,
+            with_queue: true,
+        },
         "queue",
     )
     .await?;
     run.sleep_until_service(run.session_start).await;
     let prepared_after = run.wait_prepared(0, Duration::from_secs(600)).await?;
-    rate.observe(robots, prepared_after);
+    rate.observe(Backend::Mysql, robots, prepared_after);
     let queue_url = run.queue_url.clone().expect("a queue");
     let client = megazord::sqs_client().await;
     let subscriptions: BTreeMap<u32, u64> = run
@@ -1170,13 +1321,23 @@ async fn queue_case(bench: &Bench, rate: &StartRate, robots: usize, messages: us
         .map(|s| (s.robot_id, s.id))
         .collect();
     let now = run.sim.service_time_at(Timestamp::now());
-    let before = counter_sum(&run.service.metrics(&bench.http).await?, "queue_messages_total");
+    let before = queue_finished(&run.service.metrics(&bench.http).await?);
     let started = Instant::now();
-    send_bodies(&client, &queue_url, queue_bodies(&subscriptions, robots, messages, 1_000_000, now)).await?;
+    send_bodies(
+        &client,
+        &queue_url,
+        queue_bodies(&subscriptions, robots, messages, 1_000_000, now),
+    )
+    .await?;
     let sent_after = started.elapsed().as_secs_f64();
-    let deadline = Instant::now() + Duration::from_secs(120) + Duration::from_millis(20) * messages as u32;
+    let deadline = Instant::now()
+        + if bench.args.quick {
+            Duration::from_secs(8)
+        } else {
+            Duration::from_secs(120) + Duration::from_millis(20) * messages as u32
+        };
     let handled = loop {
-        let handled = counter_sum(&run.service.metrics(&bench.http).await?, "queue_messages_total") - before;
+        let handled = queue_finished(&run.service.metrics(&bench.http).await?) - before;
         if handled >= messages as f64 || Instant::now() > deadline {
             break handled;
         }
@@ -1184,23 +1345,31 @@ async fn queue_case(bench: &Bench, rate: &StartRate, robots: usize, messages: us
     };
     let seconds = started.elapsed().as_secs_f64();
     let metrics = run.service.metrics(&bench.http).await?;
-    let done = metrics
+    let retried = metrics
         .lines()
-        .filter(|l| l.starts_with("queue_messages_total") && l.contains("outcome=\"done\""))
+        .filter(|l| l.starts_with("queue_messages_total") && l.contains("outcome=\"retry\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>();
     run.service.kill().await;
     let events_per_second = handled / seconds;
-    progress(format!("  {events_per_second:.0} messages/s; baseline: bare receive+delete on the same queue"));
+    progress(format!(
+        "  {events_per_second:.0} messages/s; baseline: bare receive+delete on the same queue"
+    ));
     // The same number of messages again, sent first, then taken by a bare loop: receive ten,
     // delete each. The killed service's last long poll (1 s) is still open at moto and would
     // take the first messages out of sight for the visibility timeout: let it end first.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    send_bodies(&client, &queue_url, queue_bodies(&subscriptions, robots, messages, 5_000_000, now)).await?;
+    send_bodies(
+        &client,
+        &queue_url,
+        queue_bodies(&subscriptions, robots, messages, 5_000_000, now),
+    )
+    .await?;
     let started = Instant::now();
     let mut received = 0usize;
     let mut receive_calls = 0usize;
-    let deadline = Instant::now() + Duration::from_secs(120) + Duration::from_millis(20) * messages as u32;
+    let deadline =
+        Instant::now() + Duration::from_secs(120) + Duration::from_millis(20) * messages as u32;
     while received < messages && Instant::now() < deadline {
         let output = client
             .receive_message()
@@ -1214,7 +1383,10 @@ async fn queue_case(bench: &Bench, rate: &StartRate, robots: usize, messages: us
         for message in output.messages.unwrap_or_default() {
             received += 1;
             if let Some(handle) = message.receipt_handle {
-                let request = client.delete_message().queue_url(&queue_url).receipt_handle(handle);
+                let request = client
+                    .delete_message()
+                    .queue_url(&queue_url)
+                    .receipt_handle(handle);
                 deletes.spawn(async move { request.send().await });
             }
         }
@@ -1228,7 +1400,7 @@ async fn queue_case(bench: &Bench, rate: &StartRate, robots: usize, messages: us
         "queue",
         json!({"backend": "mariadb", "robots_with_running_sessions": robots, "messages": messages,
                "sender": "send_message_batch of 10, one at a time, while the service consumes; for the baseline, before it"}),
-        json!({"events_per_second": round3(events_per_second), "handled": handled, "done": done,
+        json!({"events_per_second": round3(events_per_second), "finished_done_or_dead_letter": handled, "left_to_retry": retried,
                "seconds": round3(seconds), "sending_took_seconds": round3(sent_after)}),
         json!({"bare_receive_delete_per_second": round3(baseline), "received": received, "receive_calls": receive_calls}),
         json!(round3(ratio)),
@@ -1240,49 +1412,82 @@ async fn queue_case(bench: &Bench, rate: &StartRate, robots: usize, messages: us
 }
 
 async fn run_all(bench: &Bench) -> Result<usize> {
-    let wanted = |name: &str| bench.args.scenarios.is_empty() || bench.args.scenarios.iter().any(|s| s == name);
+    let wanted = |name: &str| {
+        bench.args.scenarios.is_empty() || bench.args.scenarios.iter().any(|s| s == name)
+    };
     for name in &bench.args.scenarios {
         if !SCENARIOS.contains(&name.as_str()) {
-            bail!("--scenario {name}: unknown; known: {}", SCENARIOS.join(", "));
+            bail!(
+                "--scenario {name}: unknown; known: {}",
+                SCENARIOS.join(", ")
+            );
         }
     }
     let quick = bench.args.quick;
-    let rate = StartRate { seconds_per_session: Mutex::new(0.004) };
+    let rate = StartRate {
+        seconds_per_session: Mutex::new(BTreeMap::new()),
+    };
     let mut failures = 0usize;
     let mut report = |scenario: &str, result: Result<()>| {
         if let Err(e) = result {
             failures += 1;
             progress(format!("{scenario} failed: {e:#}"));
-            emit(scenario, json!({}), json!({"error": format!("{e:#}")}), Value::Null, Value::Null, "the scenario runs to its end", false);
+            emit(
+                scenario,
+                json!({}),
+                json!({"error": format!("{e:#}")}),
+                Value::Null,
+                Value::Null,
+                "the scenario runs to its end",
+                false,
+            );
         }
     };
     if wanted("deadlines") || wanted("memory") {
         let sizes: Vec<(Backend, usize)> = if quick {
             vec![(Backend::Mysql, 200), (Backend::Sqlite, 200)]
         } else {
-            let mut sizes = vec![(Backend::Mysql, 1_000), (Backend::Sqlite, 1_000), (Backend::Mysql, 10_000), (Backend::Sqlite, 10_000)];
+            let mut sizes = vec![
+                (Backend::Mysql, 1_000),
+                (Backend::Sqlite, 1_000),
+                (Backend::Mysql, 10_000),
+                (Backend::Sqlite, 10_000),
+            ];
             if bench.args.max_sessions > 10_000 {
                 sizes.push((Backend::Mysql, bench.args.max_sessions));
             }
             sizes
         };
         for (backend, n) in sizes {
-            let result = deadlines_case(bench, &rate, backend, n).await.map(|outcome| {
-                if wanted("memory") {
-                    emit_memory(&outcome);
-                }
-            });
+            let result = deadlines_case(bench, &rate, backend, n)
+                .await
+                .map(|outcome| {
+                    if wanted("memory") {
+                        emit_memory(&outcome);
+                    }
+                });
             report("deadlines", result);
         }
     }
     if wanted("recovery") {
-        let n = if quick { 200 } else { bench.args.recovery_sessions };
+        let n = if quick {
+            200
+        } else {
+            bench.args.recovery_sessions
+        };
         report("recovery", recovery_case(bench, &rate, n).await);
     }
     if wanted("ingest") {
-        let (robots, events) = if quick { (200, 1_000) } else { (10_000, 30_000) };
+        let (robots, events) = if quick {
+            (200, 1_000)
+        } else {
+            (10_000, 30_000)
+        };
         for backend in [Backend::Mysql, Backend::Sqlite] {
-            report("ingest", ingest_case(bench, &rate, backend, robots, events).await);
+            report(
+                "ingest",
+                ingest_case(bench, &rate, backend, robots, events).await,
+            );
         }
     }
     if wanted("queue") {
