@@ -448,7 +448,6 @@ fn queue_finished(metrics: &str) -> f64 {
         .sum()
 }
 
-
 /// One run of the service with N rules whose sessions all start at S.
 struct Run {
     db: Database,
@@ -536,24 +535,30 @@ impl Run {
     }
 
     /// Service instants of every alarm outbox row (`created_at_ms`).
-    async fn outbox_created(&self) -> Result<Vec<Timestamp>> {
-        let sql = "SELECT created_at_ms FROM status_job_alarm";
-        let rows: Vec<i64> = match self.db.backend {
+    /// The alarm outbox rows of the windows that ended at `window_end`: reference id and
+    /// commit instant (`created_at_ms`). Later windows alarm too while the run goes on; they
+    /// are not counted.
+    async fn outbox_of(&self, window_end: Timestamp) -> Result<Vec<(String, Timestamp)>> {
+        let sql = format!(
+            "SELECT reference_id, created_at_ms FROM status_job_alarm WHERE window_end_ms = {}",
+            window_end.as_millisecond()
+        );
+        let rows: Vec<(String, i64)> = match self.db.backend {
             Backend::Mysql => {
                 let mut conn = sqlx::MySqlConnection::connect(&self.db.url).await?;
-                let rows = sqlx::query_scalar(sql).fetch_all(&mut conn).await?;
+                let rows = sqlx::query_as(AssertSqlSafe(sql.clone())).fetch_all(&mut conn).await?;
                 conn.close().await.ok();
                 rows
             }
             Backend::Sqlite => {
                 let mut conn = sqlx::SqliteConnection::connect(&self.db.url).await?;
-                let rows = sqlx::query_scalar(sql).fetch_all(&mut conn).await?;
+                let rows = sqlx::query_as(AssertSqlSafe(sql.clone())).fetch_all(&mut conn).await?;
                 conn.close().await.ok();
                 rows
             }
         };
         rows.into_iter()
-            .map(|ms| Timestamp::from_millisecond(ms).map_err(Into::into))
+            .map(|(reference, ms)| Ok((reference, Timestamp::from_millisecond(ms)?)))
             .collect()
     }
 
@@ -834,14 +839,22 @@ async fn deadlines_case(
     run.sleep_until_service(deadline + grace).await;
     let posted = run.wait_posts(n as u64, bench.posts_patience(n)).await?;
     let peak_rss_kib = run.service.peak_rss_kib().unwrap_or(0);
+    let first_windows = run.outbox_of(deadline).await?;
+    let references: std::collections::HashSet<&str> =
+        first_windows.iter().map(|(r, _)| r.as_str()).collect();
     let alarms: Vec<Timestamp> = run
         .server
         .incoming_events()
         .into_iter()
-        .filter(|e| e.event_name == ALARM)
+        .filter(|e| {
+            e.event_name == ALARM
+                && e.reference_id
+                    .as_deref()
+                    .is_some_and(|r| references.contains(r))
+        })
         .map(|e| e.created_at)
         .collect();
-    let outbox = run.outbox_created().await?;
+    let outbox: Vec<Timestamp> = first_windows.iter().map(|(_, at)| *at).collect();
     let to_post: Vec<f64> = alarms
         .iter()
         .map(|at| run.wall_seconds(deadline, *at))
