@@ -546,13 +546,17 @@ impl Run {
         let rows: Vec<(String, i64)> = match self.db.backend {
             Backend::Mysql => {
                 let mut conn = sqlx::MySqlConnection::connect(&self.db.url).await?;
-                let rows = sqlx::query_as(AssertSqlSafe(sql.clone())).fetch_all(&mut conn).await?;
+                let rows = sqlx::query_as(AssertSqlSafe(sql.clone()))
+                    .fetch_all(&mut conn)
+                    .await?;
                 conn.close().await.ok();
                 rows
             }
             Backend::Sqlite => {
                 let mut conn = sqlx::SqliteConnection::connect(&self.db.url).await?;
-                let rows = sqlx::query_as(AssertSqlSafe(sql.clone())).fetch_all(&mut conn).await?;
+                let rows = sqlx::query_as(AssertSqlSafe(sql.clone()))
+                    .fetch_all(&mut conn)
+                    .await?;
                 conn.close().await.ok();
                 rows
             }
