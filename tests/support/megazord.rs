@@ -19,8 +19,9 @@
 //! let client = MegazordClient::new(MegazordSettings { base_url: server.base_url(), ..Default::default() });
 //! ```
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -200,6 +201,10 @@ pub struct MegazordOptions {
     pub created_at_resolution: CreatedAtResolution,
     /// Where fan-out messages go; `None` records them without sending.
     pub fan_out: Option<SqsFanOut>,
+    /// How long every request waits before it is handled, as a remote Megazord's round trip
+    /// and work would take; zero by default. Changeable later with
+    /// [`MegazordServer::set_latency`].
+    pub latency: Duration,
 }
 
 impl Default for MegazordOptions {
@@ -214,6 +219,7 @@ impl Default for MegazordOptions {
             clock: Arc::new(Timestamp::now),
             created_at_resolution: CreatedAtResolution::RoundToSecond,
             fan_out: None,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -222,6 +228,12 @@ impl MegazordOptions {
     /// The same options with another clock.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The same options, every request answered after `latency`.
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
         self
     }
 
@@ -427,7 +439,13 @@ struct Data {
     /// Event schemas by id - 1; a removed one keeps its slot so the others keep their ids.
     schemas: Vec<(String, bool)>,
     incoming: Vec<IncomingEvent>,
+    /// Indexes into `incoming` per robot, so that a history read costs what that robot has.
+    incoming_by_robot: HashMap<u32, Vec<usize>>,
     subscriptions: Vec<Subscription>,
+    /// Indexes into `subscriptions` per robot, so that fan-out costs what that robot has.
+    subscriptions_by_robot: HashMap<u32, Vec<usize>>,
+    /// Requests received per route.
+    requests_per_route: BTreeMap<MegazordRoute, u64>,
     outgoing: Vec<OutgoingEvent>,
     requests: Vec<RecordedRequest>,
     faults: Vec<FaultRule>,
@@ -448,6 +466,8 @@ struct Shared {
     data: Mutex<Data>,
     clock: Clock,
     resolution: CreatedAtResolution,
+    /// Microseconds every request waits before it is handled.
+    latency_micros: AtomicU64,
     alarm_event: String,
     fan_out: Option<SqsFanOut>,
     /// Wakes the sender.
@@ -522,12 +542,20 @@ impl Shared {
             created_at,
             call_ref: call_ref.to_string(),
         };
+        let index = data.incoming.len();
         data.incoming.push(event.clone());
+        data.incoming_by_robot
+            .entry(robot_id)
+            .or_default()
+            .push(index);
         // Fan-out runs after the write (contracts §1.1): an outgoing event per active
         // subscription of this robot to this event, then one queue message each.
         let matching: Vec<Subscription> = data
-            .subscriptions
-            .iter()
+            .subscriptions_by_robot
+            .get(&robot_id)
+            .into_iter()
+            .flatten()
+            .map(|&i| &data.subscriptions[i])
             .filter(|s| {
                 s.is_active
                     && s.robot_id == robot_id
@@ -716,6 +744,7 @@ impl MegazordServer {
             }),
             clock: options.clock,
             resolution: options.created_at_resolution,
+            latency_micros: AtomicU64::new(options.latency.as_micros() as u64),
             alarm_event: options.alarm_event,
             fan_out: options.fan_out,
             wake_sender: Notify::new(),
@@ -774,6 +803,23 @@ impl MegazordServer {
     /// The server clock now.
     pub fn now(&self) -> Timestamp {
         self.shared.now()
+    }
+
+    /// Makes every later request wait `latency` before it is handled.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared
+            .latency_micros
+            .store(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// How many requests to `route` arrived so far (cheaper than [`Self::requests_to`]).
+    pub fn request_count(&self, route: MegazordRoute) -> u64 {
+        self.shared
+            .data()
+            .requests_per_route
+            .get(&route)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Makes `name` a known provider.
@@ -1092,9 +1138,16 @@ async fn record_and_fault(
             fault,
             status: None,
         });
+        if let Some(route) = route {
+            *data.requests_per_route.entry(route).or_insert(0) += 1;
+        }
         seq
     };
     shared.changed.notify_waiters();
+    let latency = shared.latency_micros.load(Ordering::Relaxed);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_micros(latency)).await;
+    }
     let response = match fault {
         None => next.run(request).await,
         Some(Fault::Status(status)) => failure(status_code(status), "injected fault"),
@@ -1261,9 +1314,11 @@ async fn get_incomings(
     }
     let quirks = data.history_quirks;
     let mut events: Vec<Value> = data
-        .incoming
-        .iter()
-        .filter(|e| e.robot_id == robot_id)
+        .incoming_by_robot
+        .get(&robot_id)
+        .into_iter()
+        .flatten()
+        .map(|&i| &data.incoming[i])
         .filter(|e| event_name.is_none_or(|name| &e.event_name == name))
         .filter(|e| {
             since.is_none_or(|since| {
@@ -1372,7 +1427,12 @@ async fn create_subscription(
         is_active: true,
         created_at,
     };
+    let index = data.subscriptions.len();
     data.subscriptions.push(subscription.clone());
+    data.subscriptions_by_robot
+        .entry(robot_id)
+        .or_default()
+        .push(index);
     answer(StatusCode::CREATED, subscription_json(&subscription, &data))
 }
 
@@ -1387,10 +1447,12 @@ async fn delete_subscription(
         Err(response) => return *response,
     };
     let mut data = shared.data();
+    // Ids are positions + 1.
     let found = subscription.parse::<u64>().ok().and_then(|id| {
+        let index = usize::try_from(id).ok()?.checked_sub(1)?;
         data.subscriptions
-            .iter_mut()
-            .find(|s| s.id == id && s.robot_id == robot_id)
+            .get_mut(index)
+            .filter(|s| s.robot_id == robot_id)
     });
     match found {
         Some(subscription) => {
@@ -1420,14 +1482,14 @@ async fn get_outgoing(
     else {
         return failure(StatusCode::NOT_FOUND, "Outgoing event not found");
     };
-    let belongs = data
-        .subscriptions
-        .iter()
-        .any(|s| s.id == subscription_id && s.robot_id == robot_id);
-    let outgoing = data
-        .outgoing
-        .iter()
-        .find(|o| o.id == outgoing_id && o.subscription_id == subscription_id);
+    // Ids are positions + 1.
+    let at = |id: u64| usize::try_from(id).ok().and_then(|id| id.checked_sub(1));
+    let belongs = at(subscription_id)
+        .and_then(|i| data.subscriptions.get(i))
+        .is_some_and(|s| s.robot_id == robot_id);
+    let outgoing = at(outgoing_id)
+        .and_then(|i| data.outgoing.get(i))
+        .filter(|o| o.subscription_id == subscription_id);
     match (belongs, outgoing) {
         (true, Some(outgoing)) => {
             let source = &data.incoming[outgoing.source_event_id as usize - 1];
