@@ -176,20 +176,24 @@ impl Context {
     /// What starting a session is followed by, once it committed.
     fn session_started(&self, step: &SessionStep) {
         if step.started {
-            let session = step.session;
-            tracing::info!(
-                robotId = session.robot_id,
-                statusCheckId = step.status_check_id,
-                date = %session.date,
-                start = %session.start,
-                end = %session.end,
-                "session started"
-            );
-            metrics::counter!(names::SESSIONS_STARTED, "outcome" => "created").increment(1);
-            // The scheduler subscribes it (an event may have started it before the scheduler).
-            self.wake_scheduler();
+            self.announce_started(step.session, step.status_check_id);
         }
         self.wake_closer();
+    }
+
+    /// Logs and counts a session this instance created, and has the scheduler subscribe it (an
+    /// event may have started it before the scheduler did).
+    fn announce_started(&self, session: Session, status_check_id: u64) {
+        tracing::info!(
+            robotId = session.robot_id,
+            statusCheckId = status_check_id,
+            date = %session.date,
+            start = %session.start,
+            end = %session.end,
+            "session started"
+        );
+        metrics::counter!(names::SESSIONS_STARTED, "outcome" => "created").increment(1);
+        self.wake_scheduler();
     }
 
     /// Starts `session` (the caller found no `status_check` for it) and returns its
@@ -211,17 +215,7 @@ impl Context {
             )
             .await?;
         if let StartOutcome::Created(id) = outcome {
-            tracing::info!(
-                robotId = session.robot_id,
-                statusCheckId = id,
-                date = %session.date,
-                start = %session.start,
-                end = %session.end,
-                "session started"
-            );
-            metrics::counter!(names::SESSIONS_STARTED, "outcome" => "created").increment(1);
-            // The scheduler subscribes it (an event may have started it before the scheduler).
-            self.wake_scheduler();
+            self.announce_started(session, id);
         }
         self.wake_closer();
         Ok(outcome.status_check_id())
