@@ -104,7 +104,10 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let http = reqwest::Client::new();
     let marks = Marks::start(&ctx);
     let concurrency = ctx.settings().dispatch_concurrency.max(1);
-    let mut in_flight: JoinSet<Result<(), String>> = JoinSet::new();
+    let mut in_flight: JoinSet<Result<Option<Duration>, String>> = JoinSet::new();
+    // When the earliest alarm whose post failed may be claimed again: the dispatcher looks
+    // then, not only after its longest sleep.
+    let mut next_retry: Option<tokio::time::Instant> = None;
     // Set when the last claim found nothing to claim (or failed): no new claim is made until
     // something changes (a post finished, a wake-up, a pause).
     let mut idle = false;
@@ -148,7 +151,13 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             () = shutdown.cancelled() => {}
             joined = in_flight.join_next(), if !in_flight.is_empty() => {
                 match joined {
-                    Some(Ok(Ok(()))) => {}
+                    Some(Ok(Ok(None))) => {}
+                    Some(Ok(Ok(Some(wait)))) => {
+                        // A little after the retry instant, which the claim compares to the
+                        // service clock to the millisecond.
+                        let at = tokio::time::Instant::now() + wait + Duration::from_millis(20);
+                        next_retry = Some(next_retry.map_or(at, |t| t.min(at)));
+                    }
                     Some(Ok(Err(e))) => {
                         tracing::warn!(error = %e, "posting an alarm failed; trying again");
                     }
@@ -160,8 +169,20 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             () = tokio::time::sleep(pause), if in_flight.is_empty() || idle => {
                 idle = false;
             }
+            () = sleep_until_retry(next_retry), if next_retry.is_some() => {
+                next_retry = None;
+                idle = false;
+            }
             () = ctx.dispatcher_woken() => idle = false,
         }
+    }
+}
+
+/// Sleeps until `at` (forever without one; the caller only polls this with one).
+async fn sleep_until_retry(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -179,13 +200,14 @@ async fn claim(ctx: &Context, limit: u32) -> Result<Vec<OutboxAlarm>, String> {
 }
 
 /// Posts one claimed alarm and marks it sent, or failed with a back-off of its own: one alarm
-/// that cannot be posted holds up no other.
+/// that cannot be posted holds up no other. Says, for a failed post, after how long (wall
+/// clock) the alarm may be claimed again.
 async fn handle(
     ctx: &Context,
     http: &reqwest::Client,
     marks: &Marks,
     alarm: OutboxAlarm,
-) -> Result<(), String> {
+) -> Result<Option<Duration>, String> {
     match post(ctx, http, &alarm).await {
         Ok(megazord_id) => {
             marks.sent(ctx, alarm.id, megazord_id).await?;
@@ -204,20 +226,20 @@ async fn handle(
                 megazordId = megazord_id,
                 "alarm sent"
             );
-            Ok(())
+            Ok(None)
         }
         Err(e) => {
             metrics::counter!(names::ALARMS, "outcome" => "failed").increment(1);
             tracing::warn!(referenceId = %alarm.reference_id, error = %e, "alarm not sent yet");
             let now = ctx.now();
-            let retry_at = now
-                .checked_add(retry_delay(alarm.attempts, ctx))
-                .unwrap_or(now);
+            let wall = retry_delay(alarm.attempts);
+            let service = SignedDuration::from_secs_f64(wall.as_secs_f64() * ctx.clock().speed());
+            let retry_at = now.checked_add(service).unwrap_or(now);
             ctx.store()
                 .mark_alarm_failed_until(alarm.id, &e, retry_at, now)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(())
+            Ok(Some(wall))
         }
     }
 }
@@ -287,9 +309,9 @@ async fn post(ctx: &Context, http: &reqwest::Client, alarm: &OutboxAlarm) -> Res
 /// How long (service time) an alarm whose post failed for the `attempts`-th time waits before
 /// it is claimed again: exponential from 1 s to 5 minutes of wall time, with jitter, so a post
 /// Megazord keeps refusing neither hammers it nor holds up later alarms.
-fn retry_delay(attempts: u32, ctx: &Context) -> SignedDuration {
+fn retry_delay(attempts: u32) -> Duration {
     use backon::BackoffBuilder;
-    let wall = backon::ExponentialBuilder::default()
+    backon::ExponentialBuilder::default()
         .with_min_delay(Duration::from_secs(1))
         .with_max_delay(Duration::from_secs(300))
         .with_factor(2.0)
@@ -297,6 +319,5 @@ fn retry_delay(attempts: u32, ctx: &Context) -> SignedDuration {
         .without_max_times()
         .build()
         .nth(attempts.saturating_sub(1) as usize)
-        .unwrap_or(Duration::from_secs(300));
-    SignedDuration::from_secs_f64(wall.as_secs_f64() * ctx.clock().speed())
+        .unwrap_or(Duration::from_secs(300))
 }
