@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +23,7 @@ use super::context::Context;
 use super::error::RuntimeError;
 use super::retries::SessionRetries;
 use super::scheduler::replay_history;
+use super::together::Together;
 use crate::domain::RobotId;
 use crate::megazord::CallRef;
 use crate::store::{CloseOutcome, Dialect, DueWindow, EndOutcome, StoreError, StoredRule};
@@ -39,20 +39,13 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// The most windows committed in one transaction.
 const MAX_CLOSE_BATCH: usize = 64;
 
-/// One close handed to the task that commits closes together.
-type QueuedClose = (
-    u64,
-    Timestamp,
-    oneshot::Sender<Result<CloseOutcome, StoreError>>,
-);
-
 /// Where a window's close transaction runs. On SQLite, one writer runs one transaction at a
 /// time and every commit is an fsync: closes whose history reads finished meanwhile are
-/// committed together by one task ([`commit_closes`]), each session's close still all or
+/// committed together by one task ([`Together`]), each session's close still all or
 /// nothing. On MySQL each close runs in its own transaction, concurrently on the pool.
 #[derive(Clone, Debug, Default)]
 struct Closes {
-    queue: Option<mpsc::UnboundedSender<QueuedClose>>,
+    together: Option<Together<(u64, Timestamp), Result<CloseOutcome, StoreError>>>,
 }
 
 impl Closes {
@@ -62,9 +55,14 @@ impl Closes {
         if ctx.store().dialect() != Dialect::Sqlite {
             return Closes::default();
         }
-        let (queue, queued) = mpsc::unbounded_channel();
-        tokio::spawn(commit_closes(ctx.clone(), queued));
-        Closes { queue: Some(queue) }
+        let ctx = ctx.clone();
+        let together = Together::start(MAX_CLOSE_BATCH, move |windows: Vec<(u64, Timestamp)>| {
+            let ctx = ctx.clone();
+            async move { ctx.store().close_windows(&windows, ctx.now()).await }
+        });
+        Closes {
+            together: Some(together),
+        }
     }
 
     /// Closes the session's window if its deadline is still `deadline`.
@@ -74,38 +72,16 @@ impl Closes {
         status_check_id: u64,
         deadline: Timestamp,
     ) -> Result<CloseOutcome, RuntimeError> {
-        let Some(queue) = &self.queue else {
+        let Some(together) = &self.together else {
             return Ok(ctx
                 .store()
                 .close_window(status_check_id, deadline, ctx.now())
                 .await?);
         };
-        let (answer, answered) = oneshot::channel();
-        queue
-            .send((status_check_id, deadline, answer))
-            .map_err(|_| RuntimeError::Panicked("committing closes has stopped"))?;
-        Ok(answered
+        Ok(together
+            .ask((status_check_id, deadline))
             .await
-            .map_err(|_| RuntimeError::Panicked("committing closes has stopped"))??)
-    }
-}
-
-/// Commits the closes queued meanwhile together, up to [`MAX_CLOSE_BATCH`] in a transaction,
-/// until every sender is gone.
-async fn commit_closes(ctx: Context, mut queued: mpsc::UnboundedReceiver<QueuedClose>) {
-    while let Some(first) = queued.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_CLOSE_BATCH {
-            match queued.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let windows: Vec<(u64, Timestamp)> = batch.iter().map(|(id, d, _)| (*id, *d)).collect();
-        let outcomes = ctx.store().close_windows(&windows, ctx.now()).await;
-        for ((_, _, answer), outcome) in batch.into_iter().zip(outcomes) {
-            let _ = answer.send(outcome);
-        }
+            .ok_or(RuntimeError::Panicked("committing closes has stopped"))??)
     }
 }
 

@@ -11,11 +11,11 @@
 use std::time::Duration;
 
 use jiff::SignedDuration;
-use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::context::Context;
+use super::together::Together;
 use crate::megazord::CallRef;
 use crate::store::{Dialect, OutboxAlarm, StoreError};
 use crate::telemetry::names;
@@ -36,15 +36,12 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// The most alarms marked sent in one transaction.
 const MAX_MARK_BATCH: usize = 64;
 
-/// One posted alarm handed to the task that marks alarms sent together.
-type QueuedMark = (u64, u64, oneshot::Sender<Result<bool, StoreError>>);
-
 /// Where a posted alarm is marked sent. On SQLite (one writer, an fsync per commit) the alarms
-/// posted meanwhile are marked together by one task ([`mark_together`]); on MySQL each in a
+/// posted meanwhile are marked together by one task ([`Together`]); on MySQL each in a
 /// transaction of its own, concurrently on the pool.
 #[derive(Clone, Default)]
 struct Marks {
-    queue: Option<mpsc::UnboundedSender<QueuedMark>>,
+    together: Option<Together<(u64, u64), Result<bool, StoreError>>>,
 }
 
 impl Marks {
@@ -53,48 +50,30 @@ impl Marks {
         if ctx.store().dialect() != Dialect::Sqlite {
             return Marks::default();
         }
-        let (queue, queued) = mpsc::unbounded_channel();
-        tokio::spawn(mark_together(ctx.clone(), queued));
-        Marks { queue: Some(queue) }
+        let ctx = ctx.clone();
+        let together = Together::start(MAX_MARK_BATCH, move |alarms: Vec<(u64, u64)>| {
+            let ctx = ctx.clone();
+            async move { ctx.store().mark_alarms_sent(&alarms, ctx.now()).await }
+        });
+        Marks {
+            together: Some(together),
+        }
     }
 
     /// Marks the alarm sent with the id Megazord gave it.
     async fn sent(&self, ctx: &Context, alarm_id: u64, megazord_id: u64) -> Result<bool, String> {
-        let Some(queue) = &self.queue else {
+        let Some(together) = &self.together else {
             return ctx
                 .store()
                 .mark_alarm_sent(alarm_id, megazord_id, ctx.now())
                 .await
                 .map_err(|e| e.to_string());
         };
-        let (answer, answered) = oneshot::channel();
-        let stopped = || "marking alarms sent has stopped".to_string();
-        queue
-            .send((alarm_id, megazord_id, answer))
-            .map_err(|_| stopped())?;
-        answered
+        together
+            .ask((alarm_id, megazord_id))
             .await
-            .map_err(|_| stopped())?
+            .ok_or_else(|| "marking alarms sent has stopped".to_string())?
             .map_err(|e| e.to_string())
-    }
-}
-
-/// Marks the alarms queued meanwhile sent together, up to [`MAX_MARK_BATCH`] in a
-/// transaction, until every sender is gone.
-async fn mark_together(ctx: Context, mut queued: mpsc::UnboundedReceiver<QueuedMark>) {
-    while let Some(first) = queued.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_MARK_BATCH {
-            match queued.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let alarms: Vec<(u64, u64)> = batch.iter().map(|(a, m, _)| (*a, *m)).collect();
-        let outcomes = ctx.store().mark_alarms_sent(&alarms, ctx.now()).await;
-        for ((_, _, answer), outcome) in batch.into_iter().zip(outcomes) {
-            let _ = answer.send(outcome);
-        }
     }
 }
 

@@ -18,6 +18,7 @@ mod messages;
 mod retries;
 mod scheduler;
 pub mod setup_check;
+mod together;
 pub mod watchdog;
 
 use tokio_util::sync::CancellationToken;
