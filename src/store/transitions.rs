@@ -322,31 +322,23 @@ pub async fn record_subscribed(
             &[status_check_id.into()],
         )
         .await?;
-    if existing.is_some_and(|r| r.opt_int(0).ok().flatten().is_some()) {
-        // A spare: recorded all the same, so that the janitor deletes it at Megazord should the
-        // caller's own delete fail, rather than leave it delivering to the queue for good.
-        keep_subscription(
-            tx,
-            subscription_id,
-            status_check_id,
-            row.state.session.robot_id,
-            at,
-        )
-        .await?;
-        return Ok(false);
-    }
-    let before = row.clone();
-    tx.write(
-        "UPDATE status_check SET subscription_id = ?, updated_at = CURRENT_TIMESTAMP WHERE id = ?",
-        &[subscription_id.into(), status_check_id.into()],
-    )
-    .await?;
+    // Recorded either way: a spare too, so that the janitor deletes it at Megazord should the
+    // caller's own delete fail, rather than leave it delivering to the queue for good.
     keep_subscription(
         tx,
         subscription_id,
         status_check_id,
         row.state.session.robot_id,
         at,
+    )
+    .await?;
+    if existing.is_some_and(|r| r.opt_int(0).ok().flatten().is_some()) {
+        return Ok(false);
+    }
+    let before = row.clone();
+    tx.write(
+        "UPDATE status_check SET subscription_id = ?, updated_at = CURRENT_TIMESTAMP WHERE id = ?",
+        &[subscription_id.into(), status_check_id.into()],
     )
     .await?;
     tx.checkpoint().await?;
