@@ -112,7 +112,7 @@ pub struct ServiceConfig {
     /// the host name and process id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    /// Seconds after a deadline before its window is closed (spec §6).
+    /// Seconds after a deadline before its window is closed (semantics §6).
     pub grace_seconds: u32,
     /// Without Megazord: a URL that receives every alarm as JSON (besides the log). Its user
     /// info and query may hold credentials: printed only redacted.
@@ -269,7 +269,7 @@ pub struct StatusCheckConfig {
     pub scheduled_id: u64,
 }
 
-/// One `[[rules]]` entry; fields left out take the spec's defaults.
+/// One `[[rules]]` entry; fields left out take the defaults of semantics §1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {

@@ -63,7 +63,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         None => None,
     };
     // The rules are applied once the clock is known: a rule is stamped in service time (a
-    // rule new at this start watches from now on, spec §6).
+    // rule new at this start watches from now on, semantics §6).
     let rules = config.rules()?;
     let without_rules = Config {
         rules: Vec::new(),

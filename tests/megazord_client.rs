@@ -1,6 +1,6 @@
 //! The Megazord client against the Megazord stand-in of `tests/support/megazord.rs`: every
 //! route, the retry policy of contracts §6 item 20, `Call-Ref` on every request, the history
-//! semantics of §6 item 1, and the fan-out to a real SQS queue (moto) in the §2.2 envelope.
+//! semantics of §6 item 1, and the fan-out to a real SQS queue (moto) in the envelope of contracts §2.2.
 
 mod support;
 
@@ -667,7 +667,7 @@ async fn created_at_is_cut_to_the_second_as_the_server_is_told() {
     }
 }
 
-/// Without SQS the server still makes the outgoing events and records the §2.2 messages.
+/// Without SQS the server still makes the outgoing events and records the messages of contracts §2.2.
 #[tokio::test]
 async fn fan_out_messages_are_recorded_without_sqs() {
     let server = MegazordServer::start(MegazordOptions::default()).await;

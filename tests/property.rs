@@ -139,7 +139,7 @@ fn naive_resolve(tz: &TimeZone, d: Date, t: Time) -> i64 {
     target - offset_before
 }
 
-/// `(S, E)` in minutes, or `None` when spec §2 says there is no session.
+/// `(S, E)` in minutes, or `None` when semantics §2 says there is no session.
 fn naive_session(tz: &TimeZone, a: Time, b: Time, d: Date) -> Option<(i64, i64)> {
     let s = naive_resolve(tz, d, a);
     if tz.to_datetime(minute_ts(s)).date() != d {
@@ -461,7 +461,7 @@ proptest! {
 
 /// For every zone, every date next to a clock change 2010–2030 and a set of rules (across
 /// midnight, full days, around the change), `Session::containing(t)` for instants at and
-/// around S and E is exactly the set of dates whose session has `S ≤ t ≤ E` (spec §3),
+/// around S and E is exactly the set of dates whose session has `S ≤ t ≤ E` (semantics §3),
 /// found by trying every date from three days before the local date of `t` to two after.
 #[test]
 fn containing_matches_every_session_that_holds_the_instant() {

@@ -1,5 +1,5 @@
-//! The edge cases of `spec/monitoring-semantics.md`, one test each, with every expected instant
-//! and reference id worked out by hand from the spec (the working is in the comment above the
+//! The edge cases of `docs/semantics.md`, one test each, with every expected instant
+//! and reference id worked out by hand from it (the working is in the comment above the
 //! assertions). Instants are written as RFC 3339 UTC strings; `Z` times in comments are UTC,
 //! everything else is local wall-clock time in the rule's zone.
 

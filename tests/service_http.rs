@@ -740,7 +740,7 @@ async fn wait_for_session(service: &Service, date: &str) {
 #[tokio::test]
 async fn a_rule_created_mid_session_watches_from_then_and_a_restart_replays_from_s() {
     // Created at 10:15 into a 08:00–20:00 session: nobody watched 08:00–10:15, so the first
-    // window is 10:15–12:15 and nothing before it alarms (spec §6).
+    // window is 10:15–12:15 and nothing before it alarms (semantics §6).
     let dir = tempfile::tempdir().unwrap();
     let config = "[[rules]]\nrobot_id = 7\ntimezone = \"UTC\"\nstart = \"08:00\"\nend = \"20:00\"\ngap = \"2h\"\n";
     let service = Service::start(

@@ -1,4 +1,4 @@
-//! Alarm identity and reference id (spec §4).
+//! Alarm identity and reference id (semantics §4).
 
 use std::fmt;
 

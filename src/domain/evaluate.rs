@@ -1,11 +1,11 @@
-//! The reference algorithm of spec §5: one session with perfect knowledge of its events.
+//! The reference algorithm of semantics §5: one session with perfect knowledge of its events.
 //!
 //! ```
 //! use azi3_status_jobs::domain::{evaluate, RuleInput, Session, SessionResult};
 //! use jiff::civil::date;
 //! use jiff::Timestamp;
 //!
-//! // The worked example of spec §7.
+//! // The worked example of semantics §7.
 //! let rule = RuleInput {
 //!     timezone: "Europe/Amsterdam".into(),
 //!     start: "08:00".into(),

@@ -2,7 +2,7 @@
 //! algorithm. Pure: no I/O, no async, no clock reads; every decision is a function of the
 //! state, the input and, where time matters, an instant passed in by the caller.
 //!
-//! The contract it implements is `spec/monitoring-semantics.md`; section numbers in the docs
+//! The contract it implements is `docs/semantics.md`; section numbers in the docs
 //! below refer to it.
 
 mod alarm;

@@ -1,4 +1,4 @@
-//! Sessions: one rule on one local calendar date, the span `[S, E]` (spec §2).
+//! Sessions: one rule on one local calendar date, the span `[S, E]` (semantics §2).
 //!
 //! ```
 //! use azi3_status_jobs::domain::{RuleInput, Session};
@@ -23,7 +23,7 @@ use jiff::tz::TimeZone;
 
 use super::rule::{RobotId, Rule};
 
-/// Turns local date `date` and local time `time` in `tz` into an instant, the way spec §2 says:
+/// Turns local date `date` and local time `time` in `tz` into an instant, the way semantics §2 says:
 /// a time skipped by a forward jump moves forward by the jump, a time that happens twice takes
 /// the earlier instant (`jiff`'s compatible disambiguation). `None` only outside jiff's range.
 ///

@@ -1,4 +1,4 @@
-//! The window state machine of one session (spec §3, §4, §6).
+//! The window state machine of one session (semantics §3, §4, §6).
 //!
 //! A [`SessionState`] holds the current window `[s, u]`. Every change is a method that takes the
 //! input (an event instant, a rule change) and returns what it decided; nothing here reads a
@@ -63,7 +63,7 @@ impl Window {
 }
 
 /// How a session ended, or that it is still running; the words of the `status_check.result`
-/// column (spec §8).
+/// column (semantics §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SessionResult {
     /// Still running.
@@ -169,7 +169,7 @@ impl SessionState {
     }
 
     /// The state of a session watched only from `from` (a rule created or enabled after S,
-    /// spec §6): the first window is `[t, min(t + G, E)]` with `t` = `from` held within
+    /// semantics §6): the first window is `[t, min(t + G, E)]` with `t` = `from` held within
     /// `[S, E]`, and nothing before `t` is evaluated.
     ///
     /// ```
@@ -293,12 +293,12 @@ impl SessionState {
         })
     }
 
-    /// The rule's gap changed: it applies from the next window on (spec §6).
+    /// The rule's gap changed: it applies from the next window on (semantics §6).
     pub fn change_gap(&mut self, gap: Gap) {
         self.gap = gap;
     }
 
-    /// The rule's end changed mid-session (spec §6): the session end becomes `end` (never
+    /// The rule's end changed mid-session (semantics §6): the session end becomes `end` (never
     /// before the current window's start) and the current window is clamped to it again.
     pub fn change_end(&mut self, end: Timestamp) {
         if !self.is_running() {

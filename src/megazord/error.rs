@@ -11,7 +11,7 @@ pub enum Route {
     GetIncomings,
     /// `POST /internal/v1/events/robots/:robotId/subscriptions` (contracts §1.3).
     CreateSubscription,
-    /// `DELETE /internal/v1/events/robots/:robotId/subscriptions/:subscriptionId` (§1.4).
+    /// `DELETE /internal/v1/events/robots/:robotId/subscriptions/:subscriptionId` (contracts §1.4).
     DeleteSubscription,
     /// `GET …/subscriptions/:subscriptionId/outgoings/:outgoingEventId` (contracts §1.5).
     GetOutgoing,

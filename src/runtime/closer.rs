@@ -1,12 +1,12 @@
 //! Closing windows on time: sleep until the earliest deadline plus the grace, read Megazord's
 //! history for the window (so that a delayed queue message never causes a false alarm), then
-//! close it in one transaction that writes the alarm into the outbox (spec §4, §6).
+//! close it in one transaction that writes the alarm into the outbox (semantics §4, §6).
 //!
 //! Windows that are due together are closed together, up to `close_concurrency` at once, each
 //! on a task of its own. A window that cannot be closed (Megazord refuses its robot, its history
 //! read times out, its transaction fails) puts its session on a back-off of its own
 //! ([`SessionRetries`]) and every other window goes on being closed on time. A session that
-//! keeps failing for `failing_session_limit` is ended as `FAILED` with the reason (spec §8)
+//! keeps failing for `failing_session_limit` is ended as `FAILED` with the reason (semantics §8)
 //! once the failure is clearly its own: Megazord refused it for good, or other windows were
 //! closed meanwhile. While Megazord fails for everyone, windows wait for it instead, and the
 //! watchdog reports them overdue.

@@ -36,7 +36,7 @@ struct Inner {
 pub struct RuntimeSettings {
     /// This instance's owner id (`azi-3-status-jobs:<instance>`), held in poller `lock_id`s.
     pub owner: String,
-    /// How long after a deadline a window is closed (spec §6).
+    /// How long after a deadline a window is closed (semantics §6).
     pub grace: SignedDuration,
     /// The script columns and template of `status_check` rows.
     pub refs: StatusCheckRefs,

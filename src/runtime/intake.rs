@@ -60,7 +60,7 @@ impl IntakeOutcome {
 
 impl Context {
     /// Takes in `event`: clamps an instant that lies in the future by more than the grace to
-    /// the service clock (spec §6), starts its session if that is due and not yet started, and
+    /// the service clock (semantics §6), starts its session if that is due and not yet started, and
     /// applies it to every session that contains it; all in one transaction, shared with the
     /// events taken in at about the same time (group commit), and answered once it committed.
     pub async fn take_event(&self, event: WatchedEvent) -> Result<IntakeOutcome, StoreError> {

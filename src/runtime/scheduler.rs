@@ -1,6 +1,6 @@
 //! Starting sessions: at S of every enabled rule (or at boot for sessions whose S has passed),
 //! subscribing at Megazord and replaying the history since S, so that nothing that happened
-//! while the service was down is missed (spec §2, §6; contracts §6 item 18).
+//! while the service was down is missed (semantics §2, §6; contracts §6 item 18).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -100,7 +100,7 @@ impl Scheduler {
     /// A session is started late (at boot mid-day, or after downtime) from S with its history
     /// replayed, but only while it still runs: one that ended before it could be started is
     /// not evaluated after the fact, since alarms about a finished day help nobody. Nor is a
-    /// session of an earlier date whose S lies before the rule's last change (spec §6: a
+    /// session of an earlier date whose S lies before the rule's last change (semantics §6: a
     /// change applies to sessions that have not started).
     async fn pass(&mut self, ctx: &Context) -> Result<Option<Timestamp>, RuntimeError> {
         let now = ctx.now();
@@ -344,7 +344,7 @@ async fn prepare(
             }
         }
     }
-    // A rule created or enabled after S watches from then on only (spec §6).
+    // A rule created or enabled after S watches from then on only (semantics §6).
     let since = stored
         .watching_since
         .map_or(session.start, |t| t.clamp(session.start, session.end));

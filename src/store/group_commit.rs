@@ -271,7 +271,7 @@ pub struct IntakeRequest {
     pub occurred_at: Timestamp,
     /// Service time when it was taken in.
     pub now: Timestamp,
-    /// An instant later than `now` by more than this is taken as `now` (spec §6).
+    /// An instant later than `now` by more than this is taken as `now` (semantics §6).
     pub grace: SignedDuration,
     /// This instance's owner id, for a session the event starts.
     pub owner: String,

@@ -140,7 +140,7 @@ impl Store {
     }
 
     /// Notes that a subscription was deleted at Megazord; the session it was made for no
-    /// longer shows it (spec §8: `subscription_id` is set only while one exists).
+    /// longer shows it (semantics §8: `subscription_id` is set only while one exists).
     pub async fn forget_subscription(
         &self,
         subscription_id: u64,

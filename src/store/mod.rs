@@ -1,6 +1,6 @@
 //! The durable store: every piece of monitoring state lives in the database, in the service's
 //! own `status_job_*` tables and in the shared `status_check*` tables that robot scripts read
-//! (spec §8). Two backends behind one [`Store`]: MySQL/MariaDB for production, an embedded
+//! (semantics §8). Two backends behind one [`Store`]: MySQL/MariaDB for production, an embedded
 //! SQLite file for a laptop or a demo, with the same behaviour.
 //!
 //! Each transition is one transaction that first locks the session row (`SELECT … FOR UPDATE`
@@ -469,7 +469,7 @@ impl Store {
             .await
     }
 
-    /// Ends a running session as `FAILED` (the service could not monitor it, spec §8) and
+    /// Ends a running session as `FAILED` (the service could not monitor it, semantics §8) and
     /// keeps `reason` with it (at most 500 characters).
     pub async fn fail_session(
         &self,
@@ -553,7 +553,7 @@ impl Store {
 
     // ---- rules --------------------------------------------------------------------------
 
-    /// Saves a rule; a change bumps its version and applies to running sessions (spec §6).
+    /// Saves a rule; a change bumps its version and applies to running sessions (semantics §6).
     pub async fn set_rule(&self, rule: &Rule, now: Timestamp) -> Result<RuleChange, StoreError> {
         self.run(move |tx| {
             let rule = rule.clone();

@@ -2,7 +2,7 @@
 //! start-up check of the script rows that `status_check` refers to.
 //!
 //! Every connection runs at READ COMMITTED (gap locks of REPEATABLE READ block concurrent
-//! claims; stack notes §6) with the session time zone `+00:00`, so TIMESTAMP columns hold UTC.
+//! claims; design §2.11) with the session time zone `+00:00`, so TIMESTAMP columns hold UTC.
 //! Transitions run on connections with `autocommit = 0`, so that they need no `BEGIN`: a
 //! transition is a handful of short statements, and round trips are much of its cost. For the
 //! same reason its writes go together with its `COMMIT` ([`Tx::write`]), and a connection that

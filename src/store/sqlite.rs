@@ -1,5 +1,5 @@
 //! The SQLite backend: one writer connection (SQLite serialises writers anyway, and several
-//! writer connections only add busy-handler back-off; stack notes §7), WAL, `BEGIN IMMEDIATE`
+//! writer connections only add busy-handler back-off; design §2.10), WAL, `BEGIN IMMEDIATE`
 //! so that a write transaction holds the database from its first statement, and a busy timeout.
 //! Reads go through the same connection: the service's reads are few and short.
 

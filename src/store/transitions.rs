@@ -14,7 +14,7 @@ use super::types::{
 };
 use crate::domain::{Alarm, EventClass, Rule, Session, SessionResult, SessionState};
 
-/// `status_check_record.result` words (spec §8).
+/// `status_check_record.result` words (semantics §8).
 pub const RECORD_SUBSCRIBED: &str = "SUBSCRIBED";
 /// An event moved the window.
 pub const RECORD_EVENT_OBSERVED: &str = "EVENT_OBSERVED";
@@ -373,7 +373,7 @@ async fn keep_subscription(
 }
 
 /// Saves a rule (a new version when anything changed) and applies the change to the robot's
-/// running sessions as spec §6 says: a new end re-clamps, a new gap applies from the next
+/// running sessions as semantics §6 says: a new end re-clamps, a new gap applies from the next
 /// window, disabling ends the session with `DISABLED`.
 pub async fn set_rule(tx: &mut Tx, rule: &Rule, now: Timestamp) -> Result<RuleChange, StoreError> {
     let wanted = StoredColumns::of(rule);
@@ -389,7 +389,7 @@ pub async fn set_rule(tx: &mut Tx, rule: &Rule, now: Timestamp) -> Result<RuleCh
         Some(locked) => locked.version + 1,
         None => 1,
     };
-    // A rule created or enabled now watches from now: nobody was watching before (spec §6).
+    // A rule created or enabled now watches from now: nobody was watching before (semantics §6).
     let watching_since = match &current {
         Some(locked) if locked.columns.enabled() => locked.watching_since,
         _ if rule.enabled => Some(now),

@@ -17,7 +17,7 @@ pub struct StoredRule {
     /// When it last changed.
     pub updated_at: Timestamp,
     /// When it was created or last enabled (service time); a session running at that instant
-    /// is watched from it, not from S (spec §6). None for a rule stored before this was kept.
+    /// is watched from it, not from S (semantics §6). None for a rule stored before this was kept.
     pub watching_since: Option<Timestamp>,
 }
 
@@ -28,11 +28,11 @@ pub struct RuleChange {
     pub version: u64,
     /// False when the stored rule already said the same.
     pub changed: bool,
-    /// The running sessions the change was applied to (spec §6).
+    /// The running sessions the change was applied to (semantics §6).
     pub sessions: Vec<u64>,
 }
 
-/// The script columns of a `status_check` row and the template it uses (contracts §4.7, §6.9).
+/// The script columns of a `status_check` row and the template it uses (contracts §4.7, §6 item 9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatusCheckRefs {
     /// `status_check_template.id` of the toilet-monitoring template.
