@@ -11,7 +11,7 @@
 //!
 //! Everything under `/v1` and `/internal` needs `Authorization: Bearer <token>` when a token is
 //! configured. Requests from web pages of another origin are refused (403), and every `POST`
-//! must be `Content-Type: application/json` (415): see [`guard`].
+//! must be `Content-Type: application/json` (415): see `src/http/guard.rs`.
 
 mod auth;
 mod error;

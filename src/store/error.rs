@@ -34,7 +34,7 @@ impl StoreError {
     /// Whether running the whole transaction again may succeed: a lock wait timeout, a
     /// deadlock or a duplicate key on MySQL (1205, 1213, 1062), a busy database on SQLite, a
     /// lost unique-key race, or a session row moved on since the copy the transaction was
-    /// decided on (see [`super::session_copies`]).
+    /// decided on (see `src/store/session_copies.rs`).
     pub fn is_retryable(&self) -> bool {
         if self.is_stale_copy() {
             return true;

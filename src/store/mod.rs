@@ -8,9 +8,9 @@
 //! ([`crate::domain::SessionState`]) what happens, and writes that down. An event or a window
 //! close may instead be decided on this instance's copy of the row from the session's last
 //! transition, when the row's version proves it current as it is written
-//! ([`session_copies`]). Transactions that lose a lock wait or a deadlock (MySQL 1205/1213),
-//! find SQLite busy, lose a unique-key race, or were decided on a stale copy run again from
-//! the start.
+//! (`src/store/session_copies.rs`, design §2.2). Transactions that lose a lock wait or a
+//! deadlock (MySQL 1205/1213), find SQLite busy, lose a unique-key race, or were decided on a
+//! stale copy run again from the start.
 //!
 //! Instants are passed in by the caller; the store reads no clock for any decision.
 
