@@ -377,3 +377,163 @@ fn a_long_span_named_by_from_and_to_is_written_session_by_session() {
         "{table}"
     );
 }
+
+/// Three weeks of a resident's toilet visits, made up but regular enough to look like a day.
+fn three_weeks_csv() -> String {
+    let mut csv = String::from("occurred_at,event_name,id\n");
+    let mut seed: u64 = 0x5eed;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    for day in 1..=21 {
+        let mut minute = 6 * 60 + (next() % 90) as u32;
+        while minute < 23 * 60 {
+            csv.push_str(&format!(
+                "2011-11-{day:02} {:02}:{:02},TOILET_ACTIVITY,e{day}-{minute}\n",
+                minute / 60,
+                minute % 60
+            ));
+            minute += 60 + (next() % 240) as u32;
+        }
+    }
+    csv
+}
+
+#[test]
+fn a_gap_comparison_counts_what_each_replay_alone_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = file(&dir, "events.csv", &three_weeks_csv());
+    let base = [
+        "--events",
+        &events,
+        "--timezone",
+        "Europe/Madrid",
+        "--start",
+        "08:00",
+        "--end",
+        "22:00",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--compare-gap", "2h,3h,4h", "--output", "json"]);
+    let compared = stdout_json(&replay(&args, None));
+    let settings = compared["settings"].as_array().unwrap();
+    assert_eq!(settings.len(), 3);
+    let mut counts = Vec::new();
+    for (gap, column) in ["2h", "3h", "4h"].into_iter().zip(settings) {
+        let mut alone = base.to_vec();
+        alone.extend(["--gap", gap, "--output", "json"]);
+        let report = stdout_json(&replay(&alone, None));
+        assert_eq!(column["alarms"], report["totals"]["alarms"], "gap {gap}");
+        assert_eq!(column["days"], report["totals"]["sessions"], "gap {gap}");
+        let per_day: Vec<u64> = column["perDay"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["alarms"].as_u64().unwrap())
+            .collect();
+        let alone_per_day: Vec<u64> = report["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["alarms"].as_array().unwrap().len() as u64)
+            .collect();
+        assert_eq!(per_day, alone_per_day, "gap {gap}");
+        counts.push(column["alarms"].as_u64().unwrap());
+    }
+    assert!(
+        counts[0] > counts[1] && counts[1] > counts[2],
+        "a longer gap raises fewer alarms on these days: {counts:?}"
+    );
+    assert_eq!(compared["from"], "2011-11-01");
+    assert_eq!(compared["to"], "2011-11-21");
+    assert_eq!(settings[0]["label"], "08:00–22:00, gap 2h");
+
+    // The table and the page carry the same counts.
+    let mut table_args = base.to_vec();
+    table_args.extend(["--compare-gap", "2h,3h,4h"]);
+    let table = replay(&table_args, None);
+    assert!(table.status.success());
+    let table = String::from_utf8(table.stdout).unwrap();
+    let alarms_line = table.lines().find(|l| l.starts_with("alarms ")).unwrap();
+    let cells: Vec<u64> = alarms_line
+        .split_whitespace()
+        .skip(1)
+        .map(|c| c.parse().unwrap())
+        .collect();
+    assert_eq!(cells, counts);
+    let mut html_args = table_args.clone();
+    html_args.extend(["--output", "html"]);
+    let html = replay(&html_args, None);
+    assert!(html.status.success());
+    let html = String::from_utf8(html.stdout).unwrap();
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "nothing fetched"
+    );
+    assert_eq!(html.matches("<rect class=\"bar\"").count(), 3 * 21);
+}
+
+#[test]
+fn settings_to_compare_are_every_combination_and_bad_ones_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = file(&dir, "events.csv", &three_weeks_csv());
+    let mut args = vec!["--events", &events];
+    args.extend(AMSTERDAM_8_TO_20);
+    let mut both = args.clone();
+    both.extend([
+        "--compare-start",
+        "07:00,08:00",
+        "--compare-gap",
+        "90m,2h",
+        "--output",
+        "json",
+    ]);
+    let report = stdout_json(&replay(&both, None));
+    let labels: Vec<&str> = report["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "07:00–20:00, gap 1h30m",
+            "07:00–20:00, gap 2h",
+            "08:00–20:00, gap 1h30m",
+            "08:00–20:00, gap 2h"
+        ]
+    );
+
+    for (flag, list, named) in [
+        ("--compare-gap", "2h,0m", "--compare-gap value \"0m\""),
+        (
+            "--compare-start",
+            "08:00,25:00",
+            "--compare-start value \"25:00\"",
+        ),
+        ("--compare-end", "x", "--compare-end value \"x\""),
+    ] {
+        let mut bad = args.clone();
+        bad.extend([flag, list]);
+        let out = replay(&bad, None);
+        assert_eq!(out.status.code(), Some(2), "{flag} {list}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(named), "{flag} {list}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+    let mut many = args.clone();
+    many.extend([
+        "--compare-gap",
+        "1h,2h,3h,4h,5h",
+        "--compare-start",
+        "06:00,07:00,08:00,09:00,10:00",
+    ]);
+    let out = replay(&many, None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("25 settings"));
+}

@@ -12,8 +12,9 @@ use jiff::civil::Date;
 use crate::domain::{DEFAULT_WATCHED_EVENT, Rule, RuleError, RuleInput};
 use crate::replay::{
     CollectOptions, CsvEvents, DateRange, EventSet, InputError, InputFormat, JsonlEvents,
-    RuleReport, collect_events, dates_between, events_between, expected_rows, render_html, replay,
-    replay_sessions, write_json, write_table,
+    RuleReport, collect_events, compare, dates_between, events_between, expected_rows,
+    render_compare_html, render_html, replay, replay_sessions, write_compare_table, write_json,
+    write_table,
 };
 
 /// The most dates replayed unless `--from` and `--to` both name them: ten years and then some.
@@ -30,6 +31,10 @@ Examples:
   azi3-status-jobs replay --events toilet.csv --timezone Europe/Madrid --start 08:00 --end 22:00 \\
       --gap 90m --from 2011-11-28 --to 2011-12-04 --output json
 
+  # What would 90 minutes, 2, 3 or 4 hours have done? One column per gap
+  azi3-status-jobs replay --events toilet.csv --timezone Europe/Madrid --start 08:00 --end 22:00 \\
+      --compare-gap 90m,2h,3h,4h
+
   # A page with a timeline per day
   azi3-status-jobs replay --events toilet.jsonl --timezone Europe/Amsterdam --start 07:30 --end 21:00 \\
       --output html > replay.html
@@ -39,6 +44,11 @@ Input: CSV with a header (occurred_at required; event_name, id, robot_id optiona
 (2011-11-28T10:21:24Z), or local time in --timezone (2011-11-28 10:21:24). Rows of another event
 name or robot are skipped; rows with the same id count once. Without both --from and --to, the
 dates of the events may span at most 3660 days.
+
+Comparing: --compare-gap, --compare-start and --compare-end each take a comma-separated list;
+every combination is one setting (at most 24), evaluated over the same dates exactly as a replay
+of that setting alone. The report gives per setting the alarms per day (mean, max), the days
+without alarm, the longest silence of each day and a chart of alarms per day.
 
 Exit codes: 0 done; 2 bad arguments, a bad row (file, line, column and value are named) or a date
 span over 3660 days not named by --from and --to.";
@@ -98,7 +108,22 @@ pub struct ReplayArgs {
     /// Warn about bad rows and count them instead of stopping at the first one.
     #[arg(long)]
     skip_invalid: bool,
+
+    /// Compare gaps: one column per gap, the other settings as given. Example: `--compare-gap 90m,2h,3h,4h`
+    #[arg(long, value_name = "GAP,...", value_delimiter = ',')]
+    compare_gap: Vec<String>,
+
+    /// Compare start times A, as --compare-gap does gaps. Example: `--compare-start 07:00,08:00`
+    #[arg(long, value_name = "HH:MM,...", value_delimiter = ',')]
+    compare_start: Vec<String>,
+
+    /// Compare end times B, as --compare-gap does gaps. Example: `--compare-end 20:00,22:00`
+    #[arg(long, value_name = "HH:MM,...", value_delimiter = ',')]
+    compare_end: Vec<String>,
 }
+
+/// The most settings one comparison shows: beyond that a table no longer reads.
+const MAX_SETTINGS: usize = 24;
 
 /// What `replay` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,6 +147,10 @@ pub fn run(args: ReplayArgs) -> ExitCode {
     let rule = match rule_from(&args) {
         Ok(rule) => rule,
         Err(e) => return fail(&format!("invalid --{}: {e}", e.field.replace('_', "-"))),
+    };
+    let settings = match settings_from(&args) {
+        Ok(settings) => settings,
+        Err(message) => return fail(&message),
     };
     if let (Some(from), Some(to)) = (args.from, args.to)
         && from > to
@@ -156,27 +185,16 @@ pub fn run(args: ReplayArgs) -> ExitCode {
         }
     }
     let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    let written = match args.output {
-        Output::Json | Output::Table => {
-            // Written session by session: memory stays flat however many dates there are.
-            let (sessions, count) = match dates {
-                Some((from, to)) => (
-                    Some(replay_sessions(&rule, &events, from, to, false)),
-                    events_between(&rule, &events, from, to),
-                ),
-                None => (None, 0),
-            };
-            let sessions = sessions.into_iter().flatten();
-            let report_rule = RuleReport::from(&rule);
-            if args.output == Output::Json {
-                write_json(&mut stdout, &report_rule, sessions, count).map(drop)
-            } else {
-                write_table(&mut stdout, &report_rule, &rule.timezone, sessions, count).map(drop)
-            }
-        }
-        Output::Html => {
-            let report = replay(&rule, &events, range, true);
-            stdout.write_all(render_html(&report, &rule.timezone).as_bytes())
+    let written = if settings.is_empty() {
+        write_report(&mut stdout, &args, &rule, &events, range, dates)
+    } else {
+        let report = compare(&settings, &events, range);
+        match args.output {
+            Output::Json => serde_json::to_writer_pretty(&mut stdout, &report)
+                .map_err(io::Error::from)
+                .and_then(|()| stdout.write_all(b"\n")),
+            Output::Table => write_compare_table(&mut stdout, &report),
+            Output::Html => stdout.write_all(render_compare_html(&report).as_bytes()),
         }
     };
     match written.and_then(|()| stdout.flush()) {
@@ -189,13 +207,104 @@ pub fn run(args: ReplayArgs) -> ExitCode {
     }
 }
 
+/// Writes the report of one rule.
+fn write_report(
+    stdout: &mut impl Write,
+    args: &ReplayArgs,
+    rule: &Rule,
+    events: &EventSet,
+    range: DateRange,
+    dates: Option<(Date, Date)>,
+) -> io::Result<()> {
+    match args.output {
+        Output::Json | Output::Table => {
+            // Written session by session: memory stays flat however many dates there are.
+            let (sessions, count) = match dates {
+                Some((from, to)) => (
+                    Some(replay_sessions(rule, events, from, to, false)),
+                    events_between(rule, events, from, to),
+                ),
+                None => (None, 0),
+            };
+            let sessions = sessions.into_iter().flatten();
+            let report_rule = RuleReport::from(rule);
+            if args.output == Output::Json {
+                write_json(stdout, &report_rule, sessions, count).map(drop)
+            } else {
+                write_table(stdout, &report_rule, &rule.timezone, sessions, count).map(drop)
+            }
+        }
+        Output::Html => {
+            let report = replay(rule, events, range, true);
+            stdout.write_all(render_html(&report, &rule.timezone).as_bytes())
+        }
+    }
+}
+
+/// The settings to compare: every combination of the `--compare-*` lists, each missing list
+/// standing for the single value of its plain option; empty when nothing is compared. An
+/// invalid value is named with the option it came from.
+fn settings_from(args: &ReplayArgs) -> Result<Vec<Rule>, String> {
+    if args.compare_gap.is_empty() && args.compare_start.is_empty() && args.compare_end.is_empty() {
+        return Ok(Vec::new());
+    }
+    let or_base = |list: &[String], base: &str| -> Vec<String> {
+        if list.is_empty() {
+            vec![base.to_string()]
+        } else {
+            list.iter().map(|v| v.trim().to_string()).collect()
+        }
+    };
+    let starts = or_base(&args.compare_start, &args.start);
+    let ends = or_base(&args.compare_end, &args.end);
+    let gaps = or_base(&args.compare_gap, &args.gap);
+    let count = starts.len() * ends.len() * gaps.len();
+    if count > MAX_SETTINGS {
+        return Err(format!(
+            "--compare-start, --compare-end and --compare-gap make {count} settings \
+             ({} × {} × {}); at most {MAX_SETTINGS} are compared at once",
+            starts.len(),
+            ends.len(),
+            gaps.len()
+        ));
+    }
+    let mut settings = Vec::with_capacity(count);
+    for start in &starts {
+        for end in &ends {
+            for gap in &gaps {
+                let input = RuleInput {
+                    start: start.clone(),
+                    end: end.clone(),
+                    gap: gap.clone(),
+                    ..rule_input(args)
+                };
+                let rule = input.validate().map_err(|e| {
+                    let (option, value) = match e.field {
+                        "start" if !args.compare_start.is_empty() => ("compare-start", start),
+                        "end" if !args.compare_end.is_empty() => ("compare-end", end),
+                        "gap" if !args.compare_gap.is_empty() => ("compare-gap", gap),
+                        field => (field, &String::new()),
+                    };
+                    if value.is_empty() {
+                        format!("invalid --{}: {e}", option.replace('_', "-"))
+                    } else {
+                        format!("invalid --{option} value {value:?}: {e}")
+                    }
+                })?;
+                settings.push(rule);
+            }
+        }
+    }
+    Ok(settings)
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
 }
 
-fn rule_from(args: &ReplayArgs) -> Result<Rule, RuleError> {
-    let input = RuleInput {
+fn rule_input(args: &ReplayArgs) -> RuleInput {
+    RuleInput {
         robot_id: args.robot_id,
         timezone: args.timezone.clone(),
         start: args.start.clone(),
@@ -204,8 +313,11 @@ fn rule_from(args: &ReplayArgs) -> Result<Rule, RuleError> {
         watched_event: args.event_name.clone(),
         partial_final_window: args.partial_final_window.clone(),
         ..RuleInput::default()
-    };
-    input.validate().map_err(|mut e| {
+    }
+}
+
+fn rule_from(args: &ReplayArgs) -> Result<Rule, RuleError> {
+    rule_input(args).validate().map_err(|mut e| {
         if e.field == "watched_event" {
             e.field = "event_name";
         }

@@ -142,7 +142,7 @@ fn render_session(out: &mut String, session: &SessionReport, tz: &TimeZone) {
 }
 
 /// Escapes text for HTML element content and attribute values.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

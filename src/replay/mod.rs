@@ -4,6 +4,7 @@
 //! read, so memory grows with the number of kept events (an instant each, plus the id of events
 //! that carry one), never with the size of the file.
 
+mod compare;
 mod html;
 mod input;
 mod report;
@@ -15,6 +16,10 @@ use jiff::civil::Date;
 
 use crate::domain::{Rule, Session, Step, evaluate_steps};
 
+pub use compare::{
+    Comparison, DayAlarms, SettingSummary, compare, label, longest_silence, render_compare_html,
+    write_compare_table,
+};
 pub use html::render_html;
 pub use input::{
     CsvEvents, EventRow, InputError, InputFormat, JsonlEvents, Position, csv_reader,
