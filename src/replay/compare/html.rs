@@ -36,7 +36,7 @@ pub fn render_compare_html(report: &Comparison) -> String {
 <title>{title}</title>
 <style>
 body{{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2330;background:#fafbfc}}
-h1{{font-size:20px;margin:0 0 4px}} .sub{{color:#5b6475;margin-bottom:16px}}
+h1{{font-size:20px;margin:0 0 4px}} h2{{font-size:16px;margin:20px 0 0}} .sub{{color:#5b6475;margin-bottom:16px}}
 table{{border-collapse:collapse;background:#fff;border:1px solid #e1e4ea}}
 th,td{{padding:6px 12px;border-bottom:1px solid #eef0f4;text-align:right}} th:first-child,td:first-child{{text-align:left}}
 thead th{{background:#f3f5f8}} .sw{{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-1px;margin-right:6px}}
@@ -110,7 +110,7 @@ svg{{display:block;margin-top:16px;background:#fff;border:1px solid #e1e4ea}} te
             })
             .collect(),
     );
-    out.push_str("</tbody></table>\n");
+    out.push_str("</tbody></table>\n<h2>Alarms per day</h2>\n");
     chart(&mut out, report);
     out.push_str("</body></html>\n");
     out
@@ -132,7 +132,7 @@ fn chart(out: &mut String, report: &Comparison) {
     let bar = (6.0_f64).max(24.0 / settings.len() as f64).min(14.0);
     let group = bar * settings.len() as f64 + 6.0;
     let width = LEFT + group * days as f64 + 8.0;
-    let height = CHART_H + 40.0;
+    let height = CHART_H + 52.0;
     let _ = write!(
         out,
         r#"<svg id="alarms-per-day" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" role="img" aria-label="alarms per day for each setting">"#
