@@ -708,34 +708,28 @@ async fn run(
     let mut reports: BTreeMap<u32, Value> = BTreeMap::new();
     let mut unsettled: Vec<u32> = dates.keys().copied().collect();
     loop {
-        // Eight readers, spread over the three instances.
+        // Eight reads at a time, spread over the three instances.
+        let slots = Arc::new(tokio::sync::Semaphore::new(8));
         let mut readers = tokio::task::JoinSet::new();
-        for (k, group) in unsettled
-            .chunks(unsettled.len().div_ceil(8).max(1))
-            .enumerate()
-        {
+        for (k, robot) in unsettled.iter().copied().enumerate() {
             let http = bench.http.clone();
             let base = services[k % services.len()].base_url.clone();
-            let group: Vec<(u32, Date, Date, usize)> = group
-                .iter()
-                .map(|r| (*r, dates[r].0, dates[r].1, expected_per_robot[r]))
-                .collect();
+            let (from, to) = dates[&robot];
+            let wanted = expected_per_robot[&robot];
+            let slots = Arc::clone(&slots);
             readers.spawn(async move {
-                let mut out = Vec::new();
-                for (robot, from, to, wanted) in group {
-                    let report: Value = http
-                        .get(format!(
-                            "{base}/v1/robots/{robot}/sessions?from={from}&to={to}"
-                        ))
-                        .send()
-                        .await?
-                        .json()
-                        .await?;
-                    let sessions = report["sessions"].as_array().cloned().unwrap_or_default();
-                    let done = sessions.len() >= wanted && sessions.iter().all(settled);
-                    out.push((robot, report, done));
-                }
-                Ok::<_, anyhow::Error>(out)
+                let _slot = slots.acquire_owned().await?;
+                let report: Value = http
+                    .get(format!(
+                        "{base}/v1/robots/{robot}/sessions?from={from}&to={to}"
+                    ))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let sessions = report["sessions"].as_array().cloned().unwrap_or_default();
+                let done = sessions.len() >= wanted && sessions.iter().all(settled);
+                Ok::<_, anyhow::Error>(vec![(robot, report, done)])
             });
         }
         // A pass cut short by the deadline leaves the robots it did not read unsettled.
@@ -762,21 +756,20 @@ async fn run(
     let settle_seconds = settle_started.elapsed().as_secs_f64();
 
     stage.set("comparing with replay");
-    let posted = alarm_counts(&server);
-    let alarm_posts: usize = posted.values().sum();
-    let duplicates: BTreeMap<&String, &usize> = posted.iter().filter(|(_, n)| **n > 1).collect();
-    let missing: Vec<&String> = wanted.iter().filter(|r| !posted.contains_key(*r)).collect();
     // Alarms of the run's sessions only: the clock runs on while the run settles, and the next
     // day's first windows may alarm by then.
     let run_sessions: BTreeSet<(u32, String)> = expected
         .iter()
         .map(|e| (e.session.robot_id, e.session.date.to_string()))
         .collect();
-    let unexpected: Vec<&String> = posted
-        .keys()
-        .filter(|r| !wanted.contains(*r))
-        .filter(|r| session_of_reference(r).is_none_or(|key| run_sessions.contains(&key)))
+    let posted: BTreeMap<String, usize> = alarm_counts(&server)
+        .into_iter()
+        .filter(|(r, _)| session_of_reference(r).is_none_or(|key| run_sessions.contains(&key)))
         .collect();
+    let duplicates: BTreeMap<&String, &usize> = posted.iter().filter(|(_, n)| **n > 1).collect();
+    let missing: Vec<&String> = wanted.iter().filter(|r| !posted.contains_key(*r)).collect();
+    let unexpected: Vec<&String> = posted.keys().filter(|r| !wanted.contains(*r)).collect();
+    let alarm_posts: usize = posted.values().sum();
     let mut differing = Vec::new();
     let mut lost_events = 0usize;
     let mut extra_records = 0usize;
