@@ -93,7 +93,7 @@ impl SoakPlan {
         SoakPlan {
             robots: 50,
             days: 1,
-            speed: 6_000.0,
+            speed: 9_000.0,
             kills: 1,
             stalls: 1,
             stall_hours: 2,
