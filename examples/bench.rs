@@ -14,6 +14,8 @@
 #[path = "../tests/support/megazord.rs"]
 #[allow(dead_code)]
 mod megazord;
+#[path = "bench/soak.rs"]
+mod soak;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,7 +56,8 @@ struct Args {
     /// Small sizes: every scenario in well under a minute.
     #[arg(long)]
     quick: bool,
-    /// Run only these scenarios (deadlines, memory, recovery, ingest, queue); all by default.
+    /// Run only these scenarios (deadlines, memory, recovery, ingest, queue, soak); all by
+    /// default.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
     /// The service binary (release build).
@@ -77,9 +80,12 @@ struct Args {
     /// N of the recovery scenario in a full run.
     #[arg(long, default_value_t = 100_000)]
     recovery_sessions: usize,
+    /// The soak's seed, to repeat a run (its `params.seed`); by default taken from the time.
+    #[arg(long)]
+    soak_seed: Option<u64>,
 }
 
-const SCENARIOS: [&str; 5] = ["deadlines", "memory", "recovery", "ingest", "queue"];
+const SCENARIOS: [&str; 6] = ["deadlines", "memory", "recovery", "ingest", "queue", "soak"];
 
 static STARTED: OnceLock<Instant> = OnceLock::new();
 
@@ -1510,6 +1516,17 @@ async fn run_all(bench: &Bench) -> Result<usize> {
     if wanted("queue") {
         let (robots, messages) = if quick { (100, 100) } else { (2_000, 5_000) };
         report("queue", queue_case(bench, &rate, robots, messages).await);
+    }
+    if wanted("soak") {
+        let seed = bench.args.soak_seed.unwrap_or_else(|| {
+            Timestamp::now().as_nanosecond().unsigned_abs() as u64 % 1_000_000_000
+        });
+        let plan = if quick {
+            soak::SoakPlan::quick(seed)
+        } else {
+            soak::SoakPlan::full(seed)
+        };
+        report("soak", soak::soak_case(bench, plan).await);
     }
     Ok(failures)
 }

@@ -426,6 +426,32 @@ pub struct HistoryQuirks {
     pub exclusive_since: bool,
 }
 
+/// Faults drawn at random for a share of all requests (see [`MegazordServer::fail_randomly`]).
+struct RandomFaults {
+    /// Requests failed per million.
+    per_million: u64,
+    /// xorshift64 state: the same seed fails the same requests in arrival order.
+    state: u64,
+    /// What a drawn request gets, per route (`None`: every route not listed).
+    faults: Vec<(Option<MegazordRoute>, Fault)>,
+}
+
+impl RandomFaults {
+    fn draw(&mut self, route: Option<MegazordRoute>) -> Option<Fault> {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        if self.state % 1_000_000 >= self.per_million {
+            return None;
+        }
+        self.faults
+            .iter()
+            .find(|(r, _)| r.is_some() && *r == route)
+            .or_else(|| self.faults.iter().find(|(r, _)| r.is_none()))
+            .map(|(_, fault)| *fault)
+    }
+}
+
 struct FaultRule {
     route: Option<MegazordRoute>,
     fault: Fault,
@@ -449,6 +475,7 @@ struct Data {
     outgoing: Vec<OutgoingEvent>,
     requests: Vec<RecordedRequest>,
     faults: Vec<FaultRule>,
+    random_faults: Option<RandomFaults>,
     /// Robots every request about which is answered with this status, unhandled.
     refused_robots: BTreeMap<u32, u16>,
     history_quirks: HistoryQuirks,
@@ -614,10 +641,14 @@ impl Shared {
         }
         data.faults
             .retain(|rule| rule.remaining != Some(0) && rule.until.is_none_or(|until| now < until));
-        let rule = data
+        let drawn = data.random_faults.as_mut().and_then(|r| r.draw(route));
+        let Some(rule) = data
             .faults
             .iter_mut()
-            .find(|rule| rule.route.is_none() || rule.route == route)?;
+            .find(|rule| rule.route.is_none() || rule.route == route)
+        else {
+            return drawn;
+        };
         if let Some(remaining) = rule.remaining.as_mut() {
             *remaining -= 1;
         }
@@ -952,9 +983,27 @@ impl MegazordServer {
         });
     }
 
-    /// Removes every injected fault (robot refusals stay until cleared).
+    /// Fails `per_million` of all requests, drawn by a generator seeded with `seed` (so a run
+    /// can be repeated): a drawn request to a route listed in `faults` gets that fault, any
+    /// other the fault listed for `None`, or none. Injected faults come first.
+    pub fn fail_randomly(
+        &self,
+        per_million: u64,
+        seed: u64,
+        faults: Vec<(Option<MegazordRoute>, Fault)>,
+    ) {
+        self.shared.data().random_faults = Some(RandomFaults {
+            per_million,
+            state: seed | 1,
+            faults,
+        });
+    }
+
+    /// Removes every injected fault and random failure (robot refusals stay until cleared).
     pub fn clear_faults(&self) {
-        self.shared.data().faults.clear();
+        let mut data = self.shared.data();
+        data.faults.clear();
+        data.random_faults = None;
     }
 
     /// Answers every request about `robot_id` (subscriptions, history reads, event posts,
