@@ -49,6 +49,9 @@ pub mod names {
     pub const RETRYING_SESSIONS: &str = "retrying_sessions";
     /// Sessions ended as FAILED because the service could not monitor them.
     pub const SESSIONS_FAILED: &str = "sessions_failed_total";
+    /// Queue messages of a subscription not written down (yet), taken by their robot.
+    pub const UNRECORDED_SUBSCRIPTION_MESSAGES: &str =
+        "queue_unrecorded_subscription_messages_total";
 }
 
 /// Modules of the AWS SDK whose debug and trace events print the access key id (the identity

@@ -4,9 +4,9 @@
 //!
 //! Megazord fans an event out as soon as the subscription exists, so the message can reach the
 //! consumer while the instance that made the subscription still waits for Megazord's answer (or
-//! for its own commit). The event itself is not lost (the session's history is read after the
-//! subscription is written down), but the message is kept as a dead letter "not a subscription of
-//! this service", the sign operators are told to read as another service consuming the queue.
+//! for its own commit). Such a message is taken by its robot, not kept as a dead letter "not a
+//! subscription of this service" (the sign operators read as another service consuming the
+//! queue).
 //!
 //! Needs `scripts/services.sh` (MariaDB on `AZI3_TEST_MYSQL_URL`, moto on
 //! `AZI3_TEST_SQS_ENDPOINT`).
@@ -21,7 +21,6 @@ use support::live::{ACTIVITY, DayPlan, InstanceOptions, Rig, RuleSpec, tail};
 use support::megazord::{Fault, FaultSpan, MegazordRoute};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: a message of a subscription not yet written down becomes a dead letter"]
 async fn a_message_that_overtakes_its_subscription_is_not_a_dead_letter() {
     let start: Timestamp = "2025-03-29T23:59:00Z".parse().unwrap();
     let rig = Rig::new(

@@ -1,5 +1,6 @@
 //! Taking in one status-queue message (from SQS or `POST /internal/v1/status-jobs/messages`):
-//! read it tolerantly, find its session by subscription, and take its event in. A message that
+//! read it tolerantly, find its session by subscription (or, for a subscription not written
+//! down yet, by its robot), and take its event in. A message that
 //! cannot be used is kept as a dead letter with the reason and its body (the first 64 KiB, with
 //! the whole length and SHA-256).
 
@@ -17,7 +18,7 @@ pub enum Rejection {
     /// The body cannot be read; the error names the field and the value.
     #[error("{0}")]
     Unreadable(MessageError),
-    /// The subscription is not one of this service's.
+    /// The subscription is not one of this service's, and its robot is not watched here.
     #[error("payload.subscriptionId: {0}: not a subscription of this service")]
     UnknownSubscription(u64),
     /// The event cannot be found (no `sourceEvent`, and its link could not be read).
@@ -96,10 +97,14 @@ impl Context {
             Ok(message) => message,
             Err(e) => return Ok(Err(Rejection::Unreadable(e))),
         };
+        let mut unrecorded = None;
         let session = match message.subscription_id {
             Some(id) => match self.store().session_by_subscription(id).await? {
                 Some(session) => Some(session),
-                None => return Ok(Err(Rejection::UnknownSubscription(id))),
+                None => {
+                    unrecorded = Some(id);
+                    None
+                }
             },
             None => None,
         };
@@ -118,11 +123,29 @@ impl Context {
             .or(source.robot_id)
             .or(message.to_robot_id);
         let Some(robot_id) = robot_id else {
+            if let Some(id) = unrecorded {
+                return Ok(Err(Rejection::UnknownSubscription(id)));
+            }
             return Ok(Err(Rejection::NoEvent(
                 "no robot: neither a known subscription nor sourceEvent.robotId nor to.robotId"
                     .to_string(),
             )));
         };
+        if let Some(id) = unrecorded {
+            // Megazord fans an event out as soon as a subscription exists: the instance that
+            // made it may not have written it down yet (or never heard Megazord's answer). The
+            // event is the resident's all the same, so a robot this service watches takes it;
+            // an id for a robot it does not watch is another consumer's.
+            if self.store().rule(robot_id).await?.is_none() {
+                return Ok(Err(Rejection::UnknownSubscription(id)));
+            }
+            metrics::counter!(names::UNRECORDED_SUBSCRIPTION_MESSAGES).increment(1);
+            tracing::debug!(
+                subscriptionId = id,
+                robotId = robot_id,
+                "a message of a subscription not written down (yet): taken by its robot"
+            );
+        }
         Ok(Ok(WatchedEvent {
             robot_id,
             incoming_event_id: source.id,

@@ -1107,35 +1107,133 @@ impl MegazordServer {
     }
 }
 
-/// Sends fan-out messages one at a time, in order, while not paused.
+/// The most entries SQS takes in one `SendMessageBatch`.
+const SQS_BATCH: usize = 10;
+
+/// Sends fan-out messages in order while not paused, as many as one `SendMessageBatch` takes
+/// at a time (every copy of a message is an entry of its own), so that a busy day's fan-out
+/// keeps up with the events.
 async fn send_fan_out(shared: Arc<Shared>, client: aws_sdk_sqs::Client) {
     loop {
-        let next = {
+        let batch = {
             let mut data = shared.data();
-            if data.fan_out_paused {
-                None
-            } else {
-                let next = data.fan_out_pending.pop_front();
-                data.fan_out_in_flight = next.is_some();
-                next.map(|i| (i, data.fan_out_log[i].clone(), data.fan_out_copies))
+            let mut batch = Vec::new();
+            if !data.fan_out_paused {
+                let copies = data.fan_out_copies.max(1) as usize;
+                let mut entries = 0;
+                while entries + copies <= SQS_BATCH.max(copies) {
+                    let Some(&index) = data.fan_out_pending.front() else {
+                        break;
+                    };
+                    let message = data.fan_out_log[index].clone();
+                    // One batch goes to one queue.
+                    if batch
+                        .first()
+                        .is_some_and(|(_, m): &(usize, FanOutMessage)| {
+                            m.queue_url != message.queue_url
+                        })
+                    {
+                        break;
+                    }
+                    data.fan_out_pending.pop_front();
+                    batch.push((index, message));
+                    entries += copies;
+                }
+                data.fan_out_in_flight = !batch.is_empty();
             }
+            let copies = data.fan_out_copies as usize;
+            (batch, copies)
         };
-        let Some((index, message, copies)) = next else {
+        let (batch, copies) = batch;
+        if batch.is_empty() {
             shared.sender_progress.notify_waiters();
             shared.wake_sender.notified().await;
             continue;
-        };
-        let mut outcome = FanOutOutcome::NotSent;
-        for _ in 0..copies {
-            outcome = send_one(&client, &message).await;
         }
+        let outcomes = send_batch(&client, &batch, copies).await;
         {
             let mut data = shared.data();
-            data.fan_out_log[index].outcome = outcome;
+            for ((index, _), outcome) in batch.iter().zip(outcomes) {
+                data.fan_out_log[*index].outcome = outcome;
+            }
             data.fan_out_in_flight = false;
         }
         shared.sender_progress.notify_waiters();
         shared.changed.notify_waiters();
+    }
+}
+
+/// Sends `copies` of each message of `batch` (all to one queue) in one call; one outcome per
+/// message: sent when its last copy was.
+async fn send_batch(
+    client: &aws_sdk_sqs::Client,
+    batch: &[(usize, FanOutMessage)],
+    copies: usize,
+) -> Vec<FanOutOutcome> {
+    if copies == 0 {
+        return batch.iter().map(|_| FanOutOutcome::NotSent).collect();
+    }
+    if batch.len() * copies == 1 || batch.len() * copies > SQS_BATCH {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (_, message) in batch {
+            let mut outcome = FanOutOutcome::NotSent;
+            for _ in 0..copies {
+                outcome = send_one(client, message).await;
+            }
+            outcomes.push(outcome);
+        }
+        return outcomes;
+    }
+    let Some(queue_url) = batch[0].1.queue_url.clone() else {
+        return batch.iter().map(|_| FanOutOutcome::NotSent).collect();
+    };
+    let mut request = client.send_message_batch().queue_url(queue_url);
+    for (n, (_, message)) in batch.iter().enumerate() {
+        for copy in 0..copies {
+            let call_ref = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(&message.call_ref)
+                .build()
+                .expect("data type and value are set");
+            request = request.entries(
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{n}c{copy}"))
+                    .message_body(&message.body)
+                    .message_attributes("callRef", call_ref)
+                    .build()
+                    .expect("id and body are set"),
+            );
+        }
+    }
+    match request.send().await {
+        Ok(output) => batch
+            .iter()
+            .enumerate()
+            .map(|(n, _)| {
+                let last = format!("m{n}c{}", copies - 1);
+                if let Some(failed) = output
+                    .failed()
+                    .iter()
+                    .find(|f| f.id().starts_with(&format!("m{n}c")))
+                {
+                    return FanOutOutcome::Failed(format!("{failed:?}"));
+                }
+                output
+                    .successful()
+                    .iter()
+                    .find(|ok| ok.id() == last)
+                    .map_or(FanOutOutcome::NotSent, |ok| {
+                        FanOutOutcome::Sent(ok.message_id().to_string())
+                    })
+            })
+            .collect(),
+        Err(e) => {
+            let error = format!("{e:?}");
+            batch
+                .iter()
+                .map(|_| FanOutOutcome::Failed(error.clone()))
+                .collect()
+        }
     }
 }
 
