@@ -45,7 +45,7 @@ use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 
 pub use bulk::RulesFingerprint;
-pub use catalogue::CatalogueGaps;
+pub use catalogue::{CatalogueGaps, ZoneDifference};
 pub use error::StoreError;
 pub use fault::FaultPlan;
 pub use group_commit::{
