@@ -3,8 +3,6 @@
 //! while the service was down is missed (spec §2, §6; contracts §6 item 18).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +27,10 @@ use crate::store::{RulesFingerprint, StartOutcome, StartedSession, StoredRule};
 const RULES_REREAD: Duration = Duration::from_secs(10);
 
 /// How many sessions are looked up (one query) and started (one transaction) together.
-const START_BATCH: usize = 256;
+const START_BATCH: usize = 64;
+/// How many batches are looked up and started at once, each on a connection of its own: the
+/// first preparations need not wait for one long transaction.
+const STARTS_AT_ONCE: usize = 4;
 
 /// Runs until `shutdown`: starts due sessions and prepares them (subscription, history).
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
@@ -171,9 +172,9 @@ impl Scheduler {
 
     /// Starts and prepares `jobs`: thousands of robots share the same S, and a restart
     /// prepares every running session again. Sessions are looked up and started
-    /// [`START_BATCH`] at a time (one query, one transaction), and prepared (subscription,
-    /// history) up to `prepare_concurrency` at once; the next batch is looked up while the
-    /// last one's preparations run.
+    /// [`START_BATCH`] at a time (one query, one transaction; [`STARTS_AT_ONCE`] batches at
+    /// once), and prepared (subscription, history) up to `prepare_concurrency` at once; the
+    /// next batches are looked up while the last ones' preparations run.
     async fn run_jobs(&mut self, ctx: &Context, jobs: Vec<Job>) {
         let concurrency = ctx.settings().prepare_concurrency.max(1);
         let at = Instant::now();
@@ -188,15 +189,14 @@ impl Scheduler {
         let mut by_task = HashMap::new();
         let mut batches = jobs.into_iter().peekable();
         let mut ready: VecDeque<Preparation> = VecDeque::new();
-        let mut starting: Option<Pin<Box<dyn Future<Output = Vec<BatchStep>> + Send>>> = None;
+        let mut starting = JoinSet::new();
         loop {
-            if starting.is_none() && ready.len() < 2 * concurrency && batches.peek().is_some() {
+            while starting.len() < STARTS_AT_ONCE
+                && ready.len() < 2 * concurrency
+                && batches.peek().is_some()
+            {
                 let batch: Vec<Job> = batches.by_ref().take(START_BATCH).collect();
-                starting = Some(Box::pin(start_batch(
-                    ctx.clone(),
-                    batch,
-                    Arc::clone(&waiting),
-                )));
+                starting.spawn(start_batch(ctx.clone(), batch, Arc::clone(&waiting)));
             }
             while running.len() < concurrency {
                 let Some(preparation) = ready.pop_front() else {
@@ -207,17 +207,20 @@ impl Scheduler {
                 let handle = running.spawn(async move { preparation.run(&task_ctx).await });
                 by_task.insert(handle.id(), (robot_id, date));
             }
-            if running.is_empty() && starting.is_none() {
+            if running.is_empty() && starting.is_empty() {
                 if ready.is_empty() && batches.peek().is_none() {
                     return;
                 }
                 continue;
             }
             tokio::select! {
-                steps = async { starting.as_mut().expect("checked by the guard").await },
-                    if starting.is_some() =>
-                {
-                    starting = None;
+                Some(batch) = starting.join_next(), if !starting.is_empty() => {
+                    // A batch that panicked is started again by the next pass: none of its
+                    // sessions is known yet.
+                    let steps = batch.unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "starting a batch of sessions failed");
+                        Vec::new()
+                    });
                     for (robot_id, date, step) in steps {
                         match step {
                             Step::Prepare(preparation) => ready.push_back(preparation),
