@@ -83,6 +83,11 @@ struct Args {
     /// The soak's seed, to repeat a run (its `params.seed`); by default taken from the time.
     #[arg(long)]
     soak_seed: Option<u64>,
+    /// Wall seconds one session start takes, to choose the gap G of the first run on each
+    /// backend (later runs use the rate measured before them); a guess from earlier runs by
+    /// default.
+    #[arg(long, value_name = "SECONDS")]
+    seconds_per_start: Option<f64>,
 }
 
 const SCENARIOS: [&str; 6] = ["deadlines", "memory", "recovery", "ingest", "queue", "soak"];
@@ -735,15 +740,18 @@ async fn insert_rules(db: &Database, n: usize, gap_minutes: i64, updated: Timest
 /// before the first).
 struct StartRate {
     seconds_per_session: Mutex<BTreeMap<&'static str, f64>>,
+    /// `--seconds-per-start`, when given.
+    guess: Option<f64>,
 }
 
 impl StartRate {
     /// A gap long enough (in service minutes) that every session is prepared before S + G.
     fn gap_minutes(&self, backend: Backend, sessions: usize) -> i64 {
-        let guess = match backend {
-            Backend::Mysql => 0.012,
-            Backend::Sqlite => 0.004,
-        };
+        // Measured at 10,000 and 100,000 sessions, with other builds running.
+        let guess = self.guess.unwrap_or(match backend {
+            Backend::Mysql => 0.003,
+            Backend::Sqlite => 0.003,
+        });
         let per = self
             .seconds_per_session
             .lock()
@@ -981,6 +989,10 @@ async fn recovery_case(bench: &Bench, rate: &StartRate, n: usize) -> Result<()> 
         + Duration::from_secs(120);
     let prepared_after = run.wait_prepared(0, patience).await?;
     rate.observe(Backend::Mysql, n, prepared_after);
+    progress(format!(
+        "  {n} sessions prepared {prepared_after:.1} s after S (first deadline {:.1} s after S)",
+        run.wall_seconds(run.session_start, deadline)
+    ));
     run.server.set_latency(MEGAZORD_LATENCY);
     // Killed the moment every first window is due: everything is left to the next process.
     run.sleep_until_service(deadline + grace).await;
@@ -1010,6 +1022,11 @@ async fn recovery_case(bench: &Bench, rate: &StartRate, n: usize) -> Result<()> 
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    progress(format!(
+        "  after the restart: /ready 200 at {}, first alarm posted at {}",
+        to_ready.map_or("never".to_string(), |t| format!("{t:.3} s")),
+        to_first_alarm.map_or("never".to_string(), |t| format!("{t:.3} s")),
+    ));
     let all = if bench.args.quick {
         run.server.request_count(MegazordRoute::PostIncoming)
     } else {
@@ -1026,6 +1043,7 @@ async fn recovery_case(bench: &Bench, rate: &StartRate, n: usize) -> Result<()> 
             "restart_to_first_alarm_posted_seconds": to_first_alarm.map(round3),
             "alarms_posted": all, "restart_to_all_alarms_posted_seconds": round3(to_all),
             "alarms_posted_before_kill": posts_before,
+            "sessions_prepared_after_s_seconds": round3(prepared_after),
         }),
         json!({"fresh_start_to_ready_seconds_no_sessions": round3(baseline)}),
         json!(to_ready.map(|t| round3(t / baseline))),
@@ -1449,6 +1467,7 @@ async fn run_all(bench: &Bench) -> Result<usize> {
     let quick = bench.args.quick;
     let rate = StartRate {
         seconds_per_session: Mutex::new(BTreeMap::new()),
+        guess: bench.args.seconds_per_start.filter(|s| *s > 0.0),
     };
     let mut failures = 0usize;
     let mut report = |scenario: &str, result: Result<()>| {

@@ -196,29 +196,27 @@ impl Context {
         self.wake_scheduler();
     }
 
-    /// Starts `session` (the caller found no `status_check` for it) and returns its
-    /// `status_check.id`; safe when another instance starts it at the same moment.
-    pub(crate) async fn start_session(
+    /// Starts several sessions (the caller found no `status_check` for any of them) and returns
+    /// what became of each, in the order of `starts`: one transaction for all of them (each on
+    /// its own should one fail); safe when another instance starts them at the same moment.
+    pub(crate) async fn start_sessions(
         &self,
-        stored: &StoredRule,
-        session: Session,
+        starts: &[(StoredRule, Session)],
         now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        let outcome = self
+    ) -> Vec<Result<StartOutcome, StoreError>> {
+        let outcomes = self
             .store()
-            .start_session(
-                stored,
-                session,
-                &self.settings().owner,
-                self.settings().refs,
-                now,
-            )
-            .await?;
-        if let StartOutcome::Created(id) = outcome {
-            self.announce_started(session, id);
+            .start_sessions(starts, &self.settings().owner, self.settings().refs, now)
+            .await;
+        for ((_, session), outcome) in starts.iter().zip(&outcomes) {
+            if let Ok(StartOutcome::Created(id)) = outcome {
+                self.announce_started(*session, *id);
+            }
         }
-        self.wake_closer();
-        Ok(outcome.status_check_id())
+        if !starts.is_empty() {
+            self.wake_closer();
+        }
+        outcomes
     }
 }
 

@@ -35,12 +35,19 @@ pub async fn pass(ctx: &Context) -> Result<(), String> {
         .refresh_poller_locks(&ctx.settings().owner)
         .await
         .map_err(|e| e.to_string())?;
-    let running = store.running_sessions().await.map_err(|e| e.to_string())?;
-    metrics::gauge!(names::ACTIVE_SESSIONS).set(running.len() as f64);
+    let running = store
+        .running_session_count()
+        .await
+        .map_err(|e| e.to_string())?;
+    metrics::gauge!(names::ACTIVE_SESSIONS).set(running as f64);
     let abandoned_before = now
         .checked_sub(ctx.settings().abandoned_after)
         .unwrap_or(now);
-    for session in running.iter().filter(|s| s.end < abandoned_before) {
+    let abandoned = store
+        .running_sessions_ended_before(abandoned_before)
+        .await
+        .map_err(|e| e.to_string())?;
+    for session in &abandoned {
         tracing::warn!(statusCheckId = session.status_check_id, robotId = session.robot_id,
             end = %session.end, "session abandoned for a day: ended as FAILED");
         store

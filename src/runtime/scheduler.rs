@@ -2,7 +2,7 @@
 //! subscribing at Megazord and replaying the history since S, so that nothing that happened
 //! while the service was down is missed (semantics §2, §6; contracts §6 item 18).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +19,18 @@ use super::intake::WatchedEvent;
 use super::retries::SessionRetries;
 use crate::domain::{RobotId, Session};
 use crate::megazord::CallRef;
-use crate::store::{RulesFingerprint, StoredRule};
+use crate::store::{RulesFingerprint, StartOutcome, StartedSession, StoredRule};
 
 /// How often the scheduler looks when nothing else wakes it: rules edited with the `rules`
 /// command take effect within this time. A look that finds the rule set's fingerprint
 /// unchanged reads no rule.
 const RULES_REREAD: Duration = Duration::from_secs(10);
+
+/// How many sessions are looked up (one query) and started (one transaction) together.
+const START_BATCH: usize = 64;
+/// How many batches are looked up and started at once, each on a connection of its own: the
+/// first preparations need not wait for one long transaction.
+const STARTS_AT_ONCE: usize = 4;
 
 /// Runs until `shutdown`: starts due sessions and prepares them (subscription, history).
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
@@ -74,9 +80,20 @@ fn start_key(robot_id: RobotId) -> u64 {
 
 /// A session the pass starts or prepares.
 struct Job {
-    stored: StoredRule,
+    /// The rules as the pass read them, shared by every job: one copy of 100,000 rules, not
+    /// two.
+    rules: Arc<Vec<StoredRule>>,
+    /// Which of them is this session's.
+    index: usize,
     session: Session,
     today: Date,
+}
+
+impl Job {
+    /// The session's rule.
+    fn stored(&self) -> &StoredRule {
+        &self.rules[self.index]
+    }
 }
 
 impl Scheduler {
@@ -107,7 +124,8 @@ impl Scheduler {
         let mut next_start: Option<Timestamp> = None;
         let mut wanted = HashSet::new();
         let mut jobs = Vec::new();
-        for stored in self.rules(ctx).await?.iter() {
+        let rules = self.rules(ctx).await?;
+        for (index, stored) in rules.iter().enumerate() {
             if !stored.rule.enabled {
                 continue;
             }
@@ -135,7 +153,8 @@ impl Scheduler {
                     continue;
                 }
                 jobs.push(Job {
-                    stored: stored.clone(),
+                    rules: Arc::clone(&rules),
+                    index,
                     session,
                     today,
                 });
@@ -145,14 +164,17 @@ impl Scheduler {
         // Forget sessions of dates that are no longer looked at (and of disabled rules).
         self.known.retain(|key, _| wanted.contains(key));
         let known_ids: HashSet<u64> = self.known.values().copied().collect();
-        self.retries.retain(|id, f| {
-            !known_ids.contains(&id) && wanted.iter().any(|(robot, _)| *robot == f.robot_id)
-        });
+        let wanted_robots: HashSet<RobotId> = wanted.iter().map(|(robot, _)| *robot).collect();
+        self.retries
+            .retain(|id, f| !known_ids.contains(&id) && wanted_robots.contains(&f.robot_id));
         Ok(next_start)
     }
 
-    /// Starts and prepares `jobs`, up to `prepare_concurrency` at once (thousands of robots
-    /// share the same S, and a restart prepares every running session again).
+    /// Starts and prepares `jobs`: thousands of robots share the same S, and a restart
+    /// prepares every running session again. Sessions are looked up and started
+    /// [`START_BATCH`] at a time (one query, one transaction; [`STARTS_AT_ONCE`] batches at
+    /// once), and prepared (subscription, history) up to `prepare_concurrency` at once; the
+    /// next batches are looked up while the last ones' preparations run.
     async fn run_jobs(&mut self, ctx: &Context, jobs: Vec<Job>) {
         let concurrency = ctx.settings().prepare_concurrency.max(1);
         let at = Instant::now();
@@ -165,66 +187,108 @@ impl Scheduler {
         );
         let mut running = JoinSet::new();
         let mut by_task = HashMap::new();
-        let mut queued = jobs.into_iter();
+        let mut batches = jobs.into_iter().peekable();
+        let mut ready: VecDeque<Preparation> = VecDeque::new();
+        let mut starting = JoinSet::new();
         loop {
+            while starting.len() < STARTS_AT_ONCE
+                && ready.len() < 2 * concurrency
+                && batches.peek().is_some()
+            {
+                let batch: Vec<Job> = batches.by_ref().take(START_BATCH).collect();
+                starting.spawn(start_batch(ctx.clone(), batch, Arc::clone(&waiting)));
+            }
             while running.len() < concurrency {
-                let Some(job) = queued.next() else { break };
-                let (robot_id, date) = (job.stored.rule.robot_id, job.session.date);
-                let (task_ctx, waiting) = (ctx.clone(), Arc::clone(&waiting));
-                let handle =
-                    running.spawn(async move { start_and_prepare(&task_ctx, job, &waiting).await });
+                let Some(preparation) = ready.pop_front() else {
+                    break;
+                };
+                let (robot_id, date) = (preparation.stored.rule.robot_id, preparation.session.date);
+                let task_ctx = ctx.clone();
+                let handle = running.spawn(async move { preparation.run(&task_ctx).await });
                 by_task.insert(handle.id(), (robot_id, date));
             }
-            let Some(joined) = running.join_next_with_id().await else {
-                return;
-            };
-            let (id, result) = match joined {
-                Ok((id, result)) => (id, result),
-                Err(e) => {
-                    let reason = if e.is_panic() {
-                        "panicked"
-                    } else {
-                        "was cancelled"
-                    };
-                    tracing::error!(task = %e.id(), "starting a session {reason}");
-                    match by_task.get(&e.id()) {
-                        Some((robot_id, _)) => (
-                            e.id(),
-                            Err((start_key(*robot_id), RuntimeError::Panicked(reason))),
-                        ),
-                        None => continue,
-                    }
+            if running.is_empty() && starting.is_empty() {
+                if ready.is_empty() && batches.peek().is_none() {
+                    return;
                 }
-            };
-            let Some((robot_id, date)) = by_task.remove(&id) else {
                 continue;
-            };
-            match result {
-                Ok(Started::Skipped) => {}
-                Ok(Started::Waiting) => {
+            }
+            tokio::select! {
+                Some(batch) = starting.join_next(), if !starting.is_empty() => {
+                    // A batch that panicked is started again by the next pass: none of its
+                    // sessions is known yet.
+                    let steps = batch.unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "starting a batch of sessions failed");
+                        Vec::new()
+                    });
+                    for (robot_id, date, step) in steps {
+                        match step {
+                            Step::Prepare(preparation) => ready.push_back(preparation),
+                            Step::Done(result) => self.settle(ctx, robot_id, date, result),
+                        }
+                    }
+                }
+                Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
+                    let (id, result) = match joined {
+                        Ok((id, result)) => (id, result),
+                        Err(e) => {
+                            let reason = if e.is_panic() {
+                                "panicked"
+                            } else {
+                                "was cancelled"
+                            };
+                            tracing::error!(task = %e.id(), "preparing a session {reason}");
+                            match by_task.get(&e.id()) {
+                                Some((robot_id, _)) => (
+                                    e.id(),
+                                    Err((start_key(*robot_id), RuntimeError::Panicked(reason))),
+                                ),
+                                None => continue,
+                            }
+                        }
+                    };
+                    if let Some((robot_id, date)) = by_task.remove(&id) {
+                        self.settle(ctx, robot_id, date, result);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes note of what became of one session: prepared, waiting, or failed (retried on a
+    /// back-off of its own).
+    fn settle(
+        &mut self,
+        ctx: &Context,
+        robot_id: RobotId,
+        date: Date,
+        result: Result<Started, (u64, RuntimeError)>,
+    ) {
+        match result {
+            Ok(Started::Skipped) => {}
+            Ok(Started::Waiting) => {
+                self.retries.forget(start_key(robot_id));
+            }
+            Ok(Started::Prepared(session_id)) => {
+                self.retries.forget(start_key(robot_id));
+                if let Some(failing) = self.retries.forget(session_id) {
+                    tracing::info!(
+                        statusCheckId = session_id,
+                        robotId = robot_id,
+                        attempts = failing.attempts,
+                        "session prepared after failing before"
+                    );
+                }
+                self.known.insert((robot_id, date), session_id);
+            }
+            Err((retry_key, e)) => {
+                if retry_key != start_key(robot_id) {
                     self.retries.forget(start_key(robot_id));
                 }
-                Ok(Started::Prepared(session_id)) => {
-                    self.retries.forget(start_key(robot_id));
-                    if let Some(failing) = self.retries.forget(session_id) {
-                        tracing::info!(
-                            statusCheckId = session_id,
-                            robotId = robot_id,
-                            attempts = failing.attempts,
-                            "session prepared after failing before"
-                        );
-                    }
-                    self.known.insert((robot_id, date), session_id);
-                }
-                Err((retry_key, e)) => {
-                    if retry_key != start_key(robot_id) {
-                        self.retries.forget(start_key(robot_id));
-                    }
-                    let failing = self.retries.failed(retry_key, robot_id, &e, ctx.now());
-                    tracing::warn!(robotId = robot_id, date = %date,
-                        attempts = failing.attempts, error = %e, kind = e.kind(),
-                        "could not start or prepare the session yet; retrying it on its own");
-                }
+                let failing = self.retries.failed(retry_key, robot_id, &e, ctx.now());
+                tracing::warn!(robotId = robot_id, date = %date,
+                    attempts = failing.attempts, error = %e, kind = e.kind(),
+                    "could not start or prepare the session yet; retrying it on its own");
             }
         }
     }
@@ -240,45 +304,135 @@ enum Started {
     Prepared(u64),
 }
 
-/// Starts the session when nobody has yet and prepares it, unless it is waiting out a
-/// back-off (`waiting` holds the retry keys that are); on failure says under which key to
-/// retry it.
-async fn start_and_prepare(
-    ctx: &Context,
-    job: Job,
+/// A session of a batch and what is left to do for it.
+type BatchStep = (RobotId, Date, Step);
+
+/// What is left to do for one session of a batch once it is looked up and started.
+enum Step {
+    /// Subscribe it and replay its history.
+    Prepare(Preparation),
+    /// Nothing more: skipped, waiting, or failed.
+    Done(Result<Started, (u64, RuntimeError)>),
+}
+
+/// A session that exists and is to be prepared.
+struct Preparation {
+    stored: StoredRule,
+    session: Session,
+    /// Its `status_check.id`.
+    id: u64,
+    /// What the batch's lookup found of it; `None` when it was found only by its start (another
+    /// instance started it meanwhile): then it is read again.
+    found: Option<StartedSession>,
+}
+
+impl Preparation {
+    async fn run(self, ctx: &Context) -> Result<Started, (u64, RuntimeError)> {
+        let id = self.id;
+        prepare(ctx, &self.stored, self.session, id, self.found)
+            .await
+            .map_err(|e| (id, e))?;
+        Ok(Started::Prepared(id))
+    }
+}
+
+/// Looks up the sessions of `jobs` in one query and starts those nobody has started yet in
+/// shared transactions, unless they ended before they could be started or belong to an older
+/// rule; says for each what is left to do. A failed lookup or start is each session's failure,
+/// retried under its robot's key.
+async fn start_batch(ctx: Context, jobs: Vec<Job>, waiting: Arc<HashSet<u64>>) -> Vec<BatchStep> {
+    let waiting = &*waiting;
+    let now = ctx.now();
+    let keys: Vec<(RobotId, Date)> = jobs
+        .iter()
+        .map(|job| (job.stored().rule.robot_id, job.session.date))
+        .collect();
+    let found = match ctx.store().started_sessions(&keys).await {
+        Ok(found) => found,
+        Err(e) => {
+            let e: RuntimeError = e.into();
+            return keys
+                .into_iter()
+                .map(|(robot_id, date)| {
+                    let failure = RuntimeError::Store(crate::store::StoreError::Invalid(format!(
+                        "looking up the sessions to start failed: {e}"
+                    )));
+                    (
+                        robot_id,
+                        date,
+                        Step::Done(Err((start_key(robot_id), failure))),
+                    )
+                })
+                .collect();
+        }
+    };
+    let mut steps = Vec::with_capacity(jobs.len());
+    let mut to_start = Vec::new();
+    for job in jobs {
+        let (stored, session, today) = (job.stored().clone(), job.session, job.today);
+        let (robot_id, date) = (stored.rule.robot_id, session.date);
+        match found.get(&(robot_id, date)) {
+            Some(started) => {
+                steps.push((
+                    robot_id,
+                    date,
+                    prepare_step(
+                        stored,
+                        session,
+                        started.status_check_id,
+                        Some(*started),
+                        waiting,
+                    ),
+                ));
+            }
+            None if session.end <= now => {
+                steps.push((robot_id, date, Step::Done(Ok(Started::Skipped))));
+            }
+            None if session.date < today && stored.updated_at > session.start => {
+                steps.push((robot_id, date, Step::Done(Ok(Started::Skipped))));
+            }
+            None => to_start.push((stored, session)),
+        }
+    }
+    let outcomes = ctx.start_sessions(&to_start, now).await;
+    for ((stored, session), outcome) in to_start.into_iter().zip(outcomes) {
+        let (robot_id, date) = (stored.rule.robot_id, session.date);
+        let step = match outcome {
+            Ok(StartOutcome::Created(id)) => {
+                let found = StartedSession {
+                    status_check_id: id,
+                    running: true,
+                    end: session.end,
+                    subscription_id: None,
+                };
+                prepare_step(stored, session, id, Some(found), waiting)
+            }
+            Ok(StartOutcome::Existing(id)) => prepare_step(stored, session, id, None, waiting),
+            Err(e) => Step::Done(Err((start_key(robot_id), e.into()))),
+        };
+        steps.push((robot_id, date, step));
+    }
+    steps
+}
+
+/// A found or started session is prepared, unless it is waiting out a back-off (`waiting`
+/// holds the retry keys that are).
+fn prepare_step(
+    stored: StoredRule,
+    session: Session,
+    id: u64,
+    found: Option<StartedSession>,
     waiting: &HashSet<u64>,
-) -> Result<Started, (u64, RuntimeError)> {
-    let Job {
+) -> Step {
+    if waiting.contains(&id) {
+        return Step::Done(Ok(Started::Waiting));
+    }
+    Step::Prepare(Preparation {
         stored,
         session,
-        today,
-    } = job;
-    let rule = &stored.rule;
-    let now = ctx.now();
-    let robot_key = start_key(rule.robot_id);
-    let found = ctx
-        .store()
-        .session_id(rule.robot_id, session.date)
-        .await
-        .map_err(|e| (robot_key, e.into()))?;
-    let id = match found {
-        Some(id) => id,
-        None if session.end <= now => return Ok(Started::Skipped),
-        None if session.date < today && stored.updated_at > session.start => {
-            return Ok(Started::Skipped);
-        }
-        None => ctx
-            .start_session(&stored, session, now)
-            .await
-            .map_err(|e| (robot_key, e.into()))?,
-    };
-    if waiting.contains(&id) {
-        return Ok(Started::Waiting);
-    }
-    prepare(ctx, &stored, session, id)
-        .await
-        .map_err(|e| (id, e))?;
-    Ok(Started::Prepared(id))
+        id,
+        found,
+    })
 }
 
 /// Subscribes the session at Megazord (when it runs on and has no subscription) and replays
@@ -288,27 +442,39 @@ async fn prepare(
     stored: &StoredRule,
     session: Session,
     id: u64,
+    found: Option<StartedSession>,
 ) -> Result<(), RuntimeError> {
     let Some(megazord) = ctx.megazord() else {
         return Ok(());
     };
     let rule = &stored.rule;
     let call_ref = CallRef::new();
-    let view = ctx
-        .store()
-        .session(id)
-        .await?
-        .ok_or(RuntimeError::SessionVanished(id))?;
-    if !view.state.is_running() {
+    let found = match found {
+        Some(found) => found,
+        None => {
+            let view = ctx
+                .store()
+                .session(id)
+                .await?
+                .ok_or(RuntimeError::SessionVanished(id))?;
+            StartedSession {
+                status_check_id: id,
+                running: view.state.is_running(),
+                end: view.state.session.end,
+                subscription_id: view.subscription_id,
+            }
+        }
+    };
+    if !found.running {
         return Ok(());
     }
     let now = ctx.now();
-    if view.subscription_id.is_none() && view.state.session.end > now {
+    if found.subscription_id.is_none() && found.end > now {
         let subscription = megazord
             .create_subscription(
                 rule.robot_id,
                 std::slice::from_ref(&rule.watched_event),
-                view.state.session.end,
+                found.end,
                 ctx.settings().queue_suffix.as_deref(),
                 &call_ref,
             )

@@ -114,11 +114,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs until `shutdown`.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
-    // The first check ran at start (see `startup`), before anything was served.
+    // The first catalogue check ran at start (see `startup`), before anything was served;
+    // the zones are first checked now that the service runs.
     let mut next_setup_check = Instant::now() + setup_check::EVERY;
+    run_zone_check(&ctx).await;
     loop {
         if Instant::now() >= next_setup_check {
             run_setup_check(&ctx).await;
+            run_zone_check(&ctx).await;
             next_setup_check = Instant::now() + setup_check::EVERY;
         }
         look(&ctx).await;
@@ -142,6 +145,20 @@ pub async fn run_setup_check(ctx: &Context) -> Option<String> {
             ctx.liveness().setup_problem()
         }
         Err(_) => ctx.liveness().setup_problem(),
+    }
+}
+
+/// Logs the rules whose zone differs from their robot's; a check the store could not answer
+/// is tried again at the next hour.
+async fn run_zone_check(ctx: &Context) {
+    match tokio::time::timeout(STORE_TIMEOUT, setup_check::check_zones(ctx)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, kind = e.kind(), "the time-zone check could not run; trying again later");
+        }
+        Err(_) => {
+            tracing::warn!("the time-zone check did not finish in time; trying again later");
+        }
     }
 }
 

@@ -103,6 +103,75 @@ impl Store {
     }
 }
 
+/// A rule whose time zone differs from the one `robot_settings` gives its robot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneDifference {
+    /// The robot.
+    pub robot_id: RobotId,
+    /// The rule's zone (the one used).
+    pub rule_zone: String,
+    /// The zone in `robot_settings`.
+    pub robot_zone: String,
+}
+
+impl Store {
+    /// Every event name the enabled rules watch or raise, each once, in one query: what the
+    /// catalogue check asks Megazord's tables about, without reading every rule.
+    pub async fn enabled_rule_events(&self) -> Result<Vec<String>, StoreError> {
+        self.run(|tx| {
+            Box::pin(async move {
+                let rows = tx
+                    .fetch_all(
+                        "SELECT watched_event FROM status_job_rule WHERE enabled = 1 \
+                         UNION SELECT alarm_event FROM status_job_rule WHERE enabled = 1",
+                        &[],
+                    )
+                    .await?;
+                let mut events = rows
+                    .iter()
+                    .map(|r| r.text(0))
+                    .collect::<Result<Vec<_>, _>>()?;
+                events.sort();
+                events.dedup();
+                Ok(events)
+            })
+        })
+        .await
+    }
+
+    /// The enabled rules whose zone differs from the one `robot_settings` gives their robot, in
+    /// one query, where the database has those tables (else none).
+    pub async fn rule_zone_differences(&self) -> Result<Vec<ZoneDifference>, StoreError> {
+        self.run(|tx| {
+            Box::pin(async move {
+                if !has_tables(tx, &["robot_settings", "time_zone"]).await? {
+                    return Ok(Vec::new());
+                }
+                let rows = tx
+                    .fetch_all(
+                        "SELECT r.robot_id, r.timezone, tz.name FROM status_job_rule r \
+                         JOIN robot_settings rs ON rs.robot_id = r.robot_id \
+                         JOIN time_zone tz ON tz.id = rs.time_zone_id \
+                         WHERE r.enabled = 1 AND tz.name <> r.timezone ORDER BY r.robot_id",
+                        &[],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(ZoneDifference {
+                            robot_id: RobotId::try_from(r.id(0)?)
+                                .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
+                            rule_zone: r.text(1)?,
+                            robot_zone: r.text(2)?,
+                        })
+                    })
+                    .collect()
+            })
+        })
+        .await
+    }
+}
+
 /// Whether every one of `tables` exists in the current MySQL database (never on SQLite).
 async fn has_tables(tx: &mut Tx, tables: &[&str]) -> Result<bool, StoreError> {
     if tx.dialect() != Dialect::Mysql {

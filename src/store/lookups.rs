@@ -104,6 +104,46 @@ impl Store {
         .await
     }
 
+    /// How many sessions run, counted by the database: the janitor's gauge, without reading
+    /// every running session.
+    pub async fn running_session_count(&self) -> Result<u64, StoreError> {
+        self.run(|tx| {
+            Box::pin(async move {
+                let n = tx
+                    .fetch_optional(
+                        "SELECT COUNT(*) FROM status_job_session WHERE result = 'PENDING'",
+                        &[],
+                    )
+                    .await?
+                    .map(|r| r.int(0))
+                    .transpose()?
+                    .unwrap_or(0);
+                Ok(u64::try_from(n).unwrap_or(0))
+            })
+        })
+        .await
+    }
+
+    /// The running sessions whose end is before `before` (sessions nobody ended).
+    pub async fn running_sessions_ended_before(
+        &self,
+        before: Timestamp,
+    ) -> Result<Vec<SessionKey>, StoreError> {
+        self.run(move |tx| {
+            Box::pin(async move {
+                let rows = tx
+                    .fetch_all(
+                        "SELECT status_check_id, robot_id, session_end_ms FROM status_job_session \
+                         WHERE result = 'PENDING' AND session_end_ms < ? ORDER BY status_check_id",
+                        &[ts_to_ms(before).into()],
+                    )
+                    .await?;
+                rows.iter().map(key).collect()
+            })
+        })
+        .await
+    }
+
     /// Subscriptions still to be deleted at Megazord: those of ended sessions, and spares (a
     /// subscription an instance made for a session another instance had subscribed first).
     pub async fn ended_subscriptions(

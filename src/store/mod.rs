@@ -29,6 +29,7 @@ mod seed;
 mod service_data;
 mod session_copies;
 mod session_row;
+mod session_starts;
 mod sql;
 mod sqlite;
 mod startup;
@@ -45,7 +46,7 @@ use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 
 pub use bulk::RulesFingerprint;
-pub use catalogue::CatalogueGaps;
+pub use catalogue::{CatalogueGaps, ZoneDifference};
 pub use error::StoreError;
 pub use fault::FaultPlan;
 pub use group_commit::{
@@ -56,6 +57,7 @@ pub use lookups::{LOCAL_EVENT_ID_BASE, LeftoverSubscription, SessionKey};
 pub use migrate::{MigrationSet, PendingMigration, SERVICE_TABLE, SHARED_TABLE};
 pub use seed::{DESCRIPTION_NAME, MYSQL_SEED, SQLITE_SEED, TEMPLATE_VERSION, Template};
 pub use service_data::{DEAD_LETTER_BODY_LIMIT, DeadLetter, DeadLetterRetention};
+pub use session_starts::StartedSession;
 pub use sql::{Arg, Dialect, Row, Tx, Value};
 pub use startup::{Prepared, StartupError, prepare};
 pub use transitions::{

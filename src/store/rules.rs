@@ -169,15 +169,33 @@ pub async fn write(
     Ok(())
 }
 
+/// How many rules one read of [`list`] takes: the rows of a page are turned into rules before
+/// the next page is read, so that 100,000 rules never sit in memory as rows all at once (they
+/// would take several times the rules' own size, kept by the allocator afterwards).
+const LIST_PAGE: u32 = 2_000;
+
 /// Every stored rule, by robot.
 pub async fn list(tx: &mut Tx) -> Result<Vec<StoredRule>, StoreError> {
-    let rows = tx
-        .fetch_all(
-            &format!("SELECT {COLUMNS} FROM status_job_rule ORDER BY robot_id"),
-            &[],
-        )
-        .await?;
-    rows.iter().map(stored_rule).collect()
+    let mut rules: Vec<StoredRule> = Vec::new();
+    loop {
+        let after = rules.last().map_or(0, |r| i64::from(r.rule.robot_id) + 1);
+        let rows = tx
+            .fetch_all(
+                &format!(
+                    "SELECT {COLUMNS} FROM status_job_rule WHERE robot_id >= ? \
+                     ORDER BY robot_id LIMIT {LIST_PAGE}"
+                ),
+                &[after.into()],
+            )
+            .await?;
+        let full = rows.len() == LIST_PAGE as usize;
+        for row in &rows {
+            rules.push(stored_rule(row)?);
+        }
+        if !full {
+            return Ok(rules);
+        }
+    }
 }
 
 /// The rule of one robot.
