@@ -190,3 +190,26 @@ pub async fn get(tx: &mut Tx, robot_id: u32) -> Result<Option<StoredRule>, Store
         .await?;
     row.as_ref().map(stored_rule).transpose()
 }
+
+/// The rules of `robots` (those that have one), in one statement per 500 robots.
+pub async fn get_many(
+    tx: &mut Tx,
+    robots: &[u32],
+) -> Result<std::collections::HashMap<u32, StoredRule>, StoreError> {
+    let mut rules = std::collections::HashMap::with_capacity(robots.len());
+    for chunk in robots.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let args: Vec<super::sql::Arg> = chunk.iter().map(|&r| r.into()).collect();
+        let rows = tx
+            .fetch_all(
+                &format!("SELECT {COLUMNS} FROM status_job_rule WHERE robot_id IN ({marks})"),
+                &args,
+            )
+            .await?;
+        for row in &rows {
+            let stored = stored_rule(row)?;
+            rules.insert(stored.rule.robot_id, stored);
+        }
+    }
+    Ok(rules)
+}
