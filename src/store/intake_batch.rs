@@ -1,9 +1,9 @@
-//! A group commit's events taken in with statements per batch instead of per event: one read of
-//! the batch's local event ids, one of its robots' rules, one locking read of its sessions and
-//! one of which of its events those sessions know already; then the core decides every event
-//! in memory, in arrival order; then multi-row inserts and one update per session go to the
-//! database with the `COMMIT`. On MySQL each statement is a round trip, and per event there
-//! were some six; here there are about five per batch.
+//! A group commit's events taken in with statements per batch instead of per event, in three
+//! round trips on MySQL: (1) the batch's local event ids (a multi-row `INSERT IGNORE` and one
+//! read) and its robots' rules; (2) its sessions, read under their row locks, which of its
+//! events they have already and their pending events; then the core decides every event in
+//! memory, in arrival order; (3) multi-row inserts of the events and records and one update
+//! per session, sent with the `COMMIT`. Per event there used to be some six round trips.
 //!
 //! Every event ends exactly as it would have if the events had been applied one after the
 //! other with [`super::transitions::apply_event`], each reading what those before it wrote:
@@ -19,45 +19,59 @@ use jiff::Timestamp;
 
 use super::error::StoreError;
 use super::group_commit::{EventIdSource, IntakeFound, IntakeRecord, IntakeRequest, SessionStep};
-use super::lookups::{LOCAL_EVENT_ID_BASE, megazord_event_id};
+use super::lookups::{LOCAL_EVENT_ID_BASE, event_id, megazord_event_id};
 use super::rules;
 use super::session_row::{COLUMNS, SessionRow, ms_to_ts, ts_to_ms, ts_to_sql};
-use super::sql::{Arg, Tx};
+use super::sql::{Arg, Row, Tx};
 use super::transitions::{self, event_state, lock_session, record_result};
 use super::types::{ApplyOutcome, EventInput, StartOutcome, StoredRule};
 use crate::domain::{EventClass, RobotId, Session};
 
-/// Rows per multi-row statement: well below SQLite's limits on bound values (32,766) and on
-/// the terms of one compound `SELECT` (500).
+/// Rows (or keys) per multi-row statement: well below SQLite's limit on bound values (32,766).
 const ROWS_PER_STATEMENT: usize = 200;
+/// Event ids per `IN` list.
+const IDS_PER_STATEMENT: usize = 1000;
+
+/// What a statement of [`Batch::read_sessions`] reads.
+enum Read {
+    Session,
+    Known,
+    Pending,
+}
+
+/// The condition that picks the sessions of `keys` by `(robot_id, local_date)`, without and
+/// with the table alias `s`, and its arguments.
+fn keys_condition(keys: &[(RobotId, String)]) -> (String, String, Vec<Arg>) {
+    let mut by_date: BTreeMap<&str, Vec<RobotId>> = BTreeMap::new();
+    for (robot, date) in keys {
+        by_date.entry(date.as_str()).or_default().push(*robot);
+    }
+    let mut plain = Vec::new();
+    let mut aliased = Vec::new();
+    let mut args: Vec<Arg> = Vec::new();
+    for (date, robots) in &by_date {
+        let marks = repeat("?", robots.len());
+        plain.push(format!("(local_date = ? AND robot_id IN ({marks}))"));
+        aliased.push(format!("(s.local_date = ? AND s.robot_id IN ({marks}))"));
+        args.push((*date).into());
+        args.extend(robots.iter().map(|&r| Arg::from(r)));
+    }
+    (plain.join(" OR "), aliased.join(" OR "), args)
+}
 
 /// Takes in `requests` in one open transaction, in their order; see the module documentation.
 pub(super) async fn take_in_batch(
     tx: &mut Tx,
     requests: &[&IntakeRequest],
 ) -> Result<Vec<IntakeRecord>, StoreError> {
-    let event_ids = event_ids(tx, requests).await?;
-    let robots: Vec<RobotId> = distinct(requests.iter().map(|r| r.robot_id));
-    let rules = rules::get_many(tx, &robots).await?;
+    let (event_ids, rules) = event_ids_and_rules(tx, requests).await?;
     let plans: Vec<Plan> = requests
         .iter()
         .zip(&event_ids)
         .map(|(request, id)| Plan::of(request, *id, rules.get(&request.robot_id)))
         .collect();
-
     let mut batch = Batch::default();
-    let keys: Vec<(RobotId, String)> =
-        distinct(plans.iter().flat_map(|p| p.sessions.iter()).map(|s| key(s)));
-    batch.lock_sessions(tx, &keys).await?;
-    batch.load_known(tx, &plans).await?;
-    let waiting: Vec<u64> = batch
-        .sessions
-        .iter()
-        .filter(|(_, s)| s.current.pending_events > 0)
-        .map(|(id, _)| *id)
-        .collect();
-    batch.load_pending(tx, &waiting).await?;
-
+    batch.read_sessions(tx, &plans).await?;
     let mut records = Vec::with_capacity(plans.len());
     for (plan, request) in plans.into_iter().zip(requests) {
         records.push(batch.take_in(tx, plan, request).await?);
@@ -76,40 +90,57 @@ fn key(session: &Session) -> (RobotId, String) {
     (session.robot_id, session.date.to_string())
 }
 
-/// The numeric id of every request's event, as [`super::lookups::event_id`] gives it, with
-/// one multi-row `INSERT` and one read for all the ids that need a local id.
-async fn event_ids(tx: &mut Tx, requests: &[&IntakeRequest]) -> Result<Vec<u64>, StoreError> {
+/// `n` copies of `item`, comma-separated.
+fn repeat(item: &str, n: usize) -> String {
+    vec![item; n].join(", ")
+}
+
+/// The numeric id of every request's event, as [`super::lookups::event_id`] gives it, and the
+/// rules of the requests' robots, in one round trip: a multi-row `INSERT` of the ids that need
+/// a local id, a read of those ids, and a read of the rules.
+async fn event_ids_and_rules(
+    tx: &mut Tx,
+    requests: &[&IntakeRequest],
+) -> Result<(Vec<u64>, HashMap<RobotId, StoredRule>), StoreError> {
     let named: Vec<&str> = distinct(requests.iter().filter_map(|r| match &r.event_id {
         EventIdSource::External(Some(external)) if megazord_event_id(Some(external)).is_none() => {
             Some(external.as_str())
         }
         _ => None,
     }));
-    let mut local: HashMap<&str, u64> = HashMap::with_capacity(named.len());
+    let robots: Vec<RobotId> = distinct(requests.iter().map(|r| r.robot_id));
+    let mut statements = Vec::new();
     for chunk in named.chunks(ROWS_PER_STATEMENT) {
         let args: Vec<Arg> = chunk.iter().map(|&n| n.into()).collect();
-        tx.write(
-            &format!(
+        statements.push((
+            format!(
                 "{} INTO status_job_event_id (external_id) VALUES {}",
                 tx.dialect().insert_ignore(),
                 repeat("(?)", chunk.len())
             ),
-            &args,
-        )
-        .await?;
-        // By position, so that each id is the one the database's own comparison finds, as
-        // when it was asked for alone.
-        let select = (0..chunk.len())
-            .map(|i| format!("SELECT {i}, id FROM status_job_event_id WHERE external_id = ?"))
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        for row in tx.fetch_all(&select, &args).await? {
-            let position = usize::try_from(row.int(0)?)
-                .ok()
-                .and_then(|i| chunk.get(i))
-                .ok_or_else(|| StoreError::corrupt("event id read back out of place"))?;
-            local.insert(position, LOCAL_EVENT_ID_BASE + row.id(1)?);
-        }
+            args.clone(),
+        ));
+        statements.push((
+            format!(
+                "SELECT id, external_id FROM status_job_event_id WHERE external_id IN ({})",
+                repeat("?", chunk.len())
+            ),
+            args,
+        ));
+    }
+    let rules_from = statements.len();
+    for chunk in robots.chunks(ROWS_PER_STATEMENT) {
+        statements.push(rules::select_by_robots(chunk));
+    }
+    let sets = tx.fetch_each(&statements).await?;
+    let mut local: HashMap<String, u64> = HashMap::with_capacity(named.len());
+    for row in sets[..rules_from].iter().flatten() {
+        local.insert(row.text(1)?, LOCAL_EVENT_ID_BASE + row.id(0)?);
+    }
+    let mut rules = HashMap::with_capacity(robots.len());
+    for row in sets[rules_from..].iter().flatten() {
+        let stored = rules::stored_rule(row)?;
+        rules.insert(stored.rule.robot_id, stored);
     }
     let mut ids = Vec::with_capacity(requests.len());
     for request in requests {
@@ -117,29 +148,23 @@ async fn event_ids(tx: &mut Tx, requests: &[&IntakeRequest]) -> Result<Vec<u64>,
             EventIdSource::Known(id) => *id,
             EventIdSource::External(Some(external)) => match megazord_event_id(Some(external)) {
                 Some(id) => id,
-                None => *local
-                    .get(external.as_str())
-                    .ok_or_else(|| StoreError::corrupt("event id vanished"))?,
+                None => match local.get(external.as_str()) {
+                    Some(id) => *id,
+                    // Stored with other bytes that the column's collation takes as equal
+                    // (another case, trailing spaces): asked for alone, as the column compares.
+                    None => {
+                        let id = event_id(tx, Some(external)).await?;
+                        local.insert(external.clone(), id);
+                        id
+                    }
+                },
             },
             // Every event without an id is a new one.
-            EventIdSource::External(None) => {
-                let id = tx
-                    .insert(
-                        "INSERT INTO status_job_event_id (external_id) VALUES (NULL)",
-                        &[],
-                    )
-                    .await?;
-                LOCAL_EVENT_ID_BASE + id
-            }
+            EventIdSource::External(None) => event_id(tx, None).await?,
         };
         ids.push(id);
     }
-    Ok(ids)
-}
-
-/// `n` copies of `item`, comma-separated.
-fn repeat(item: &str, n: usize) -> String {
-    vec![item; n].join(", ")
+    Ok((ids, rules))
 }
 
 /// What one request needs, decided before any session is read: its record so far and the
@@ -259,75 +284,100 @@ impl Batch {
         );
     }
 
-    /// Reads the sessions of `keys` under their row locks, in one statement.
-    async fn lock_sessions(
-        &mut self,
-        tx: &mut Tx,
-        keys: &[(RobotId, String)],
-    ) -> Result<(), StoreError> {
+    /// Reads the sessions of the plans under their row locks, which of the batch's events
+    /// they have, and their pending events, in one round trip.
+    async fn read_sessions(&mut self, tx: &mut Tx, plans: &[Plan]) -> Result<(), StoreError> {
+        self.event_ids = distinct(plans.iter().map(|p| p.record.incoming_event_id));
+        let keys: Vec<(RobotId, String)> =
+            distinct(plans.iter().flat_map(|p| p.sessions.iter()).map(key));
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut statements = Vec::new();
+        let mut kinds = Vec::new();
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-            let mut by_date: BTreeMap<&str, Vec<RobotId>> = BTreeMap::new();
-            for (robot, date) in chunk {
-                by_date.entry(date.as_str()).or_default().push(*robot);
-            }
-            let mut terms = Vec::new();
-            let mut args: Vec<Arg> = Vec::new();
-            for (date, robots) in &by_date {
-                terms.push(format!(
-                    "(local_date = ? AND robot_id IN ({}))",
-                    repeat("?", robots.len())
+            let (of_session, of_s, args) = keys_condition(chunk);
+            statements.push((
+                format!(
+                    "SELECT {COLUMNS} FROM status_job_session WHERE {of_session} \
+                     ORDER BY status_check_id{}",
+                    tx.dialect().for_update()
+                ),
+                args.clone(),
+            ));
+            kinds.push(Read::Session);
+            for ids in self.event_ids.chunks(IDS_PER_STATEMENT) {
+                let mut with_ids = args.clone();
+                with_ids.extend(ids.iter().map(|&id| Arg::from(id)));
+                statements.push((
+                    format!(
+                        "SELECT e.status_check_id, e.incoming_event_id FROM status_job_session s \
+                         JOIN status_job_event e ON e.status_check_id = s.status_check_id \
+                         WHERE ({of_s}) AND e.incoming_event_id IN ({})",
+                        repeat("?", ids.len())
+                    ),
+                    with_ids,
                 ));
-                args.push((*date).into());
-                args.extend(robots.iter().map(|&r| Arg::from(r)));
+                kinds.push(Read::Known);
             }
-            let sql = format!(
-                "SELECT {COLUMNS} FROM status_job_session WHERE {} ORDER BY status_check_id{}",
-                terms.join(" OR "),
-                tx.dialect().for_update()
-            );
-            for row in tx.fetch_all(&sql, &args).await? {
-                self.add_session(SessionRow::from_row(&row)?);
+            statements.push((
+                format!(
+                    "SELECT e.status_check_id, e.incoming_event_id, e.outgoing_event_id, \
+                     e.occurred_at_ms FROM status_job_session s \
+                     JOIN status_job_event e ON e.status_check_id = s.status_check_id \
+                     AND e.state = 'pending' WHERE {of_s}"
+                ),
+                args,
+            ));
+            kinds.push(Read::Pending);
+        }
+        let sets = tx.fetch_each(&statements).await?;
+        let mut known = Vec::new();
+        let mut pending = Vec::new();
+        for (kind, rows) in kinds.into_iter().zip(sets) {
+            match kind {
+                Read::Session => {
+                    for row in &rows {
+                        let row = SessionRow::from_row(row)?;
+                        let id = row.status_check_id;
+                        self.add_session(row);
+                        // Everything the session had before the batch is read here.
+                        if let Some(s) = self.sessions.get_mut(&id) {
+                            s.known_loaded = true;
+                            s.pending = Some(BTreeMap::new());
+                        }
+                    }
+                }
+                Read::Known => known.extend(rows),
+                Read::Pending => pending.extend(rows),
             }
         }
-        Ok(())
+        for row in known {
+            self.known.insert((row.id(0)?, row.id(1)?));
+        }
+        self.add_pending(&pending)
     }
 
-    /// Reads which of the batch's events the sessions read so far have, in one statement.
-    async fn load_known(&mut self, tx: &mut Tx, plans: &[Plan]) -> Result<(), StoreError> {
-        self.event_ids = distinct(plans.iter().map(|p| p.record.incoming_event_id));
-        let mut wanted: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-        for plan in plans {
-            for session in &plan.sessions {
-                if let Some(id) = self.ids.get(&key(session)) {
-                    wanted
-                        .entry(*id)
-                        .or_default()
-                        .push(plan.record.incoming_event_id);
-                }
-            }
-        }
-        for session in self.sessions.values_mut() {
-            session.known_loaded = true;
-        }
-        let wanted: Vec<(u64, Vec<u64>)> = wanted.into_iter().collect();
-        for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
-            let mut terms = Vec::new();
-            let mut args: Vec<Arg> = Vec::new();
-            for (status_check_id, events) in chunk {
-                let events = distinct(events.iter().copied());
-                terms.push(format!(
-                    "(status_check_id = ? AND incoming_event_id IN ({}))",
-                    repeat("?", events.len())
-                ));
-                args.push((*status_check_id).into());
-                args.extend(events.into_iter().map(Arg::from));
-            }
-            let sql = format!(
-                "SELECT status_check_id, incoming_event_id FROM status_job_event WHERE {}",
-                terms.join(" OR ")
-            );
-            for row in tx.fetch_all(&sql, &args).await? {
-                self.known.insert((row.id(0)?, row.id(1)?));
+    /// Adds pending events read (`status_check_id, incoming_event_id, outgoing_event_id,
+    /// occurred_at_ms`) to their sessions' lists.
+    fn add_pending(&mut self, rows: &[Row]) -> Result<(), StoreError> {
+        for row in rows {
+            let status_check_id = row.id(0)?;
+            let occurred_at_ms = row.int(3)?;
+            let event = EventInput {
+                incoming_event_id: row.id(1)?,
+                outgoing_event_id: row.opt_int(2)?.map(|v| v as u64),
+                occurred_at: ms_to_ts(occurred_at_ms)?,
+            };
+            if let Some(list) = self
+                .sessions
+                .get_mut(&status_check_id)
+                .and_then(|s| s.pending.as_mut())
+            {
+                list.insert(
+                    (occurred_at_ms, event.incoming_event_id),
+                    Pending { event, new: None },
+                );
             }
         }
         Ok(())
@@ -358,41 +408,23 @@ impl Batch {
         Ok(())
     }
 
-    /// Reads the pending events of `ids`, in one statement.
-    async fn load_pending(&mut self, tx: &mut Tx, ids: &[u64]) -> Result<(), StoreError> {
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            for id in chunk {
-                if let Some(s) = self.sessions.get_mut(id) {
-                    s.pending.get_or_insert_with(BTreeMap::new);
-                }
-            }
-            let args: Vec<Arg> = chunk.iter().map(|&id| Arg::from(id)).collect();
-            let sql = format!(
-                "SELECT status_check_id, incoming_event_id, outgoing_event_id, occurred_at_ms \
-                 FROM status_job_event WHERE status_check_id IN ({}) AND state = 'pending'",
-                repeat("?", chunk.len())
-            );
-            for row in tx.fetch_all(&sql, &args).await? {
-                let status_check_id = row.id(0)?;
-                let occurred_at_ms = row.int(3)?;
-                let event = EventInput {
-                    incoming_event_id: row.id(1)?,
-                    outgoing_event_id: row.opt_int(2)?.map(|v| v as u64),
-                    occurred_at: ms_to_ts(occurred_at_ms)?,
-                };
-                if let Some(pending) = self
-                    .sessions
-                    .get_mut(&status_check_id)
-                    .and_then(|s| s.pending.as_mut())
-                {
-                    pending.insert(
-                        (occurred_at_ms, event.incoming_event_id),
-                        Pending { event, new: None },
-                    );
-                }
-            }
+    /// Reads the pending events of a session started (or found started) during the batch.
+    async fn load_pending_of(
+        &mut self,
+        tx: &mut Tx,
+        status_check_id: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(s) = self.sessions.get_mut(&status_check_id) {
+            s.pending.get_or_insert_with(BTreeMap::new);
         }
-        Ok(())
+        let rows = tx
+            .fetch_all(
+                "SELECT status_check_id, incoming_event_id, outgoing_event_id, occurred_at_ms \
+                 FROM status_job_event WHERE status_check_id = ? AND state = 'pending'",
+                &[status_check_id.into()],
+            )
+            .await?;
+        self.add_pending(&rows)
     }
 
     /// One request, as `take_in` does it alone.
@@ -545,7 +577,7 @@ impl Batch {
             .get(&status_check_id)
             .is_some_and(|s| s.pending.is_some());
         if !loaded {
-            self.load_pending(tx, &[status_check_id]).await?;
+            self.load_pending_of(tx, status_check_id).await?;
         }
         Ok(self
             .sessions

@@ -74,7 +74,8 @@ impl StoredColumns {
     }
 }
 
-fn stored_rule(row: &Row) -> Result<StoredRule, StoreError> {
+/// A rule read with the columns of [`select_by_robots`].
+pub fn stored_rule(row: &Row) -> Result<StoredRule, StoreError> {
     let columns = StoredColumns::from_row(row)?;
     Ok(StoredRule {
         rule: columns.to_rule()?,
@@ -191,25 +192,11 @@ pub async fn get(tx: &mut Tx, robot_id: u32) -> Result<Option<StoredRule>, Store
     row.as_ref().map(stored_rule).transpose()
 }
 
-/// The rules of `robots` (those that have one), in one statement per 500 robots.
-pub async fn get_many(
-    tx: &mut Tx,
-    robots: &[u32],
-) -> Result<std::collections::HashMap<u32, StoredRule>, StoreError> {
-    let mut rules = std::collections::HashMap::with_capacity(robots.len());
-    for chunk in robots.chunks(500) {
-        let marks = vec!["?"; chunk.len()].join(", ");
-        let args: Vec<super::sql::Arg> = chunk.iter().map(|&r| r.into()).collect();
-        let rows = tx
-            .fetch_all(
-                &format!("SELECT {COLUMNS} FROM status_job_rule WHERE robot_id IN ({marks})"),
-                &args,
-            )
-            .await?;
-        for row in &rows {
-            let stored = stored_rule(row)?;
-            rules.insert(stored.rule.robot_id, stored);
-        }
-    }
-    Ok(rules)
+/// The statement that reads the rules of `robots` (those that have one), for [`stored_rule`].
+pub fn select_by_robots(robots: &[u32]) -> (String, Vec<super::sql::Arg>) {
+    let marks = vec!["?"; robots.len()].join(", ");
+    (
+        format!("SELECT {COLUMNS} FROM status_job_rule WHERE robot_id IN ({marks})"),
+        robots.iter().map(|&r| r.into()).collect(),
+    )
 }
