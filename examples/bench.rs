@@ -20,7 +20,7 @@ mod soak;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,10 @@ const MEGAZORD_LATENCY: Duration = Duration::from_millis(5);
 const CLOSE_CONCURRENCY: usize = 32;
 /// HTTP ingest connections, and the baseline's database connections.
 const INGEST_CONNECTIONS: usize = 32;
+/// wrk's threads (one per core of the development machine).
+const WRK_THREADS: usize = 2;
+/// What wrk posts in the ingest scenario.
+const INGEST_SCRIPT: &str = include_str!("../scripts/ingest.lua");
 const ACTIVITY: &str = "TOILET_ACTIVITY";
 const ALARM: &str = "NO_TOILET_ACTIVITY_ALARM";
 const QUEUE_SUFFIX: &str = "azi-3-status-jobs";
@@ -88,6 +92,9 @@ struct Args {
     /// default.
     #[arg(long, value_name = "SECONDS")]
     seconds_per_start: Option<f64>,
+    /// wrk, the ingest scenario's load generator (scripts/bench installs it when missing).
+    #[arg(long, default_value = "wrk")]
+    wrk: PathBuf,
 }
 
 const SCENARIOS: [&str; 6] = ["deadlines", "memory", "recovery", "ingest", "queue", "soak"];
@@ -1055,12 +1062,7 @@ async fn recovery_case(bench: &Bench, rate: &StartRate, n: usize) -> Result<()> 
 }
 
 /// Runs `total` jobs numbered 0.. on `workers` tasks; returns the wall seconds.
-async fn drive<F, Fut>(
-    workers: usize,
-    total: usize,
-    budget: Option<Duration>,
-    job: F,
-) -> Result<f64>
+async fn drive<F, Fut>(workers: usize, total: usize, job: F) -> Result<f64>
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<()>> + Send,
@@ -1075,7 +1077,7 @@ where
         tasks.spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total || budget.is_some_and(|b| started.elapsed() > b) {
+                if i >= total {
                     return Ok::<(), anyhow::Error>(());
                 }
                 job(i).await?;
@@ -1093,10 +1095,11 @@ async fn ingest_case(
     rate: &StartRate,
     backend: Backend,
     robots: usize,
-    events: usize,
+    baseline_rows: usize,
 ) -> Result<()> {
     progress(format!(
-        "ingest: {events} events for {robots} robots on {}",
+        "ingest: wrk for {} s on {robots} robots on {}",
+        budget_of(bench).as_secs(),
         backend.name()
     ));
     let mut run = start_run(
@@ -1113,85 +1116,102 @@ async fn ingest_case(
     run.sleep_until_service(run.session_start).await;
     let prepared_after = run.wait_prepared(0, Duration::from_secs(600)).await?;
     rate.observe(backend, robots, prepared_after);
-    // Every tenth event repeats the one before it (same robot, same id).
-    let accepted = Arc::new(AtomicU64::new(0));
-    let duplicates = Arc::new(AtomicU64::new(0));
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(INGEST_CONNECTIONS)
-        .timeout(Duration::from_secs(if bench.args.quick { 5 } else { 30 }))
-        .build()?;
-    let base = run.service.base_url.clone();
-    let refused = Arc::new(AtomicU64::new(0));
-    let (a, d, r) = (
-        Arc::clone(&accepted),
-        Arc::clone(&duplicates),
-        Arc::clone(&refused),
-    );
-    let budget = Duration::from_secs(if bench.args.quick { 4 } else { 120 });
-    let seconds = drive(INGEST_CONNECTIONS, events, Some(budget), move |i| {
-        let original = if i % 10 == 9 { i - 1 } else { i };
-        let robot = original % robots + 1;
-        let body = json!({"id": format!("bench-{original}"), "eventName": ACTIVITY}).to_string();
-        let request = http
-            .post(format!(
-                "{base}/internal/v1/status-jobs/robots/{robot}/events"
-            ))
-            .header("content-type", "application/json")
-            .body(body);
-        let (a, d, r) = (Arc::clone(&a), Arc::clone(&d), Arc::clone(&r));
-        async move {
-            let response = match request.send().await {
-                Ok(response) => response,
-                Err(e) if e.is_timeout() => {
-                    r.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let status = response.status();
-            let answer: Value = response.json().await.unwrap_or(Value::Null);
-            if status.as_u16() == 503 {
-                // The service sheds load: counted, not retried.
-                r.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
-            if status.as_u16() != 202 {
-                bail!("ingest answered {status}: {answer}");
-            }
-            a.fetch_add(1, Ordering::Relaxed);
-            if answer["duplicate"] == true {
-                d.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(())
-        }
-    })
-    .await?;
+    // Every tenth event repeats the one before it (same robot, same id): see scripts/ingest.lua.
+    let load = run_wrk(bench, &run.service.base_url, robots, budget_of(bench)).await;
     run.service.kill().await;
-    let accepted_count = accepted.load(Ordering::Relaxed);
-    let events_per_second = accepted_count as f64 / seconds;
+    let load = match load {
+        Ok(load) => load,
+        Err(e) => {
+            run.finish(bench).await;
+            return Err(e);
+        }
+    };
+    let count = |name: &str| load[name].as_u64().unwrap_or(0);
+    let seconds = load["duration_us"].as_f64().unwrap_or(0.0) / 1e6;
+    let accepted = count("accepted_202");
+    let errors = &load["errors"];
+    let failed = ["connect", "read", "write", "timeout"]
+        .iter()
+        .map(|k| errors[k].as_u64().unwrap_or(0))
+        .sum::<u64>();
+    let refused = count("refused_503") + errors["timeout"].as_u64().unwrap_or(0);
+    if count("other_status") > 0 || failed > errors["timeout"].as_u64().unwrap_or(0) {
+        run.finish(bench).await;
+        bail!("ingest answered other than 202 or 503, or connections failed: {load}");
+    }
+    let events_per_second = accepted as f64 / seconds.max(1e-9);
     progress(format!(
-        "  {events_per_second:.0} events/s; baseline: single-row INSERT+COMMIT from {INGEST_CONNECTIONS} connections"
+        "  {events_per_second:.0} events/s ({accepted} in {seconds:.1} s); baseline: single-row \
+         INSERT+COMMIT from {INGEST_CONNECTIONS} connections"
     ));
-    let baseline = single_row_commits(
-        &run.db,
-        events.min(if bench.args.quick { 2_000 } else { 30_000 }),
-    )
-    .await?;
+    let baseline = single_row_commits(&run.db, baseline_rows).await?;
     let ratio = events_per_second / baseline;
     emit(
         "ingest",
-        json!({"backend": backend.name(), "robots_with_running_sessions": robots, "events": events,
-               "connections": INGEST_CONNECTIONS, "duplicates_percent": 10}),
+        json!({"backend": backend.name(), "robots_with_running_sessions": robots,
+               "connections": INGEST_CONNECTIONS, "duplicates_percent": 10,
+               "load_generator": format!("wrk -t{WRK_THREADS} -c{INGEST_CONNECTIONS} -d{}s, scripts/ingest.lua", budget_of(bench).as_secs())}),
         json!({"events_per_second": round3(events_per_second), "seconds": round3(seconds),
-               "accepted_202": accepted_count, "answered_duplicate": duplicates.load(Ordering::Relaxed),
-               "refused_503_or_timed_out": refused.load(Ordering::Relaxed), "time_budget_seconds": budget.as_secs()}),
-        json!({"single_row_insert_commit_per_second": round3(baseline), "connections": INGEST_CONNECTIONS, "rows": events}),
+               "accepted_202": accepted, "answered_duplicate": count("answered_duplicate"),
+               "refused_503_or_timed_out": refused, "latency_us": load["latency_us"]}),
+        json!({"single_row_insert_commit_per_second": round3(baseline), "connections": INGEST_CONNECTIONS, "rows": baseline_rows}),
         json!(round3(ratio)),
         "ingest events/s >= 1.0 x single-row INSERT+COMMIT/s",
-        ratio >= 1.0 && refused.load(Ordering::Relaxed) == 0,
+        ratio >= 1.0 && refused == 0,
     );
     run.finish(bench).await;
     Ok(())
+}
+
+/// How long wrk posts events.
+fn budget_of(bench: &Bench) -> Duration {
+    Duration::from_secs(if bench.args.quick { 5 } else { 30 })
+}
+
+/// Runs wrk with scripts/ingest.lua against the service for `budget`; returns the script's
+/// summary (answers by status, wrk's errors, the run's length).
+async fn run_wrk(bench: &Bench, base_url: &str, robots: usize, budget: Duration) -> Result<Value> {
+    let script = bench.args.work_dir.join("ingest.lua");
+    std::fs::write(&script, INGEST_SCRIPT)?;
+    let child = std::process::Command::new(&bench.args.wrk)
+        .arg(format!("-t{WRK_THREADS}"))
+        .arg(format!("-c{INGEST_CONNECTIONS}"))
+        .arg(format!("-d{}s", budget.as_secs()))
+        .arg("--timeout")
+        .arg("30s")
+        .arg("-s")
+        .arg(&script)
+        .arg(base_url)
+        .env("INGEST_ROBOTS", robots.to_string())
+        .env("INGEST_THREADS", WRK_THREADS.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "start {} (the ingest load generator: apt-get install -y wrk)",
+                bench.args.wrk.display()
+            )
+        })?;
+    let pid = child.id();
+    bench.processes.add(pid);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+    bench.processes.remove(pid);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "wrk failed ({}): {stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .ok_or_else(|| anyhow!("wrk printed no summary: {stdout}"))?;
+    Ok(serde_json::from_str(summary)?)
 }
 
 /// Single-row `INSERT` + `COMMIT`s per second on the database, from `INGEST_CONNECTIONS`.
@@ -1209,7 +1229,7 @@ async fn single_row_commits(db: &Database, rows: usize) -> Result<f64> {
                 .connect(&db.url)
                 .await?;
             pool.execute(create_mysql).await?;
-            let seconds = drive(INGEST_CONNECTIONS, rows, None, move |i| {
+            let seconds = drive(INGEST_CONNECTIONS, rows, move |i| {
                 let pool = pool.clone();
                 async move {
                     let mut tx = pool.begin().await?;
@@ -1238,7 +1258,7 @@ async fn single_row_commits(db: &Database, rows: usize) -> Result<f64> {
                 .connect_with(options)
                 .await?;
             pool.execute(create_sqlite).await?;
-            let seconds = drive(INGEST_CONNECTIONS, rows, None, move |i| {
+            let seconds = drive(INGEST_CONNECTIONS, rows, move |i| {
                 let pool = pool.clone();
                 async move {
                     let mut conn = pool.acquire().await?;
@@ -1334,6 +1354,16 @@ async fn send_bodies(
     Ok(())
 }
 
+/// The longest one queue run may take, from its service's start to the baseline's last
+/// message: every step has a patience of its own, and this bounds their sum.
+fn queue_limit(bench: &Bench, messages: usize) -> Duration {
+    if bench.args.quick {
+        Duration::from_secs(120)
+    } else {
+        Duration::from_secs(600) + Duration::from_millis(60) * messages as u32
+    }
+}
+
 async fn queue_case(bench: &Bench, rate: &StartRate, robots: usize, messages: usize) -> Result<()> {
     progress(format!(
         "queue: {messages} messages for {robots} robots on mariadb"
@@ -1349,6 +1379,30 @@ async fn queue_case(bench: &Bench, rate: &StartRate, robots: usize, messages: us
         "queue",
     )
     .await?;
+    let limit = queue_limit(bench, messages);
+    let measured = tokio::time::timeout(
+        limit,
+        measure_queue(bench, rate, &mut run, robots, messages),
+    )
+    .await;
+    run.finish(bench).await;
+    match measured {
+        Ok(result) => result,
+        Err(_) => bail!(
+            "the queue run did not end within its limit of {} s",
+            limit.as_secs()
+        ),
+    }
+}
+
+/// The queue scenario on a started run: the service's figure, then the baseline's.
+async fn measure_queue(
+    bench: &Bench,
+    rate: &StartRate,
+    run: &mut Run,
+    robots: usize,
+    messages: usize,
+) -> Result<()> {
     run.sleep_until_service(run.session_start).await;
     let prepared_after = run.wait_prepared(0, Duration::from_secs(600)).await?;
     rate.observe(Backend::Mysql, robots, prepared_after);
@@ -1448,7 +1502,6 @@ async fn queue_case(bench: &Bench, rate: &StartRate, robots: usize, messages: us
         "consumer events/s >= 0.8 x bare receive+delete",
         handled >= messages as f64 && ratio >= 0.8,
     );
-    run.finish(bench).await;
     Ok(())
 }
 
@@ -1520,20 +1573,20 @@ async fn run_all(bench: &Bench) -> Result<usize> {
         report("recovery", recovery_case(bench, &rate, n).await);
     }
     if wanted("ingest") {
-        let (robots, events) = if quick {
-            (200, 1_000)
+        let (robots, baseline_rows) = if quick {
+            (200, 2_000)
         } else {
             (10_000, 30_000)
         };
         for backend in [Backend::Mysql, Backend::Sqlite] {
             report(
                 "ingest",
-                ingest_case(bench, &rate, backend, robots, events).await,
+                ingest_case(bench, &rate, backend, robots, baseline_rows).await,
             );
         }
     }
     if wanted("queue") {
-        let (robots, messages) = if quick { (100, 100) } else { (2_000, 5_000) };
+        let (robots, messages) = if quick { (100, 100) } else { (2_000, 10_000) };
         report("queue", queue_case(bench, &rate, robots, messages).await);
     }
     if wanted("soak") {

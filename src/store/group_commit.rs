@@ -30,7 +30,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::lookups::event_id;
 use super::types::{ApplyOutcome, EventInput, StartOutcome, StatusCheckRefs};
-use super::{BoxFuture, Dialect, Store, StoreError, Tx, rules, transitions};
+use super::{BoxFuture, Dialect, Store, StoreError, Tx, intake_batch, rules, transitions};
 use crate::domain::{RobotId, Session};
 
 /// How the group commit stage runs.
@@ -74,6 +74,9 @@ type Reply = Box<dyn FnOnce(Result<Box<dyn Any + Send>, StoreError>) + Send>;
 /// One caller's piece and where its answer goes.
 struct Submission {
     work: Arc<dyn Work>,
+    /// The event, when the piece takes one in: a batch of such pieces is taken in with
+    /// statements per batch ([`super::intake_batch`]), `work` being what each runs alone.
+    intake: Option<Arc<IntakeRequest>>,
     reply: Reply,
 }
 
@@ -102,6 +105,16 @@ impl Store {
         R: Send + 'static,
         F: for<'a> Fn(&'a mut Tx) -> BoxFuture<'a, Result<R, StoreError>> + Send + Sync + 'static,
     {
+        self.submit(key, Arc::new(work), None).await
+    }
+
+    /// Queues a piece with the committer of `key` and waits for its answer.
+    async fn submit<R: Send + 'static>(
+        &self,
+        key: u64,
+        work: Arc<dyn Work>,
+        intake: Option<Arc<IntakeRequest>>,
+    ) -> Result<R, StoreError> {
         let queues = self.committers();
         let queue = &queues[(key % queues.len() as u64) as usize];
         let (sender, answer) = oneshot::channel::<Result<R, StoreError>>();
@@ -116,7 +129,8 @@ impl Store {
         });
         queue
             .send(Submission {
-                work: Arc::new(work),
+                work,
+                intake,
                 reply,
             })
             .await
@@ -170,9 +184,51 @@ async fn commit_loop(store: Store, mut queue: mpsc::Receiver<Submission>, max_ba
 
 /// Applies `batch` in one transaction, or each piece alone when the batch failed.
 async fn commit_batch(store: &Store, batch: Vec<Submission>) {
-    let works: Arc<Vec<Arc<dyn Work>>> =
-        Arc::new(batch.iter().map(|s| Arc::clone(&s.work)).collect());
-    let together = {
+    let intakes: Option<Vec<Arc<IntakeRequest>>> = batch.iter().map(|s| s.intake.clone()).collect();
+    let together = match intakes {
+        Some(requests) => take_in_together(store, requests).await,
+        None => run_together(store, batch.iter().map(|s| Arc::clone(&s.work)).collect()).await,
+    };
+    let error = match together {
+        Ok(outputs) => {
+            for (submission, output) in batch.into_iter().zip(outputs) {
+                (submission.reply)(Ok(output));
+            }
+            return;
+        }
+        Err(e) => e,
+    };
+    answer_failed(store, batch, error).await;
+}
+
+/// Takes every event of a batch in, with statements per batch.
+async fn take_in_together(
+    store: &Store,
+    requests: Vec<Arc<IntakeRequest>>,
+) -> Result<Vec<Box<dyn Any + Send>>, StoreError> {
+    let requests = Arc::new(requests);
+    store
+        .run(move |tx| {
+            let requests = Arc::clone(&requests);
+            Box::pin(async move {
+                let each: Vec<&IntakeRequest> = requests.iter().map(|r| &**r).collect();
+                let records = intake_batch::take_in_batch(tx, &each).await?;
+                Ok(records
+                    .into_iter()
+                    .map(|r| Box::new(r) as Box<dyn Any + Send>)
+                    .collect())
+            })
+        })
+        .await
+}
+
+/// Runs every piece of a batch, in order, in one transaction.
+async fn run_together(
+    store: &Store,
+    works: Vec<Arc<dyn Work>>,
+) -> Result<Vec<Box<dyn Any + Send>>, StoreError> {
+    let works = Arc::new(works);
+    {
         let works = Arc::clone(&works);
         store
             .run(move |tx| {
@@ -186,16 +242,12 @@ async fn commit_batch(store: &Store, batch: Vec<Submission>) {
                 })
             })
             .await
-    };
-    let error = match together {
-        Ok(outputs) => {
-            for (submission, output) in batch.into_iter().zip(outputs) {
-                (submission.reply)(Ok(output));
-            }
-            return;
-        }
-        Err(e) => e,
-    };
+    }
+}
+
+/// Answers the pieces of a batch that failed: all with the same failure when no piece caused
+/// it, otherwise each with its own outcome alone.
+async fn answer_failed(store: &Store, batch: Vec<Submission>, error: StoreError) {
     if batch.len() > 1 && shared_failure(&error).is_some() {
         tracing::warn!(error = %error, events = batch.len(),
             "a group commit could not reach the database; every piece of it failed");
@@ -327,11 +379,44 @@ impl Store {
     pub async fn take_in(&self, request: IntakeRequest) -> Result<IntakeRecord, StoreError> {
         let key = u64::from(request.robot_id);
         let request = Arc::new(request);
-        self.grouped(key, move |tx| {
-            let request = Arc::clone(&request);
-            Box::pin(async move { take_in(tx, &request).await })
+        let alone = take_in_alone(Arc::clone(&request));
+        self.submit(key, Arc::new(alone), Some(request)).await
+    }
+
+    /// Takes one event in, in a transaction of its own, with a statement or more per step:
+    /// what a batch does for each event when it failed as a whole, and what every batch's
+    /// outcome must equal, event by event.
+    #[doc(hidden)]
+    pub async fn take_in_alone(&self, request: IntakeRequest) -> Result<IntakeRecord, StoreError> {
+        self.run(take_in_alone(Arc::new(request))).await
+    }
+
+    /// Takes `requests` in, in this order, as one batch in one transaction (no retry of each
+    /// alone when it fails), as the committer does when they arrive together.
+    #[doc(hidden)]
+    pub async fn take_in_as_one_batch(
+        &self,
+        requests: Vec<IntakeRequest>,
+    ) -> Result<Vec<IntakeRecord>, StoreError> {
+        let requests = Arc::new(requests);
+        self.run(move |tx| {
+            let requests = Arc::clone(&requests);
+            Box::pin(async move {
+                let each: Vec<&IntakeRequest> = requests.iter().collect();
+                intake_batch::take_in_batch(tx, &each).await
+            })
         })
         .await
+    }
+}
+
+/// [`take_in`] as a piece that runs on its own.
+fn take_in_alone(
+    request: Arc<IntakeRequest>,
+) -> impl for<'a> Fn(&'a mut Tx) -> BoxFuture<'a, Result<IntakeRecord, StoreError>> + Send + Sync {
+    move |tx| {
+        let request = Arc::clone(&request);
+        Box::pin(async move { take_in(tx, &request).await })
     }
 }
 

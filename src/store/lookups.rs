@@ -255,7 +255,7 @@ pub(crate) async fn event_id(tx: &mut Tx, external_id: Option<&str>) -> Result<u
 }
 
 /// A plain number below the local ids is a Megazord incoming id, used as it is.
-fn megazord_event_id(external_id: Option<&str>) -> Option<u64> {
+pub(crate) fn megazord_event_id(external_id: Option<&str>) -> Option<u64> {
     let id = external_id?;
     let n = id.parse::<u64>().ok()?;
     (n < LOCAL_EVENT_ID_BASE && n.to_string() == id).then_some(n)

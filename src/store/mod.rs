@@ -20,6 +20,7 @@ mod error;
 mod fault;
 mod group_commit;
 mod health;
+mod intake_batch;
 mod lookups;
 mod migrate;
 mod mysql;

@@ -74,7 +74,8 @@ impl StoredColumns {
     }
 }
 
-fn stored_rule(row: &Row) -> Result<StoredRule, StoreError> {
+/// A rule read with the columns of [`select_by_robots`].
+pub fn stored_rule(row: &Row) -> Result<StoredRule, StoreError> {
     let columns = StoredColumns::from_row(row)?;
     Ok(StoredRule {
         rule: columns.to_rule()?,
@@ -207,4 +208,13 @@ pub async fn get(tx: &mut Tx, robot_id: u32) -> Result<Option<StoredRule>, Store
         )
         .await?;
     row.as_ref().map(stored_rule).transpose()
+}
+
+/// The statement that reads the rules of `robots` (those that have one), for [`stored_rule`].
+pub fn select_by_robots(robots: &[u32]) -> (String, Vec<super::sql::Arg>) {
+    let marks = vec!["?"; robots.len()].join(", ");
+    (
+        format!("SELECT {COLUMNS} FROM status_job_rule WHERE robot_id IN ({marks})"),
+        robots.iter().map(|&r| r.into()).collect(),
+    )
 }

@@ -547,6 +547,65 @@ pub async fn save(
     Ok(())
 }
 
+/// Writes a session row that events changed since it was read under the lock in this
+/// transaction (`row` carries its next version, one more per event that changed it), and the
+/// shared rows that mirror it, as [`save`] does after each of those events; `now` is the
+/// service time of the last of them.
+pub(super) async fn save_applied(
+    tx: &mut Tx,
+    read: &SessionRow,
+    row: &SessionRow,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let id = row.status_check_id;
+    let (assignments, mut args) = row.changed_assignments(read);
+    args.extend([
+        ts_to_ms(now).into(),
+        read.version.into(),
+        row.version.into(),
+        id.into(),
+    ]);
+    tx.write(
+        &format!(
+            "UPDATE status_job_session SET {assignments}updated_at_ms = ?, \
+             version = CASE WHEN version = ? THEN ? ELSE 0 END WHERE status_check_id = ?"
+        ),
+        &args,
+    )
+    .await?;
+    tx.checkpoint().await?;
+    if row.state.is_running() {
+        if read.state.window != row.state.window {
+            tx.write(
+                "UPDATE status_check_poller SET since = ?, `until` = ?, updated_at = CURRENT_TIMESTAMP \
+                 WHERE status_check_id = ?",
+                &[
+                    ts_to_sql(row.state.window.start).into(),
+                    ts_to_sql(row.state.window.end).into(),
+                    id.into(),
+                ],
+            )
+            .await?;
+            tx.checkpoint().await?;
+        }
+    } else if read.state.is_running() {
+        tx.write(
+            "UPDATE status_check SET phase = 'COMPLETED', result = ?, updated_at = CURRENT_TIMESTAMP \
+             WHERE id = ?",
+            &[row.state.result.as_str().into(), id.into()],
+        )
+        .await?;
+        tx.checkpoint().await?;
+        tx.write(
+            "DELETE FROM status_check_poller WHERE status_check_id = ?",
+            &[id.into()],
+        )
+        .await?;
+        tx.checkpoint().await?;
+    }
+    Ok(())
+}
+
 async fn insert_alarm(
     tx: &mut Tx,
     row: &SessionRow,
@@ -625,7 +684,7 @@ pub async fn insert_record(
     tx.checkpoint().await
 }
 
-fn event_state(class: EventClass) -> &'static str {
+pub(super) fn event_state(class: EventClass) -> &'static str {
     match class {
         EventClass::Observed => EVENT_OBSERVED,
         EventClass::Late => EVENT_LATE,
@@ -634,7 +693,7 @@ fn event_state(class: EventClass) -> &'static str {
     }
 }
 
-fn record_result(class: EventClass) -> Option<&'static str> {
+pub(super) fn record_result(class: EventClass) -> Option<&'static str> {
     match class {
         EventClass::Observed => Some(RECORD_EVENT_OBSERVED),
         EventClass::Late => Some(RECORD_EVENT_LATE),
