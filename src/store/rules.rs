@@ -190,3 +190,19 @@ pub async fn get(tx: &mut Tx, robot_id: u32) -> Result<Option<StoredRule>, Store
         .await?;
     row.as_ref().map(stored_rule).transpose()
 }
+
+/// The rules of `robots` (those that have one), in one statement.
+pub async fn get_many(tx: &mut Tx, robots: &[u32]) -> Result<Vec<StoredRule>, StoreError> {
+    if robots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; robots.len()].join(", ");
+    let args: Vec<_> = robots.iter().map(|&r| r.into()).collect();
+    let rows = tx
+        .fetch_all(
+            &format!("SELECT {COLUMNS} FROM status_job_rule WHERE robot_id IN ({marks})"),
+            &args,
+        )
+        .await?;
+    rows.iter().map(stored_rule).collect()
+}
