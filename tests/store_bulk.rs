@@ -92,6 +92,8 @@ async fn windows_closed_together_each_get_the_outcome_they_would_alone() {
 #[tokio::test]
 async fn a_session_that_cannot_be_closed_fails_alone_and_the_rest_of_its_batch_closes() {
     let db = TestDb::mysql().await;
+    db.store.migrate(true).await.unwrap();
+    db.store.seed_template().await.unwrap();
     let date = "2025-06-02".parse().unwrap();
     let mut ids = Vec::new();
     let mut deadline = None;
