@@ -64,14 +64,13 @@ async fn an_event_between_an_early_read_and_the_close_still_moves_the_window() {
 
     let clock: Arc<OnceLock<SimulatedClock>> = Arc::new(OnceLock::new());
     let shared = Arc::clone(&clock);
-    let server = MegazordServer::start(MegazordOptions::default().with_clock(Arc::new(
-        move || {
+    let server =
+        MegazordServer::start(MegazordOptions::default().with_clock(Arc::new(move || {
             shared
                 .get()
                 .map_or(clock_start, |sim| sim.service_time_at(Timestamp::now()))
-        },
-    )))
-    .await;
+        })))
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start(
         dir.path(),

@@ -356,9 +356,9 @@ impl Closer {
             };
             let (task_ctx, closes, pace) =
                 (ctx.clone(), self.closes.clone(), Arc::clone(&self.pace));
-            let handle = self.tasks.spawn(async move {
-                close(&task_ctx, &closes, &pace, slot, window, rule).await
-            });
+            let handle = self
+                .tasks
+                .spawn(async move { close(&task_ctx, &closes, &pace, slot, window, rule).await });
             self.by_task.insert(handle.id(), window);
             self.started.insert(window.status_check_id);
         }

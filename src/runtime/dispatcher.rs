@@ -8,8 +8,6 @@
 //! Up to `dispatch_concurrency` alarms are in flight at once, so that thousands of windows
 //! closing in the same second are not posted one after the other.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jiff::SignedDuration;
@@ -38,45 +36,42 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// The most alarms marked sent in one transaction.
 const MAX_MARK_BATCH: usize = 64;
 
-/// How many tasks mark alarms sent side by side on MySQL.
-const MYSQL_MARKERS: usize = 4;
-
-/// Where a posted alarm is marked sent: by tasks that each take whatever alarms were posted
-/// meanwhile and mark them in one transaction ([`Together`]). One task on SQLite (one writer,
-/// an fsync per commit); several on MySQL, side by side on the pool. An alarm posted alone is
-/// marked alone, as before.
-#[derive(Clone)]
+/// Where a posted alarm is marked sent. On SQLite (one writer, an fsync per commit) the alarms
+/// posted meanwhile are marked together by one task ([`Together`]); on MySQL each in a
+/// transaction of its own, concurrently on the pool: a mark reads and locks rows one after the
+/// other, so a batch of them on one connection would take longer than the same marks side by
+/// side.
+#[derive(Clone, Default)]
 struct Marks {
-    markers: Arc<Vec<Together<(u64, u64), Result<bool, StoreError>>>>,
-    next: Arc<AtomicUsize>,
+    together: Option<Together<(u64, u64), Result<bool, StoreError>>>,
 }
 
 impl Marks {
-    /// Starts the marking tasks; they end with the last clone.
+    /// Starts the marking task where the store gains from it; it ends with the last clone.
     fn start(ctx: &Context) -> Marks {
-        let count = match ctx.store().dialect() {
-            Dialect::Sqlite => 1,
-            Dialect::Mysql => MYSQL_MARKERS,
-        };
-        let markers = (0..count)
-            .map(|_| {
-                let ctx = ctx.clone();
-                Together::start(MAX_MARK_BATCH, move |alarms: Vec<(u64, u64)>| {
-                    let ctx = ctx.clone();
-                    async move { ctx.store().mark_alarms_sent(&alarms, ctx.now()).await }
-                })
-            })
-            .collect();
+        if ctx.store().dialect() != Dialect::Sqlite {
+            return Marks::default();
+        }
+        let ctx = ctx.clone();
+        let together = Together::start(MAX_MARK_BATCH, move |alarms: Vec<(u64, u64)>| {
+            let ctx = ctx.clone();
+            async move { ctx.store().mark_alarms_sent(&alarms, ctx.now()).await }
+        });
         Marks {
-            markers: Arc::new(markers),
-            next: Arc::default(),
+            together: Some(together),
         }
     }
 
     /// Marks the alarm sent with the id Megazord gave it.
-    async fn sent(&self, alarm_id: u64, megazord_id: u64) -> Result<bool, String> {
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.markers.len();
-        self.markers[turn]
+    async fn sent(&self, ctx: &Context, alarm_id: u64, megazord_id: u64) -> Result<bool, String> {
+        let Some(together) = &self.together else {
+            return ctx
+                .store()
+                .mark_alarm_sent(alarm_id, megazord_id, ctx.now())
+                .await
+                .map_err(|e| e.to_string());
+        };
+        together
             .ask((alarm_id, megazord_id))
             .await
             .ok_or_else(|| "marking alarms sent has stopped".to_string())?
@@ -196,7 +191,7 @@ async fn handle(
 ) -> Result<Option<Duration>, String> {
     match post(ctx, http, &alarm).await {
         Ok(megazord_id) => {
-            marks.sent(alarm.id, megazord_id).await?;
+            marks.sent(ctx, alarm.id, megazord_id).await?;
             let now = ctx.now();
             let late = now.duration_since(alarm.window_end);
             metrics::histogram!(names::DEADLINE_TO_ALARM).record(late.as_secs_f64());
