@@ -74,6 +74,12 @@ const FIRST_READ_ESTIMATE: Duration = Duration::from_millis(100);
 /// How much longer than the estimate the reads of a burst are given to finish by `u + grace`.
 const READ_MARGIN: f64 = 1.5;
 
+/// One task committing closes: each request is a session and the deadline it expects.
+type Committer = Together<(u64, Timestamp), Result<CloseOutcome, StoreError>>;
+
+/// What a window's task gave, or why it did not finish.
+type Joined = Result<(tokio::task::Id, Result<(), RuntimeError>), tokio::task::JoinError>;
+
 /// Where closes are committed: by tasks that each take whatever closes have queued up
 /// meanwhile and commit them in one transaction ([`Together`]), each session's close still all
 /// or nothing ([`crate::store::Store::close_windows`]). One task on SQLite, whose single
@@ -81,7 +87,7 @@ const READ_MARGIN: f64 = 1.5;
 /// side on the pool. A lone close is committed by itself, as before.
 #[derive(Clone, Debug)]
 struct Closes {
-    committers: Arc<Vec<Together<(u64, Timestamp), Result<CloseOutcome, StoreError>>>>,
+    committers: Arc<Vec<Committer>>,
     next: Arc<AtomicUsize>,
 }
 
@@ -347,9 +353,7 @@ impl Closer {
             let Ok(permit) = Arc::clone(&self.reads).try_acquire_owned() else {
                 return None;
             };
-            let Some(Queued { window, rule }) = self.queued.pop_front() else {
-                return None;
-            };
+            let Queued { window, rule } = self.queued.pop_front()?;
             let slot = ReadSlot {
                 _permit: permit,
                 freed: Arc::clone(&self.read_freed),
@@ -366,11 +370,7 @@ impl Closer {
     }
 
     /// Takes the outcome of one window's task; a failure stays with its session.
-    async fn finished(
-        &mut self,
-        ctx: &Context,
-        joined: Option<Result<(tokio::task::Id, Result<(), RuntimeError>), tokio::task::JoinError>>,
-    ) {
+    async fn finished(&mut self, ctx: &Context, joined: Option<Joined>) {
         let Some(joined) = joined else { return };
         let (id, result) = match joined {
             Ok((id, result)) => (id, result),
