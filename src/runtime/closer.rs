@@ -78,7 +78,8 @@ const READ_MARGIN: f64 = 1.5;
 type Committer = Together<(u64, Timestamp), Result<CloseOutcome, StoreError>>;
 
 /// What a window's task gave, or why it did not finish.
-type Joined = Result<(tokio::task::Id, Result<(), RuntimeError>), tokio::task::JoinError>;
+type Joined =
+    Result<(tokio::task::Id, Result<Option<Timestamp>, RuntimeError>), tokio::task::JoinError>;
 
 /// Where closes are committed: by tasks that each take whatever closes have queued up
 /// meanwhile and commit them in one transaction ([`Together`]), each session's close still all
@@ -188,7 +189,8 @@ struct Closer {
     /// Sessions whose window is being read, waits for its close, or is being closed.
     started: HashSet<u64>,
     /// The tasks of the started windows.
-    tasks: JoinSet<Result<(), RuntimeError>>,
+    /// Each gives the deadline of the window its close opened, if it opened one.
+    tasks: JoinSet<Result<Option<Timestamp>, RuntimeError>>,
     by_task: HashMap<tokio::task::Id, DueWindow>,
     /// `close_concurrency` history reads at once.
     reads: Arc<Semaphore>,
@@ -239,7 +241,11 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
         tokio::select! {
             () = shutdown.cancelled() => return,
             joined = closer.tasks.join_next_with_id(), if !closer.tasks.is_empty() => {
-                closer.finished(&ctx, joined).await;
+                // A close may open a window that is due already (a short final window) or soon:
+                // looked at when it is, as no look has seen it yet.
+                if let Some(next) = closer.finished(&ctx, joined).await {
+                    look_at = look_at.min(Instant::now() + ctx.clock().wait_until(next));
+                }
                 if closer.queued.is_empty() && closer.more_due {
                     look_at = Instant::now();
                 }
@@ -369,9 +375,10 @@ impl Closer {
         None
     }
 
-    /// Takes the outcome of one window's task; a failure stays with its session.
-    async fn finished(&mut self, ctx: &Context, joined: Option<Joined>) {
-        let Some(joined) = joined else { return };
+    /// Takes the outcome of one window's task, a failure staying with its session; returns the
+    /// session's deadline now, when the close opened a window or found one.
+    async fn finished(&mut self, ctx: &Context, joined: Option<Joined>) -> Option<Timestamp> {
+        let joined = joined?;
         let (id, result) = match joined {
             Ok((id, result)) => (id, result),
             Err(e) => {
@@ -385,12 +392,10 @@ impl Closer {
                 (id, Err(RuntimeError::Panicked(reason)))
             }
         };
-        let Some(window) = self.by_task.remove(&id) else {
-            return;
-        };
+        let window = self.by_task.remove(&id)?;
         self.started.remove(&window.status_check_id);
         match result {
-            Ok(()) => {
+            Ok(next) => {
                 self.last_closed = Some(ctx.now());
                 if let Some(failing) = self.retries.forget(window.status_check_id) {
                     tracing::info!(
@@ -400,8 +405,12 @@ impl Closer {
                         "window closed after failing before"
                     );
                 }
+                next
             }
-            Err(e) => self.failed(ctx, window, e).await,
+            Err(e) => {
+                self.failed(ctx, window, e).await;
+                None
+            }
         }
     }
 
@@ -506,7 +515,7 @@ async fn close(
     slot: ReadSlot,
     due: DueWindow,
     rule: Option<StoredRule>,
-) -> Result<(), RuntimeError> {
+) -> Result<Option<Timestamp>, RuntimeError> {
     if ctx.megazord().is_some() {
         let stored = rule.ok_or(RuntimeError::NoRule(due.robot_id))?;
         let call_ref = CallRef::new();
@@ -547,12 +556,13 @@ async fn close(
                 // The session ended: the janitor removes its subscription.
                 ctx.wake_janitor();
             }
+            Ok(next.map(|w| w.end))
         }
         CloseOutcome::Stale { deadline } => {
             tracing::debug!(statusCheckId = due.status_check_id, deadline = %deadline,
                 "window moved before it closed");
+            Ok(Some(deadline))
         }
-        CloseOutcome::NotRunning => {}
+        CloseOutcome::NotRunning => Ok(None),
     }
-    Ok(())
 }
