@@ -9,7 +9,8 @@ mod store_support;
 use azi3_status_jobs::domain::Rule;
 use azi3_status_jobs::store::CloseOutcome;
 use jiff::{SignedDuration, Timestamp};
-use store_support::{TestDb, rule, started, ts};
+use sqlx::AssertSqlSafe;
+use store_support::{TestDb, admin_mysql, rule, started, ts};
 
 fn robot(robot_id: u32) -> Rule {
     let mut rule = rule("08:00", "20:00", "60m");
@@ -86,6 +87,50 @@ async fn windows_closed_together_each_get_the_outcome_they_would_alone() {
         }
         db.finish().await;
     }
+}
+
+#[tokio::test]
+async fn a_session_that_cannot_be_closed_fails_alone_and_the_rest_of_its_batch_closes() {
+    let db = TestDb::mysql().await;
+    db.store.migrate(true).await.unwrap();
+    db.store.seed_template().await.unwrap();
+    let date = "2025-06-02".parse().unwrap();
+    let mut ids = Vec::new();
+    let mut deadline = None;
+    for robot_id in 11..=14 {
+        let (id, session) = started(&db.store, &robot(robot_id), date).await;
+        ids.push(id);
+        deadline = Some(session.start + SignedDuration::from_mins(60));
+    }
+    let deadline = deadline.unwrap();
+    let now = deadline + SignedDuration::from_secs(30);
+    // The third session's row is unreadable: its close fails whatever is tried.
+    let admin = admin_mysql().await;
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE `{}`.status_job_session SET partial_final_window = 'bogus' WHERE status_check_id = {}",
+        db.database_name(),
+        ids[2]
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
+
+    let windows: Vec<(u64, Timestamp)> = ids.iter().map(|&id| (id, deadline)).collect();
+    let outcomes = db.store.close_windows(&windows, now).await;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if i == 2 {
+            assert!(outcome.is_err(), "the broken session fails: {outcome:?}");
+        } else {
+            assert!(
+                matches!(outcome, Ok(CloseOutcome::Closed { alarm: Some(_), .. })),
+                "session {i} closes although another of its batch failed: {outcome:?}"
+            );
+            assert_eq!(db.store.alarms_of(ids[i]).await.unwrap().len(), 1);
+        }
+    }
+    assert!(db.store.alarms_of(ids[2]).await.unwrap().is_empty());
+    db.finish().await;
 }
 
 #[tokio::test]

@@ -1,20 +1,47 @@
-//! Closing windows on time: sleep until the earliest deadline plus the grace, read Megazord's
-//! history for the window (so that a delayed queue message never causes a false alarm), then
-//! close it in one transaction that writes the alarm into the outbox (semantics §4, §6).
+//! Closing windows on time: read Megazord's history for each window whose end `u` has passed
+//! (so that a delayed queue message never causes a false alarm), then close it no earlier than
+//! `u + grace` in one transaction that writes the alarm into the outbox (semantics §4, §6).
 //!
-//! Windows that are due together are closed together, up to `close_concurrency` at once, each
-//! on a task of its own. A window that cannot be closed (Megazord refuses its robot, its history
-//! read times out, its transaction fails) puts its session on a back-off of its own
-//! ([`SessionRetries`]) and every other window goes on being closed on time. A session that
-//! keeps failing for `failing_session_limit` is ended as `FAILED` with the reason (semantics §8)
-//! once the failure is clearly its own: Megazord refused it for good, or other windows were
-//! closed meanwhile. While Megazord fails for everyone, windows wait for it instead, and the
-//! watchdog reports them overdue.
+//! # When a window's history is read
+//!
+//! The rule (semantics §4) allows the read as soon as `u` has passed, and asks for the close no
+//! earlier than `u + grace`. The read is made as late as it can be while the reads of everything
+//! due finish by `u + grace`: the later the read, the more of the window's late-recorded events
+//! it sees.
+//!
+//! - While no more windows are waiting than `close_concurrency` reads at once can take in one
+//!   go, each is read at `u + grace` and closed right after, as a single window always was.
+//! - When more are waiting (thousands of sessions whose windows end in the same second), the
+//!   reads would take longer than the grace: the first window's read starts early enough that
+//!   the rounds of `close_concurrency` reads ahead of the last round end by `u + grace`,
+//!   estimated from how long reads have been taking (with a margin), and never before `u`.
+//!   When more windows are due than one look at the store fetches, reads start at once.
+//! - A window read early waits for `u + grace` and is closed then, never before. An event that
+//!   reaches the session between its read and its close (from the queue or the ingest API)
+//!   moves the window as always: the close finds the deadline changed and does nothing
+//!   ([`CloseOutcome::Stale`]).
+//!
+//! Reads run up to `close_concurrency` at once, each on a task of its own; a window that has
+//! been read no longer holds a slot while it waits for its close. On SQLite (one writer, an
+//! fsync per commit) the closes that are ready together are committed together by one task;
+//! on MySQL by a few such tasks side by side on the pool ([`Closes`]), each session's close
+//! still all or nothing.
+//!
+//! A window that cannot be closed (Megazord refuses its robot, its history read times out,
+//! its transaction fails) puts its session on a back-off of its own ([`SessionRetries`]) and
+//! every other window goes on being closed on time. A session that keeps failing for
+//! `failing_session_limit` is ended as `FAILED` with the reason (semantics §8) once the failure is
+//! clearly its own: Megazord refused it for good, or other windows were closed meanwhile.
+//! While Megazord fails for everyone, windows wait for it instead, and the watchdog reports
+//! them overdue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -29,64 +56,126 @@ use crate::megazord::CallRef;
 use crate::store::{CloseOutcome, Dialect, DueWindow, EndOutcome, StoreError, StoredRule};
 use crate::telemetry::names;
 
-/// How many due windows are fetched at once (besides those waiting out a back-off).
-const BATCH: u32 = 100;
+/// How many due windows one look at the store fetches, besides those already being closed
+/// and those waiting out a back-off.
+const FETCH: u32 = 1000;
 /// The longest the closer sleeps without looking (in case a wake-up was missed).
 const MAX_SLEEP: Duration = Duration::from_secs(30);
-/// The pause after a pass the store failed (the database unreachable).
+/// The pause after a look the store failed (the database unreachable).
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// The most windows committed in one transaction.
 const MAX_CLOSE_BATCH: usize = 64;
+/// How many tasks commit closes side by side on MySQL.
+const MYSQL_COMMITTERS: usize = 4;
 
-/// Where a window's close transaction runs. On SQLite, one writer runs one transaction at a
-/// time and every commit is an fsync: closes whose history reads finished meanwhile are
-/// committed together by one task ([`Together`]), each session's close still all or
-/// nothing. On MySQL each close runs in its own transaction, concurrently on the pool.
-#[derive(Clone, Debug, Default)]
+/// The wall-clock time a history read is assumed to take before one has been timed: generous,
+/// so that a burst's first reads start early rather than late.
+const FIRST_READ_ESTIMATE: Duration = Duration::from_millis(100);
+/// How much longer than the estimate the reads of a burst are given to finish by `u + grace`.
+const READ_MARGIN: f64 = 1.5;
+
+/// One task committing closes: each request is a session and the deadline it expects.
+type Committer = Together<(u64, Timestamp), Result<CloseOutcome, StoreError>>;
+
+/// What a window's task gave, or why it did not finish.
+type Joined =
+    Result<(tokio::task::Id, Result<Option<Timestamp>, RuntimeError>), tokio::task::JoinError>;
+
+/// Where closes are committed: by tasks that each take whatever closes have queued up
+/// meanwhile and commit them in one transaction ([`Together`]), each session's close still all
+/// or nothing ([`crate::store::Store::close_windows`]). One task on SQLite, whose single
+/// writer runs one transaction at a time with an fsync per commit; several on MySQL, side by
+/// side on the pool. A lone close is committed by itself, as before.
+#[derive(Clone, Debug)]
 struct Closes {
-    together: Option<Together<(u64, Timestamp), Result<CloseOutcome, StoreError>>>,
+    committers: Arc<Vec<Committer>>,
+    next: Arc<AtomicUsize>,
 }
 
 impl Closes {
-    /// Starts the committing task where the store gains from it; it ends with the last
-    /// clone of the returned value.
+    /// Starts the committing tasks; they end with the last clone of the returned value.
     fn start(ctx: &Context) -> Closes {
-        if ctx.store().dialect() != Dialect::Sqlite {
-            return Closes::default();
-        }
-        let ctx = ctx.clone();
-        let together = Together::start(MAX_CLOSE_BATCH, move |windows: Vec<(u64, Timestamp)>| {
-            let ctx = ctx.clone();
-            async move { ctx.store().close_windows(&windows, ctx.now()).await }
-        });
+        let count = match ctx.store().dialect() {
+            Dialect::Sqlite => 1,
+            Dialect::Mysql => MYSQL_COMMITTERS,
+        };
+        let committers = (0..count)
+            .map(|_| {
+                let ctx = ctx.clone();
+                Together::start(MAX_CLOSE_BATCH, move |windows: Vec<(u64, Timestamp)>| {
+                    let ctx = ctx.clone();
+                    async move { ctx.store().close_windows(&windows, ctx.now()).await }
+                })
+            })
+            .collect();
         Closes {
-            together: Some(together),
+            committers: Arc::new(committers),
+            next: Arc::default(),
         }
     }
 
     /// Closes the session's window if its deadline is still `deadline`.
     async fn close(
         &self,
-        ctx: &Context,
         status_check_id: u64,
         deadline: Timestamp,
     ) -> Result<CloseOutcome, RuntimeError> {
-        let Some(together) = &self.together else {
-            return Ok(ctx
-                .store()
-                .close_window(status_check_id, deadline, ctx.now())
-                .await?);
-        };
-        Ok(together
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.committers.len();
+        Ok(self.committers[turn]
             .ask((status_check_id, deadline))
             .await
             .ok_or(RuntimeError::Panicked("committing closes has stopped"))??)
     }
 }
 
-/// What the closer remembers between passes.
-#[derive(Debug, Default)]
+/// How long a history read takes (wall clock), as an exponentially weighted mean of the reads
+/// timed so far: what the closer plans a burst's reads with.
+#[derive(Debug)]
+struct ReadPace {
+    seconds: Mutex<f64>,
+}
+
+impl Default for ReadPace {
+    fn default() -> Self {
+        ReadPace {
+            seconds: Mutex::new(FIRST_READ_ESTIMATE.as_secs_f64()),
+        }
+    }
+}
+
+impl ReadPace {
+    fn timed(&self, took: Duration) {
+        let mut mean = self.seconds.lock().unwrap_or_else(PoisonError::into_inner);
+        *mean = 0.9 * *mean + 0.1 * took.as_secs_f64();
+    }
+
+    fn seconds(&self) -> f64 {
+        *self.seconds.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A due window not yet started, with the rule its history is read for.
+#[derive(Debug, Clone)]
+struct Queued {
+    window: DueWindow,
+    rule: Option<StoredRule>,
+}
+
+/// A history read's slot: freeing it tells the closer that another read may start.
+struct ReadSlot {
+    _permit: OwnedSemaphorePermit,
+    freed: Arc<Notify>,
+}
+
+impl Drop for ReadSlot {
+    fn drop(&mut self) {
+        self.freed.notify_one();
+    }
+}
+
+/// What the closer remembers between looks at the store.
+#[derive(Debug)]
 struct Closer {
     /// Sessions whose last close failed, each waiting out its own back-off.
     retries: SessionRetries,
@@ -94,160 +183,234 @@ struct Closer {
     last_closed: Option<Timestamp>,
     /// Where close transactions run.
     closes: Closes,
-}
-
-/// When to look again: the next deadline not waiting out a back-off, and the earliest retry.
-#[derive(Debug, Default, Clone, Copy)]
-struct Wake {
-    deadline: Option<Timestamp>,
-    retry: Option<Instant>,
+    /// Due windows not started yet, earliest deadline first.
+    queued: VecDeque<Queued>,
+    /// Whether the last look fetched as many windows as it asked for: more may be due.
+    more_due: bool,
+    /// Sessions whose window is being read, waits for its close, or is being closed.
+    started: HashSet<u64>,
+    /// The tasks of the started windows.
+    /// Each gives the deadline of the window its close opened, if it opened one.
+    tasks: JoinSet<Result<Option<Timestamp>, RuntimeError>>,
+    by_task: HashMap<tokio::task::Id, DueWindow>,
+    /// `close_concurrency` history reads at once.
+    reads: Arc<Semaphore>,
+    /// Told whenever a read's slot is freed.
+    read_freed: Arc<Notify>,
+    pace: Arc<ReadPace>,
 }
 
 /// Runs until `shutdown`.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
+    let concurrency = ctx.settings().close_concurrency.max(1);
     let mut closer = Closer {
+        retries: SessionRetries::default(),
+        last_closed: None,
         closes: Closes::start(&ctx),
-        ..Closer::default()
+        queued: VecDeque::new(),
+        more_due: false,
+        started: HashSet::new(),
+        tasks: JoinSet::new(),
+        by_task: HashMap::new(),
+        reads: Arc::new(Semaphore::new(concurrency)),
+        read_freed: Arc::new(Notify::new()),
+        pace: Arc::default(),
     };
+    // When to look at the store again (wall clock); now at first.
+    let mut look_at = Instant::now();
     loop {
-        let wait = match closer.pass(&ctx, &shutdown).await {
-            Ok(wake) => {
-                ctx.liveness().closer_passed();
-                let until_deadline = wake.deadline.map(|deadline| {
-                    let close_at = deadline
-                        .checked_add(ctx.settings().grace)
-                        .unwrap_or(deadline);
-                    ctx.clock().wait_until(close_at)
-                });
-                let until_retry = wake
-                    .retry
-                    .map(|at| at.saturating_duration_since(Instant::now()));
-                [until_deadline, until_retry]
-                    .into_iter()
-                    .flatten()
-                    .fold(MAX_SLEEP, Duration::min)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, kind = e.kind(), "closing windows failed; trying again");
-                RETRY_PAUSE
-            }
-        };
+        if shutdown.is_cancelled() {
+            return;
+        }
+        if Instant::now() >= look_at {
+            look_at = match closer.look(&ctx).await {
+                Ok(next) => {
+                    ctx.liveness().closer_passed();
+                    next
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, kind = e.kind(), "closing windows failed; trying again");
+                    Instant::now() + RETRY_PAUSE
+                }
+            };
+        }
+        let head_at = closer.start_ready(&ctx);
+        let mut wake = look_at;
+        if let Some(at) = head_at {
+            wake = wake.min(Instant::now() + ctx.clock().wait_until(at));
+        }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(wait) => {}
-            () = ctx.closer_woken() => {}
+            joined = closer.tasks.join_next_with_id(), if !closer.tasks.is_empty() => {
+                // A close may open a window that is due already (a short final window) or soon:
+                // looked at when it is, as no look has seen it yet.
+                if let Some(next) = closer.finished(&ctx, joined).await {
+                    look_at = look_at.min(Instant::now() + ctx.clock().wait_until(next));
+                }
+                if closer.queued.is_empty() && closer.more_due {
+                    look_at = Instant::now();
+                }
+                if let Some(retry) = closer.next_retry() {
+                    look_at = look_at.min(retry);
+                }
+            }
+            () = closer.read_freed.notified() => {}
+            () = tokio::time::sleep_until(wake) => {}
+            () = ctx.closer_woken() => look_at = Instant::now(),
         }
     }
 }
 
 impl Closer {
-    /// Closes every window whose deadline plus grace has passed, except those waiting out a
-    /// back-off; says when to look again.
-    async fn pass(
-        &mut self,
-        ctx: &Context,
-        shutdown: &CancellationToken,
-    ) -> Result<Wake, RuntimeError> {
-        loop {
-            if shutdown.is_cancelled() {
-                return Ok(Wake::default());
-            }
-            let now = ctx.now();
-            let cutoff = now.checked_sub(ctx.settings().grace).unwrap_or(now);
-            let waiting = u32::try_from(self.retries.len()).unwrap_or(u32::MAX);
-            let limit = BATCH.saturating_add(waiting);
-            let due = ctx.store().due_windows(cutoff, limit).await?;
-            self.expedite(ctx);
-            let at = Instant::now();
-            let ready: Vec<DueWindow> = due
-                .iter()
-                .filter(|w| !self.retries.waiting(w.status_check_id, at))
-                .copied()
-                .collect();
-            if ready.is_empty() {
-                if due.len() < limit as usize {
-                    // Every due window was seen: a session that is no longer among them was
-                    // closed elsewhere, moved on by an event, or ended.
-                    self.retries
-                        .retain(|id, _| due.iter().any(|w| w.status_check_id == id));
-                }
-                metrics::gauge!(names::RETRYING_SESSIONS).set(self.retries.len() as f64);
-                let upcoming = ctx
-                    .store()
-                    .due_windows(Timestamp::MAX, waiting.saturating_add(1))
-                    .await?;
-                let deadline = upcoming
-                    .iter()
-                    .find(|w| !self.retries.waiting(w.status_check_id, at))
-                    .map(|w| w.deadline);
-                return Ok(Wake {
-                    deadline,
-                    retry: self.retries.next_retry(),
-                });
-            }
-            // Every window's rule (its watched event) in one read, not one read each.
-            let rules = if ctx.megazord().is_some() {
-                let robots: Vec<_> = ready.iter().map(|w| w.robot_id).collect();
-                ctx.store().rules_of(&robots).await?
-            } else {
-                HashMap::new()
-            };
-            self.close_all(ctx, ready, &rules).await;
+    /// Fetches the due windows not started yet, except those waiting out a back-off; says
+    /// when to look again.
+    async fn look(&mut self, ctx: &Context) -> Result<Instant, RuntimeError> {
+        let now = ctx.now();
+        let known = self.started.len().saturating_add(self.retries.len());
+        let limit = FETCH.saturating_add(u32::try_from(known).unwrap_or(u32::MAX));
+        let due = ctx.store().due_windows(now, limit).await?;
+        self.expedite(ctx);
+        self.more_due = due.len() >= limit as usize;
+        if !self.more_due {
+            // Every due window was seen: a session that is no longer among them was closed
+            // elsewhere, moved on by an event, or ended.
+            let seen: HashSet<u64> = due.iter().map(|w| w.status_check_id).collect();
+            self.retries.retain(|id, _| seen.contains(&id));
         }
+        metrics::gauge!(names::RETRYING_SESSIONS).set(self.retries.len() as f64);
+        let at = Instant::now();
+        let fresh: Vec<DueWindow> = due
+            .into_iter()
+            .filter(|w| {
+                !self.started.contains(&w.status_check_id)
+                    && !self.retries.waiting(w.status_check_id, at)
+            })
+            .collect();
+        // Every window's rule (its watched event) in one read, not one read each; those of
+        // windows queued at the last look are known already.
+        let mut rules: HashMap<RobotId, StoredRule> = std::mem::take(&mut self.queued)
+            .into_iter()
+            .filter_map(|q| Some((q.window.robot_id, q.rule?)))
+            .collect();
+        if ctx.megazord().is_some() {
+            let unknown: Vec<RobotId> = fresh
+                .iter()
+                .map(|w| w.robot_id)
+                .filter(|r| !rules.contains_key(r))
+                .collect();
+            if !unknown.is_empty() {
+                rules.extend(ctx.store().rules_of(&unknown).await?);
+            }
+        }
+        self.queued = fresh
+            .into_iter()
+            .map(|window| Queued {
+                rule: rules.get(&window.robot_id).cloned(),
+                window,
+            })
+            .collect();
+        let mut next = Instant::now() + MAX_SLEEP;
+        if let Some(deadline) = ctx.store().next_deadline_after(now).await? {
+            next = next.min(Instant::now() + ctx.clock().wait_until(deadline));
+        }
+        if let Some(retry) = self.next_retry() {
+            next = next.min(retry);
+        }
+        Ok(next)
     }
 
-    /// Closes `windows`, up to `close_concurrency` at once; a failure stays with its session.
-    async fn close_all(
-        &mut self,
-        ctx: &Context,
-        windows: Vec<DueWindow>,
-        rules: &HashMap<RobotId, StoredRule>,
-    ) {
+    /// The earliest instant a session waiting out its back-off, and not being tried now, may
+    /// be tried again.
+    fn next_retry(&self) -> Option<Instant> {
+        self.retries
+            .iter()
+            .filter(|(id, _)| !self.started.contains(id))
+            .map(|(_, f)| f.retry_at)
+            .min()
+    }
+
+    /// When the history read of a window due at `deadline`, the first of those queued, is to
+    /// start (service time): see the module's documentation.
+    fn start_time(&self, ctx: &Context, deadline: Timestamp) -> Timestamp {
+        let close_at = deadline
+            .checked_add(ctx.settings().grace)
+            .unwrap_or(deadline);
+        if self.more_due {
+            return deadline;
+        }
         let concurrency = ctx.settings().close_concurrency.max(1);
-        let mut running = JoinSet::new();
-        let mut by_task = HashMap::new();
-        let mut waiting = windows.into_iter();
-        loop {
-            while running.len() < concurrency {
-                let Some(window) = waiting.next() else { break };
-                let (task_ctx, closes) = (ctx.clone(), self.closes.clone());
-                let rule = rules.get(&window.robot_id).cloned();
-                let handle =
-                    running.spawn(async move { close(&task_ctx, &closes, window, rule).await });
-                by_task.insert(handle.id(), window);
+        let rounds_ahead = self.queued.len().div_ceil(concurrency).saturating_sub(1);
+        if rounds_ahead == 0 {
+            return close_at;
+        }
+        let lead_wall = rounds_ahead as f64 * self.pace.seconds() * READ_MARGIN;
+        let lead = SignedDuration::try_from_secs_f64(lead_wall * ctx.clock().speed())
+            .unwrap_or(SignedDuration::MAX);
+        close_at.checked_sub(lead).unwrap_or(deadline).max(deadline)
+    }
+
+    /// Starts the queued windows whose read is due, as long as read slots are free; returns
+    /// when the next one's read is due, if it waits for that rather than for a slot.
+    fn start_ready(&mut self, ctx: &Context) -> Option<Timestamp> {
+        while let Some(head) = self.queued.front() {
+            let at = self.start_time(ctx, head.window.deadline);
+            if at > ctx.now() {
+                return Some(at);
             }
-            let Some(joined) = running.join_next_with_id().await else {
-                return;
+            let Ok(permit) = Arc::clone(&self.reads).try_acquire_owned() else {
+                return None;
             };
-            let (id, result) = match joined {
-                Ok((id, result)) => (id, result),
-                Err(e) => {
-                    let id = e.id();
-                    let reason = if e.is_panic() {
-                        "panicked"
-                    } else {
-                        "was cancelled"
-                    };
-                    tracing::error!(task = %id, "closing a window {reason}");
-                    (id, Err(RuntimeError::Panicked(reason)))
+            let Queued { window, rule } = self.queued.pop_front()?;
+            let slot = ReadSlot {
+                _permit: permit,
+                freed: Arc::clone(&self.read_freed),
+            };
+            let (task_ctx, closes, pace) =
+                (ctx.clone(), self.closes.clone(), Arc::clone(&self.pace));
+            let handle = self
+                .tasks
+                .spawn(async move { close(&task_ctx, &closes, &pace, slot, window, rule).await });
+            self.by_task.insert(handle.id(), window);
+            self.started.insert(window.status_check_id);
+        }
+        None
+    }
+
+    /// Takes the outcome of one window's task, a failure staying with its session; returns the
+    /// session's deadline now, when the close opened a window or found one.
+    async fn finished(&mut self, ctx: &Context, joined: Option<Joined>) -> Option<Timestamp> {
+        let joined = joined?;
+        let (id, result) = match joined {
+            Ok((id, result)) => (id, result),
+            Err(e) => {
+                let id = e.id();
+                let reason = if e.is_panic() {
+                    "panicked"
+                } else {
+                    "was cancelled"
+                };
+                tracing::error!(task = %id, "closing a window {reason}");
+                (id, Err(RuntimeError::Panicked(reason)))
+            }
+        };
+        let window = self.by_task.remove(&id)?;
+        self.started.remove(&window.status_check_id);
+        match result {
+            Ok(next) => {
+                self.last_closed = Some(ctx.now());
+                if let Some(failing) = self.retries.forget(window.status_check_id) {
+                    tracing::info!(
+                        statusCheckId = window.status_check_id,
+                        robotId = window.robot_id,
+                        attempts = failing.attempts,
+                        "window closed after failing before"
+                    );
                 }
-            };
-            let Some(window) = by_task.remove(&id) else {
-                continue;
-            };
-            match result {
-                Ok(()) => {
-                    self.last_closed = Some(ctx.now());
-                    if let Some(failing) = self.retries.forget(window.status_check_id) {
-                        tracing::info!(
-                            statusCheckId = window.status_check_id,
-                            robotId = window.robot_id,
-                            attempts = failing.attempts,
-                            "window closed after failing before"
-                        );
-                    }
-                }
-                Err(e) => self.failed(ctx, window, e).await,
+                next
+            }
+            Err(e) => {
+                self.failed(ctx, window, e).await;
+                None
             }
         }
     }
@@ -344,19 +507,32 @@ impl Closer {
     }
 }
 
-/// Reads the window's history, then closes it if no event has moved it meanwhile.
+/// Reads the window's history (in a read slot), waits for `u + grace`, then closes the
+/// window if no event has moved it meanwhile.
 async fn close(
     ctx: &Context,
     closes: &Closes,
+    pace: &ReadPace,
+    slot: ReadSlot,
     due: DueWindow,
     rule: Option<StoredRule>,
-) -> Result<(), RuntimeError> {
+) -> Result<Option<Timestamp>, RuntimeError> {
     if ctx.megazord().is_some() {
         let stored = rule.ok_or(RuntimeError::NoRule(due.robot_id))?;
         let call_ref = CallRef::new();
+        let began = Instant::now();
         replay_history(ctx, &stored, due.window_start, &call_ref).await?;
+        pace.timed(began.elapsed());
     }
-    match closes.close(ctx, due.status_check_id, due.deadline).await? {
+    drop(slot);
+    let close_at = due
+        .deadline
+        .checked_add(ctx.settings().grace)
+        .unwrap_or(due.deadline);
+    while ctx.now() < close_at {
+        ctx.clock().sleep_until(close_at).await;
+    }
+    match closes.close(due.status_check_id, due.deadline).await? {
         CloseOutcome::Closed {
             alarm,
             next,
@@ -381,12 +557,13 @@ async fn close(
                 // The session ended: the janitor removes its subscription.
                 ctx.wake_janitor();
             }
+            Ok(next.map(|w| w.end))
         }
         CloseOutcome::Stale { deadline } => {
             tracing::debug!(statusCheckId = due.status_check_id, deadline = %deadline,
                 "window moved before it closed");
+            Ok(Some(deadline))
         }
-        CloseOutcome::NotRunning => {}
+        CloseOutcome::NotRunning => Ok(None),
     }
-    Ok(())
 }

@@ -38,7 +38,9 @@ const MAX_MARK_BATCH: usize = 64;
 
 /// Where a posted alarm is marked sent. On SQLite (one writer, an fsync per commit) the alarms
 /// posted meanwhile are marked together by one task ([`Together`]); on MySQL each in a
-/// transaction of its own, concurrently on the pool.
+/// transaction of its own, concurrently on the pool: a mark reads and locks rows one after the
+/// other, so a batch of them on one connection would take longer than the same marks side by
+/// side.
 #[derive(Clone, Default)]
 struct Marks {
     together: Option<Together<(u64, u64), Result<bool, StoreError>>>,

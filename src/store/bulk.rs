@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use super::error::StoreError;
 use super::outbox;
 use super::rules;
-use super::transitions;
+use super::transitions::{self, Basis};
 use super::types::{CloseOutcome, StoredRule};
 use super::{BoxFuture, Dialect, Store};
 use crate::domain::RobotId;
@@ -56,8 +56,10 @@ impl Store {
 
 impl Store {
     /// Closes several sessions' current windows (each `(status_check_id, expected_deadline)`)
-    /// in one transaction: on SQLite, where one writer serialises every transaction and each
-    /// commit is an fsync, this is what lets thousands of windows ending together close on
+    /// in one transaction, their session rows locked and read in one statement and every write
+    /// sent with the `COMMIT`: on SQLite, where one writer serialises every transaction and
+    /// each commit is an fsync, and on MySQL, where each statement is a round trip and each
+    /// commit a log flush, this is what lets thousands of windows ending together close on
     /// time. Each session's close stays all-or-nothing and fails alone: when any close in the
     /// batch fails, or the batch cannot be committed, nothing of the batch is kept and every
     /// window is closed again in a transaction of its own (with [`Store::close_window`]'s
@@ -90,9 +92,35 @@ impl Store {
         let mut tx = self.begin().await.ok()?;
         // Every row is read under the writer's lock: a stale copy would fail the whole batch.
         tx.may_decide_on_copies = false;
+        // Every session row of the batch locked and read in one statement; a batch naming a
+        // session twice (which the closer never sends) takes them one by one.
+        let mut ids: Vec<u64> = windows.iter().map(|&(id, _)| id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut locked = if ids.len() == windows.len() {
+            match transitions::lock_sessions(&mut tx, &ids).await {
+                Ok(rows) => Some(rows),
+                Err(e) => {
+                    tracing::debug!(error = %e, "locking a batch of sessions failed: closing each alone");
+                    tx.rollback().await;
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
         let mut outcomes = Vec::with_capacity(windows.len());
         for &(status_check_id, deadline) in windows {
-            match transitions::close_window(&mut tx, status_check_id, deadline, now).await {
+            let closed = match &mut locked {
+                Some(rows) => match rows.remove(&status_check_id) {
+                    Some(row) => {
+                        transitions::close_row(&mut tx, row, Basis::Locked, deadline, now).await
+                    }
+                    None => Ok(CloseOutcome::NotRunning),
+                },
+                None => transitions::close_window(&mut tx, status_check_id, deadline, now).await,
+            };
+            match closed {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(e) => {
                     tracing::debug!(statusCheckId = status_check_id, error = %e,
@@ -166,9 +194,9 @@ impl Store {
 }
 
 impl Store {
-    /// The rules of `robots` (those that have one), read in one transaction: the closer needs
-    /// the rule of every window it closes, and a transaction per window would cost as much
-    /// as the close itself.
+    /// The rules of `robots` (those that have one), read in one statement per thousand robots:
+    /// the closer needs the rule of every window it closes, and a read per window would cost
+    /// as much as the close itself.
     pub async fn rules_of(
         &self,
         robots: &[RobotId],
@@ -177,13 +205,14 @@ impl Store {
             move |tx| -> BoxFuture<'_, Result<HashMap<RobotId, StoredRule>, StoreError>> {
                 let robots = robots.to_vec();
                 Box::pin(async move {
+                    let mut robots = robots;
+                    robots.sort_unstable();
+                    robots.dedup();
                     let mut found = HashMap::with_capacity(robots.len());
-                    for robot_id in robots {
-                        if found.contains_key(&robot_id) {
-                            continue;
-                        }
-                        if let Some(stored) = rules::get(tx, robot_id).await? {
-                            found.insert(robot_id, stored);
+                    // One statement per thousand robots, not one per robot.
+                    for chunk in robots.chunks(1000) {
+                        for stored in rules::get_many(tx, chunk).await? {
+                            found.insert(stored.rule.robot_id, stored);
                         }
                     }
                     Ok(found)

@@ -554,6 +554,15 @@ impl Store {
             .await
     }
 
+    /// The earliest deadline of a running session after `after`: when the closer looks next.
+    pub async fn next_deadline_after(
+        &self,
+        after: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        self.run(move |tx| Box::pin(views::next_deadline_after(tx, after)))
+            .await
+    }
+
     // ---- rules --------------------------------------------------------------------------
 
     /// Saves a rule; a change bumps its version and applies to running sessions (semantics §6).

@@ -218,3 +218,13 @@ pub fn select_by_robots(robots: &[u32]) -> (String, Vec<super::sql::Arg>) {
         robots.iter().map(|&r| r.into()).collect(),
     )
 }
+
+/// The rules of `robots` (those that have one), in one statement.
+pub async fn get_many(tx: &mut Tx, robots: &[u32]) -> Result<Vec<StoredRule>, StoreError> {
+    if robots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (sql, args) = select_by_robots(robots);
+    let rows = tx.fetch_all(&sql, &args).await?;
+    rows.iter().map(stored_rule).collect()
+}

@@ -3,6 +3,8 @@
 //! row lock, calls the core, and writes down what it decided. After each write a transition
 //! passes a [`Tx::checkpoint`] where a test can kill the connection.
 
+use std::collections::HashMap;
+
 use jiff::Timestamp;
 
 use super::error::StoreError;
@@ -247,13 +249,47 @@ pub async fn close_window(
     let copy = tx.take_copy(status_check_id, |c| {
         c.pending_events == 0 && c.state.deadline() == Some(expected_deadline)
     });
-    let (mut row, basis) = match copy {
+    let (row, basis) = match copy {
         Some(copy) => (copy, Basis::Copy),
         None => match lock_session(tx, status_check_id).await? {
             Some(row) => (row, Basis::Locked),
             None => return Ok(CloseOutcome::NotRunning),
         },
     };
+    close_row(tx, row, basis, expected_deadline, now).await
+}
+
+/// Locks the rows of several sessions for the rest of the transaction and reads them, in one
+/// statement and in `status_check_id` order (the order any transaction locking several
+/// sessions takes them in, so that two never wait for each other).
+pub async fn lock_sessions(
+    tx: &mut Tx,
+    status_check_ids: &[u64],
+) -> Result<HashMap<u64, SessionRow>, StoreError> {
+    if status_check_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let marks = vec!["?"; status_check_ids.len()].join(", ");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM status_job_session WHERE status_check_id IN ({marks}) \
+         ORDER BY status_check_id{}",
+        tx.dialect().for_update()
+    );
+    let args: Vec<Arg> = status_check_ids.iter().map(|&id| id.into()).collect();
+    let rows = tx.fetch_all(&sql, &args).await?;
+    rows.iter()
+        .map(|r| SessionRow::from_row(r).map(|row| (row.status_check_id, row)))
+        .collect()
+}
+
+/// [`close_window`] on a session row already read: locked by this transaction, or a copy.
+pub async fn close_row(
+    tx: &mut Tx,
+    mut row: SessionRow,
+    basis: Basis,
+    expected_deadline: Timestamp,
+    now: Timestamp,
+) -> Result<CloseOutcome, StoreError> {
     let Some(deadline) = row.state.deadline() else {
         return Ok(CloseOutcome::NotRunning);
     };

@@ -143,3 +143,19 @@ pub async fn due_windows(
 fn seconds(s: i64) -> Result<Timestamp, StoreError> {
     Timestamp::from_second(s).map_err(|e| StoreError::corrupt(format!("instant {s}: {e}")))
 }
+
+/// The earliest deadline of a running session after `after`, if any.
+pub async fn next_deadline_after(
+    tx: &mut Tx,
+    after: Timestamp,
+) -> Result<Option<Timestamp>, StoreError> {
+    let row = tx
+        .fetch_optional(
+            "SELECT window_end_ms FROM status_job_session \
+             WHERE result = 'PENDING' AND window_end_ms > ? ORDER BY window_end_ms LIMIT 1",
+            &[ts_to_ms(after).into()],
+        )
+        .await?;
+    row.map(|r| super::session_row::ms_to_ts(r.int(0)?))
+        .transpose()
+}
