@@ -49,6 +49,16 @@ pub mod names {
     pub const RETRYING_SESSIONS: &str = "retrying_sessions";
     /// Sessions ended as FAILED because the service could not monitor them.
     pub const SESSIONS_FAILED: &str = "sessions_failed_total";
+    /// Status-queue messages handled, by `outcome` (done, retry, dead_letter).
+    pub const QUEUE_MESSAGES: &str = "queue_messages_total";
+    /// Failed calls to the queue, by `operation` (receive, handle, delete, change_visibility).
+    pub const QUEUE_ERRORS: &str = "queue_errors_total";
+    /// How long one receive call took.
+    pub const QUEUE_RECEIVE_DURATION: &str = "queue_receive_duration_seconds";
+    /// Calls to Megazord, by `route` and `outcome`.
+    pub const MEGAZORD_REQUESTS: &str = "megazord_requests_total";
+    /// How long one Megazord call took, by `route`.
+    pub const MEGAZORD_REQUEST_DURATION: &str = "megazord_request_duration_seconds";
     /// Queue messages of a subscription not written down (yet), taken by their robot.
     pub const UNRECORDED_SUBSCRIPTION_MESSAGES: &str =
         "queue_unrecorded_subscription_messages_total";

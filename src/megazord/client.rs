@@ -20,6 +20,7 @@ use super::types::{
     OutgoingLink, PostIncomingBody, Subscription, iso_millis,
 };
 use crate::redact::redact_url;
+use crate::telemetry::names;
 
 /// The history query parameter naming the event (contracts §1.2, §6 item 2).
 pub const QUERY_EVENT_NAME: &str = "event_name";
@@ -399,7 +400,7 @@ impl MegazordClient {
             attempts += 1;
             let started = Instant::now();
             let result = self.attempt(call).await;
-            metrics::histogram!("megazord_request_duration_seconds", "route" => route.label())
+            metrics::histogram!(names::MEGAZORD_REQUEST_DURATION, "route" => route.label())
                 .record(started.elapsed().as_secs_f64());
             let failure = match result {
                 Ok(answer) => {
@@ -512,7 +513,7 @@ impl MegazordClient {
 }
 
 fn count(route: Route, outcome: &'static str) {
-    metrics::counter!("megazord_requests_total", "route" => route.label(), "outcome" => outcome)
+    metrics::counter!(names::MEGAZORD_REQUESTS, "route" => route.label(), "outcome" => outcome)
         .increment(1);
 }
 

@@ -36,6 +36,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use crate::redact::redact_url;
+use crate::telemetry::names;
 
 /// The message attribute carrying the sender's call reference (contracts §2.2, §6 item 25).
 pub const CALL_REF_ATTRIBUTE: &str = "callRef";
@@ -435,7 +436,7 @@ impl SqsConsumer {
                 _ = shutdown.cancelled() => break,
                 received = consumer.receive(batch.len()) => received,
             };
-            metrics::histogram!("queue_receive_duration_seconds")
+            metrics::histogram!(names::QUEUE_RECEIVE_DURATION)
                 .record(started.elapsed().as_secs_f64());
             match received {
                 Ok(messages) => {
@@ -462,7 +463,7 @@ impl SqsConsumer {
                 Err(error) => {
                     drop(batch);
                     let delay = backoff.next().unwrap_or(Duration::from_secs(30));
-                    metrics::counter!("queue_errors_total", "operation" => "receive").increment(1);
+                    metrics::counter!(names::QUEUE_ERRORS, "operation" => "receive").increment(1);
                     tracing::warn!(
                         queueUrl = %redact_url(&consumer.queue_url),
                         error = %error,
@@ -546,7 +547,7 @@ impl SqsConsumer {
         );
         let Some(receipt) = message.receipt_handle else {
             // Cannot happen with SQS; without a receipt the message can only come back.
-            metrics::counter!("queue_errors_total", "operation" => "receive").increment(1);
+            metrics::counter!(names::QUEUE_ERRORS, "operation" => "receive").increment(1);
             tracing::error!(parent: &span, "received a message without a receipt handle");
             return None;
         };
@@ -565,7 +566,7 @@ impl SqsConsumer {
             let disposition = match disposition {
                 Ok(disposition) => disposition,
                 Err(error) => {
-                    metrics::counter!("queue_errors_total", "operation" => "handle").increment(1);
+                    metrics::counter!(names::QUEUE_ERRORS, "operation" => "handle").increment(1);
                     tracing::error!(
                         error = %error,
                         "the message handler failed; the message comes back after the visibility timeout"
@@ -573,7 +574,7 @@ impl SqsConsumer {
                     return None;
                 }
             };
-            metrics::counter!("queue_messages_total", "outcome" => disposition.outcome())
+            metrics::counter!(names::QUEUE_MESSAGES, "outcome" => disposition.outcome())
                 .increment(1);
             match disposition {
                 Disposition::Done => {
@@ -587,7 +588,7 @@ impl SqsConsumer {
                     tracing::info!(retryInSeconds = delay, "message left for redelivery");
                     if let Err(error) = self.change_visibility(&receipt, delay).await {
                         // It still comes back, after the full visibility timeout.
-                        metrics::counter!("queue_errors_total", "operation" => "change_visibility")
+                        metrics::counter!(names::QUEUE_ERRORS, "operation" => "change_visibility")
                             .increment(1);
                         tracing::warn!(error = %error, "could not shorten the message's visibility");
                     }
@@ -666,7 +667,7 @@ impl SqsConsumer {
             match self.change_visibility(receipt, timeout).await {
                 Ok(()) => tracing::debug!(visibilitySeconds = timeout, "visibility extended"),
                 Err(error) => {
-                    metrics::counter!("queue_errors_total", "operation" => "change_visibility")
+                    metrics::counter!(names::QUEUE_ERRORS, "operation" => "change_visibility")
                         .increment(1);
                     tracing::warn!(
                         error = %error,
@@ -700,7 +701,7 @@ impl SqsConsumer {
             })
             .await;
         if let Err(error) = result {
-            metrics::counter!("queue_errors_total", "operation" => "delete").increment(1);
+            metrics::counter!(names::QUEUE_ERRORS, "operation" => "delete").increment(1);
             tracing::error!(
                 error = %error,
                 "could not delete the settled message; it will be delivered again"
@@ -807,7 +808,7 @@ struct Finished {
 
 fn log_task_failure(finished: Result<(), tokio::task::JoinError>) {
     if let Err(error) = finished {
-        metrics::counter!("queue_errors_total", "operation" => "handle").increment(1);
+        metrics::counter!(names::QUEUE_ERRORS, "operation" => "handle").increment(1);
         tracing::error!(error = %error, "a status queue message task failed");
     }
 }
