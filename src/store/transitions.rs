@@ -550,7 +550,13 @@ pub async fn save(
     }
     tx.keep_copy(row.clone());
     tx.checkpoint().await?;
-    let before = &before.state;
+    mirror(tx, &before.state, row).await
+}
+
+/// Writes the shared rows that mirror a session row changed from `before`: the poller's window
+/// while the session runs; `COMPLETED` and the result, without a poller, once it ended.
+async fn mirror(tx: &mut Tx, before: &SessionState, row: &SessionRow) -> Result<(), StoreError> {
+    let id = row.status_check_id;
     if row.state.is_running() {
         if before.window != row.state.window {
             tx.write(
@@ -610,36 +616,7 @@ pub(super) async fn save_applied(
     )
     .await?;
     tx.checkpoint().await?;
-    if row.state.is_running() {
-        if read.state.window != row.state.window {
-            tx.write(
-                "UPDATE status_check_poller SET since = ?, `until` = ?, updated_at = CURRENT_TIMESTAMP \
-                 WHERE status_check_id = ?",
-                &[
-                    ts_to_sql(row.state.window.start).into(),
-                    ts_to_sql(row.state.window.end).into(),
-                    id.into(),
-                ],
-            )
-            .await?;
-            tx.checkpoint().await?;
-        }
-    } else if read.state.is_running() {
-        tx.write(
-            "UPDATE status_check SET phase = 'COMPLETED', result = ?, updated_at = CURRENT_TIMESTAMP \
-             WHERE id = ?",
-            &[row.state.result.as_str().into(), id.into()],
-        )
-        .await?;
-        tx.checkpoint().await?;
-        tx.write(
-            "DELETE FROM status_check_poller WHERE status_check_id = ?",
-            &[id.into()],
-        )
-        .await?;
-        tx.checkpoint().await?;
-    }
-    Ok(())
+    mirror(tx, &read.state, row).await
 }
 
 async fn insert_alarm(
