@@ -85,21 +85,7 @@ async fn an_event_between_an_early_read_and_the_close_still_moves_the_window() {
             ..ServiceOptions::default()
         },
     );
-    let (status, health) = service.get("/health").await;
-    assert_eq!(status, 200, "{health}");
-    let sim = SimulatedClock {
-        real_anchor: health["clock"]["realAnchor"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap(),
-        service_anchor: health["clock"]["serviceAnchor"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap(),
-        speed: health["clock"]["speed"].as_f64().unwrap(),
-    };
+    let sim = service.simulated_clock().await;
     clock.set(sim).unwrap();
     assert!(
         server

@@ -115,21 +115,7 @@ async fn every_alarm_posted_once_and_on_time(backend: &str, database: &str) {
             ..ServiceOptions::default()
         },
     );
-    let (status, health) = service.get("/health").await;
-    assert_eq!(status, 200, "{health}");
-    let sim = SimulatedClock {
-        real_anchor: health["clock"]["realAnchor"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap(),
-        service_anchor: health["clock"]["serviceAnchor"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap(),
-        speed: health["clock"]["speed"].as_f64().unwrap(),
-    };
+    let sim = service.simulated_clock().await;
     clock.set(sim).unwrap();
 
     // Every session is started and subscribed (measured; the alarms' lateness shows whether

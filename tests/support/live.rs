@@ -243,15 +243,7 @@ impl Rig {
     /// Reads the service's simulated clock from `/health`; the first one is shared with the
     /// stand-in, every later one must be the same (the anchor is kept in the database).
     pub async fn adopt_clock(&self, service: &Service) {
-        let (status, health) = service.get("/health").await;
-        assert_eq!(status, 200, "{health}");
-        let clock = &health["clock"];
-        assert_eq!(clock["kind"], "simulated", "{health}");
-        let sim = SimulatedClock {
-            real_anchor: clock["realAnchor"].as_str().unwrap().parse().unwrap(),
-            service_anchor: clock["serviceAnchor"].as_str().unwrap().parse().unwrap(),
-            speed: clock["speed"].as_f64().unwrap(),
-        };
+        let sim = service.simulated_clock().await;
         let adopted = self.clock.get_or_init(|| sim);
         assert_eq!(
             *adopted, sim,

@@ -140,6 +140,19 @@ impl Service {
         )
     }
 
+    /// The simulated clock the service reports on `/health` (it must run on one).
+    pub async fn simulated_clock(&self) -> azi3_status_jobs::clock::SimulatedClock {
+        let (status, health) = self.get("/health").await;
+        assert_eq!(status, 200, "{health}");
+        let clock = &health["clock"];
+        assert_eq!(clock["kind"], "simulated", "{health}");
+        azi3_status_jobs::clock::SimulatedClock {
+            real_anchor: clock["realAnchor"].as_str().unwrap().parse().unwrap(),
+            service_anchor: clock["serviceAnchor"].as_str().unwrap().parse().unwrap(),
+            speed: clock["speed"].as_f64().unwrap(),
+        }
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
         let response = reqwest::Client::new()
