@@ -491,6 +491,15 @@ impl Run {
         self.sim.real_time_of(at)
     }
 
+    /// Wall time from now until two minutes past service instant `at`: how long to wait for
+    /// what must be done by then.
+    fn until_past(&self, at: Timestamp) -> Duration {
+        self.wall_of(at)
+            .duration_since(Timestamp::now())
+            .unsigned_abs()
+            + Duration::from_secs(120)
+    }
+
     /// Wall seconds from service instant `from` to service instant `to`.
     fn wall_seconds(&self, from: Timestamp, to: Timestamp) -> f64 {
         to.duration_since(from).as_secs_f64() / self.sim.speed
@@ -602,6 +611,24 @@ struct RunPlan {
     with_queue: bool,
 }
 
+/// Runs the binary's `migrate` with `config`, as an operator does before the first start.
+fn migrate(bench: &Bench, config: &std::path::Path) -> Result<()> {
+    let migrate = std::process::Command::new(&bench.args.binary)
+        .arg("migrate")
+        .arg("--config")
+        .arg(config)
+        .current_dir(&bench.args.work_dir)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()?;
+    if !migrate.status.success() {
+        bail!(
+            "migrate failed: {}",
+            String::from_utf8_lossy(&migrate.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// Starts the stand-in, a database with `sessions` rules, and the service before S.
 async fn start_run(bench: &Bench, plan: RunPlan, what: &str) -> Result<Run> {
     let session_start: Timestamp = SESSION_START.parse()?;
@@ -646,19 +673,7 @@ async fn start_run(bench: &Bench, plan: RunPlan, what: &str) -> Result<Run> {
         ));
     }
     std::fs::write(&config, text)?;
-    let migrate = std::process::Command::new(&bench.args.binary)
-        .arg("migrate")
-        .arg("--config")
-        .arg(&config)
-        .current_dir(&bench.args.work_dir)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()?;
-    if !migrate.status.success() {
-        bail!(
-            "migrate failed: {}",
-            String::from_utf8_lossy(&migrate.stderr)
-        );
-    }
+    migrate(bench, &config)?;
     let written = Instant::now();
     insert_rules(&db, plan.sessions, plan.gap_minutes, clock_start).await?;
     progress(format!(
@@ -847,12 +862,7 @@ async fn deadlines_case(
     .await?;
     let deadline = run.deadline();
     let grace = SignedDuration::from_secs(GRACE_SECONDS);
-    let patience = run
-        .wall_of(deadline)
-        .duration_since(Timestamp::now())
-        .unsigned_abs()
-        + Duration::from_secs(120);
-    let prepared_after = run.wait_prepared(0, patience).await?;
+    let prepared_after = run.wait_prepared(0, run.until_past(deadline)).await?;
     rate.observe(backend, n, prepared_after);
     let prepared_before_deadline = Timestamp::now() < run.wall_of(deadline);
     progress(format!(
@@ -989,12 +999,7 @@ async fn recovery_case(bench: &Bench, rate: &StartRate, n: usize) -> Result<()> 
     .await?;
     let deadline = run.deadline();
     let grace = SignedDuration::from_secs(GRACE_SECONDS);
-    let patience = run
-        .wall_of(deadline)
-        .duration_since(Timestamp::now())
-        .unsigned_abs()
-        + Duration::from_secs(120);
-    let prepared_after = run.wait_prepared(0, patience).await?;
+    let prepared_after = run.wait_prepared(0, run.until_past(deadline)).await?;
     rate.observe(Backend::Mysql, n, prepared_after);
     progress(format!(
         "  {n} sessions prepared {prepared_after:.1} s after S (first deadline {:.1} s after S)",

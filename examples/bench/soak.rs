@@ -489,19 +489,7 @@ async fn run(
         )?;
         configs.push(path);
     }
-    let migrate = std::process::Command::new(&bench.args.binary)
-        .arg("migrate")
-        .arg("--config")
-        .arg(&configs[0])
-        .current_dir(&bench.args.work_dir)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()?;
-    if !migrate.status.success() {
-        bail!(
-            "migrate failed: {}",
-            String::from_utf8_lossy(&migrate.stderr)
-        );
-    }
+    super::migrate(bench, &configs[0])?;
     insert_rules(db_url, &rules, clock_start).await?;
 
     stage.set("starting three instances");
