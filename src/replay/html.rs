@@ -28,14 +28,7 @@ pub fn render_html(report: &ReplayReport, tz: &TimeZone) -> String {
     );
     let _ = write!(
         out,
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-body{{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2330;background:#fafbfc}}
-h1{{font-size:20px;margin:0 0 4px}} .sub{{color:#5b6475;margin-bottom:16px}}
-.totals span{{display:inline-block;margin-right:20px;font-size:16px}} .totals b{{font-size:22px}}
+        r#"{head}.totals span{{display:inline-block;margin-right:20px;font-size:16px}} .totals b{{font-size:22px}}
 .legend span{{margin-right:16px}} .sw{{display:inline-block;width:14px;height:10px;vertical-align:middle;margin-right:4px}}
 .day{{background:#fff;border:1px solid #e1e4ea;border-radius:6px;padding:8px 12px;margin:10px 0}}
 .day header{{display:flex;gap:16px;align-items:baseline}} .date{{font-weight:600;min-width:110px}}
@@ -48,6 +41,7 @@ h1{{font-size:20px;margin:0 0 4px}} .sub{{color:#5b6475;margin-bottom:16px}}
 <div class="totals"><span><b>{sessions}</b> sessions</span><span><b>{alarms}</b> alarms</span><span><b>{events}</b> events</span></div>
 <p class="legend"><span><i class="sw" style="background:#8fd19e"></i>window met by an event</span><span><i class="sw" style="background:#f28b82"></i>window without event: alarm</span><span><i class="sw" style="background:#c9ced8"></i>short final window, no alarm</span><span><i class="sw" style="background:#1d2330;width:3px"></i>event</span></p>
 "#,
+        head = page_head(&title),
         title = escape(&title),
         event = escape(&rule.event_name),
         partial = rule.partial_final_window,
@@ -139,6 +133,23 @@ fn render_session(out: &mut String, session: &SessionReport, tz: &TimeZone) {
         out.push_str("</svg>");
     }
     out.push_str("</section>\n");
+}
+
+/// The start of a self-contained page of the project's reports, up to its own style rules:
+/// the document head with `title` and the look every page shares. The caller adds its rules
+/// and closes the `<style>` element.
+pub(crate) fn page_head(title: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body{{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2330;background:#fafbfc}}
+h1{{font-size:20px;margin:0 0 4px}} h2{{font-size:16px;margin:20px 0 0}} .sub{{color:#5b6475;margin-bottom:16px}}
+"#,
+        title = escape(title)
+    )
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::{Comparison, hours_minutes};
-use crate::replay::html::escape;
+use crate::replay::html::{escape, page_head};
 
 /// Colours of the settings' bars, in order (repeated past the eighth).
 const COLOURS: [&str; 8] = [
@@ -30,14 +30,7 @@ pub fn render_compare_html(report: &Comparison) -> String {
     };
     let _ = write!(
         out,
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-body{{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2330;background:#fafbfc}}
-h1{{font-size:20px;margin:0 0 4px}} h2{{font-size:16px;margin:20px 0 0}} .sub{{color:#5b6475;margin-bottom:16px}}
-table{{border-collapse:collapse;background:#fff;border:1px solid #e1e4ea}}
+        r#"{head}table{{border-collapse:collapse;background:#fff;border:1px solid #e1e4ea}}
 th,td{{padding:6px 12px;border-bottom:1px solid #eef0f4;text-align:right}} th:first-child,td:first-child{{text-align:left}}
 thead th{{background:#f3f5f8}} .sw{{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-1px;margin-right:6px}}
 svg{{display:block;margin-top:16px;background:#fff;border:1px solid #e1e4ea}} text{{font-size:10px;fill:#5b6475}}
@@ -45,6 +38,7 @@ svg{{display:block;margin-top:16px;background:#fff;border:1px solid #e1e4ea}} te
 <h1>{title}</h1>
 <div class="sub">Event <code>{event}</code>, partial final window: {partial}. {dates}.</div>
 <table id="comparison"><thead><tr><th>setting</th>"#,
+        head = page_head(&title),
         title = escape(&title),
         event = escape(&report.event_name),
         partial = report.partial_final_window,
