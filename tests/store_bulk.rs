@@ -1,5 +1,6 @@
 //! The store's batched work on both backends: several sessions' windows closed in one call
-//! with each outcome what it would be alone, several alarms marked sent at once, and the rule
+//! with each outcome what it would be alone (and their alarms claimed by the closing instance),
+//! several alarms marked sent at once, and the rule
 //! set's fingerprint that tells the scheduler whether to read the rules again.
 //!
 //! Needs MariaDB on `AZI3_TEST_MYSQL_URL` (`scripts/services.sh`).
@@ -85,6 +86,110 @@ async fn windows_closed_together_each_get_the_outcome_they_would_alone() {
             assert_eq!(alarms.len(), 1, "{}: robot {session_id}", db.name);
             assert_eq!(alarms[0].state, "sent", "{}: robot {session_id}", db.name);
         }
+        db.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn alarms_claimed_as_their_windows_close_are_this_instances_until_given_back() {
+    for db in TestDb::both().await {
+        let date = "2025-06-02".parse().unwrap();
+        let (first, session) = started(&db.store, &robot(21), date).await;
+        let (second, _) = started(&db.store, &robot(22), date).await;
+        let (third, _) = started(&db.store, &robot(23), date).await;
+        let deadline = session.start + SignedDuration::from_mins(60);
+        let now = deadline + SignedDuration::from_secs(30);
+        let lease = SignedDuration::from_mins(5);
+
+        let (outcomes, claimed) = db
+            .store
+            .close_windows_claiming(
+                &[
+                    (first, deadline),
+                    (second, deadline),
+                    (third, deadline - SignedDuration::from_secs(1)),
+                ],
+                now,
+                "closer-a",
+            )
+            .await;
+        assert!(
+            matches!(outcomes[0], Ok(CloseOutcome::Closed { alarm: Some(_), .. })),
+            "{}: {outcomes:?}",
+            db.name
+        );
+        assert!(
+            matches!(outcomes[2], Ok(CloseOutcome::Stale { .. })),
+            "{}: {outcomes:?}",
+            db.name
+        );
+        let mut sessions: Vec<u64> = claimed.iter().map(|a| a.status_check_id).collect();
+        sessions.sort_unstable();
+        assert_eq!(
+            sessions,
+            [first, second],
+            "{}: the two alarms made due",
+            db.name
+        );
+        for alarm in &claimed {
+            assert_eq!(alarm.state, "sending", "{}", db.name);
+            assert_eq!(alarm.attempts, 1, "{}: its first attempt", db.name);
+        }
+
+        // Nobody else claims them while the lease runs.
+        let others = db
+            .store
+            .claim_alarms("dispatcher-b", 10, now, lease)
+            .await
+            .unwrap();
+        assert!(others.is_empty(), "{}: {others:?}", db.name);
+
+        // Given back by another owner: nothing happens; by their claimer: pending, attempt undone.
+        let ids: Vec<u64> = claimed.iter().map(|a| a.id).collect();
+        assert_eq!(
+            db.store
+                .release_alarms("dispatcher-b", &ids, now)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            db.store
+                .release_alarms("closer-a", &ids[..1], now)
+                .await
+                .unwrap(),
+            1
+        );
+        let others = db
+            .store
+            .claim_alarms("dispatcher-b", 10, now, lease)
+            .await
+            .unwrap();
+        assert_eq!(others.len(), 1, "{}: {others:?}", db.name);
+        assert_eq!(others[0].id, ids[0], "{}", db.name);
+        assert_eq!(others[0].attempts, 1, "{}: a first attempt again", db.name);
+
+        let sent = db.store.mark_alarms_sent(&[(ids[0], 501)], now).await;
+        assert!(matches!(sent[..], [Ok(true)]), "{}: {sent:?}", db.name);
+
+        // Once the lease has run out, the one never given back is claimable too.
+        let later = db
+            .store
+            .claim_alarms(
+                "dispatcher-b",
+                10,
+                now + lease + SignedDuration::from_secs(1),
+                lease,
+            )
+            .await
+            .unwrap();
+        assert_eq!(later.len(), 1, "{}: {later:?}", db.name);
+        assert_eq!(later[0].id, ids[1], "{}", db.name);
+        assert_eq!(
+            later[0].attempts, 2,
+            "{}: looked up before it is posted",
+            db.name
+        );
         db.finish().await;
     }
 }

@@ -105,7 +105,7 @@ impl Closes {
                 let ctx = ctx.clone();
                 Together::start(MAX_CLOSE_BATCH, move |windows: Vec<(u64, Timestamp)>| {
                     let ctx = ctx.clone();
-                    async move { ctx.store().close_windows(&windows, ctx.now()).await }
+                    async move { commit_closes(&ctx, &windows).await }
                 })
             })
             .collect();
@@ -127,6 +127,28 @@ impl Closes {
             .await
             .ok_or(RuntimeError::Panicked("committing closes has stopped"))??)
     }
+}
+
+/// Commits a batch of closes. While the dispatcher's hand-off queue has room, the alarms the
+/// closes make due are claimed for this instance in the same transaction and handed over as
+/// soon as it commits: their posts start without a claim transaction each (design §2.15).
+async fn commit_closes(
+    ctx: &Context,
+    windows: &[(u64, Timestamp)],
+) -> Vec<Result<CloseOutcome, StoreError>> {
+    let now = ctx.now();
+    if !ctx.handoff().has_room() {
+        return ctx.store().close_windows(windows, now).await;
+    }
+    let (outcomes, claimed) = ctx
+        .store()
+        .close_windows_claiming(windows, now, &ctx.settings().owner)
+        .await;
+    if !claimed.is_empty() {
+        ctx.handoff().push(claimed, now);
+        ctx.wake_dispatcher();
+    }
+    outcomes
 }
 
 /// How long a history read takes (wall clock), as an exponentially weighted mean of the reads

@@ -6,6 +6,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Notify;
 
+use super::handoff::Handoff;
 use super::watchdog::Liveness;
 use crate::clock::Clock;
 use crate::megazord::MegazordClient;
@@ -28,6 +29,7 @@ struct Inner {
     dispatcher: Notify,
     scheduler: Notify,
     janitor: Notify,
+    handoff: Handoff,
     liveness: Liveness,
 }
 
@@ -90,6 +92,7 @@ impl Context {
                 dispatcher: Notify::new(),
                 scheduler: Notify::new(),
                 janitor: Notify::new(),
+                handoff: Handoff::default(),
                 liveness: Liveness::default(),
             }),
         }
@@ -138,6 +141,11 @@ impl Context {
     /// Tells the dispatcher that an alarm is waiting.
     pub fn wake_dispatcher(&self) {
         self.inner.dispatcher.notify_one();
+    }
+
+    /// The alarms the closer claimed for the dispatcher as it closed their windows.
+    pub fn handoff(&self) -> &Handoff {
+        &self.inner.handoff
     }
 
     /// Waits for [`Context::wake_dispatcher`].

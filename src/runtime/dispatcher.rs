@@ -6,8 +6,14 @@
 //! is not there (contracts §6 item 8).
 //!
 //! Up to `dispatch_concurrency` alarms are in flight at once, so that thousands of windows
-//! closing in the same second are not posted one after the other.
+//! closing in the same second are not posted one after the other. Most alarms arrive already
+//! claimed: the closer claims them in the transaction that closes their windows and hands them
+//! over ([`super::handoff`]); the dispatcher claims from the store only what is left (alarms
+//! whose post failed, alarms of a closer whose hand-off queue was full, alarms of an instance
+//! that died). Marking a posted alarm sent happens beside the posts, in batches.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jiff::SignedDuration;
@@ -26,52 +32,61 @@ use crate::telemetry::names;
 // another instance could claim them, find them not yet at Megazord and post them too, and
 // then this instance posted them again. So the dispatcher claims only as many alarms as it
 // has free posting slots (`dispatch_concurrency`), and each claimed alarm's post starts at
-// once on a task of its own.
+// once on a task of its own. The alarms the closer claims for it wait for a slot in memory,
+// but never for longer than half their lease: then they are given back to the store.
 
 /// The longest the dispatcher sleeps without looking.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
-/// The pause after a failed post.
+/// The pause after a failed claim (the store unreachable).
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// The most alarms marked sent in one transaction.
 const MAX_MARK_BATCH: usize = 64;
+/// How many tasks mark alarms sent side by side on MySQL.
+const MYSQL_MARKERS: usize = 4;
+/// How many posted alarms may wait to be marked sent, per posting slot, before no new post
+/// starts: marks that cannot keep up slow the posts down instead of piling up.
+const MARKS_PER_SLOT: usize = 4;
 
-/// Where a posted alarm is marked sent. On SQLite (one writer, an fsync per commit) the alarms
-/// posted meanwhile are marked together by one task ([`Together`]); on MySQL each in a
-/// transaction of its own, concurrently on the pool: a mark reads and locks rows one after the
-/// other, so a batch of them on one connection would take longer than the same marks side by
-/// side.
-#[derive(Clone, Default)]
+/// One task marking alarms sent: each request is an alarm and the id Megazord gave it.
+type Marker = Together<(u64, u64), Result<bool, StoreError>>;
+
+/// Where a posted alarm is marked sent: by tasks that each take whatever marks have queued up
+/// meanwhile and write them in one transaction ([`Together`]): one on SQLite (one writer, an
+/// fsync per commit), a few side by side on MySQL's pool. A mark no longer holds a posting
+/// slot: the next alarm's post starts while the last one is being marked.
+#[derive(Clone)]
 struct Marks {
-    together: Option<Together<(u64, u64), Result<bool, StoreError>>>,
+    markers: Arc<Vec<Marker>>,
+    next: Arc<AtomicUsize>,
 }
 
 impl Marks {
-    /// Starts the marking task where the store gains from it; it ends with the last clone.
+    /// Starts the marking tasks; they end with the last clone.
     fn start(ctx: &Context) -> Marks {
-        if ctx.store().dialect() != Dialect::Sqlite {
-            return Marks::default();
-        }
-        let ctx = ctx.clone();
-        let together = Together::start(MAX_MARK_BATCH, move |alarms: Vec<(u64, u64)>| {
-            let ctx = ctx.clone();
-            async move { ctx.store().mark_alarms_sent(&alarms, ctx.now()).await }
-        });
+        let count = match ctx.store().dialect() {
+            Dialect::Sqlite => 1,
+            Dialect::Mysql => MYSQL_MARKERS,
+        };
+        let markers = (0..count)
+            .map(|_| {
+                let ctx = ctx.clone();
+                Together::start(MAX_MARK_BATCH, move |alarms: Vec<(u64, u64)>| {
+                    let ctx = ctx.clone();
+                    async move { ctx.store().mark_alarms_sent(&alarms, ctx.now()).await }
+                })
+            })
+            .collect();
         Marks {
-            together: Some(together),
+            markers: Arc::new(markers),
+            next: Arc::default(),
         }
     }
 
     /// Marks the alarm sent with the id Megazord gave it.
-    async fn sent(&self, ctx: &Context, alarm_id: u64, megazord_id: u64) -> Result<bool, String> {
-        let Some(together) = &self.together else {
-            return ctx
-                .store()
-                .mark_alarm_sent(alarm_id, megazord_id, ctx.now())
-                .await
-                .map_err(|e| e.to_string());
-        };
-        together
+    async fn sent(&self, alarm_id: u64, megazord_id: u64) -> Result<bool, String> {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.markers.len();
+        self.markers[turn]
             .ask((alarm_id, megazord_id))
             .await
             .ok_or_else(|| "marking alarms sent has stopped".to_string())?
@@ -79,13 +94,22 @@ impl Marks {
     }
 }
 
-/// Runs until `shutdown`: keeps up to `dispatch_concurrency` alarms in flight, claiming more
-/// as posts finish.
+/// What became of one post.
+enum Posted {
+    /// Megazord has the alarm: it is to be marked sent with this id.
+    Sent(OutboxAlarm, u64),
+    /// The post failed; the alarm may be claimed again after this long (wall clock).
+    RetryAfter(Duration),
+}
+
+/// Runs until `shutdown`: keeps up to `dispatch_concurrency` alarms in flight, taking the
+/// alarms the closer handed over first and claiming more from the store as posts finish.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let http = reqwest::Client::new();
     let marks = Marks::start(&ctx);
     let concurrency = ctx.settings().dispatch_concurrency.max(1);
-    let mut in_flight: JoinSet<Result<Option<Duration>, String>> = JoinSet::new();
+    let mut in_flight: JoinSet<Result<Posted, String>> = JoinSet::new();
+    let mut marking: JoinSet<Result<bool, String>> = JoinSet::new();
     // When the earliest alarm whose post failed may be claimed again: the dispatcher looks
     // then, not only after its longest sleep.
     let mut next_retry: Option<tokio::time::Instant> = None;
@@ -95,23 +119,52 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let mut pause = MAX_SLEEP;
     loop {
         if shutdown.is_cancelled() {
-            // Posts already started finish and are marked: nothing is left half-done.
-            while in_flight.join_next().await.is_some() {}
+            // Posts already started finish and are marked: nothing is left half-done. Alarms
+            // handed over but not started go back to the store for whoever runs next.
+            while let Some(joined) = in_flight.join_next().await {
+                if let Ok(Ok(Posted::Sent(alarm, megazord_id))) = joined {
+                    let marks = marks.clone();
+                    marking.spawn(async move { marks.sent(alarm.id, megazord_id).await });
+                }
+            }
+            while marking.join_next().await.is_some() {}
+            give_back(&ctx, ctx.handoff().drain()).await;
             return;
+        }
+        let room_to_mark = marking.len() < concurrency * MARKS_PER_SLOT;
+        let free = concurrency.saturating_sub(in_flight.len());
+        if free > 0 && room_to_mark && !ctx.handoff().is_empty() {
+            let taken = ctx
+                .handoff()
+                .take(free, ctx.now(), ctx.settings().alarm_lease);
+            give_back(&ctx, taken.stale).await;
+            // Taking handed-over alarms is a pass as much as a claim from the store is: the
+            // watchdog must not think the dispatcher stalled while it works through them.
+            ctx.liveness().dispatcher_passed();
+            for alarm in taken.fresh {
+                let (ctx, http) = (ctx.clone(), http.clone());
+                in_flight.spawn(async move { handle(&ctx, &http, alarm).await });
+            }
+            // Alarms given back are claimable at once.
+            idle = false;
         }
         // Claims go in chunks while a backlog is being worked through (one claim per finished
         // post would be a transaction per alarm).
         let chunk = (concurrency / 4).max(1);
         let free = concurrency.saturating_sub(in_flight.len());
-        if !idle && (free >= chunk || (in_flight.is_empty() && free > 0)) {
-            let room = u32::try_from(concurrency - in_flight.len()).unwrap_or(u32::MAX);
+        if !idle
+            && room_to_mark
+            && ctx.handoff().is_empty()
+            && (free >= chunk || (in_flight.is_empty() && free > 0))
+        {
+            let room = u32::try_from(free).unwrap_or(u32::MAX);
             match claim(&ctx, room).await {
                 Ok(alarms) => {
                     ctx.liveness().dispatcher_passed();
                     let claimed = alarms.len();
                     for alarm in alarms {
-                        let (ctx, http, marks) = (ctx.clone(), http.clone(), marks.clone());
-                        in_flight.spawn(async move { handle(&ctx, &http, &marks, alarm).await });
+                        let (ctx, http) = (ctx.clone(), http.clone());
+                        in_flight.spawn(async move { handle(&ctx, &http, alarm).await });
                     }
                     if claimed < room as usize {
                         idle = true;
@@ -132,8 +185,11 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             () = shutdown.cancelled() => {}
             joined = in_flight.join_next(), if !in_flight.is_empty() => {
                 match joined {
-                    Some(Ok(Ok(None))) => {}
-                    Some(Ok(Ok(Some(wait)))) => {
+                    Some(Ok(Ok(Posted::Sent(alarm, megazord_id)))) => {
+                        let marks = marks.clone();
+                        marking.spawn(async move { marks.sent(alarm.id, megazord_id).await });
+                    }
+                    Some(Ok(Ok(Posted::RetryAfter(wait)))) => {
                         // A little after the retry instant, which the claim compares to the
                         // service clock to the millisecond.
                         let at = tokio::time::Instant::now() + wait + Duration::from_millis(20);
@@ -147,6 +203,17 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                 }
                 idle = false;
             }
+            marked = marking.join_next(), if !marking.is_empty() => {
+                match marked {
+                    Some(Ok(Err(e))) => {
+                        // Megazord has the alarm; whoever claims it after the lease finds it
+                        // there and marks it then.
+                        tracing::warn!(error = %e, "marking a posted alarm sent failed");
+                    }
+                    Some(Err(e)) => tracing::error!(error = %e, "marking an alarm sent panicked"),
+                    _ => {}
+                }
+            }
             () = tokio::time::sleep(pause), if in_flight.is_empty() || idle => {
                 idle = false;
             }
@@ -155,6 +222,32 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                 idle = false;
             }
             () = ctx.dispatcher_woken() => idle = false,
+        }
+    }
+}
+
+/// Gives alarms this instance claimed but will not post back to the store, for any
+/// dispatcher to claim at once (a failure only delays them until their lease ends).
+async fn give_back(ctx: &Context, alarms: Vec<OutboxAlarm>) {
+    if alarms.is_empty() {
+        return;
+    }
+    let ids: Vec<u64> = alarms.iter().map(|a| a.id).collect();
+    match ctx
+        .store()
+        .release_alarms(&ctx.settings().owner, &ids, ctx.now())
+        .await
+    {
+        Ok(released) => {
+            tracing::info!(
+                alarms = ids.len(),
+                released,
+                "alarms handed over but not posted given back"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(alarms = ids.len(), error = %e,
+                "could not give back unposted alarms: they are claimed again when their lease ends");
         }
     }
 }
@@ -180,18 +273,15 @@ async fn claim(ctx: &Context, limit: u32) -> Result<Vec<OutboxAlarm>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Posts one claimed alarm and marks it sent, or failed with a back-off of its own: one alarm
-/// that cannot be posted holds up no other. Says, for a failed post, after how long (wall
-/// clock) the alarm may be claimed again.
+/// Posts one claimed alarm, or marks it failed with a back-off of its own: one alarm that
+/// cannot be posted holds up no other. A posted alarm is marked sent by the caller.
 async fn handle(
     ctx: &Context,
     http: &reqwest::Client,
-    marks: &Marks,
     alarm: OutboxAlarm,
-) -> Result<Option<Duration>, String> {
+) -> Result<Posted, String> {
     match post(ctx, http, &alarm).await {
         Ok(megazord_id) => {
-            marks.sent(ctx, alarm.id, megazord_id).await?;
             let now = ctx.now();
             let late = now.duration_since(alarm.window_end);
             metrics::histogram!(names::DEADLINE_TO_ALARM).record(late.as_secs_f64());
@@ -207,7 +297,7 @@ async fn handle(
                 megazordId = megazord_id,
                 "alarm sent"
             );
-            Ok(None)
+            Ok(Posted::Sent(alarm, megazord_id))
         }
         Err(e) => {
             metrics::counter!(names::ALARMS, "outcome" => "failed").increment(1);
@@ -220,7 +310,7 @@ async fn handle(
                 .mark_alarm_failed_until(alarm.id, &e, retry_at, now)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(Some(wall))
+            Ok(Posted::RetryAfter(wall))
         }
     }
 }
@@ -287,8 +377,9 @@ async fn post(ctx: &Context, http: &reqwest::Client, alarm: &OutboxAlarm) -> Res
     Ok(event.id)
 }
 
-/// How long (service time) an alarm whose post failed for the `attempts`-th time waits before
-/// it is claimed again: exponential from 1 s to 5 minutes of wall time, with jitter, so a post
+/// How long (wall-clock time) an alarm whose post failed for the `attempts`-th time waits
+/// before it is claimed again: exponential from 1 s to 5 minutes, plus up to as much again of
+/// jitter, so a post
 /// Megazord keeps refusing neither hammers it nor holds up later alarms.
 fn retry_delay(attempts: u32) -> Duration {
     use backon::BackoffBuilder;

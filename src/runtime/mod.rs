@@ -12,6 +12,7 @@ mod consumer;
 mod context;
 mod dispatcher;
 mod error;
+mod handoff;
 mod intake;
 mod janitor;
 mod messages;

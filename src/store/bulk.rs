@@ -1,7 +1,7 @@
 //! Store reads and writes that serve many sessions at once: what lets thousands of windows
 //! ending in the same second, and thousands of rules, cost few round trips.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use jiff::Timestamp;
 
@@ -9,9 +9,9 @@ use super::error::StoreError;
 use super::outbox;
 use super::rules;
 use super::transitions::{self, Basis};
-use super::types::{CloseOutcome, StoredRule};
+use super::types::{CloseOutcome, OutboxAlarm, StoredRule};
 use super::{BoxFuture, Dialect, Store};
-use crate::domain::RobotId;
+use crate::domain::{AlarmIdentity, RobotId};
 
 /// What identifies the stored rule set: how many rules there are and the sum of their
 /// versions. Rules are only ever inserted or updated, and every update bumps the rule's
@@ -71,10 +71,39 @@ impl Store {
         now: Timestamp,
     ) -> Vec<Result<CloseOutcome, StoreError>> {
         if windows.len() > 1
-            && let Some(outcomes) = self.close_windows_together(windows, now).await
+            && let Some((outcomes, _)) = self.close_windows_together(windows, now, None).await
         {
             return outcomes.into_iter().map(Ok).collect();
         }
+        self.close_windows_alone(windows, now).await
+    }
+
+    /// [`Store::close_windows`], with every alarm the batch makes due written already claimed
+    /// by `owner` (at `now`, its first attempt) and returned, so that its post can start the
+    /// moment the batch commits instead of after a claim of its own. The alarms of a batch
+    /// that had to be closed window by window are left pending, for
+    /// [`Store::claim_alarms`] to take.
+    pub async fn close_windows_claiming(
+        &self,
+        windows: &[(u64, Timestamp)],
+        now: Timestamp,
+        owner: &str,
+    ) -> (Vec<Result<CloseOutcome, StoreError>>, Vec<OutboxAlarm>) {
+        if !windows.is_empty()
+            && let Some((outcomes, claimed)) =
+                self.close_windows_together(windows, now, Some(owner)).await
+        {
+            return (outcomes.into_iter().map(Ok).collect(), claimed);
+        }
+        (self.close_windows_alone(windows, now).await, Vec::new())
+    }
+
+    /// Each window closed in a transaction of its own.
+    async fn close_windows_alone(
+        &self,
+        windows: &[(u64, Timestamp)],
+        now: Timestamp,
+    ) -> Vec<Result<CloseOutcome, StoreError>> {
         let mut outcomes = Vec::with_capacity(windows.len());
         for &(status_check_id, deadline) in windows {
             outcomes.push(self.close_window(status_check_id, deadline, now).await);
@@ -82,13 +111,15 @@ impl Store {
         outcomes
     }
 
-    /// The batch of [`Store::close_windows`] in one transaction; `None` when any close failed
-    /// or the commit did (nothing of it is kept then).
+    /// The batch of [`Store::close_windows`] in one transaction, with the alarms claimed by
+    /// `claimant` when there is one; `None` when any close failed or the commit did (nothing
+    /// of it is kept then).
     async fn close_windows_together(
         &self,
         windows: &[(u64, Timestamp)],
         now: Timestamp,
-    ) -> Option<Vec<CloseOutcome>> {
+        claimant: Option<&str>,
+    ) -> Option<(Vec<CloseOutcome>, Vec<OutboxAlarm>)> {
         let mut tx = self.begin().await.ok()?;
         // Every row is read under the writer's lock: a stale copy would fail the whole batch.
         tx.may_decide_on_copies = false;
@@ -114,7 +145,8 @@ impl Store {
             let closed = match &mut locked {
                 Some(rows) => match rows.remove(&status_check_id) {
                     Some(row) => {
-                        transitions::close_row(&mut tx, row, Basis::Locked, deadline, now).await
+                        transitions::close_row(&mut tx, row, Basis::Locked, deadline, now, claimant)
+                            .await
                     }
                     None => Ok(CloseOutcome::NotRunning),
                 },
@@ -130,8 +162,28 @@ impl Store {
                 }
             }
         }
+        let due: HashSet<AlarmIdentity> = outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                CloseOutcome::Closed { alarm, .. } => *alarm,
+                _ => None,
+            })
+            .collect();
+        let claimed = match claimant {
+            Some(owner) if !due.is_empty() => {
+                match outbox::claimed_on_close(&mut tx, owner, now, &due).await {
+                    Ok(claimed) => claimed,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "reading a batch's claimed alarms failed: closing each window alone");
+                        tx.rollback().await;
+                        return None;
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
         match tx.commit().await {
-            Ok(()) => Some(outcomes),
+            Ok(()) => Some((outcomes, claimed)),
             Err(e) => {
                 tracing::debug!(error = %e, "a batch of closes did not commit: closing each alone");
                 None

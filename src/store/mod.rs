@@ -627,6 +627,22 @@ impl Store {
         .await
     }
 
+    /// Gives back alarms `owner` claimed and has not posted (it is stopping, or they waited
+    /// too long for a posting slot): pending again, for any dispatcher to claim at once.
+    pub async fn release_alarms(
+        &self,
+        owner: &str,
+        alarm_ids: &[u64],
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.run(move |tx| {
+            let owner = owner.to_string();
+            let alarm_ids = alarm_ids.to_vec();
+            Box::pin(async move { outbox::release(tx, &owner, &alarm_ids, now).await })
+        })
+        .await
+    }
+
     /// Marks an alarm posted (Megazord gave it `megazord_incoming_id`) and writes the
     /// `ALARM_SENT` record; false when it was already marked.
     pub async fn mark_alarm_sent(

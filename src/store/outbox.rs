@@ -1,12 +1,14 @@
 //! The alarm outbox: rows written by `close_window`, claimed by the dispatcher, marked sent
 //! (with the `ALARM_SENT` record) or failed.
 
+use std::collections::HashSet;
+
 use jiff::Timestamp;
 use jiff::civil::Date;
 
 use super::error::StoreError;
 use super::session_row::{ms_to_ts, ts_to_ms};
-use super::sql::{Row, Tx};
+use super::sql::{Arg, Row, Tx};
 use super::transitions::{Basis, RECORD_ALARM_SENT, insert_record, lock_session, save};
 use super::types::OutboxAlarm;
 use crate::domain::AlarmIdentity;
@@ -118,6 +120,70 @@ pub async fn mark_failed(
         .await?;
     tx.checkpoint().await?;
     Ok(changed > 0)
+}
+
+/// The alarms of `due` that this transaction wrote claimed by `owner` at `now` (the closes
+/// of [`crate::store::Store::close_windows_claiming`]), in one statement over the identity key.
+/// An identity whose alarm was in the outbox already (written unclaimed before) is not among
+/// them: it stays for the dispatcher's claims.
+pub async fn claimed_on_close(
+    tx: &mut Tx,
+    owner: &str,
+    now: Timestamp,
+    due: &HashSet<AlarmIdentity>,
+) -> Result<Vec<OutboxAlarm>, StoreError> {
+    let mut robots: Vec<u32> = due.iter().map(|identity| identity.robot_id).collect();
+    robots.sort_unstable();
+    robots.dedup();
+    let marks = vec!["?"; robots.len()].join(", ");
+    let mut args: Vec<Arg> = vec![owner.into(), ts_to_ms(now).into()];
+    args.extend(robots.iter().map(|&robot| Arg::from(robot)));
+    let rows = tx
+        .fetch_all(
+            &format!(
+                "SELECT {COLUMNS} FROM status_job_alarm WHERE state = 'sending' \
+                 AND claimed_by = ? AND claimed_at_ms = ? AND robot_id IN ({marks}) ORDER BY id"
+            ),
+            &args,
+        )
+        .await?;
+    let mut claimed = Vec::with_capacity(due.len());
+    for row in &rows {
+        let alarm = from_row(row)?;
+        if due.contains(&alarm.identity) {
+            claimed.push(alarm);
+        }
+    }
+    Ok(claimed)
+}
+
+/// Gives back alarms `owner` claimed and never posted: pending again, as if never claimed,
+/// for any dispatcher to claim at once rather than after the lease. An alarm no longer claimed
+/// by `owner` is left alone. Returns how many were given back.
+pub async fn release(
+    tx: &mut Tx,
+    owner: &str,
+    alarm_ids: &[u64],
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    if alarm_ids.is_empty() {
+        return Ok(0);
+    }
+    let marks = vec!["?"; alarm_ids.len()].join(", ");
+    let mut args: Vec<Arg> = vec![ts_to_ms(now).into(), owner.into()];
+    args.extend(alarm_ids.iter().map(|&id| Arg::from(id)));
+    let released = tx
+        .execute(
+            &format!(
+                "UPDATE status_job_alarm SET state = 'pending', claimed_by = NULL, \
+                 claimed_at_ms = NULL, attempts = attempts - 1, updated_at_ms = ? \
+                 WHERE state = 'sending' AND attempts > 0 AND claimed_by = ? AND id IN ({marks})"
+            ),
+            &args,
+        )
+        .await?;
+    tx.checkpoint().await?;
+    Ok(released)
 }
 
 /// One alarm, locked when `lock`.

@@ -256,7 +256,7 @@ pub async fn close_window(
             None => return Ok(CloseOutcome::NotRunning),
         },
     };
-    close_row(tx, row, basis, expected_deadline, now).await
+    close_row(tx, row, basis, expected_deadline, now, None).await
 }
 
 /// Locks the rows of several sessions for the rest of the transaction and reads them, in one
@@ -283,12 +283,16 @@ pub async fn lock_sessions(
 }
 
 /// [`close_window`] on a session row already read: locked by this transaction, or a copy.
+/// With a `claimant`, the alarm the close makes due is written already claimed by it (as
+/// [`crate::store::Store::claim_alarms`] would claim it at `now`), so that its post can start
+/// the moment this transaction commits.
 pub async fn close_row(
     tx: &mut Tx,
     mut row: SessionRow,
     basis: Basis,
     expected_deadline: Timestamp,
     now: Timestamp,
+    claimant: Option<&str>,
 ) -> Result<CloseOutcome, StoreError> {
     let Some(deadline) = row.state.deadline() else {
         return Ok(CloseOutcome::NotRunning);
@@ -302,7 +306,7 @@ pub async fn close_row(
         .close()
         .ok_or_else(|| StoreError::corrupt("a running session had no window to close"))?;
     if let Some(alarm) = closed.alarm {
-        insert_alarm(tx, &row, &alarm, now).await?;
+        insert_alarm(tx, &row, &alarm, now, claimant).await?;
     }
     drain_pending(tx, &mut row).await?;
     save(tx, &before, &mut row, now, basis).await?;
@@ -619,18 +623,25 @@ pub(super) async fn save_applied(
     mirror(tx, &read.state, row).await
 }
 
+/// Writes the alarm into the outbox: pending, or claimed by `claimant` at `now` (its first
+/// attempt under way).
 async fn insert_alarm(
     tx: &mut Tx,
     row: &SessionRow,
     alarm: &Alarm,
     now: Timestamp,
+    claimant: Option<&str>,
 ) -> Result<(), StoreError> {
     let sql = format!(
         "{} INTO status_job_alarm (status_check_id, robot_id, local_date, window_start_ms, \
-         window_end_ms, reference_id, alarm_event, state, attempts, created_at_ms, updated_at_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+         window_end_ms, reference_id, alarm_event, state, attempts, claimed_by, claimed_at_ms, \
+         created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         tx.dialect().insert_ignore()
     );
+    let (state, attempts, claimed_at) = match claimant {
+        Some(_) => ("sending", 1_u32, Some(ts_to_ms(now))),
+        None => ("pending", 0, None),
+    };
     tx.write(
         &sql,
         &[
@@ -641,6 +652,10 @@ async fn insert_alarm(
             ts_to_ms(alarm.window.end).into(),
             alarm.reference_id().into(),
             row.alarm_event.clone().into(),
+            state.into(),
+            attempts.into(),
+            claimant.into(),
+            claimed_at.into(),
             ts_to_ms(now).into(),
             ts_to_ms(now).into(),
         ],
