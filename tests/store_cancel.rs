@@ -391,7 +391,7 @@ async fn every_operation(pair: Pair) {
         .await;
         let alarm = pair.subject.store.alarms_of(id).await.unwrap()[0].id;
         cancel_everywhere(&pair, "mark_alarm_failed_until", async |s: &Store| {
-            s.mark_alarm_failed_until(alarm, "HTTP 502", deadline + lease, deadline)
+            s.mark_alarm_failed_until("dispatcher", alarm, "HTTP 502", deadline + lease, deadline)
                 .await
         })
         .await;

@@ -156,7 +156,7 @@ async fn every_transition_is_all_or_nothing() {
         .await;
         let alarm = s.alarms_of(id).await.unwrap()[0].id;
         kill_everywhere(&db, "mark_alarm_failed", || {
-            s.mark_alarm_failed(alarm, "HTTP 502", deadline)
+            s.mark_alarm_failed("dispatcher", alarm, "HTTP 502", deadline)
         })
         .await;
         kill_everywhere(&db, "mark_alarm_sent", || {

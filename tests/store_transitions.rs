@@ -504,10 +504,17 @@ async fn outbox_claims_sends_and_retries() {
         );
         assert_eq!(a[0].attempts, 1);
 
+        // A failure reported by a dispatcher that does not hold the claim changes nothing.
+        assert!(
+            !db.store
+                .mark_alarm_failed("a", b[0].id, "HTTP 503", now)
+                .await
+                .unwrap()
+        );
         // A failed post is claimable again; a claim older than the lease too.
         assert!(
             db.store
-                .mark_alarm_failed(b[0].id, "HTTP 503", now)
+                .mark_alarm_failed("b", b[0].id, "HTTP 503", now)
                 .await
                 .unwrap()
         );
@@ -534,7 +541,7 @@ async fn outbox_claims_sends_and_retries() {
         );
         assert!(
             !db.store
-                .mark_alarm_failed(a[0].id, "late failure", now)
+                .mark_alarm_failed("a", a[0].id, "late failure", now)
                 .await
                 .unwrap()
         );
@@ -737,7 +744,7 @@ async fn a_failed_alarm_waits_for_its_retry_time_without_holding_up_later_ones()
         assert_eq!(first.len(), 1, "{}", db.name);
         let retry_at = ts("2025-03-30T12:00:00Z");
         db.store
-            .mark_alarm_failed_until(first[0].id, "HTTP 400", retry_at, now)
+            .mark_alarm_failed_until("a", first[0].id, "HTTP 400", retry_at, now)
             .await
             .unwrap();
         assert!(

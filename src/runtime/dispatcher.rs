@@ -307,7 +307,7 @@ async fn handle(
             let service = SignedDuration::from_secs_f64(wall.as_secs_f64() * ctx.clock().speed());
             let retry_at = now.checked_add(service).unwrap_or(now);
             ctx.store()
-                .mark_alarm_failed_until(alarm.id, &e, retry_at, now)
+                .mark_alarm_failed_until(&ctx.settings().owner, alarm.id, &e, retry_at, now)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(Posted::RetryAfter(wall))

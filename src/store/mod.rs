@@ -655,29 +655,34 @@ impl Store {
             .await
     }
 
-    /// Marks a posting attempt failed with `error`.
+    /// Marks `owner`'s posting attempt failed with `error`.
     pub async fn mark_alarm_failed(
         &self,
+        owner: &str,
         alarm_id: u64,
         error: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        self.mark_alarm_failed_until(alarm_id, error, now, now)
+        self.mark_alarm_failed_until(owner, alarm_id, error, now, now)
             .await
     }
 
-    /// Marks a posting attempt failed with `error`; the alarm is not claimed again before
-    /// `retry_at`.
+    /// Marks `owner`'s posting attempt failed with `error`; the alarm is not claimed again
+    /// before `retry_at`. False when the alarm is no longer claimed by `owner` (its lease ran
+    /// out and another dispatcher took it, or it was sent): that claim is left alone.
     pub async fn mark_alarm_failed_until(
         &self,
+        owner: &str,
         alarm_id: u64,
         error: &str,
         retry_at: Timestamp,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         self.run(move |tx| {
-            let error = error.to_string();
-            Box::pin(async move { outbox::mark_failed(tx, alarm_id, &error, retry_at, now).await })
+            let (owner, error) = (owner.to_string(), error.to_string());
+            Box::pin(async move {
+                outbox::mark_failed(tx, &owner, alarm_id, &error, retry_at, now).await
+            })
         })
         .await
     }

@@ -98,9 +98,12 @@ pub async fn mark_sent(
     Ok(true)
 }
 
-/// Marks a posting attempt failed; the alarm is claimable again.
+/// Marks `owner`'s posting attempt failed; the alarm is claimable again from `retry_at`. An
+/// alarm `owner` no longer holds (sent, or claimed by another dispatcher after the lease) is
+/// left alone: a late failure must not undo someone else's claim.
 pub async fn mark_failed(
     tx: &mut Tx,
+    owner: &str,
     alarm_id: u64,
     error: &str,
     retry_at: Timestamp,
@@ -109,12 +112,14 @@ pub async fn mark_failed(
     let changed = tx
         .execute(
             "UPDATE status_job_alarm SET state = 'failed', last_error = ?, updated_at_ms = ?, \
-             retry_at_ms = ?, claimed_by = NULL WHERE id = ? AND state <> 'sent'",
+             retry_at_ms = ?, claimed_by = NULL WHERE id = ? AND state = 'sending' \
+             AND claimed_by = ?",
             &[
                 error.into(),
                 ts_to_ms(now).into(),
                 ts_to_ms(retry_at).into(),
                 alarm_id.into(),
+                owner.into(),
             ],
         )
         .await?;
