@@ -23,12 +23,10 @@ impl MessageHandler for SqsHandler {
             .take_message(&message.body, message.call_ref.as_deref())
             .await
         {
-            Ok(MessageOutcome::Taken(_)) => {
-                // A status message is Megazord at work: evidence that a robot it keeps
-                // refusing is refused on its own (see the closer).
-                self.ctx.liveness().megazord_answered(self.ctx.now());
-                Disposition::Done
-            }
+            // A status message is not Megazord's API answering: messages may still flow from
+            // its fan-out (or a backlog) while its HTTP routes are down, and a session failing
+            // then fails with everyone's, so it waits rather than end as FAILED (see the closer).
+            Ok(MessageOutcome::Taken(_)) => Disposition::Done,
             Ok(MessageOutcome::Rejected(rejection)) => Disposition::DeadLetter {
                 reason: rejection.to_string(),
             },
