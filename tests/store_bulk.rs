@@ -91,6 +91,48 @@ async fn windows_closed_together_each_get_the_outcome_they_would_alone() {
 }
 
 #[tokio::test]
+async fn two_alarms_of_one_session_marked_in_one_batch_are_both_sent_once() {
+    for db in TestDb::both().await {
+        let date = "2025-06-02".parse().unwrap();
+        let (id, session) = started(&db.store, &robot(31), date).await;
+        let first = session.start + SignedDuration::from_mins(60);
+        let second = first + SignedDuration::from_mins(60);
+        let now = second + SignedDuration::from_secs(30);
+        for deadline in [first, second] {
+            let closed = db.store.close_window(id, deadline, now).await.unwrap();
+            assert!(
+                matches!(closed, CloseOutcome::Closed { alarm: Some(_), .. }),
+                "{}: {closed:?}",
+                db.name
+            );
+        }
+        let claimed = db
+            .store
+            .claim_alarms("test", 10, now, SignedDuration::from_mins(5))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2, "{}", db.name);
+        let mut marks: Vec<(u64, u64)> = claimed.iter().map(|a| (a.id, 2000 + a.id)).collect();
+        // The same alarm twice in a batch: marked once.
+        marks.push(marks[0]);
+        let sent = db.store.mark_alarms_sent(&marks, now).await;
+        assert!(
+            matches!(sent[..], [Ok(true), Ok(true), Ok(false)]),
+            "{}: {sent:?}",
+            db.name
+        );
+        let view = db.store.session(id).await.unwrap().unwrap();
+        let alarm_records = view
+            .records
+            .iter()
+            .filter(|r| r.result == "ALARM_SENT")
+            .count();
+        assert_eq!(alarm_records, 2, "{}: {:?}", db.name, view.records);
+        db.finish().await;
+    }
+}
+
+#[tokio::test]
 async fn alarms_claimed_as_their_windows_close_are_this_instances_until_given_back() {
     for db in TestDb::both().await {
         let date = "2025-06-02".parse().unwrap();

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use super::error::StoreError;
 use super::outbox;
 use super::rules;
+use super::sql::Tx;
 use super::transitions::{self, Basis};
 use super::types::{CloseOutcome, OutboxAlarm, StoredRule};
 use super::{BoxFuture, Dialect, Store};
@@ -215,7 +216,12 @@ impl Store {
     }
 
     /// The batch of [`Store::mark_alarms_sent`] in one transaction; `None` when any mark
-    /// failed or the commit did (nothing of it is kept then).
+    /// failed or the commit did (nothing of it is kept then). The alarms and their sessions are
+    /// read in three statements for the whole batch (the alarms, then their session rows
+    /// locked in `status_check_id` order, then the alarms locked: the order every transition
+    /// takes its locks in), and every write goes with the `COMMIT`. A batch with two alarms of
+    /// one session, or naming an alarm twice, is marked alarm by alarm instead, so that each
+    /// session's versions stay what one mark at a time gives.
     async fn mark_alarms_sent_together(
         &self,
         alarms: &[(u64, u64)],
@@ -223,26 +229,69 @@ impl Store {
     ) -> Option<Vec<bool>> {
         let mut tx = self.begin().await.ok()?;
         tx.may_decide_on_copies = false;
-        let mut outcomes = Vec::with_capacity(alarms.len());
-        for &(alarm_id, megazord_id) in alarms {
-            match outbox::mark_sent(&mut tx, alarm_id, megazord_id, now).await {
-                Ok(outcome) => outcomes.push(outcome),
+        match mark_sent_batch(&mut tx, alarms, now).await {
+            Ok(Some(outcomes)) => match tx.commit().await {
+                Ok(()) => Some(outcomes),
                 Err(e) => {
-                    tracing::debug!(alarmId = alarm_id, error = %e,
-                        "marking an alarm sent failed in a batch: marking each alone");
-                    tx.rollback().await;
-                    return None;
+                    tracing::debug!(error = %e, "a batch of sent alarms did not commit: marking each alone");
+                    None
                 }
+            },
+            Ok(None) => {
+                tx.rollback().await;
+                None
             }
-        }
-        match tx.commit().await {
-            Ok(()) => Some(outcomes),
             Err(e) => {
-                tracing::debug!(error = %e, "a batch of sent alarms did not commit: marking each alone");
+                tracing::debug!(error = %e, "marking a batch of alarms sent failed: marking each alone");
+                tx.rollback().await;
                 None
             }
         }
     }
+}
+
+/// The writes of [`Store::mark_alarms_sent`] for a batch, in an open transaction; `Ok(None)`
+/// when the batch has to be marked alarm by alarm (see `mark_alarms_sent_together`).
+async fn mark_sent_batch(
+    tx: &mut Tx,
+    alarms: &[(u64, u64)],
+    now: Timestamp,
+) -> Result<Option<Vec<bool>>, StoreError> {
+    let ids: Vec<u64> = alarms.iter().map(|&(id, _)| id).collect();
+    let read = outbox::read_many(tx, &ids, false).await?;
+    let mut session_ids: Vec<u64> = read.values().map(|a| a.status_check_id).collect();
+    session_ids.sort_unstable();
+    let distinct = {
+        let mut d = session_ids.clone();
+        d.dedup();
+        d
+    };
+    let mut unique_ids = ids.clone();
+    unique_ids.sort_unstable();
+    unique_ids.dedup();
+    if distinct.len() != session_ids.len() || unique_ids.len() != ids.len() {
+        return Ok(None);
+    }
+    let mut sessions = transitions::lock_sessions(tx, &distinct).await?;
+    let locked = outbox::read_many(tx, &ids, true).await?;
+    let mut outcomes = Vec::with_capacity(alarms.len());
+    for &(alarm_id, megazord_id) in alarms {
+        let Some(alarm) = locked.get(&alarm_id) else {
+            return Err(StoreError::Invalid(format!("no alarm with id {alarm_id}")));
+        };
+        if alarm.state == "sent" {
+            outcomes.push(false);
+            continue;
+        }
+        let Some(session) = sessions.remove(&alarm.status_check_id) else {
+            return Err(StoreError::corrupt(format!(
+                "alarm {alarm_id} has no session"
+            )));
+        };
+        outbox::write_sent(tx, session, alarm, megazord_id, now).await?;
+        outcomes.push(true);
+    }
+    Ok(Some(outcomes))
 }
 
 impl Store {

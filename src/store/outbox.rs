@@ -1,13 +1,13 @@
 //! The alarm outbox: rows written by `close_window`, claimed by the dispatcher, marked sent
 //! (with the `ALARM_SENT` record) or failed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use jiff::Timestamp;
 use jiff::civil::Date;
 
 use super::error::StoreError;
-use super::session_row::{ms_to_ts, ts_to_ms};
+use super::session_row::{SessionRow, ms_to_ts, ts_to_ms};
 use super::sql::{Arg, Row, Tx};
 use super::transitions::{Basis, RECORD_ALARM_SENT, insert_record, lock_session, save};
 use super::types::OutboxAlarm;
@@ -60,26 +60,40 @@ pub async fn mark_sent(
         return Err(StoreError::Invalid(format!("no alarm with id {alarm_id}")));
     };
     // Lock order everywhere: the session first, then its alarm.
-    let Some(mut session) = lock_session(tx, alarm.status_check_id).await? else {
+    let Some(session) = lock_session(tx, alarm.status_check_id).await? else {
         return Err(StoreError::corrupt(format!(
             "alarm {alarm_id} has no session"
         )));
     };
-    let before = session.clone();
     let Some(alarm) = read(tx, alarm_id, true).await? else {
         return Err(StoreError::Invalid(format!("no alarm with id {alarm_id}")));
     };
     if alarm.state == "sent" {
         return Ok(false);
     }
-    tx.execute(
+    write_sent(tx, session, &alarm, megazord_incoming_id, now).await?;
+    Ok(true)
+}
+
+/// The writes that mark `alarm` sent, under the lock of its `session` (read locked in this
+/// transaction) and its own: the outbox row, the `ALARM_SENT` record (created at the window
+/// end) and the session row with its mirrors.
+pub async fn write_sent(
+    tx: &mut Tx,
+    mut session: SessionRow,
+    alarm: &OutboxAlarm,
+    megazord_incoming_id: u64,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let before = session.clone();
+    tx.write(
         "UPDATE status_job_alarm SET state = 'sent', megazord_incoming_id = ?, sent_at_ms = ?, \
          updated_at_ms = ?, claimed_by = NULL WHERE id = ?",
         &[
             megazord_incoming_id.into(),
             ts_to_ms(now).into(),
             ts_to_ms(now).into(),
-            alarm_id.into(),
+            alarm.id.into(),
         ],
     )
     .await?;
@@ -94,8 +108,7 @@ pub async fn mark_sent(
         alarm.window_end,
     )
     .await?;
-    save(tx, &before, &mut session, now, Basis::Locked).await?;
-    Ok(true)
+    save(tx, &before, &mut session, now, Basis::Locked).await
 }
 
 /// Marks `owner`'s posting attempt failed; the alarm is claimable again from `retry_at`. An
@@ -189,6 +202,33 @@ pub async fn release(
         .await?;
     tx.checkpoint().await?;
     Ok(released)
+}
+
+/// The alarms of `alarm_ids` (those that exist), by id, locked when `lock`.
+pub async fn read_many(
+    tx: &mut Tx,
+    alarm_ids: &[u64],
+    lock: bool,
+) -> Result<HashMap<u64, OutboxAlarm>, StoreError> {
+    let mut found = HashMap::with_capacity(alarm_ids.len());
+    let suffix = if lock { tx.dialect().for_update() } else { "" };
+    for chunk in alarm_ids.chunks(1000) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let args: Vec<Arg> = chunk.iter().map(|&id| Arg::from(id)).collect();
+        let rows = tx
+            .fetch_all(
+                &format!(
+                    "SELECT {COLUMNS} FROM status_job_alarm WHERE id IN ({marks}) ORDER BY id{suffix}"
+                ),
+                &args,
+            )
+            .await?;
+        for row in &rows {
+            let alarm = from_row(row)?;
+            found.insert(alarm.id, alarm);
+        }
+    }
+    Ok(found)
 }
 
 /// One alarm, locked when `lock`.
