@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::context::Context;
+use super::error::RuntimeError;
 use super::together::Together;
 use crate::megazord::CallRef;
 use crate::store::{Dialect, OutboxAlarm, StoreError};
@@ -84,13 +85,12 @@ impl Marks {
     }
 
     /// Marks the alarm sent with the id Megazord gave it.
-    async fn sent(&self, alarm_id: u64, megazord_id: u64) -> Result<bool, String> {
+    async fn sent(&self, alarm_id: u64, megazord_id: u64) -> Result<bool, RuntimeError> {
         let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.markers.len();
-        self.markers[turn]
+        Ok(self.markers[turn]
             .ask((alarm_id, megazord_id))
             .await
-            .ok_or_else(|| "marking alarms sent has stopped".to_string())?
-            .map_err(|e| e.to_string())
+            .ok_or(RuntimeError::Stopped("marking alarms sent"))??)
     }
 }
 
@@ -108,8 +108,8 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let http = reqwest::Client::new();
     let marks = Marks::start(&ctx);
     let concurrency = ctx.settings().dispatch_concurrency.max(1);
-    let mut in_flight: JoinSet<Result<Posted, String>> = JoinSet::new();
-    let mut marking: JoinSet<Result<bool, String>> = JoinSet::new();
+    let mut in_flight: JoinSet<Result<Posted, RuntimeError>> = JoinSet::new();
+    let mut marking: JoinSet<Result<bool, RuntimeError>> = JoinSet::new();
     // When the earliest alarm whose post failed may be claimed again: the dispatcher looks
     // then, not only after its longest sleep.
     let mut next_retry: Option<tokio::time::Instant> = None;
@@ -261,16 +261,16 @@ async fn sleep_until_retry(at: Option<tokio::time::Instant>) {
 }
 
 /// Claims up to `limit` alarms for this instance.
-async fn claim(ctx: &Context, limit: u32) -> Result<Vec<OutboxAlarm>, String> {
-    ctx.store()
+async fn claim(ctx: &Context, limit: u32) -> Result<Vec<OutboxAlarm>, RuntimeError> {
+    Ok(ctx
+        .store()
         .claim_alarms(
             &ctx.settings().owner,
             limit,
             ctx.now(),
             ctx.settings().alarm_lease,
         )
-        .await
-        .map_err(|e| e.to_string())
+        .await?)
 }
 
 /// Posts one claimed alarm, or marks it failed with a back-off of its own: one alarm that
@@ -279,7 +279,7 @@ async fn handle(
     ctx: &Context,
     http: &reqwest::Client,
     alarm: OutboxAlarm,
-) -> Result<Posted, String> {
+) -> Result<Posted, RuntimeError> {
     match post(ctx, http, &alarm).await {
         Ok(megazord_id) => {
             let now = ctx.now();
@@ -307,9 +307,14 @@ async fn handle(
             let service = SignedDuration::from_secs_f64(wall.as_secs_f64() * ctx.clock().speed());
             let retry_at = now.checked_add(service).unwrap_or(now);
             ctx.store()
-                .mark_alarm_failed_until(&ctx.settings().owner, alarm.id, &e, retry_at, now)
-                .await
-                .map_err(|e| e.to_string())?;
+                .mark_alarm_failed_until(
+                    &ctx.settings().owner,
+                    alarm.id,
+                    &e.to_string(),
+                    retry_at,
+                    now,
+                )
+                .await?;
             Ok(Posted::RetryAfter(wall))
         }
     }
@@ -317,7 +322,11 @@ async fn handle(
 
 /// Posts one alarm and returns the id it has at Megazord (or the outbox id when there is no
 /// Megazord).
-async fn post(ctx: &Context, http: &reqwest::Client, alarm: &OutboxAlarm) -> Result<u64, String> {
+async fn post(
+    ctx: &Context,
+    http: &reqwest::Client,
+    alarm: &OutboxAlarm,
+) -> Result<u64, RuntimeError> {
     let robot_id = alarm.identity.robot_id;
     let Some(megazord) = ctx.megazord() else {
         if let Some(url) = &ctx.settings().alarm_webhook {
@@ -334,9 +343,9 @@ async fn post(ctx: &Context, http: &reqwest::Client, alarm: &OutboxAlarm) -> Res
                 .send()
                 .await
                 .and_then(reqwest::Response::error_for_status)
-                .map_err(|e| {
-                    let url = crate::redact::redact_url(url);
-                    format!("webhook {url}: {}", e.without_url())
+                .map_err(|e| RuntimeError::Webhook {
+                    url: crate::redact::redact_url(url),
+                    source: e.without_url(),
                 })?;
         }
         tracing::warn!(
@@ -357,8 +366,7 @@ async fn post(ctx: &Context, http: &reqwest::Client, alarm: &OutboxAlarm) -> Res
             .unwrap_or(alarm.window_end);
         let history = megazord
             .incomings(robot_id, &alarm.alarm_event, since, &call_ref)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if let Some(found) = history
             .iter()
             .find(|e| e.reference_id.as_deref() == Some(alarm.reference_id.as_str()))
@@ -371,8 +379,7 @@ async fn post(ctx: &Context, http: &reqwest::Client, alarm: &OutboxAlarm) -> Res
     let poster = ctx.alarm_poster().unwrap_or(megazord);
     let event = poster
         .post_event(robot_id, &alarm.alarm_event, &alarm.reference_id, &call_ref)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     ctx.liveness().megazord_answered(ctx.now());
     Ok(event.id)
 }

@@ -21,6 +21,17 @@ pub enum RuntimeError {
     /// The task doing the step panicked or was cancelled.
     #[error("the task {0}")]
     Panicked(&'static str),
+    /// A task this step hands work to has stopped (the service is shutting down).
+    #[error("{0} has stopped")]
+    Stopped(&'static str),
+    /// The alarm webhook (used when there is no Megazord) failed.
+    #[error("webhook {url}: {source}")]
+    Webhook {
+        /// The webhook's address, with any credentials in it redacted.
+        url: String,
+        /// What failed, without the address.
+        source: reqwest::Error,
+    },
 }
 
 impl RuntimeError {
@@ -31,7 +42,10 @@ impl RuntimeError {
         match self {
             RuntimeError::Megazord(e) => !e.is_transient(),
             RuntimeError::NoRule(_) | RuntimeError::SessionVanished(_) => true,
-            RuntimeError::Store(_) | RuntimeError::Panicked(_) => false,
+            RuntimeError::Store(_)
+            | RuntimeError::Panicked(_)
+            | RuntimeError::Stopped(_)
+            | RuntimeError::Webhook { .. } => false,
         }
     }
 
@@ -44,6 +58,8 @@ impl RuntimeError {
             RuntimeError::SessionVanished(_) => "session_vanished",
             RuntimeError::NoRule(_) => "no_rule",
             RuntimeError::Panicked(_) => "panic",
+            RuntimeError::Stopped(_) => "stopped",
+            RuntimeError::Webhook { .. } => "webhook_failed",
         }
     }
 }

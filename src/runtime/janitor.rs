@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::context::Context;
+use super::error::RuntimeError;
 use crate::megazord::{CallRef, Deletion};
 use crate::telemetry::names;
 
@@ -28,25 +29,18 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
 }
 
 /// One round of housekeeping.
-pub async fn pass(ctx: &Context) -> Result<(), String> {
+pub async fn pass(ctx: &Context) -> Result<(), RuntimeError> {
     let store = ctx.store();
     let now = ctx.now();
-    store
-        .refresh_poller_locks(&ctx.settings().owner)
-        .await
-        .map_err(|e| e.to_string())?;
-    let running = store
-        .running_session_count()
-        .await
-        .map_err(|e| e.to_string())?;
+    store.refresh_poller_locks(&ctx.settings().owner).await?;
+    let running = store.running_session_count().await?;
     metrics::gauge!(names::ACTIVE_SESSIONS).set(running as f64);
     let abandoned_before = now
         .checked_sub(ctx.settings().abandoned_after)
         .unwrap_or(now);
     let abandoned = store
         .running_sessions_ended_before(abandoned_before)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     for session in &abandoned {
         tracing::warn!(statusCheckId = session.status_check_id, robotId = session.robot_id,
             end = %session.end, "session abandoned for a day: ended as FAILED");
@@ -56,8 +50,7 @@ pub async fn pass(ctx: &Context) -> Result<(), String> {
                 "the session was still running a day after its end",
                 now,
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     // A failed prune waits for the next pass; it holds up no other housekeeping.
     match store
@@ -71,11 +64,7 @@ pub async fn pass(ctx: &Context) -> Result<(), String> {
     let Some(megazord) = ctx.megazord() else {
         return Ok(());
     };
-    for leftover in store
-        .ended_subscriptions(100)
-        .await
-        .map_err(|e| e.to_string())?
-    {
+    for leftover in store.ended_subscriptions(100).await? {
         let call_ref = CallRef::new();
         match megazord
             .delete_subscription(leftover.robot_id, leftover.subscription_id, &call_ref)
@@ -87,8 +76,7 @@ pub async fn pass(ctx: &Context) -> Result<(), String> {
                     callRef = %call_ref, "subscription deleted");
                 store
                     .forget_subscription(leftover.subscription_id, now)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
             }
             Err(e) => {
                 tracing::warn!(subscriptionId = leftover.subscription_id, error = %e,

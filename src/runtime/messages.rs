@@ -51,7 +51,7 @@ pub enum TakeError {
     Store(#[from] StoreError),
     /// Megazord could not be asked for the message's event.
     #[error("megazord: {0}")]
-    Megazord(String),
+    Megazord(#[source] MegazordError),
 }
 
 /// What became of a message.
@@ -184,7 +184,7 @@ impl Context {
         let call_ref = CallRef::from_attribute(call_ref);
         let outgoing = match megazord.outgoing(&parsed, &call_ref).await {
             Ok(outgoing) => outgoing,
-            Err(e) if e.is_transient() => return Err(TakeError::Megazord(e.to_string())),
+            Err(e) if e.is_transient() => return Err(TakeError::Megazord(e)),
             Err(e) => return Ok(Err(format!("missing, and reading {quoted} failed: {e}"))),
         };
         let Some(event) = outgoing.source_event else {
