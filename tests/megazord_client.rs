@@ -265,6 +265,49 @@ async fn server_errors_are_retried_until_an_answer_comes() {
 }
 
 #[tokio::test]
+async fn too_many_requests_and_request_timeouts_are_retried_a_refused_token_is_not() {
+    let server = MegazordServer::start(MegazordOptions::default()).await;
+    let client = client(&server);
+    server.inject_fault(
+        MegazordRoute::GetIncomings,
+        Fault::Status(429),
+        FaultSpan::Next(1),
+    );
+    server.inject_fault(
+        MegazordRoute::GetIncomings,
+        Fault::Status(408),
+        FaultSpan::Next(1),
+    );
+    client
+        .incomings(ROBOT, ACTIVITY, Timestamp::UNIX_EPOCH, &CallRef::new())
+        .await
+        .unwrap();
+    let statuses: Vec<Option<u16>> = server
+        .requests_to(MegazordRoute::GetIncomings)
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [Some(429), Some(408), Some(200)]);
+
+    server.inject_fault(
+        MegazordRoute::GetIncomings,
+        Fault::Status(403),
+        FaultSpan::Next(1),
+    );
+    let error = client
+        .incomings(ROBOT, ACTIVITY, Timestamp::UNIX_EPOCH, &CallRef::new())
+        .await
+        .unwrap_err();
+    assert_eq!(server.requests_to(MegazordRoute::GetIncomings).len(), 4);
+    assert_eq!(error.status(), Some(403));
+    assert!(!error.is_transient());
+    assert!(
+        !error.is_refusal_of_the_call(),
+        "a refused token is everyone's problem, not this robot's"
+    );
+}
+
+#[tokio::test]
 async fn retries_stop_after_max_attempts_with_the_last_answer() {
     let server = MegazordServer::start(MegazordOptions::default()).await;
     let client = client(&server);

@@ -414,7 +414,12 @@ impl MegazordClient {
                         return Ok(answer);
                     }
                     let body = body_excerpt(&answer.body);
-                    if answer.status.is_server_error() || (not_found && route.retries_not_found()) {
+                    // 408 and 429 are Megazord (or a proxy) asking to be called again later.
+                    let later = matches!(code, 408 | 429);
+                    if answer.status.is_server_error()
+                        || later
+                        || (not_found && route.retries_not_found())
+                    {
                         if not_found {
                             // A provider or schema is missing at Megazord: someone must act.
                             tracing::error!(

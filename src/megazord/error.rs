@@ -168,6 +168,22 @@ impl MegazordError {
         )
     }
 
+    /// Whether Megazord refused this call for something of the call's own (the robot, the
+    /// event, the body): trying again cannot help, and nobody else's calls are affected. A
+    /// refused token (401, 403, 407), an answer nobody could read (a proxy's error page with a
+    /// 2xx) or a transient failure is everyone's problem, not the call's: a session failing so
+    /// waits with everyone else's instead of ending as `FAILED`.
+    pub fn is_refusal_of_the_call(&self) -> bool {
+        match self {
+            MegazordError::Rejected { status, .. } => !matches!(status, 401 | 403 | 407),
+            MegazordError::InvalidLink { .. } | MegazordError::InvalidSettings { .. } => true,
+            MegazordError::Unavailable { .. }
+            | MegazordError::Timeout { .. }
+            | MegazordError::Connection { .. }
+            | MegazordError::InvalidResponse { .. } => false,
+        }
+    }
+
     /// The HTTP status of the last answer, when there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -235,5 +251,31 @@ mod tests {
              {\"message\":\"referenceId must be a string\"}"
         );
         assert!(!error.is_transient());
+        assert!(error.is_refusal_of_the_call());
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_call_itself_is_the_calls_own() {
+        let rejected = |status| MegazordError::Rejected {
+            route: Route::GetIncomings,
+            robot_id: 5,
+            status,
+            body: String::new(),
+        };
+        for status in [400, 404, 409, 422] {
+            assert!(rejected(status).is_refusal_of_the_call(), "{status}");
+        }
+        // A refused token is the service's problem with every robot, not this robot's.
+        for status in [401, 403, 407] {
+            assert!(!rejected(status).is_refusal_of_the_call(), "{status}");
+        }
+        let proxy_page = MegazordError::InvalidResponse {
+            route: Route::GetIncomings,
+            robot_id: 5,
+            status: 200,
+            reason: "expected value at line 1 column 1".into(),
+            body: "<html>".into(),
+        };
+        assert!(!proxy_page.is_refusal_of_the_call());
     }
 }

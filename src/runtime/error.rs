@@ -37,10 +37,10 @@ pub enum RuntimeError {
 impl RuntimeError {
     /// Whether trying again cannot change the answer: Megazord refused the call for good (a
     /// robot it does not know, a route it does not have), as opposed to being unreachable,
-    /// slow or failing for everyone.
+    /// slow, refusing this service's token or failing for everyone.
     pub fn is_definite(&self) -> bool {
         match self {
-            RuntimeError::Megazord(e) => !e.is_transient(),
+            RuntimeError::Megazord(e) => e.is_refusal_of_the_call(),
             RuntimeError::NoRule(_) | RuntimeError::SessionVanished(_) => true,
             RuntimeError::Store(_)
             | RuntimeError::Panicked(_)
