@@ -14,8 +14,9 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::store::OutboxAlarm;
 
-/// How many claimed alarms may wait for a posting slot.
-pub const CAPACITY: usize = 8192;
+/// How many claimed alarms may wait for a posting slot: enough for every window of 65,536
+/// sessions ending at once (some 20 MB), beyond which the alarms are claimed from the store.
+pub const CAPACITY: usize = 65_536;
 
 /// An alarm claimed at `claimed_at` (service time), waiting for a posting slot.
 #[derive(Debug, Clone)]

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use super::error::StoreError;
 use super::fault::FaultPlan;
-use super::outbox::{self, CLAIMABLE};
+use super::outbox;
 use super::session_copies::SessionCopies;
 use super::session_row::ts_to_ms;
 use super::sql::{Arg, Inner, MysqlTxConn, Tx};
@@ -153,18 +153,43 @@ pub async fn claim(
     lease: SignedDuration,
 ) -> Result<Vec<OutboxAlarm>, StoreError> {
     let expired = ts_to_ms(now) - lease.as_millis() as i64;
-    let ids = tx
-        .fetch_all(
-            &format!(
-                "SELECT id FROM status_job_alarm WHERE {CLAIMABLE} ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED"
-            ),
-            &[ts_to_ms(now).into(), expired.into(), limit.into()],
-        )
-        .await?;
+    // One statement per state, each a range of the `(state, id)` index: a single statement
+    // with the three conditions ORed scans the table, which holds every alarm ever sent.
+    // Alarms whose claim ran out and failed ones go before pending ones: they are older.
+    let kinds: [(&str, Vec<Arg>); 3] = [
+        (
+            "state = 'sending' AND claimed_at_ms < ?",
+            vec![expired.into()],
+        ),
+        (
+            "state = 'failed' AND retry_at_ms <= ?",
+            vec![ts_to_ms(now).into()],
+        ),
+        ("state = 'pending'", vec![]),
+    ];
+    let mut ids: Vec<i64> = Vec::new();
+    for (condition, mut args) in kinds {
+        let wanted = u64::from(limit).saturating_sub(ids.len() as u64);
+        if wanted == 0 {
+            break;
+        }
+        args.push(wanted.into());
+        let rows = tx
+            .fetch_all(
+                &format!(
+                    "SELECT id FROM status_job_alarm WHERE {condition} ORDER BY id LIMIT ? \
+                     FOR UPDATE SKIP LOCKED"
+                ),
+                &args,
+            )
+            .await?;
+        for row in &rows {
+            ids.push(row.int(0)?);
+        }
+    }
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<i64> = ids.iter().map(|r| r.int(0)).collect::<Result<_, _>>()?;
     let placeholders = vec!["?"; ids.len()].join(", ");
     let mut args: Vec<Arg> = vec![owner.into(), ts_to_ms(now).into(), ts_to_ms(now).into()];
     args.extend(ids.iter().map(|id| Arg::Int(*id)));
