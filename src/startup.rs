@@ -50,136 +50,205 @@ pub enum ServeError {
 
 /// Runs the service as `config` says until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
-    let metrics = telemetry::init_metrics();
-    let address = listen_address(&config)?;
-    // Everything that can refuse the start is asked before anything is written to the
-    // database: a start refused later would leave sessions and poller locks behind.
-    let consumer = match &config.queue {
-        Some(queue) => Some(
-            SqsConsumer::connect(queue)
-                .await
-                .map_err(|e| ServeError::Queue(e.to_string()))?,
-        ),
-        None => None,
-    };
-    // The rules are applied once the clock is known: a rule is stamped in service time (a
-    // rule new at this start watches from now on, semantics §6).
-    let rules = config.rules()?;
-    let without_rules = Config {
-        rules: Vec::new(),
-        ..config.clone()
-    };
-    let prepared = prepare(&without_rules, Timestamp::now()).await?;
-    let store = prepared.store.clone();
-    store.set_group_commit(crate::store::GroupCommitSettings {
-        max_batch: config.service.ingest_batch_max.max(1),
-        mysql_committers: config.service.ingest_committers.max(1),
-    });
-    let clock = clock(&config.clock, &store).await?;
-    for rule in &rules {
-        if let Some(warning) = rule.never_alarms() {
-            tracing::warn!(robotId = rule.robot_id, "{warning}");
-        }
-        store.set_rule(rule, clock.now()).await?;
-    }
-    let megazord = match &config.megazord {
-        Some(settings) => Some(
-            MegazordClient::new(settings.clone())
-                .map_err(|e| ServeError::Megazord(e.to_string()))?,
-        ),
-        None => None,
-    };
-    let settings = RuntimeSettings {
-        owner: format!("azi-3-status-jobs:{}", config.service.instance_id()),
-        grace: SignedDuration::from_secs(i64::from(config.service.grace_seconds)),
-        refs: prepared.refs,
-        queue_suffix: config.queue.as_ref().map(|q| q.queue_suffix.clone()),
-        alarm_webhook: config.service.alarm_webhook.clone(),
-        alarm_lease: alarm_lease(config.megazord.as_ref(), clock.speed()),
-        abandoned_after: SignedDuration::from_hours(24),
-        close_concurrency: config.service.close_concurrency.max(1),
-        dispatch_concurrency: config.service.dispatch_concurrency.max(1),
-        prepare_concurrency: config.service.prepare_concurrency.max(1),
-        failing_session_limit: SignedDuration::from_secs(i64::from(
-            config.service.failing_session_limit_seconds,
-        )),
-        ready_overdue_bound: std::time::Duration::from_secs(u64::from(
-            config.service.ready_overdue_bound_seconds,
-        )),
-        dead_letters: crate::store::DeadLetterRetention {
-            max_age: SignedDuration::from_hours(
-                24 * i64::from(config.service.dead_letter_max_age_days),
-            ),
-            max_count: config.service.dead_letter_max_count,
-        },
-    };
-    tracing::info!(
-        database = ?store.dialect(),
-        megazord = config.megazord.as_ref().map(|m| redact_url(&m.base_url)),
-        queue = config
-            .queue
-            .as_ref()
-            .and_then(|q| q.consumer_queue_url())
-            .map(|url| redact_url(&url)),
-        owner = %settings.owner,
-        clock = ?clock,
-        "starting"
-    );
-    if is_embedded_default(&config) && store.rules().await?.is_empty() {
-        let rule = demonstration_rule();
-        store.set_rule(&rule, clock.now()).await?;
-        tracing::warn!(
-            robotId = rule.robot_id,
-            "embedded default with no rules: created a demonstration rule for robot 1 \
-             (UTC, all day, gap 120 min); change it with `rules set` or remove it with \
-             `rules disable --robot-id 1`"
-        );
-    }
-    let ctx = Context::new(store.clone(), clock, settings, megazord);
-    crate::runtime::watchdog::run_setup_check(&ctx).await;
-    let shutdown = CancellationToken::new();
-    let tasks = Tasks::start(&ctx, shutdown.clone());
-    let mut probes: Vec<(&'static str, ReadinessProbe)> = Vec::new();
-    if let Some(consumer) = consumer {
-        let probe_consumer = consumer.clone();
-        let probe: ReadinessProbe = Arc::new(move || {
-            let consumer = probe_consumer.clone();
-            Box::pin(async move {
-                consumer.check_queue().await.map_err(|e| {
-                    tracing::warn!(error = %e, "readiness: the queue does not answer");
-                    "the queue does not answer (see the log)".to_string()
-                })
-            })
-        });
-        probes.push(("queue", probe));
-        let handler = Arc::new(SqsHandler::new(ctx.clone()));
-        tasks.spawn(consumer.run(handler, shutdown.clone()));
-    }
-    let state = HttpState {
-        ctx: ctx.clone(),
-        metrics,
-        token: config.http_token().map(Arc::from),
-        probes,
-    };
-    let listener = tokio::net::TcpListener::bind(address)
+    Application::build(config)
+        .await?
+        .run_until_stopped(wait_for_signal())
         .await
-        .map_err(|source| ServeError::Listen { address, source })?;
-    let bound = listener.local_addr().unwrap_or(address);
-    tracing::info!(address = %bound, "listening on http://{bound}");
-    let http_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let server = axum::serve(listener, http::router(state))
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "http server failed");
+}
+
+/// The live service, built from its configuration and listening, not yet running: what
+/// `serve` runs, and what the tests start in their own process on port 0.
+///
+/// ```no_run
+/// # async fn example(config: azi3_status_jobs::config::Config) -> Result<(), azi3_status_jobs::startup::ServeError> {
+/// use azi3_status_jobs::startup::Application;
+/// let app = Application::build(config).await?;
+/// println!("listening on port {}", app.port());
+/// app.run_until_stopped(std::future::pending()).await
+/// # }
+/// ```
+pub struct Application {
+    ctx: Context,
+    store: crate::store::Store,
+    consumer: Option<SqsConsumer>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    token: Option<Arc<str>>,
+    listener: tokio::net::TcpListener,
+    address: SocketAddr,
+}
+
+impl Application {
+    /// Checks the configuration, connects to the queue and the database, applies the
+    /// configured rules and opens the HTTP listener: everything that can refuse the start,
+    /// before any background task runs.
+    pub async fn build(config: Config) -> Result<Application, ServeError> {
+        let metrics = telemetry::init_metrics();
+        let address = listen_address(&config)?;
+        // Everything that can refuse the start is asked before anything is written to the
+        // database: a start refused later would leave sessions and poller locks behind.
+        let consumer = match &config.queue {
+            Some(queue) => Some(
+                SqsConsumer::connect(queue)
+                    .await
+                    .map_err(|e| ServeError::Queue(e.to_string()))?,
+            ),
+            None => None,
+        };
+        // The rules are applied once the clock is known: a rule is stamped in service time (a
+        // rule new at this start watches from now on, semantics §6).
+        let rules = config.rules()?;
+        let without_rules = Config {
+            rules: Vec::new(),
+            ..config.clone()
+        };
+        let prepared = prepare(&without_rules, Timestamp::now()).await?;
+        let store = prepared.store.clone();
+        store.set_group_commit(crate::store::GroupCommitSettings {
+            max_batch: config.service.ingest_batch_max.max(1),
+            mysql_committers: config.service.ingest_committers.max(1),
+        });
+        let clock = clock(&config.clock, &store).await?;
+        for rule in &rules {
+            if let Some(warning) = rule.never_alarms() {
+                tracing::warn!(robotId = rule.robot_id, "{warning}");
+            }
+            store.set_rule(rule, clock.now()).await?;
         }
-    });
-    wait_for_signal().await;
-    tracing::info!("shutting down: finishing in-flight work");
-    tasks.shutdown().await;
-    store.close().await;
-    tracing::info!("stopped");
-    Ok(())
+        let megazord = match &config.megazord {
+            Some(settings) => Some(
+                MegazordClient::new(settings.clone())
+                    .map_err(|e| ServeError::Megazord(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let settings = RuntimeSettings {
+            owner: format!("azi-3-status-jobs:{}", config.service.instance_id()),
+            grace: SignedDuration::from_secs(i64::from(config.service.grace_seconds)),
+            refs: prepared.refs,
+            queue_suffix: config.queue.as_ref().map(|q| q.queue_suffix.clone()),
+            alarm_webhook: config.service.alarm_webhook.clone(),
+            alarm_lease: alarm_lease(config.megazord.as_ref(), clock.speed()),
+            abandoned_after: SignedDuration::from_hours(24),
+            close_concurrency: config.service.close_concurrency.max(1),
+            dispatch_concurrency: config.service.dispatch_concurrency.max(1),
+            prepare_concurrency: config.service.prepare_concurrency.max(1),
+            failing_session_limit: SignedDuration::from_secs(i64::from(
+                config.service.failing_session_limit_seconds,
+            )),
+            ready_overdue_bound: std::time::Duration::from_secs(u64::from(
+                config.service.ready_overdue_bound_seconds,
+            )),
+            dead_letters: crate::store::DeadLetterRetention {
+                max_age: SignedDuration::from_hours(
+                    24 * i64::from(config.service.dead_letter_max_age_days),
+                ),
+                max_count: config.service.dead_letter_max_count,
+            },
+        };
+        tracing::info!(
+            database = ?store.dialect(),
+            megazord = config.megazord.as_ref().map(|m| redact_url(&m.base_url)),
+            queue = config
+                .queue
+                .as_ref()
+                .and_then(|q| q.consumer_queue_url())
+                .map(|url| redact_url(&url)),
+            owner = %settings.owner,
+            clock = ?clock,
+            "starting"
+        );
+        if is_embedded_default(&config) && store.rules().await?.is_empty() {
+            let rule = demonstration_rule();
+            store.set_rule(&rule, clock.now()).await?;
+            tracing::warn!(
+                robotId = rule.robot_id,
+                "embedded default with no rules: created a demonstration rule for robot 1 \
+                 (UTC, all day, gap 120 min); change it with `rules set` or remove it with \
+                 `rules disable --robot-id 1`"
+            );
+        }
+        let ctx = Context::new(store.clone(), clock, settings, megazord);
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| ServeError::Listen { address, source })?;
+        let address = listener.local_addr().unwrap_or(address);
+        Ok(Application {
+            ctx,
+            store,
+            consumer,
+            metrics,
+            token: config.http_token().map(Arc::from),
+            listener,
+            address,
+        })
+    }
+
+    /// The port the service listens on (the one the system chose, for port 0).
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// The address the service listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Runs every background task and the HTTP server until `shutdown` completes, then stops
+    /// gracefully: in-flight work finishes, the database is closed.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let Application {
+            ctx,
+            store,
+            consumer,
+            metrics,
+            token,
+            listener,
+            address,
+        } = self;
+        crate::runtime::watchdog::run_setup_check(&ctx).await;
+        let stop = CancellationToken::new();
+        let tasks = Tasks::start(&ctx, stop.clone());
+        let mut probes: Vec<(&'static str, ReadinessProbe)> = Vec::new();
+        if let Some(consumer) = consumer {
+            let probe_consumer = consumer.clone();
+            let probe: ReadinessProbe = Arc::new(move || {
+                let consumer = probe_consumer.clone();
+                Box::pin(async move {
+                    consumer.check_queue().await.map_err(|e| {
+                        tracing::warn!(error = %e, "readiness: the queue does not answer");
+                        "the queue does not answer (see the log)".to_string()
+                    })
+                })
+            });
+            probes.push(("queue", probe));
+            let handler = Arc::new(SqsHandler::new(ctx.clone()));
+            tasks.spawn(consumer.run(handler, stop.clone()));
+        }
+        let state = HttpState {
+            ctx: ctx.clone(),
+            metrics,
+            token,
+            probes,
+        };
+        tracing::info!(address = %address, "listening on http://{address}");
+        let http_stop = stop.clone();
+        tasks.spawn(async move {
+            let server = axum::serve(listener, http::router(state))
+                .with_graceful_shutdown(async move { http_stop.cancelled().await });
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight work");
+        tasks.shutdown().await;
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
 }
 
 /// How long a claimed alarm stays with its claimer: at least a minute, and at least twice

@@ -108,14 +108,19 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 /// Installs the global metrics recorder and returns the handle that renders the Prometheus
 /// text. Histograms get buckets (not summaries) so they can be aggregated across instances.
-/// A second call (tests that start several services in one process) returns a fresh,
-/// unregistered handle rather than failing.
+/// The recorder is the process's one: a second call (several services started in one test
+/// process) returns the same handle, so that every one of them shows the shared metrics.
 pub fn init_metrics() -> PrometheusHandle {
-    let builder = PrometheusBuilder::new()
-        .set_buckets(LATENCY_BUCKETS)
-        .expect("the bucket list is not empty");
-    let recorder = builder.build_recorder();
-    let handle = recorder.handle();
-    let _ = metrics::set_global_recorder(recorder);
-    handle
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(LATENCY_BUCKETS)
+                .expect("the bucket list is not empty");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
 }

@@ -1,11 +1,13 @@
 //! The service as an operator runs it, on its embedded default (a SQLite file, the HTTP
-//! ingest, no Megazord, no queue): the real binary on a random port.
+//! ingest, no Megazord, no queue): in this process on port 0 ([`support::app`]), and as the
+//! real binary where a test reads its log, restarts it or signals it.
 
 mod support;
 
 use std::collections::BTreeMap;
 
 use serde_json::json;
+use support::app::{AppOptions, TestApp, spawn_app};
 use support::service::{Service, ServiceOptions, run_binary};
 
 const EVENTS: &str = "/internal/v1/status-jobs/robots/7/events";
@@ -77,14 +79,11 @@ async fn ingest_records_events_once_and_shows_the_session() {
 
 #[tokio::test]
 async fn bad_bodies_get_400_naming_the_field_and_the_value() {
-    let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(
-        dir.path(),
-        ServiceOptions {
-            config: rule_config(""),
-            ..ServiceOptions::default()
-        },
-    );
+    let service = spawn_app(AppOptions {
+        config: rule_config(""),
+        ..AppOptions::default()
+    })
+    .await;
     let cases = [
         (EVENTS, "not json", "body"),
         (EVENTS, r#"{"id": "x"}"#, "eventName"),
@@ -118,14 +117,11 @@ async fn bad_bodies_get_400_naming_the_field_and_the_value() {
 
 #[tokio::test]
 async fn operations_endpoints_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(
-        dir.path(),
-        ServiceOptions {
-            config: rule_config(""),
-            ..ServiceOptions::default()
-        },
-    );
+    let service = spawn_app(AppOptions {
+        config: rule_config(""),
+        ..AppOptions::default()
+    })
+    .await;
     let (status, health) = service.get("/health").await;
     assert_eq!((status, &health["status"]), (200, &json!("ok")));
     let (status, ready) = service.get("/ready").await;
@@ -147,14 +143,11 @@ async fn operations_endpoints_answer() {
 
 #[tokio::test]
 async fn a_token_guards_v1_and_internal_but_not_health() {
-    let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(
-        dir.path(),
-        ServiceOptions {
-            config: rule_config("[http]\ntoken = \"s3cret-0123456789\"\n"),
-            ..ServiceOptions::default()
-        },
-    );
+    let service = spawn_app(AppOptions {
+        config: rule_config("[http]\ntoken = \"s3cret-0123456789\"\n"),
+        ..AppOptions::default()
+    })
+    .await;
     let (status, _) = service.get("/v1/robots/7/sessions").await;
     assert_eq!(status, 401);
     let (status, _) = service
@@ -333,7 +326,7 @@ async fn sigterm_finishes_in_flight_work_and_exits_cleanly() {
 
 /// A POST as `reqwest` sends it, with the headers given; answers status, headers and JSON.
 async fn raw_post(
-    service: &Service,
+    service: &TestApp,
     path: &str,
     headers: &[(&str, &str)],
     body: impl Into<reqwest::Body>,
@@ -351,7 +344,7 @@ async fn raw_post(
     (status, headers, json)
 }
 
-async fn events_today(service: &Service) -> u64 {
+async fn events_today(service: &TestApp) -> u64 {
     let (status, report) = service.get("/v1/robots/7/sessions").await;
     assert_eq!(status, 200, "{report}");
     report["totals"]["events"].as_u64().unwrap()
@@ -359,14 +352,11 @@ async fn events_today(service: &Service) -> u64 {
 
 #[tokio::test]
 async fn a_web_page_can_neither_post_an_event_nor_read_an_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(
-        dir.path(),
-        ServiceOptions {
-            config: rule_config(""),
-            ..ServiceOptions::default()
-        },
-    );
+    let service = spawn_app(AppOptions {
+        config: rule_config(""),
+        ..AppOptions::default()
+    })
+    .await;
     let event = r#"{"eventName":"TOILET_ACTIVITY"}"#;
     // What a page's `<form enctype="text/plain">` or `fetch` without preflight can send.
     for content_type in [
@@ -460,15 +450,12 @@ async fn a_web_page_can_neither_post_an_event_nor_read_an_answer() {
 
 #[tokio::test]
 async fn the_bearer_scheme_is_matched_in_any_case_and_a_401_names_it() {
-    let dir = tempfile::tempdir().unwrap();
     let token = "a-token-of-some-length-42";
-    let service = Service::start(
-        dir.path(),
-        ServiceOptions {
-            config: rule_config(&format!("[http]\ntoken = \"{token}\"\n")),
-            ..ServiceOptions::default()
-        },
-    );
+    let service = spawn_app(AppOptions {
+        config: rule_config(&format!("[http]\ntoken = \"{token}\"\n")),
+        ..AppOptions::default()
+    })
+    .await;
     let url = format!("{}/v1/robots/7/sessions", service.base_url);
     for (authorization, expected) in [
         (None, 401),
@@ -497,14 +484,11 @@ async fn the_bearer_scheme_is_matched_in_any_case_and_a_401_names_it() {
 
 #[tokio::test]
 async fn event_ids_are_taken_byte_for_byte_and_bad_values_are_quoted_short() {
-    let dir = tempfile::tempdir().unwrap();
-    let service = Service::start(
-        dir.path(),
-        ServiceOptions {
-            config: rule_config(""),
-            ..ServiceOptions::default()
-        },
-    );
+    let service = spawn_app(AppOptions {
+        config: rule_config(""),
+        ..AppOptions::default()
+    })
+    .await;
     let post_id = |id: serde_json::Value| {
         let body = json!({"id": id, "eventName": "TOILET_ACTIVITY"}).to_string();
         let service = &service;

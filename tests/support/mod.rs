@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod app;
 pub mod live;
 pub mod megazord;
 pub mod service;

@@ -1,8 +1,10 @@
-//! The real service binary, started as a child process on a random port, as an operator runs
-//! it: a config file, `AZI3_` environment, JSON logs on standard error.
+//! The real service binary, started as a child process on a free port, as an operator runs
+//! it: a config file, `AZI3_` environment, JSON logs on standard error. For the tests that
+//! read its log, restart it or signal it; the others start it in-process ([`super::app`]).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -48,6 +50,10 @@ impl Service {
     }
 
     fn spawn(&mut self, args: &[String]) {
+        // The port is chosen here, not by the service: the test knows where it listens
+        // without reading its log. (Another process could take the port in between; nothing
+        // on this machine binds random loopback ports but the tests themselves.)
+        let port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_azi3-status-jobs"))
             .arg("serve")
             .arg("--config")
@@ -55,7 +61,7 @@ impl Service {
             .args(args)
             .current_dir(&self.dir)
             .envs(&self.env)
-            .env("AZI3_HTTP__PORT", "0")
+            .env("AZI3_HTTP__PORT", port.to_string())
             .env("AZI3_LOG", "info,azi3_status_jobs=debug")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdin(Stdio::null())
@@ -65,28 +71,32 @@ impl Service {
             .expect("the service binary starts");
         let stderr = child.stderr.take().unwrap();
         let logs = Arc::clone(&self.logs);
-        let (address_tx, address_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("listening on http://") {
-                    let rest = &line[at + "listening on ".len()..];
-                    let url: String = rest
-                        .chars()
-                        .take_while(|c| !c.is_whitespace() && *c != '"')
-                        .collect();
-                    let _ = address_tx.send(url);
-                }
                 logs.lock().unwrap().push(line);
             }
         });
-        self.child = Some(child);
-        match address_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => self.base_url = url,
-            Err(_) => panic!(
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "the service exited ({status}) before it listened:\n{}",
+                    self.logs().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
                 "the service did not start listening:\n{}",
                 self.logs().join("\n")
-            ),
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
+        self.child = Some(child);
+        self.base_url = format!("http://{address}");
     }
 
     /// Every log line so far.
@@ -174,6 +184,14 @@ impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A loopback port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
 }
 
 /// Runs the binary with `args` to completion (for start-up failures and admin commands).
