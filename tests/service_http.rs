@@ -139,6 +139,8 @@ async fn operations_endpoints_answer() {
         .await
         .unwrap();
     assert!(text.contains("events_total"), "{text}");
+    // Stopped as `serve` stops on SIGTERM: in-flight work finished, the database closed.
+    service.stop().await;
 }
 
 #[tokio::test]

@@ -12,6 +12,8 @@ use jiff::Timestamp;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::service::{get_json, post_json};
+
 /// A running in-process service.
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
@@ -80,30 +82,12 @@ impl TestApp {
 
     /// `GET path` as JSON.
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = reqwest::get(format!("{}{path}", self.base_url))
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        get_json(&self.base_url, path).await
     }
 
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
-        let response = reqwest::Client::new()
-            .post(format!("{}{path}", self.base_url))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        post_json(&self.base_url, path, body).await
     }
 }
 

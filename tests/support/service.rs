@@ -140,14 +140,7 @@ impl Service {
 
     /// `GET path` as JSON.
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = reqwest::get(format!("{}{path}", self.base_url))
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        get_json(&self.base_url, path).await
     }
 
     /// The simulated clock the service reports on `/health` (it must run on one).
@@ -165,18 +158,7 @@ impl Service {
 
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
-        let response = reqwest::Client::new()
-            .post(format!("{}{path}", self.base_url))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        post_json(&self.base_url, path, body).await
     }
 }
 
@@ -184,6 +166,32 @@ impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `GET base_url + path`: the status and the body as JSON (`Null` when it is not JSON).
+pub async fn get_json(base_url: &str, path: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(format!("{base_url}{path}")).await.unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// `POST base_url + path` with a JSON body: the status and the answer as JSON.
+pub async fn post_json(base_url: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base_url}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// A loopback port nobody listens on now.
