@@ -475,6 +475,28 @@ fn a_gap_comparison_counts_what_each_replay_alone_counts() {
         "nothing fetched"
     );
     assert_eq!(html.matches("<rect class=\"bar\"").count(), 3 * 21);
+    // Every gridline of the chart is labelled with the number of alarms it stands at.
+    let gridlines: Vec<(f64, f64)> = html
+        .split("<text x=\"2\" y=\"")
+        .skip(1)
+        .map(|rest| {
+            let (y, rest) = rest.split_once('"').unwrap();
+            let label = rest.split_once('>').unwrap().1.split_once('<').unwrap().0;
+            (y.parse().unwrap(), label.parse().unwrap())
+        })
+        .collect();
+    assert!(gridlines.len() >= 2, "{gridlines:?}");
+    let (y_zero, zero) = gridlines[0];
+    let (y_top, top) = *gridlines.last().unwrap();
+    assert_eq!(zero, 0.0);
+    for &(y, label) in &gridlines {
+        assert_eq!(label, label.round(), "whole alarms: {gridlines:?}");
+        let at = (y_zero - y) / (y_zero - y_top) * top;
+        assert!(
+            (at - label).abs() < 0.05,
+            "label {label} drawn at {at}: {gridlines:?}"
+        );
+    }
 }
 
 #[test]

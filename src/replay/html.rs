@@ -34,7 +34,7 @@ pub fn render_html(report: &ReplayReport, tz: &TimeZone) -> String {
 .day header{{display:flex;gap:16px;align-items:baseline}} .date{{font-weight:600;min-width:110px}}
 .badge{{padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}}
 .SUCCESS{{background:#dff3e4;color:#1e6b34}} .ALARM_RAISED{{background:#fde2e1;color:#9b1c1c}}
-.muted{{color:#5b6475}} svg{{display:block;margin-top:6px}} text{{font-size:10px;fill:#5b6475}}
+.muted{{color:#5b6475}} svg{{display:block;margin-top:6px;width:100%;height:auto}} text{{font-size:10px;fill:#5b6475}}
 </style></head><body>
 <h1>{title}</h1>
 <div class="sub">Event <code>{event}</code>, partial final window: {partial}. Times are local ({zone}).</div>

@@ -132,7 +132,13 @@ fn chart(out: &mut String, report: &Comparison) {
         r#"<svg id="alarms-per-day" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" role="img" aria-label="alarms per day for each setting">"#
     );
     let y = |v: f64| 10.0 + CHART_H - v / max * CHART_H;
-    for v in [0.0, max / 2.0, max] {
+    // Gridlines at whole numbers of alarms only: a line at 2.5 labelled "2" would misread.
+    let middle = (max / 2.0).round();
+    let mut lines = vec![0.0, max];
+    if middle > 0.0 && middle < max {
+        lines.insert(1, middle);
+    }
+    for v in lines {
         let _ = write!(
             out,
             r##"<line x1="{LEFT}" x2="{width:.0}" y1="{y:.1}" y2="{y:.1}" stroke="#eef0f4"/><text x="2" y="{ty:.1}">{v:.0}</text>"##,
