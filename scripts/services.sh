@@ -3,6 +3,7 @@
 #   - MariaDB on 127.0.0.1:3306 with a user `azi3`/`azi3` that may create databases.
 #   - moto server (an SQS-compatible emulator, state in memory) on http://127.0.0.1:4566.
 #   - promtool, to check the alert rules.
+#   - chromium and chromedriver, for the browser tests.
 # Safe to run any number of times. Exports nothing; prints the URLs it made ready.
 set -euo pipefail
 
@@ -97,6 +98,15 @@ install_promtool() {
     fi
 }
 
+# Headless Chromium and its WebDriver, for the browser tests (tests/browser_replay.rs).
+install_chromium() {
+    if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+        log "installing chromium and chromium-driver (for the browser tests)"
+        apt_install chromium chromium-driver
+    fi
+}
+
 start_mariadb
 start_moto
 install_promtool
+install_chromium
