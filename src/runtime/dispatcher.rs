@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::context::Context;
 use super::error::RuntimeError;
 use super::together::Together;
-use crate::megazord::CallRef;
+use crate::megazord::{CallRef, MegazordError};
 use crate::store::{Dialect, OutboxAlarm, StoreError};
 use crate::telemetry::names;
 
@@ -306,7 +306,7 @@ async fn handle(
             metrics::counter!(names::ALARMS, "outcome" => "failed").increment(1);
             tracing::warn!(referenceId = %alarm.reference_id, error = %e, "alarm not sent yet");
             let now = ctx.now();
-            let wall = retry_delay(alarm.attempts);
+            let wall = retry_wait(&e, alarm.attempts);
             let service = SignedDuration::from_secs_f64(wall.as_secs_f64() * ctx.clock().speed());
             let retry_at = now.checked_add(service).unwrap_or(now);
             ctx.store()
@@ -387,6 +387,21 @@ async fn post(
     Ok(event.id)
 }
 
+/// How long (wall-clock time) an alarm whose post failed with `error` for the `attempts`-th
+/// time waits before it is claimed again: its back-off ([`retry_delay`]), and after a post that
+/// timed out at least twice the request timeout. Such a post may still reach Megazord's database
+/// after the client gave up; the next attempt looks the alarm up before posting, and a lookup made
+/// before that late post landed would miss it and post the alarm a second time.
+fn retry_wait(error: &RuntimeError, attempts: u32) -> Duration {
+    let backoff = retry_delay(attempts);
+    match error {
+        RuntimeError::Megazord(MegazordError::Timeout { timeout_ms, .. }) => {
+            backoff.max(Duration::from_millis(timeout_ms.saturating_mul(2)))
+        }
+        _ => backoff,
+    }
+}
+
 /// How long (wall-clock time) an alarm whose post failed for the `attempts`-th time waits
 /// before it is claimed again: exponential from 1 s to 5 minutes, plus up to as much again of
 /// jitter, so a post
@@ -402,4 +417,35 @@ fn retry_delay(attempts: u32) -> Duration {
         .build()
         .nth(attempts.saturating_sub(1) as usize)
         .unwrap_or(Duration::from_secs(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::megazord::Route;
+
+    #[test]
+    fn a_timed_out_post_is_looked_up_no_sooner_than_twice_the_request_timeout() {
+        let timeout = RuntimeError::Megazord(MegazordError::Timeout {
+            route: Route::PostIncoming,
+            robot_id: 7,
+            timeout_ms: 10_000,
+            attempts: 1,
+        });
+        for attempts in 1..=3 {
+            assert!(retry_wait(&timeout, attempts) >= Duration::from_secs(20));
+        }
+        let refused = RuntimeError::Megazord(MegazordError::Rejected {
+            route: Route::PostIncoming,
+            robot_id: 7,
+            status: 400,
+            body: String::new(),
+        });
+        // Any other failure keeps its back-off: from 1 s, doubling, with up to as much jitter.
+        let first = retry_wait(&refused, 1);
+        assert!(
+            first >= Duration::from_secs(1) && first <= Duration::from_secs(2),
+            "{first:?}"
+        );
+    }
 }
