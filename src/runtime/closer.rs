@@ -36,7 +36,6 @@
 //! them overdue.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -50,7 +49,7 @@ use super::context::Context;
 use super::error::RuntimeError;
 use super::retries::SessionRetries;
 use super::scheduler::replay_history;
-use super::together::Together;
+use super::together::Pool;
 use crate::domain::RobotId;
 use crate::megazord::CallRef;
 use crate::store::{CloseOutcome, Dialect, DueWindow, EndOutcome, StoreError, StoredRule};
@@ -75,22 +74,19 @@ const FIRST_READ_ESTIMATE: Duration = Duration::from_millis(100);
 /// How much longer than the estimate the reads of a burst are given to finish by `u + grace`.
 const READ_MARGIN: f64 = 1.5;
 
-/// One task committing closes: each request is a session and the deadline it expects.
-type Committer = Together<(u64, Timestamp), Result<CloseOutcome, StoreError>>;
-
 /// What a window's task gave, or why it did not finish.
 type Joined =
     Result<(tokio::task::Id, Result<Option<Timestamp>, RuntimeError>), tokio::task::JoinError>;
 
 /// Where closes are committed: by tasks that each take whatever closes have queued up
-/// meanwhile and commit them in one transaction ([`Together`]), each session's close still all
+/// meanwhile and commit them in one transaction ([`Pool`]), each session's close still all
 /// or nothing ([`crate::store::Store::close_windows`]). One task on SQLite, whose single
 /// writer runs one transaction at a time with an fsync per commit; several on MySQL, side by
 /// side on the pool. A lone close is committed by itself, as before.
 #[derive(Clone, Debug)]
 struct Closes {
-    committers: Arc<Vec<Committer>>,
-    next: Arc<AtomicUsize>,
+    /// Each request is a session and the deadline it expects.
+    committers: Pool<(u64, Timestamp), Result<CloseOutcome, StoreError>>,
 }
 
 impl Closes {
@@ -100,19 +96,14 @@ impl Closes {
             Dialect::Sqlite => 1,
             Dialect::Mysql => MYSQL_COMMITTERS,
         };
-        let committers = (0..count)
-            .map(|_| {
+        let committers = Pool::start(count, MAX_CLOSE_BATCH, || {
+            let ctx = ctx.clone();
+            move |windows: Vec<(u64, Timestamp)>| {
                 let ctx = ctx.clone();
-                Together::start(MAX_CLOSE_BATCH, move |windows: Vec<(u64, Timestamp)>| {
-                    let ctx = ctx.clone();
-                    async move { commit_closes(&ctx, &windows).await }
-                })
-            })
-            .collect();
-        Closes {
-            committers: Arc::new(committers),
-            next: Arc::default(),
-        }
+                async move { commit_closes(&ctx, &windows).await }
+            }
+        });
+        Closes { committers }
     }
 
     /// Closes the session's window if its deadline is still `deadline`.
@@ -121,8 +112,8 @@ impl Closes {
         status_check_id: u64,
         deadline: Timestamp,
     ) -> Result<CloseOutcome, RuntimeError> {
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.committers.len();
-        Ok(self.committers[turn]
+        Ok(self
+            .committers
             .ask((status_check_id, deadline))
             .await
             .ok_or(RuntimeError::Panicked("committing closes has stopped"))??)

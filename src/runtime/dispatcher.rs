@@ -12,8 +12,6 @@
 //! whose post failed, alarms of a closer whose hand-off queue was full, alarms of an instance
 //! that died). Marking a posted alarm sent happens beside the posts, in batches.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jiff::SignedDuration;
@@ -22,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::Context;
 use super::error::RuntimeError;
-use super::together::Together;
+use super::together::Pool;
 use crate::megazord::{CallRef, MegazordError};
 use crate::store::{Dialect, OutboxAlarm, StoreError};
 use crate::telemetry::names;
@@ -52,17 +50,14 @@ const MYSQL_MARKERS: usize = 4;
 /// 0.05 s (performance.md).
 const MARKS_PER_SLOT: usize = 64;
 
-/// One task marking alarms sent: each request is an alarm and the id Megazord gave it.
-type Marker = Together<(u64, u64), Result<bool, StoreError>>;
-
 /// Where a posted alarm is marked sent: by tasks that each take whatever marks have queued up
-/// meanwhile and write them in one transaction ([`Together`]): one on SQLite (one writer, an
+/// meanwhile and write them in one transaction ([`Pool`]): one on SQLite (one writer, an
 /// fsync per commit), a few side by side on MySQL's pool. A mark no longer holds a posting
 /// slot: the next alarm's post starts while the last one is being marked.
 #[derive(Clone)]
 struct Marks {
-    markers: Arc<Vec<Marker>>,
-    next: Arc<AtomicUsize>,
+    /// Each request is an alarm and the id Megazord gave it.
+    markers: Pool<(u64, u64), Result<bool, StoreError>>,
 }
 
 impl Marks {
@@ -72,28 +67,30 @@ impl Marks {
             Dialect::Sqlite => 1,
             Dialect::Mysql => MYSQL_MARKERS,
         };
-        let markers = (0..count)
-            .map(|_| {
+        let markers = Pool::start(count, MAX_MARK_BATCH, || {
+            let ctx = ctx.clone();
+            move |alarms: Vec<(u64, u64)>| {
                 let ctx = ctx.clone();
-                Together::start(MAX_MARK_BATCH, move |alarms: Vec<(u64, u64)>| {
-                    let ctx = ctx.clone();
-                    async move { ctx.store().mark_alarms_sent(&alarms, ctx.now()).await }
-                })
-            })
-            .collect();
-        Marks {
-            markers: Arc::new(markers),
-            next: Arc::default(),
-        }
+                async move { ctx.store().mark_alarms_sent(&alarms, ctx.now()).await }
+            }
+        });
+        Marks { markers }
     }
 
-    /// Marks the alarm sent with the id Megazord gave it.
-    async fn sent(&self, alarm_id: u64, megazord_id: u64) -> Result<bool, RuntimeError> {
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.markers.len();
-        Ok(self.markers[turn]
-            .ask((alarm_id, megazord_id))
-            .await
-            .ok_or(RuntimeError::Stopped("marking alarms sent"))??)
+    /// Marks the alarm sent with the id Megazord gave it, on a task of `marking`.
+    fn spawn(
+        &self,
+        marking: &mut JoinSet<Result<bool, RuntimeError>>,
+        alarm_id: u64,
+        megazord_id: u64,
+    ) {
+        let markers = self.markers.clone();
+        marking.spawn(async move {
+            Ok(markers
+                .ask((alarm_id, megazord_id))
+                .await
+                .ok_or(RuntimeError::Stopped("marking alarms sent"))??)
+        });
     }
 }
 
@@ -126,8 +123,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             // handed over but not started go back to the store for whoever runs next.
             while let Some(joined) = in_flight.join_next().await {
                 if let Ok(Ok(Posted::Sent(alarm, megazord_id))) = joined {
-                    let marks = marks.clone();
-                    marking.spawn(async move { marks.sent(alarm.id, megazord_id).await });
+                    marks.spawn(&mut marking, alarm.id, megazord_id);
                 }
             }
             while marking.join_next().await.is_some() {}
@@ -189,8 +185,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             joined = in_flight.join_next(), if !in_flight.is_empty() => {
                 match joined {
                     Some(Ok(Ok(Posted::Sent(alarm, megazord_id)))) => {
-                        let marks = marks.clone();
-                        marking.spawn(async move { marks.sent(alarm.id, megazord_id).await });
+                        marks.spawn(&mut marking, alarm.id, megazord_id);
                     }
                     Some(Ok(Ok(Posted::RetryAfter(wait)))) => {
                         // A little after the retry instant, which the claim compares to the
@@ -404,8 +399,7 @@ fn retry_wait(error: &RuntimeError, attempts: u32) -> Duration {
 
 /// How long (wall-clock time) an alarm whose post failed for the `attempts`-th time waits
 /// before it is claimed again: exponential from 1 s to 5 minutes, plus up to as much again of
-/// jitter, so a post
-/// Megazord keeps refusing neither hammers it nor holds up later alarms.
+/// jitter, so a post Megazord keeps refusing neither hammers it nor holds up later alarms.
 fn retry_delay(attempts: u32) -> Duration {
     use backon::BackoffBuilder;
     backon::ExponentialBuilder::default()

@@ -3,6 +3,8 @@
 //! and an fsync per commit, this lets many window closes or alarm marks share one transaction.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -59,5 +61,56 @@ impl<T: Send + 'static, R: Send + 'static> Together<T, R> {
         let (answer, answered) = oneshot::channel();
         self.queue.send((request, answer)).ok()?;
         answered.await.ok()
+    }
+}
+
+/// Several [`Together`] tasks side by side, each request handed to the next in turn: on
+/// MySQL, where transactions on different connections run at once, a few batches commit
+/// together; on SQLite's single writer one task is all there is to have. The tasks end when
+/// the last clone is dropped.
+pub struct Pool<T, R> {
+    tasks: Arc<Vec<Together<T, R>>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl<T, R> std::fmt::Debug for Pool<T, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, R> Clone for Pool<T, R> {
+    fn clone(&self) -> Self {
+        Pool {
+            tasks: Arc::clone(&self.tasks),
+            next: Arc::clone(&self.next),
+        }
+    }
+}
+
+impl<T: Send + 'static, R: Send + 'static> Pool<T, R> {
+    /// Starts `count` (at least one) tasks, each serving batches of up to `max` requests with
+    /// the function `serve` makes for it.
+    pub fn start<F, Fut>(count: usize, max: usize, mut serve: impl FnMut() -> F) -> Self
+    where
+        F: FnMut(Vec<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<R>> + Send,
+    {
+        let tasks = (0..count.max(1))
+            .map(|_| Together::start(max, serve()))
+            .collect();
+        Pool {
+            tasks: Arc::new(tasks),
+            next: Arc::default(),
+        }
+    }
+
+    /// Hands `request` to the next task in turn and waits for its outcome; `None` if the task
+    /// has stopped.
+    pub async fn ask(&self, request: T) -> Option<R> {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.tasks.len();
+        self.tasks[turn].ask(request).await
     }
 }
