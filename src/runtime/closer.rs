@@ -46,6 +46,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::context::Context;
+use super::dispatcher::give_back;
 use super::error::RuntimeError;
 use super::retries::SessionRetries;
 use super::scheduler::replay_history;
@@ -136,8 +137,11 @@ async fn commit_closes(
         .close_windows_claiming(windows, now, &ctx.settings().owner)
         .await;
     if !claimed.is_empty() {
-        ctx.handoff().push(claimed, now);
-        ctx.wake_dispatcher();
+        match ctx.handoff().push(claimed, now) {
+            Ok(()) => ctx.wake_dispatcher(),
+            // The dispatcher stopped while these closes committed.
+            Err(unposted) => give_back(ctx, unposted).await,
+        }
     }
     outcomes
 }

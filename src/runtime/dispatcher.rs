@@ -127,7 +127,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                 }
             }
             while marking.join_next().await.is_some() {}
-            give_back(&ctx, ctx.handoff().drain()).await;
+            give_back(&ctx, ctx.handoff().close()).await;
             return;
         }
         let room_to_mark = marking.len() < concurrency * MARKS_PER_SLOT;
@@ -226,7 +226,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
 
 /// Gives alarms this instance claimed but will not post back to the store, for any
 /// dispatcher to claim at once (a failure only delays them until their lease ends).
-async fn give_back(ctx: &Context, alarms: Vec<OutboxAlarm>) {
+pub(super) async fn give_back(ctx: &Context, alarms: Vec<OutboxAlarm>) {
     if alarms.is_empty() {
         return;
     }

@@ -5,7 +5,9 @@
 //! The queue is bounded: while it is full the closer writes alarms unclaimed, for the
 //! dispatcher to claim from the store as before. An alarm that waited here for longer than
 //! half its lease is given back to the store rather than posted late under a claim that may
-//! be running out ([`Handoff::take`] says which).
+//! be running out ([`Handoff::take`] says which). Once the dispatcher has stopped the queue is
+//! closed ([`Handoff::close`]): a close committing after that gets its alarms back to give
+//! them back to the store, instead of leaving them claimed until their lease ends.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
@@ -30,7 +32,14 @@ pub struct Handed {
 /// The queue between the closer and the dispatcher.
 #[derive(Debug, Default)]
 pub struct Handoff {
-    queue: Mutex<VecDeque<Handed>>,
+    queue: Mutex<Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    waiting: VecDeque<Handed>,
+    /// Set once the dispatcher stopped taking from the queue.
+    closed: bool,
 }
 
 /// What [`Handoff::take`] found.
@@ -43,14 +52,15 @@ pub struct Taken {
 }
 
 impl Handoff {
-    /// Whether the closer may claim more alarms for this queue.
+    /// Whether the closer may claim more alarms for this queue: it is open and not full.
     pub fn has_room(&self) -> bool {
-        self.len() < CAPACITY
+        let queue = self.lock();
+        !queue.closed && queue.waiting.len() < CAPACITY
     }
 
     /// How many alarms wait.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().waiting.len()
     }
 
     /// Whether none wait.
@@ -58,10 +68,21 @@ impl Handoff {
         self.len() == 0
     }
 
-    /// Queues alarms claimed at `claimed_at`.
-    pub fn push(&self, alarms: Vec<OutboxAlarm>, claimed_at: Timestamp) {
-        self.lock()
+    /// Queues alarms claimed at `claimed_at`; gives them back when the queue is closed (the
+    /// dispatcher has stopped: nobody would post them).
+    pub fn push(
+        &self,
+        alarms: Vec<OutboxAlarm>,
+        claimed_at: Timestamp,
+    ) -> Result<(), Vec<OutboxAlarm>> {
+        let mut queue = self.lock();
+        if queue.closed {
+            return Err(alarms);
+        }
+        queue
+            .waiting
             .extend(alarms.into_iter().map(|alarm| Handed { alarm, claimed_at }));
+        Ok(())
     }
 
     /// Takes up to `limit` fresh alarms, oldest first, and every stale one met on the way: an
@@ -70,7 +91,7 @@ impl Handoff {
         let mut taken = Taken::default();
         let mut queue = self.lock();
         while taken.fresh.len() < limit {
-            let Some(handed) = queue.pop_front() else {
+            let Some(handed) = queue.waiting.pop_front() else {
                 break;
             };
             if now.duration_since(handed.claimed_at) > lease / 2 {
@@ -82,12 +103,14 @@ impl Handoff {
         taken
     }
 
-    /// Takes every waiting alarm (the dispatcher is stopping).
-    pub fn drain(&self) -> Vec<OutboxAlarm> {
-        self.lock().drain(..).map(|handed| handed.alarm).collect()
+    /// Closes the queue (the dispatcher is stopping) and takes every waiting alarm.
+    pub fn close(&self) -> Vec<OutboxAlarm> {
+        let mut queue = self.lock();
+        queue.closed = true;
+        queue.waiting.drain(..).map(|handed| handed.alarm).collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Handed>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -120,7 +143,9 @@ mod tests {
     fn takes_oldest_first_up_to_the_limit() {
         let handoff = Handoff::default();
         let at: Timestamp = "2026-03-01T10:00:30Z".parse().unwrap();
-        handoff.push(vec![alarm(1), alarm(2), alarm(3)], at);
+        handoff
+            .push(vec![alarm(1), alarm(2), alarm(3)], at)
+            .unwrap();
         let taken = handoff.take(2, at, SignedDuration::from_secs(60));
         let ids: Vec<u64> = taken.fresh.iter().map(|a| a.id).collect();
         assert_eq!(ids, [1, 2]);
@@ -132,8 +157,10 @@ mod tests {
     fn an_alarm_that_waited_half_its_lease_is_stale() {
         let handoff = Handoff::default();
         let at: Timestamp = "2026-03-01T10:00:30Z".parse().unwrap();
-        handoff.push(vec![alarm(1)], at);
-        handoff.push(vec![alarm(2)], at + SignedDuration::from_secs(20));
+        handoff.push(vec![alarm(1)], at).unwrap();
+        handoff
+            .push(vec![alarm(2)], at + SignedDuration::from_secs(20))
+            .unwrap();
         let now = at + SignedDuration::from_secs(31);
         let taken = handoff.take(8, now, SignedDuration::from_secs(60));
         assert_eq!(taken.stale.iter().map(|a| a.id).collect::<Vec<_>>(), [1]);
@@ -142,14 +169,19 @@ mod tests {
     }
 
     #[test]
-    fn the_queue_has_room_until_it_is_full() {
+    fn the_queue_has_room_until_it_is_full_or_closed() {
         let handoff = Handoff::default();
         let at: Timestamp = "2026-03-01T10:00:30Z".parse().unwrap();
-        handoff.push((0..CAPACITY as u64 - 1).map(alarm).collect(), at);
+        handoff
+            .push((0..CAPACITY as u64 - 1).map(alarm).collect(), at)
+            .unwrap();
         assert!(handoff.has_room());
-        handoff.push(vec![alarm(0)], at);
+        handoff.push(vec![alarm(0)], at).unwrap();
         assert!(!handoff.has_room());
-        assert_eq!(handoff.drain().len(), CAPACITY);
-        assert!(handoff.has_room());
+        assert_eq!(handoff.close().len(), CAPACITY);
+        assert!(!handoff.has_room(), "a closed queue takes no more");
+        let refused = handoff.push(vec![alarm(7)], at).unwrap_err();
+        assert_eq!(refused.iter().map(|a| a.id).collect::<Vec<_>>(), [7]);
+        assert!(handoff.is_empty());
     }
 }
