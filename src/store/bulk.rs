@@ -258,21 +258,16 @@ async fn mark_sent_batch(
     now: Timestamp,
 ) -> Result<Option<Vec<bool>>, StoreError> {
     let ids: Vec<u64> = alarms.iter().map(|&(id, _)| id).collect();
+    if has_repeats(ids.clone()) {
+        return Ok(None);
+    }
     let read = outbox::read_many(tx, &ids, false).await?;
     let mut session_ids: Vec<u64> = read.values().map(|a| a.status_check_id).collect();
     session_ids.sort_unstable();
-    let distinct = {
-        let mut d = session_ids.clone();
-        d.dedup();
-        d
-    };
-    let mut unique_ids = ids.clone();
-    unique_ids.sort_unstable();
-    unique_ids.dedup();
-    if distinct.len() != session_ids.len() || unique_ids.len() != ids.len() {
+    if has_repeats(session_ids.clone()) {
         return Ok(None);
     }
-    let mut sessions = transitions::lock_sessions(tx, &distinct).await?;
+    let mut sessions = transitions::lock_sessions(tx, &session_ids).await?;
     let locked = outbox::read_many(tx, &ids, true).await?;
     let mut outcomes = Vec::with_capacity(alarms.len());
     for &(alarm_id, megazord_id) in alarms {
@@ -292,6 +287,12 @@ async fn mark_sent_batch(
         outcomes.push(true);
     }
     Ok(Some(outcomes))
+}
+
+/// Whether any value occurs more than once.
+fn has_repeats(mut values: Vec<u64>) -> bool {
+    values.sort_unstable();
+    values.windows(2).any(|pair| pair[0] == pair[1])
 }
 
 impl Store {
