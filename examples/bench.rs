@@ -466,6 +466,18 @@ fn queue_finished(metrics: &str) -> f64 {
         .sum()
 }
 
+/// The sum of every series of the counter `name`.
+fn counter_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// One run of the service with N rules whose sessions all start at S.
 struct Run {
     db: Database,
@@ -1123,6 +1135,15 @@ async fn ingest_case(
     rate.observe(backend, robots, prepared_after);
     // Every tenth event repeats the one before it (same robot, same id): see scripts/ingest.lua.
     let load = run_wrk(bench, &run.service.base_url, robots, budget_of(bench)).await;
+    // Events per group commit: the mean batch, which is what makes ingest cheaper than a
+    // commit per event.
+    let per_commit = match run.service.metrics(&bench.http).await {
+        Ok(m) => {
+            counter_sum(&m, "store_group_commit_pieces_total")
+                / counter_sum(&m, "store_group_commits_total").max(1.0)
+        }
+        Err(_) => 0.0,
+    };
     run.service.kill().await;
     let load = match load {
         Ok(load) => load,
@@ -1158,7 +1179,8 @@ async fn ingest_case(
                "load_generator": format!("wrk -t{WRK_THREADS} -c{INGEST_CONNECTIONS} -d{}s, scripts/ingest.lua", budget_of(bench).as_secs())}),
         json!({"events_per_second": round3(events_per_second), "seconds": round3(seconds),
                "accepted_202": accepted, "answered_duplicate": count("answered_duplicate"),
-               "refused_503_or_timed_out": refused, "latency_us": load["latency_us"]}),
+               "refused_503_or_timed_out": refused, "latency_us": load["latency_us"],
+               "events_per_group_commit": round3(per_commit)}),
         json!({"single_row_insert_commit_per_second": round3(baseline), "connections": INGEST_CONNECTIONS, "rows": baseline_rows}),
         json!(round3(ratio)),
         "ingest events/s >= 1.0 x single-row INSERT+COMMIT/s",

@@ -28,6 +28,13 @@ pub mod names {
     /// (committed), stale (run again from a locked read: another transaction had moved the row
     /// on, or the event was taken already).
     pub const SESSION_COPIES: &str = "store_session_copies_total";
+    /// Transactions the group commit stage committed (or gave up on), by `outcome` (together:
+    /// the batch committed as one; alone: it failed and each piece ran on its own; failed: the
+    /// database could not be reached).
+    pub const GROUP_COMMITS: &str = "store_group_commits_total";
+    /// Pieces (events taken in, mostly) the group commit stage handled; divided by
+    /// [`GROUP_COMMITS`], the mean batch size.
+    pub const GROUP_COMMIT_PIECES: &str = "store_group_commit_pieces_total";
     /// Store operations given up on (after their retries), by `kind` (see `StoreError::kind`).
     pub const STORE_ERRORS: &str = "store_errors_total";
     /// Running windows past their deadline plus the grace and not yet closed.

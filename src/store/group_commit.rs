@@ -32,6 +32,7 @@ use super::lookups::event_id;
 use super::types::{ApplyOutcome, EventInput, StartOutcome, StatusCheckRefs};
 use super::{BoxFuture, Dialect, Store, StoreError, Tx, intake_batch, rules, transitions};
 use crate::domain::{RobotId, Session};
+use crate::telemetry::names;
 
 /// How the group commit stage runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,8 +190,10 @@ async fn commit_batch(store: &Store, batch: Vec<Submission>) {
         Some(requests) => take_in_together(store, requests).await,
         None => run_together(store, batch.iter().map(|s| Arc::clone(&s.work)).collect()).await,
     };
+    let pieces = batch.len() as u64;
     let error = match together {
         Ok(outputs) => {
+            count_batch("together", pieces);
             for (submission, output) in batch.into_iter().zip(outputs) {
                 (submission.reply)(Ok(output));
             }
@@ -245,10 +248,17 @@ async fn run_together(
     }
 }
 
+/// Counts a batch of `pieces` and what became of it.
+fn count_batch(outcome: &'static str, pieces: u64) {
+    metrics::counter!(names::GROUP_COMMITS, "outcome" => outcome).increment(1);
+    metrics::counter!(names::GROUP_COMMIT_PIECES, "outcome" => outcome).increment(pieces);
+}
+
 /// Answers the pieces of a batch that failed: all with the same failure when no piece caused
 /// it, otherwise each with its own outcome alone.
 async fn answer_failed(store: &Store, batch: Vec<Submission>, error: StoreError) {
     if batch.len() > 1 && shared_failure(&error).is_some() {
+        count_batch("failed", batch.len() as u64);
         tracing::warn!(error = %error, events = batch.len(),
             "a group commit could not reach the database; every piece of it failed");
         for submission in batch {
@@ -260,6 +270,7 @@ async fn answer_failed(store: &Store, batch: Vec<Submission>, error: StoreError)
         tracing::debug!(error = %error, events = batch.len(),
             "a group commit failed; its pieces run one transaction each");
     }
+    count_batch("alone", batch.len() as u64);
     // Each piece alone, as it would have run without a group: its own error is its own.
     for submission in batch {
         let work = submission.work;

@@ -692,10 +692,13 @@ impl Batch {
             .await?;
             tx.checkpoint().await?;
         }
+        let changed: Vec<(&SessionRow, &SessionRow, Timestamp)> = self
+            .sessions
+            .values()
+            .filter_map(|s| s.changed_at.map(|at| (&s.read, &s.current, at)))
+            .collect();
+        transitions::save_applied_many(tx, &changed).await?;
         for session in self.sessions.values() {
-            if let Some(at) = session.changed_at {
-                transitions::save_applied(tx, &session.read, &session.current, at).await?;
-            }
             tx.keep_copy(session.current.clone());
         }
         Ok(())

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 
 use super::error::StoreError;
 use super::rules::{self, StoredColumns};
-use super::session_row::{COLUMN_COUNT, COLUMNS, SessionRow, ts_to_ms, ts_to_sql};
+use super::session_row::{COLUMN_COUNT, COLUMNS, STATE_COLUMNS, SessionRow, ts_to_ms, ts_to_sql};
 use super::sql::{Arg, Tx};
 use super::types::{
     ApplyOutcome, CloseOutcome, EndOutcome, EventInput, RuleChange, StartOutcome, StatusCheckRefs,
@@ -621,6 +621,142 @@ pub(super) async fn save_applied(
     .await?;
     tx.checkpoint().await?;
     mirror(tx, &read.state, row).await
+}
+
+/// [`save_applied`] for several sessions at once: one `UPDATE` of their session rows and one of
+/// the pollers of those whose window moved, instead of one or two per session. Each row's
+/// version check stays its own (a mismatch fails the statement, and the transaction with it);
+/// a session that ended is mirrored alone, as [`mirror`] does (events never end one, so this is
+/// the exception). `changed` is `(as read under the lock, as written, service time of its last
+/// change)`, in the order the rows were locked.
+pub(super) async fn save_applied_many(
+    tx: &mut Tx,
+    changed: &[(&SessionRow, &SessionRow, Timestamp)],
+) -> Result<(), StoreError> {
+    if let [(read, row, at)] = changed {
+        return save_applied(tx, read, row, *at).await;
+    }
+    for chunk in changed.chunks(ROWS_PER_UPDATE) {
+        let (sql, args) = sessions_update(chunk);
+        tx.write(&sql, &args).await?;
+        tx.checkpoint().await?;
+        let moved: Vec<&SessionRow> = chunk
+            .iter()
+            .filter(|(read, row, _)| {
+                row.state.is_running() && read.state.window != row.state.window
+            })
+            .map(|(_, row, _)| *row)
+            .collect();
+        if !moved.is_empty() {
+            let (sql, args) = pollers_update(&moved);
+            tx.write(&sql, &args).await?;
+            tx.checkpoint().await?;
+        }
+        for (read, row, _) in chunk {
+            if !row.state.is_running() && read.state.is_running() {
+                mirror(tx, &read.state, row).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sessions per folded `UPDATE`: at most 11 state columns, the time and the version, some 30
+/// values each, well below SQLite's limit on bound values.
+const ROWS_PER_UPDATE: usize = 200;
+
+/// `WHEN ? THEN <then>` for each of `ids`, as `CASE status_check_id … END`.
+fn case_by_id(ids: usize, then: &str, otherwise: &str) -> String {
+    let mut sql = String::from("CASE status_check_id");
+    for _ in 0..ids {
+        sql.push_str(" WHEN ? THEN ");
+        sql.push_str(then);
+    }
+    sql.push_str(" ELSE ");
+    sql.push_str(otherwise);
+    sql.push_str(" END");
+    sql
+}
+
+/// One `UPDATE` of every session row of `chunk`: each state column changed in one of them,
+/// the time and the checked version, each a `CASE` on the row's id.
+fn sessions_update(chunk: &[(&SessionRow, &SessionRow, Timestamp)]) -> (String, Vec<Arg>) {
+    let olds: Vec<Vec<Arg>> = chunk.iter().map(|(read, _, _)| read.state_args()).collect();
+    let news: Vec<Vec<Arg>> = chunk.iter().map(|(_, row, _)| row.state_args()).collect();
+    let mut sets = Vec::new();
+    let mut args: Vec<Arg> = Vec::new();
+    for (i, column) in STATE_COLUMNS.iter().enumerate() {
+        let rows: Vec<usize> = (0..chunk.len())
+            .filter(|&r| news[r][i] != olds[r][i])
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        sets.push(format!(
+            "{column} = {}",
+            case_by_id(rows.len(), "?", column)
+        ));
+        for r in rows {
+            args.push(chunk[r].1.status_check_id.into());
+            args.push(news[r][i].clone());
+        }
+    }
+    sets.push(format!(
+        "updated_at_ms = {}",
+        case_by_id(chunk.len(), "?", "updated_at_ms")
+    ));
+    for (_, row, at) in chunk {
+        args.push(row.status_check_id.into());
+        args.push(ts_to_ms(*at).into());
+    }
+    // A version other than the expected one becomes 0, which `ck_status_job_session_version`
+    // refuses, as in [`save`].
+    sets.push(format!(
+        "version = {}",
+        case_by_id(chunk.len(), "CASE WHEN version = ? THEN ? ELSE 0 END", "0")
+    ));
+    for (read, row, _) in chunk {
+        args.push(row.status_check_id.into());
+        args.push(read.version.into());
+        args.push(row.version.into());
+    }
+    let marks = vec!["?"; chunk.len()].join(", ");
+    args.extend(
+        chunk
+            .iter()
+            .map(|(_, row, _)| Arg::from(row.status_check_id)),
+    );
+    (
+        format!(
+            "UPDATE status_job_session SET {} WHERE status_check_id IN ({marks})",
+            sets.join(", ")
+        ),
+        args,
+    )
+}
+
+/// One `UPDATE` of the pollers of `rows` (running sessions whose window moved) to their windows.
+fn pollers_update(rows: &[&SessionRow]) -> (String, Vec<Arg>) {
+    let mut args: Vec<Arg> = Vec::new();
+    for row in rows {
+        args.push(row.status_check_id.into());
+        args.push(ts_to_sql(row.state.window.start).into());
+    }
+    for row in rows {
+        args.push(row.status_check_id.into());
+        args.push(ts_to_sql(row.state.window.end).into());
+    }
+    args.extend(rows.iter().map(|row| Arg::from(row.status_check_id)));
+    let marks = vec!["?"; rows.len()].join(", ");
+    (
+        format!(
+            "UPDATE status_check_poller SET since = {}, `until` = {}, \
+             updated_at = CURRENT_TIMESTAMP WHERE status_check_id IN ({marks})",
+            case_by_id(rows.len(), "?", "since"),
+            case_by_id(rows.len(), "?", "`until`"),
+        ),
+        args,
+    )
 }
 
 /// Writes the alarm into the outbox: pending, or claimed by `claimant` at `now` (its first
