@@ -73,9 +73,24 @@ pub fn evaluate_steps(
     rule: &Rule,
     session: Session,
     events: &[Timestamp],
+    on_step: impl FnMut(Step),
+) -> SessionOutcome {
+    evaluate_from(
+        SessionState::begin(session, rule.gap, rule.partial_final_window),
+        events,
+        on_step,
+    )
+}
+
+/// As [`evaluate_steps`], from `state` as the session began (its first window): a session
+/// that began when its rule was created or enabled mid-session is watched from that instant
+/// ([`SessionState::begin_from`]), not from S.
+pub fn evaluate_from(
+    mut state: SessionState,
+    events: &[Timestamp],
     mut on_step: impl FnMut(Step),
 ) -> SessionOutcome {
-    let mut state = SessionState::begin(session, rule.gap, rule.partial_final_window);
+    let session = state.session;
     let mut alarms = Vec::new();
     let mut counted = 0;
     for &t in events {

@@ -13,7 +13,7 @@ mod session;
 mod window;
 
 pub use alarm::{Alarm, AlarmIdentity};
-pub use evaluate::{SessionOutcome, Step, evaluate, evaluate_steps};
+pub use evaluate::{SessionOutcome, Step, evaluate, evaluate_from, evaluate_steps};
 pub use instant::{check_instant, parse_instant};
 pub use rule::{
     DEFAULT_ALARM_EVENT, DEFAULT_GAP_MINUTES, DEFAULT_WATCHED_EVENT, Gap, PartialFinalWindow,

@@ -26,7 +26,7 @@ pub async fn require_token(
 }
 
 /// The token of `Bearer <token>`; the scheme name is case-insensitive (RFC 9110 §11.1).
-fn bearer_credentials(value: &str) -> Option<&str> {
+pub(super) fn bearer_credentials(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -34,7 +34,7 @@ fn bearer_credentials(value: &str) -> Option<&str> {
 }
 
 /// Compares without stopping at the first difference, so timing tells nothing of the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -32,6 +32,20 @@ impl ApiError {
         }
     }
 
+    /// 404: `field` had `value`, which names nothing the service knows, because of `reason`.
+    pub fn not_found(
+        field: impl Into<String>,
+        value: impl AsRef<str>,
+        reason: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            field: Some(field.into()),
+            value: Some(shorten_value(value.as_ref())),
+            reason: reason.into(),
+        }
+    }
+
     /// 401: no or a wrong bearer token.
     pub fn unauthorized() -> Self {
         ApiError {
@@ -48,8 +62,7 @@ impl ApiError {
             status: StatusCode::FORBIDDEN,
             field: Some("Origin".into()),
             value: Some(shorten_value(origin)),
-            reason: "requests from web pages are refused; this service has no browser clients"
-                .into(),
+            reason: "requests from web pages of another origin are refused".into(),
         }
     }
 

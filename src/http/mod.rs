@@ -8,17 +8,23 @@
 //! | `POST /internal/v1/status-jobs/robots/{robotId}/events` | take in one watched event |
 //! | `POST /internal/v1/status-jobs/messages` | take in one status-queue message body |
 //! | `GET /v1/robots/{robotId}/sessions?from=…&to=…` | sessions as `replay --output json` shows them, plus status and records |
+//! | `GET /`, `GET /robots/{robotId}`, `GET /robots/{robotId}/compare` | the dashboard (HTML, see `src/http/dashboard.rs`) |
+//! | `GET /sign-in`, `POST /sign-in`, `POST /sign-out` | signing in to the dashboard with the token |
 //!
 //! Everything under `/v1` and `/internal` needs `Authorization: Bearer <token>` when a token is
-//! configured. Requests from web pages of another origin are refused (403), and every `POST`
-//! must be `Content-Type: application/json` (415): see `src/http/guard.rs`.
+//! configured; the dashboard needs the same token, given once in its sign-in form (a cookie)
+//! or as that header. Requests from web pages of another origin are refused (403), and every
+//! `POST` but the sign-in forms' must be `Content-Type: application/json` (415): see
+//! `src/http/guard.rs`.
 
 mod auth;
+mod dashboard;
 mod error;
 mod guard;
 mod ingest;
 mod ops;
 mod sessions;
+mod sign_in;
 
 use std::sync::Arc;
 
@@ -74,8 +80,22 @@ pub fn router(state: HttpState) -> Router {
             state.clone(),
             auth::require_token,
         ));
+    let dashboard = Router::new()
+        .route("/", get(dashboard::robots))
+        .route("/robots/{robot_id}", get(dashboard::day))
+        .route(
+            "/robots/{robot_id}/compare",
+            get(dashboard::compare_settings),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            sign_in::require_sign_in,
+        ));
     Router::new()
         .route("/health", get(ops::health))
+        .route("/sign-in", get(sign_in::form).post(sign_in::sign_in))
+        .route("/sign-out", post(sign_in::sign_out))
+        .merge(dashboard)
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .merge(protected)

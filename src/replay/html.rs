@@ -3,15 +3,11 @@
 
 use std::fmt::Write;
 
+use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Timestamp};
 
+use super::day_svg::{DayDrawing, draw_day};
 use super::report::{ReplayReport, SessionReport};
-use crate::domain::Step;
-
-const WIDTH: f64 = 960.0;
-const BAR_Y: f64 = 18.0;
-const BAR_H: f64 = 22.0;
 
 /// Renders `report` as an HTML page; times are shown local to `tz`. Sessions without a
 /// timeline are listed without a drawing.
@@ -70,67 +66,20 @@ fn render_session(out: &mut String, session: &SessionReport, tz: &TimeZone) {
         alarms = session.alarms.len(),
     );
     if let Some(timeline) = &session.timeline {
-        let span = session
-            .end
-            .duration_since(session.start)
-            .as_secs_f64()
-            .max(1.0);
-        let x = |t: Timestamp| t.duration_since(session.start).as_secs_f64() / span * WIDTH;
-        let _ = write!(
+        draw_day(
             out,
-            r##"<svg width="{w}" height="56" viewBox="0 0 {w} 56" role="img" aria-label="timeline of {date}"><rect x="0" y="{y}" width="{w}" height="{h}" fill="#eef0f4"/>"##,
-            w = WIDTH,
-            y = BAR_Y,
-            h = BAR_H,
-            date = session.date,
+            &DayDrawing {
+                start: session.start,
+                end: session.end,
+                tz,
+                steps: &timeline.steps,
+                events: &timeline.events,
+                late: &[],
+                running: None,
+                alarm_note: &|_| None,
+                label: &format!("timeline of {}", session.date),
+            },
         );
-        for step in &timeline.steps {
-            let (from, to, fill, label) = match step {
-                Step::Observed { at, replaced, .. } => (replaced.start, *at, "#8fd19e", "met"),
-                Step::Closed(closed) if closed.alarm.is_some() => {
-                    (closed.window.start, closed.window.end, "#f28b82", "alarm")
-                }
-                Step::Closed(closed) => {
-                    (closed.window.start, closed.window.end, "#c9ced8", "short")
-                }
-            };
-            let _ = write!(
-                out,
-                r##"<rect x="{:.1}" y="{}" width="{:.1}" height="{}" fill="{}" stroke="#fff" stroke-width="0.5"><title>{} {}–{}</title></rect>"##,
-                x(from),
-                BAR_Y,
-                (x(to) - x(from)).max(0.5),
-                BAR_H,
-                fill,
-                label,
-                local(from),
-                local(to)
-            );
-        }
-        for &t in &timeline.events {
-            let _ = write!(
-                out,
-                r##"<line x1="{x:.1}" x2="{x:.1}" y1="{y1}" y2="{y2}" stroke="#1d2330" stroke-width="2"><title>event {t}</title></line>"##,
-                x = x(t),
-                y1 = BAR_Y - 4.0,
-                y2 = BAR_Y + BAR_H + 4.0,
-                t = local(t),
-            );
-        }
-        let mut tick = session.start;
-        while tick <= session.end {
-            let _ = write!(
-                out,
-                r#"<text x="{:.1}" y="12">{}</text>"#,
-                x(tick).min(WIDTH - 30.0),
-                local(tick)
-            );
-            tick = match tick.checked_add(SignedDuration::from_hours(2)) {
-                Ok(next) => next,
-                Err(_) => break,
-            };
-        }
-        out.push_str("</svg>");
     }
     out.push_str("</section>\n");
 }

@@ -5,7 +5,8 @@
 //! that carry one), never with the size of the file.
 
 mod compare;
-mod html;
+pub mod day_svg;
+pub(crate) mod html;
 mod input;
 mod report;
 mod seen_ids;
@@ -18,7 +19,7 @@ use crate::domain::{Rule, Session, Step, evaluate_steps};
 
 pub use compare::{
     Comparison, DayAlarms, SettingSummary, compare, label, longest_silence, render_compare_html,
-    write_compare_table,
+    render_compare_html_with, write_compare_table,
 };
 pub use html::render_html;
 pub use input::{

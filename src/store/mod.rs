@@ -16,6 +16,7 @@
 
 mod bulk;
 mod catalogue;
+mod dashboard;
 mod error;
 mod fault;
 mod group_commit;
@@ -48,6 +49,7 @@ use jiff::{SignedDuration, Timestamp};
 
 pub use bulk::RulesFingerprint;
 pub use catalogue::{CatalogueGaps, ZoneDifference};
+pub use dashboard::{DayView, SessionSummary, StoredEvent};
 pub use error::StoreError;
 pub use fault::FaultPlan;
 pub use group_commit::{

@@ -15,6 +15,12 @@ const LEFT: f64 = 28.0;
 
 /// Renders `report` as an HTML page.
 pub fn render_compare_html(report: &Comparison) -> String {
+    render_compare_html_with(report, "")
+}
+
+/// Renders `report` as an HTML page with `preamble` (HTML: the dashboard's navigation and
+/// settings form) at the top of its body.
+pub fn render_compare_html_with(report: &Comparison, preamble: &str) -> String {
     let mut out = String::with_capacity(32 * 1024);
     let title = format!(
         "What each setting would have done — robot {}, {}",
@@ -35,7 +41,7 @@ th,td{{padding:6px 12px;border-bottom:1px solid #eef0f4;text-align:right}} th:fi
 thead th{{background:#f3f5f8}} .sw{{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-1px;margin-right:6px}}
 svg{{display:block;margin-top:16px;background:#fff;border:1px solid #e1e4ea}} text{{font-size:10px;fill:#5b6475}}
 </style></head><body>
-<h1>{title}</h1>
+{preamble}<h1>{title}</h1>
 <div class="sub">Event <code>{event}</code>, partial final window: {partial}. {dates}.</div>
 <table id="comparison"><thead><tr><th>setting</th>"#,
         head = page_head(&title),

@@ -15,7 +15,7 @@ mod html;
 mod table;
 
 use crate::domain::{RobotId, Rule};
-pub use html::render_compare_html;
+pub use html::{render_compare_html, render_compare_html_with};
 pub use table::write_compare_table;
 
 /// The report of a comparison: what is common to every setting, then one summary per setting.
