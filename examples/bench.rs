@@ -11,7 +11,7 @@
 //! S + G. Instants are taken from what was recorded (the stand-in's `createdAt` of each alarm,
 //! the outbox's `created_at_ms`) and turned into wall-clock time with the service's anchor.
 
-#[path = "../tests/support/megazord.rs"]
+#[path = "../tests/it/support/megazord.rs"]
 #[allow(dead_code)]
 mod megazord;
 #[path = "bench/soak.rs"]

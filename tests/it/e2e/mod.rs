@@ -1,0 +1,5 @@
+//! The live service end to end: the real binary against real MariaDB, a real SQS server (moto)
+//! and the Megazord stand-in, on a simulated clock.
+
+mod live;
+mod subscription_race;

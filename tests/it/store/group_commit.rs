@@ -1,0 +1,479 @@
+//! Group commit of ingested events, on SQLite and on MariaDB: events taken in together give
+//! exactly the outcomes and rows they give one at a time; an event that fails its batch fails
+//! alone; a caller that stops waiting changes nothing for its batch.
+
+use super::support::{
+    ALL_TABLES, DATABASE_CLOCK_COLUMNS, TestDb, refs, rule, snapshot_masked, started, ts,
+};
+use azi3_status_jobs::domain::{RobotId, Rule};
+use azi3_status_jobs::store::{
+    ApplyOutcome, EventIdSource, GroupCommitSettings, IntakeFound, IntakeRecord, IntakeRequest,
+    StatusCheckRefs, Store, StoreError,
+};
+use jiff::civil::date;
+use jiff::{SignedDuration, Timestamp};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestRunner;
+
+/// Robots whose sessions run before the events arrive.
+const RUNNING: [RobotId; 3] = [7, 8, 11];
+/// A robot with a rule whose session the events start.
+const NOT_STARTED: RobotId = 12;
+/// A robot without a rule.
+const NO_RULE: RobotId = 99;
+
+/// The service time the events are taken in at (the session runs 06:00Z–20:00Z).
+fn now() -> Timestamp {
+    ts("2025-06-10T19:30:00Z")
+}
+
+fn rule_of(robot_id: RobotId) -> Rule {
+    let mut rule = rule("08:00", "22:00", "60");
+    rule.robot_id = robot_id;
+    rule
+}
+
+fn request(
+    refs: StatusCheckRefs,
+    robot_id: RobotId,
+    id: u64,
+    name: &str,
+    at: Timestamp,
+) -> IntakeRequest {
+    IntakeRequest {
+        robot_id,
+        event_id: EventIdSource::Known(id),
+        outgoing_event_id: Some(id + 10_000),
+        event_name: Some(name.to_string()),
+        occurred_at: at,
+        now: now(),
+        grace: SignedDuration::from_secs(30),
+        owner: "azi3-status-jobs:test".to_string(),
+        refs,
+    }
+}
+
+/// Rules for every robot but [`NO_RULE`], and the sessions of [`RUNNING`] started.
+async fn prepare(store: &Store) -> StatusCheckRefs {
+    for robot in RUNNING {
+        started(store, &rule_of(robot), date(2025, 6, 10)).await;
+    }
+    store
+        .set_rule(&rule_of(NOT_STARTED), ts("2025-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    refs(store).await
+}
+
+/// A stream of events over the robots: distinct ids at spread instants, some delivered twice,
+/// some of another name, some for a robot without a rule.
+fn stream(refs: StatusCheckRefs) -> Vec<IntakeRequest> {
+    let robots = [RUNNING[0], RUNNING[1], RUNNING[2], NOT_STARTED, NO_RULE];
+    let start = ts("2025-06-10T06:05:00Z");
+    let mut events: Vec<IntakeRequest> = (0..30u64)
+        .map(|i| {
+            let robot = robots[(i % robots.len() as u64) as usize];
+            let at = start + SignedDuration::from_mins((i * 37 % 780) as i64);
+            let name = if i % 11 == 5 {
+                "DOOR_OPENED"
+            } else {
+                "TOILET_ACTIVITY"
+            };
+            request(refs, robot, 1000 + i, name, at)
+        })
+        .collect();
+    // 10 % delivered twice.
+    let again: Vec<IntakeRequest> = events.iter().step_by(10).cloned().collect();
+    events.extend(again);
+    events
+}
+
+/// Takes every request in at once (they share batches), in the given order.
+async fn together(store: &Store, requests: &[IntakeRequest]) -> Vec<Result<IntakeRecord, String>> {
+    let handles: Vec<_> = requests
+        .iter()
+        .cloned()
+        .map(|r| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take_in(r).await.map_err(|e| e.to_string()) })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+/// Takes every request in alone, in a transaction of its own with the statements of one
+/// event, each answered before the next is submitted.
+async fn one_at_a_time(
+    store: &Store,
+    requests: &[IntakeRequest],
+) -> Vec<Result<IntakeRecord, String>> {
+    let mut out = Vec::new();
+    for r in requests {
+        out.push(
+            store
+                .take_in_alone(r.clone())
+                .await
+                .map_err(|e| e.to_string()),
+        );
+    }
+    out
+}
+
+async fn rows(store: &Store) -> Vec<String> {
+    // Auto-increment ids of rows written by different committers may come in another order.
+    let mut masked = DATABASE_CLOCK_COLUMNS.to_vec();
+    masked.push("id");
+    snapshot_masked(store, ALL_TABLES, &masked).await
+}
+
+#[tokio::test]
+async fn a_shuffled_stream_with_duplicates_has_the_outcomes_of_one_at_a_time() {
+    let mut runner = TestRunner::deterministic();
+    for case in 0..3 {
+        let batched = TestDb::both().await;
+        let alone = TestDb::both().await;
+        for (b, a) in batched.into_iter().zip(alone) {
+            let refs_b = prepare(&b.store).await;
+            let refs_a = prepare(&a.store).await;
+            assert_eq!(refs_a, refs_b);
+            let order = Just(stream(refs_b))
+                .prop_shuffle()
+                .new_tree(&mut runner)
+                .unwrap()
+                .current();
+            let got = together(&b.store, &order).await;
+            let want = one_at_a_time(&a.store, &order).await;
+            for ((r, g), w) in order.iter().zip(&got).zip(&want) {
+                assert_eq!(
+                    g, w,
+                    "{} case {case}: robot {} event {:?}",
+                    b.name, r.robot_id, r.event_id
+                );
+            }
+            assert!(got.iter().all(Result::is_ok), "{}: {got:?}", b.name);
+            assert!(
+                got.iter().any(|r| matches!(&r.as_ref().unwrap().found,
+                    IntakeFound::Sessions(s) if s.iter().any(|s| s.applied == ApplyOutcome::Duplicate))),
+                "the stream has duplicates"
+            );
+            assert_eq!(
+                rows(&b.store).await,
+                rows(&a.store).await,
+                "{} case {case}",
+                b.name
+            );
+            b.finish().await;
+            a.finish().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_event_that_fails_its_batch_fails_alone() {
+    for db in TestDb::both().await {
+        // One committer, so that every event lands in the same batch.
+        assert!(db.store.set_group_commit(GroupCommitSettings {
+            max_batch: 256,
+            mysql_committers: 1,
+        }));
+        let refs = prepare(&db.store).await;
+        // A rule no instance would write: reading it fails, for that robot's events only.
+        let mut tx = db.store.begin().await.unwrap();
+        tx.execute(
+            "UPDATE status_job_rule SET timezone = 'Mars/Olympus_Mons' WHERE robot_id = ?",
+            &[RUNNING[1].into()],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let at = ts("2025-06-10T06:30:00Z");
+        let requests = vec![
+            request(refs, RUNNING[0], 1, "TOILET_ACTIVITY", at),
+            request(refs, RUNNING[1], 2, "TOILET_ACTIVITY", at),
+            request(refs, RUNNING[2], 3, "TOILET_ACTIVITY", at),
+        ];
+        let got = together(&db.store, &requests).await;
+        assert!(got[1].is_err(), "{}: {got:?}", db.name);
+        for i in [0, 2] {
+            let record = got[i].as_ref().unwrap();
+            assert!(
+                matches!(&record.found, IntakeFound::Sessions(s)
+                    if s.len() == 1 && matches!(s[0].applied, ApplyOutcome::Applied(_))),
+                "{}: {record:?}",
+                db.name
+            );
+        }
+        // Committed: taken in again, they are duplicates.
+        let again = one_at_a_time(&db.store, &[requests[0].clone(), requests[2].clone()]).await;
+        for record in again {
+            assert!(
+                matches!(&record.unwrap().found, IntakeFound::Sessions(s)
+                    if s[0].applied == ApplyOutcome::Duplicate),
+                "{}",
+                db.name
+            );
+        }
+        db.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_caller_that_stops_waiting_does_not_break_its_batch() {
+    for db in TestDb::both().await {
+        assert!(db.store.set_group_commit(GroupCommitSettings {
+            max_batch: 256,
+            mysql_committers: 1,
+        }));
+        let refs = prepare(&db.store).await;
+        let at = ts("2025-06-10T06:30:00Z");
+        let requests: Vec<IntakeRequest> = RUNNING
+            .iter()
+            .enumerate()
+            .map(|(i, robot)| request(refs, *robot, 10 + i as u64, "TOILET_ACTIVITY", at))
+            .collect();
+        let handles: Vec<_> = requests
+            .iter()
+            .cloned()
+            .map(|r| {
+                let store = db.store.clone();
+                tokio::spawn(async move { store.take_in(r).await })
+            })
+            .collect();
+        // Every caller has submitted; the second one goes away (its request was dropped).
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        handles[1].abort();
+        let mut answers: Vec<Result<Result<IntakeRecord, StoreError>, _>> = Vec::new();
+        for h in handles {
+            answers.push(h.await);
+        }
+        for i in [0, 2] {
+            let record = answers[i].as_ref().unwrap().as_ref().unwrap();
+            assert!(
+                matches!(&record.found, IntakeFound::Sessions(s)
+                    if matches!(s[0].applied, ApplyOutcome::Applied(_))),
+                "{}: {record:?}",
+                db.name
+            );
+        }
+        // Every event of the batch was committed, the abandoned one too.
+        let again = one_at_a_time(&db.store, &requests).await;
+        for record in again {
+            assert!(
+                matches!(&record.unwrap().found, IntakeFound::Sessions(s)
+                    if s[0].applied == ApplyOutcome::Duplicate),
+                "{}",
+                db.name
+            );
+        }
+        db.finish().await;
+    }
+}
+
+/// One batch of every kind of event, over one session and several: observed events that move
+/// the window and apply the pending ones they reach (waiting since before the batch or from
+/// within it, two at the same millisecond), two events within one millisecond (the database
+/// keeps whole milliseconds), late, ahead and clamped events, duplicates of
+/// events taken before the batch and within it, an event that starts its robot's session,
+/// and events of no rule, of another name and of no session.
+fn mixed_batch(refs: StatusCheckRefs) -> Vec<IntakeRequest> {
+    let at = |t: &str| ts(&format!("2025-06-10T{t}Z"));
+    let [a, b, c] = RUNNING;
+    let r = |robot, id, t: Timestamp| request(refs, robot, id, "TOILET_ACTIVITY", t);
+    vec![
+        r(a, 1, at("06:30:00")),
+        r(b, 2, at("09:00:00")),
+        r(a, 3, at("08:00:00")),
+        r(a, 4, at("06:10:00")),
+        r(a, 1, at("06:30:00")),
+        r(b, 501, at("06:20:00")),
+        r(NOT_STARTED, 5, at("07:00:00")),
+        r(a, 6, at("07:15:00")),
+        r(c, 8, at("10:00:00.000900")),
+        r(c, 7, at("10:00:00.000100")),
+        r(NOT_STARTED, 9, at("06:59:00")),
+        r(a, 10, at("08:30:00.250")),
+        r(a, 11, at("09:20:00")),
+        r(a, 12, at("12:00:00")),
+        r(a, 13, at("10:45:00")),
+        r(c, 14, at("06:40:00")),
+        r(c, 15, at("07:30:00")),
+        r(c, 16, at("08:25:00")),
+        r(c, 17, at("09:10:00.999999")),
+        r(NO_RULE, 18, at("07:00:00")),
+        request(refs, b, 19, "DOOR_OPENED", at("07:00:00")),
+        r(b, 20, at("21:00:00")),
+        r(b, 21, at("19:45:00")),
+        r(b, 2, at("09:00:00")),
+        r(NOT_STARTED, 5, at("07:00:00")),
+        r(a, 500, at("11:30:00")),
+        // Stored in whole milliseconds: the window starts at 06:50:00.000 for the next event.
+        r(b, 22, at("06:50:00.000900")),
+        r(b, 23, at("06:50:00.000500")),
+    ]
+}
+
+/// Events taken in and committed before the batch: one waiting (pending), one observed.
+fn before_batch(refs: StatusCheckRefs) -> Vec<IntakeRequest> {
+    vec![
+        request(
+            refs,
+            RUNNING[0],
+            500,
+            "TOILET_ACTIVITY",
+            ts("2025-06-10T11:30:00Z"),
+        ),
+        request(
+            refs,
+            RUNNING[1],
+            501,
+            "TOILET_ACTIVITY",
+            ts("2025-06-10T06:20:00Z"),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_batch_of_every_kind_of_event_ends_as_the_events_one_by_one() {
+    let mut runner = TestRunner::deterministic();
+    for case in 0..3 {
+        let batched = TestDb::both().await;
+        let alone = TestDb::both().await;
+        for (b, a) in batched.into_iter().zip(alone) {
+            let refs = prepare(&b.store).await;
+            assert_eq!(prepare(&a.store).await, refs);
+            for r in before_batch(refs) {
+                b.store.take_in_alone(r.clone()).await.unwrap();
+                a.store.take_in_alone(r).await.unwrap();
+            }
+            // The first case in the order written; the others shuffled.
+            let order = if case == 0 {
+                mixed_batch(refs)
+            } else {
+                Just(mixed_batch(refs))
+                    .prop_shuffle()
+                    .new_tree(&mut runner)
+                    .unwrap()
+                    .current()
+            };
+            let got = b.store.take_in_as_one_batch(order.clone()).await.unwrap();
+            let want = one_at_a_time(&a.store, &order).await;
+            for ((r, g), w) in order.iter().zip(&got).zip(&want) {
+                assert_eq!(
+                    Ok(g),
+                    w.as_ref(),
+                    "{} case {case}: robot {} event {:?} at {}",
+                    b.name,
+                    r.robot_id,
+                    r.event_id,
+                    r.occurred_at
+                );
+            }
+            assert_eq!(
+                rows(&b.store).await,
+                rows(&a.store).await,
+                "{} case {case}",
+                b.name
+            );
+            if case == 0 {
+                let classes = |want: &[ApplyOutcome]| {
+                    want.iter().all(|w| {
+                        got.iter().any(|r| {
+                            matches!(&r.found, IntakeFound::Sessions(s) if s.iter().any(|s| s.applied == *w))
+                        })
+                    })
+                };
+                use azi3_status_jobs::domain::EventClass::{Ahead, Late, Observed};
+                assert!(
+                    classes(&[
+                        ApplyOutcome::Duplicate,
+                        ApplyOutcome::Applied(Observed),
+                        ApplyOutcome::Applied(Late),
+                        ApplyOutcome::Applied(Ahead),
+                    ]),
+                    "{}: {got:#?}",
+                    b.name
+                );
+                assert!(got.iter().any(|r| r.clamped), "{}", b.name);
+                assert!(
+                    got.iter()
+                        .any(|r| matches!(&r.found, IntakeFound::Sessions(s)
+                        if s.iter().any(|s| s.started))),
+                    "{}",
+                    b.name
+                );
+            }
+            b.finish().await;
+            a.finish().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn local_event_ids_in_a_batch_are_those_the_events_get_alone() {
+    for db in TestDb::both().await {
+        let refs = prepare(&db.store).await;
+        let at = ts("2025-06-10T06:30:00Z");
+        let posted = |robot, id: Option<&str>| IntakeRequest {
+            event_id: EventIdSource::External(id.map(str::to_string)),
+            outgoing_event_id: None,
+            ..request(refs, robot, 0, "TOILET_ACTIVITY", at)
+        };
+        let first = db
+            .store
+            .take_in_alone(posted(RUNNING[0], Some("sensor-a")))
+            .await
+            .unwrap();
+        // Whatever the column's collation makes of another case, the batch makes the same.
+        let other_case = db.store.event_id(Some("SENSOR-A")).await.unwrap();
+        let got = db
+            .store
+            .take_in_as_one_batch(vec![
+                posted(RUNNING[1], Some("sensor-b")),
+                posted(RUNNING[0], Some("sensor-a")),
+                posted(RUNNING[1], Some("sensor-b")),
+                posted(RUNNING[2], None),
+                posted(RUNNING[2], None),
+                posted(RUNNING[2], Some("4711")),
+                posted(RUNNING[2], Some("SENSOR-A")),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(got[6].incoming_event_id, other_case, "{}", db.name);
+        let ids: Vec<u64> = got.iter().map(|r| r.incoming_event_id).collect();
+        assert_eq!(ids[1], first.incoming_event_id, "{}", db.name);
+        assert_eq!(ids[0], ids[2], "{}", db.name);
+        assert_eq!(ids[5], 4711, "{}", db.name);
+        let distinct: std::collections::BTreeSet<u64> =
+            [ids[0], ids[1], ids[3], ids[4], ids[5]].into();
+        assert_eq!(distinct.len(), 5, "{}: {ids:?}", db.name);
+        let applied: Vec<ApplyOutcome> = got[..6]
+            .iter()
+            .map(|r| match &r.found {
+                IntakeFound::Sessions(s) => s[0].applied,
+                other => panic!("{}: {other:?}", db.name),
+            })
+            .collect();
+        use azi3_status_jobs::domain::EventClass::Observed;
+        assert_eq!(
+            applied,
+            [
+                ApplyOutcome::Applied(Observed),
+                ApplyOutcome::Duplicate,
+                ApplyOutcome::Duplicate,
+                ApplyOutcome::Applied(Observed),
+                ApplyOutcome::Applied(Observed),
+                ApplyOutcome::Applied(Observed),
+            ],
+            "{}",
+            db.name
+        );
+        db.finish().await;
+    }
+}

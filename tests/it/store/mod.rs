@@ -1,0 +1,15 @@
+//! The store on both backends (a SQLite file and a MariaDB database per test): every
+//! transition, batched and group-committed work, concurrency, faults and cancellation, the
+//! seed, start-up, and the limits on dead letters.
+
+mod bulk;
+mod cancel;
+mod concurrency;
+mod dead_letters;
+mod faults;
+mod group_commit;
+mod seed;
+mod session_starts;
+mod startup;
+mod support;
+mod transitions;
