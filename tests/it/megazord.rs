@@ -1051,3 +1051,52 @@ async fn calls_are_counted_and_timed_per_route_and_outcome() {
         assert!(rendered.contains(line), "{line} missing from\n{rendered}");
     }
 }
+
+/// `scripts/bench` (soak) fails a share of all requests at random: the same seed fails the
+/// same requests in arrival order, so a run can be repeated, and clearing the faults ends it.
+#[tokio::test]
+async fn random_failures_of_the_stand_in_repeat_with_their_seed() {
+    async fn statuses(seed: u64) -> Vec<u16> {
+        let server = MegazordServer::start(MegazordOptions::default()).await;
+        server.fail_randomly(500_000, seed, vec![(None, Fault::Status(503))]);
+        let http = reqwest::Client::new();
+        let url = format!(
+            "{}/internal/v1/events/robots/{ROBOT}/incomings?event_name={ACTIVITY}&created_since=0",
+            server.base_url()
+        );
+        let mut statuses = Vec::new();
+        for _ in 0..40 {
+            statuses.push(http.get(&url).send().await.unwrap().status().as_u16());
+        }
+        server.clear_faults();
+        assert_eq!(http.get(&url).send().await.unwrap().status().as_u16(), 200);
+        statuses
+    }
+
+    let first = statuses(42).await;
+    assert!(first.contains(&503) && first.contains(&200), "{first:?}");
+    assert_eq!(statuses(42).await, first);
+}
+
+/// `scripts/bench` reads the stand-in's request count per route (the cheap form of
+/// `requests_to`) and gives it a round trip's latency.
+#[tokio::test]
+async fn the_stand_in_counts_requests_per_route_and_answers_after_its_latency() {
+    let server = MegazordServer::start(MegazordOptions::default()).await;
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}/internal/v1/events/robots/{ROBOT}/incomings?event_name={ACTIVITY}&created_since=0",
+        server.base_url()
+    );
+    for _ in 0..3 {
+        assert_eq!(http.get(&url).send().await.unwrap().status().as_u16(), 200);
+    }
+    assert_eq!(server.request_count(MegazordRoute::GetIncomings), 3);
+    assert_eq!(server.request_count(MegazordRoute::PostIncoming), 0);
+
+    server.set_latency(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    assert_eq!(http.get(&url).send().await.unwrap().status().as_u16(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(server.request_count(MegazordRoute::GetIncomings), 4);
+}

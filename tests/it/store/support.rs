@@ -1,8 +1,6 @@
 //! Shared set-up of the store tests: a throw-away database on each backend (a SQLite file in a
 //! temporary directory and a fresh MariaDB database), fixtures, and a dump of every table.
 
-#![allow(dead_code)]
-
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use azi3_status_jobs::domain::{Rule, RuleInput, Session};
@@ -109,7 +107,6 @@ impl TestDb {
 
     /// A second store on the same database, as another instance of the service has: its own
     /// connections and its own copies of session rows. Close it before [`TestDb::finish`].
-    #[allow(dead_code)]
     pub async fn another_instance(&self) -> Store {
         Store::connect(&self.url)
             .await
@@ -127,15 +124,18 @@ impl TestDb {
     /// Drops the database (a MariaDB database is dropped; a SQLite directory removed).
     pub async fn finish(self) {
         self.store.close().await;
-        if let Cleanup::Mysql(db) = &self.cleanup {
-            let mut admin = sqlx::MySqlConnection::connect(&mysql_base_url())
-                .await
-                .expect("connect");
-            admin
-                .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
-                .await
-                .expect("drop test database");
-            admin.close().await.ok();
+        match self.cleanup {
+            Cleanup::Sqlite(dir) => drop(dir),
+            Cleanup::Mysql(db) => {
+                let mut admin = sqlx::MySqlConnection::connect(&mysql_base_url())
+                    .await
+                    .expect("connect");
+                admin
+                    .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
+                    .await
+                    .expect("drop test database");
+                admin.close().await.ok();
+            }
         }
     }
 }

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use azi3_status_jobs::clock::SimulatedClock;
 use azi3_status_jobs::domain::{Rule, RuleInput, Session, evaluate};
-use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, Executor};
@@ -225,12 +224,6 @@ impl Rig {
         service
     }
 
-    /// Restarts `service` (SIGKILL first) and checks it continues the same simulated clock.
-    pub async fn restart(&self, service: &mut Service) {
-        service.restart(&self.args());
-        self.adopt_clock(service).await;
-    }
-
     /// Reads the service's simulated clock from `/health`; the first one is shared with the
     /// stand-in, every later one must be the same (the anchor is kept in the database).
     pub async fn adopt_clock(&self, service: &Service) {
@@ -287,15 +280,6 @@ impl Rig {
             }
         }
         out
-    }
-
-    /// The latest session end of the run's sessions that start before `until`.
-    pub fn last_end(&self, until: Timestamp) -> Timestamp {
-        self.sessions(until)
-            .iter()
-            .map(|(_, s)| s.end)
-            .max()
-            .expect("some session")
     }
 
     /// What the core computes over the events the stand-in stored, for every session that
@@ -720,15 +704,4 @@ pub fn counter(text: &str, name: &str, labels: &str) -> f64 {
         .filter(|line| line[name.len()..].starts_with(['{', ' ']))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// The local dates of the run's sessions, per robot (for the report).
-pub fn dates(expected: &[Expected]) -> BTreeMap<u32, Vec<Date>> {
-    let mut out: BTreeMap<u32, Vec<Date>> = BTreeMap::new();
-    for e in expected {
-        out.entry(e.session.robot_id)
-            .or_default()
-            .push(e.session.date);
-    }
-    out
 }

@@ -231,12 +231,6 @@ impl MegazordOptions {
         self
     }
 
-    /// The same options, every request answered after `latency`.
-    pub fn with_latency(mut self, latency: Duration) -> Self {
-        self.latency = latency;
-        self
-    }
-
     /// The same options, sending fan-out messages to SQS.
     pub fn with_fan_out(mut self, fan_out: SqsFanOut) -> Self {
         self.fan_out = Some(fan_out);
@@ -831,11 +825,6 @@ impl MegazordServer {
         format!("http://{}", self.addr)
     }
 
-    /// The server clock now.
-    pub fn now(&self) -> Timestamp {
-        self.shared.now()
-    }
-
     /// Makes every later request wait `latency` before it is handled.
     pub fn set_latency(&self, latency: Duration) {
         self.shared
@@ -851,14 +840,6 @@ impl MegazordServer {
             .get(&route)
             .copied()
             .unwrap_or(0)
-    }
-
-    /// Makes `name` a known provider.
-    pub fn add_provider(&self, name: &str) {
-        let mut data = self.shared.data();
-        if !data.providers.iter().any(|p| p == name) {
-            data.providers.push(name.to_string());
-        }
     }
 
     /// Makes `name` a known event schema.
@@ -1012,11 +993,6 @@ impl MegazordServer {
     pub fn refuse_robot(&self, robot_id: u32, status: u16) {
         status_code(status);
         self.shared.data().refused_robots.insert(robot_id, status);
-    }
-
-    /// Serves `robot_id` again.
-    pub fn clear_robot_refusal(&self, robot_id: u32) {
-        self.shared.data().refused_robots.remove(&robot_id);
     }
 
     /// Changes how `GET …/incomings` answers.

@@ -1,8 +1,6 @@
 //! Shared test support: stand-ins for the services this one talks to, and what every group of
 //! tests needs to share one process.
 
-#![allow(dead_code)]
-
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use jiff::Timestamp;

@@ -24,8 +24,6 @@ struct Shared {
     down: AtomicBool,
     /// Open relays, aborted when the proxy goes down.
     relays: Mutex<JoinSet<()>>,
-    /// Connections accepted while up.
-    relayed: AtomicU64,
     /// Connections refused while down.
     refused: AtomicU64,
     /// Milliseconds each chunk towards the server is held back.
@@ -41,7 +39,6 @@ impl TcpProxy {
             target: target.to_string(),
             down: AtomicBool::new(false),
             relays: Mutex::new(JoinSet::new()),
-            relayed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             delay_ms: AtomicU64::new(0),
         });
@@ -56,7 +53,6 @@ impl TcpProxy {
                     drop(client);
                     continue;
                 }
-                accepting.relayed.fetch_add(1, Ordering::SeqCst);
                 let mut relays = accepting.relays.lock().unwrap();
                 while relays.try_join_next().is_some() {}
                 relays.spawn(relay(client, Arc::clone(&accepting)));
@@ -104,19 +100,9 @@ impl TcpProxy {
             .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
-    /// Whether it is down.
-    pub fn is_down(&self) -> bool {
-        self.shared.down.load(Ordering::SeqCst)
-    }
-
     /// How many connections were refused while down.
     pub fn refused(&self) -> u64 {
         self.shared.refused.load(Ordering::SeqCst)
-    }
-
-    /// How many connections were relayed.
-    pub fn relayed(&self) -> u64 {
-        self.shared.relayed.load(Ordering::SeqCst)
     }
 }
 
