@@ -15,12 +15,15 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 
+#[allow(unused_imports)]
+use super::openapi::ErrorBody;
 use super::{ApiError, HttpState, parse_robot_id};
 use crate::domain::{Rule, RuleInput, Session, SessionState, Step, evaluate_from};
 use crate::replay::day_svg::{DayDrawing, draw_day};
@@ -92,6 +95,9 @@ fn rule_text(stored: &StoredRule) -> String {
 }
 
 /// `GET /`: every robot with its rule and its state now.
+#[utoipa::path(get, path = "/", tag = "dashboard",
+    responses((status = 200, description = "The page", body = String, content_type = "text/html"), (status = 303, description = "Not signed in: to the sign-in form"), (status = 403, description = "From a web page of another origin", body = ErrorBody), (status = 503, description = "The database (or Megazord) cannot be reached now; try again", body = ErrorBody)),
+    security((), ("bearer" = []), ("cookie" = [])))]
 pub async fn robots(State(state): State<HttpState>) -> Result<Html<String>, ApiError> {
     let store = state.ctx.store();
     let now = state.ctx.now();
@@ -168,11 +174,18 @@ fn parse_date(field: &'static str, text: &str) -> Result<Date, ApiError> {
 }
 
 /// `GET /robots/{robotId}`: one robot's day.
+#[utoipa::path(get, path = "/robots/{robotId}", tag = "dashboard",
+    params(("robotId" = String, Path, description = "The robot (1 to 4294967295)"),
+           ("date" = Option<String>, Query, description = "YYYY-MM-DD; today in the robot's zone by default")),
+    responses((status = 200, description = "The page", body = String, content_type = "text/html"), (status = 303, description = "Not signed in: to the sign-in form"), (status = 400, description = "A field is wrong; the answer names it and its value", body = ErrorBody), (status = 403, description = "From a web page of another origin", body = ErrorBody), (status = 404, description = "The robot has no rule", body = ErrorBody), (status = 503, description = "The database (or Megazord) cannot be reached now; try again", body = ErrorBody)),
+    security((), ("bearer" = []), ("cookie" = [])))]
 pub async fn day(
     State(state): State<HttpState>,
-    Path(robot_id): Path<String>,
-    Query(query): Query<DayQuery>,
+    robot_id: Result<Path<String>, PathRejection>,
+    query: Result<Query<DayQuery>, QueryRejection>,
 ) -> Result<Html<String>, ApiError> {
+    let Path(robot_id) = robot_id?;
+    let Query(query) = query?;
     let robot_id = parse_robot_id(&robot_id)?;
     let store = state.ctx.store();
     let now = state.ctx.now();
@@ -426,11 +439,21 @@ fn settings(rule: &Rule, query: &CompareQuery) -> Result<Vec<Rule>, ApiError> {
 
 /// `GET /robots/{robotId}/compare`: what other settings would have done over the events the
 /// service stored for the robot in the last days.
+#[utoipa::path(get, path = "/robots/{robotId}/compare", tag = "dashboard",
+    params(("robotId" = String, Path, description = "The robot (1 to 4294967295)"),
+           ("days" = Option<String>, Query, description = "The last 1 to 366 whole days; 7 by default"),
+           ("gap" = Option<String>, Query, description = "Gaps, comma-separated (`90m,2h`); the rule's by default"),
+           ("start" = Option<String>, Query, description = "Start times A, comma-separated (`08:00,09:00`); the rule's by default"),
+           ("end" = Option<String>, Query, description = "End times B, comma-separated; the rule's by default")),
+    responses((status = 200, description = "The page", body = String, content_type = "text/html"), (status = 303, description = "Not signed in: to the sign-in form"), (status = 400, description = "A field is wrong; the answer names it and its value", body = ErrorBody), (status = 403, description = "From a web page of another origin", body = ErrorBody), (status = 404, description = "The robot has no rule", body = ErrorBody), (status = 503, description = "The database (or Megazord) cannot be reached now; try again", body = ErrorBody)),
+    security((), ("bearer" = []), ("cookie" = [])))]
 pub async fn compare_settings(
     State(state): State<HttpState>,
-    Path(robot_id): Path<String>,
-    Query(query): Query<CompareQuery>,
+    robot_id: Result<Path<String>, PathRejection>,
+    query: Result<Query<CompareQuery>, QueryRejection>,
 ) -> Result<Html<String>, ApiError> {
+    let Path(robot_id) = robot_id?;
+    let Query(query) = query?;
     let robot_id = parse_robot_id(&robot_id)?;
     let store = state.ctx.store();
     let now = state.ctx.now();
@@ -451,9 +474,13 @@ pub async fn compare_settings(
             })?,
     };
     let settings = settings(rule, &query)?;
-    // The last `days` whole days before today: today's session is not over.
+    // The last `days` whole days: up to today once today's session is over, else up to
+    // yesterday (a session still running would count windows still to come as alarms).
     let today = rule.timezone.to_datetime(now).date();
-    let to = today.yesterday().unwrap_or(today);
+    let to = match Session::on(rule, today) {
+        Some(session) if session.end > now => today.yesterday().unwrap_or(today),
+        _ => today,
+    };
     let from = to
         .checked_sub(jiff::Span::new().days(i64::from(days - 1)))
         .unwrap_or(to);

@@ -101,6 +101,47 @@ impl ApiError {
     }
 }
 
+/// A path parameter that could not be read (not UTF-8 once decoded).
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::PathRejection) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            field: Some("path".into()),
+            value: None,
+            reason: rejection.body_text(),
+        }
+    }
+}
+
+/// A query string that could not be read.
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            field: Some("query".into()),
+            value: None,
+            reason: rejection.body_text(),
+        }
+    }
+}
+
+/// A form body that could not be read: 415 when it is no form, 400 otherwise.
+impl From<axum::extract::rejection::FormRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::FormRejection) -> Self {
+        let status = match rejection.status() {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError {
+            status,
+            field: Some("body".into()),
+            value: None,
+            reason: rejection.body_text(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body =

@@ -8,7 +8,8 @@
 //! - A `POST` must declare `Content-Type: application/json` (415 otherwise): a page can send a
 //!   form or `text/plain` body without asking first (a CORS "simple" request), but not JSON.
 //!   The dashboard's sign-in and sign-out forms ([`FORM_ROUTES`]) are the exception: they take
-//!   `application/x-www-form-urlencoded`, and only with no `Origin` or the service's own.
+//!   `application/x-www-form-urlencoded` (or no body type), and only with no `Origin` or the
+//!   service's own.
 //! - A body over the limit is answered with the usual JSON error naming `body` and the limit.
 
 use axum::extract::Request;
@@ -33,8 +34,9 @@ pub async fn refuse_browsers(request: Request, next: Next) -> Result<Response, A
     }
     if request.method() == Method::POST {
         let content_type = headers.get(header::CONTENT_TYPE);
+        // A form of the service's own pages, or no body type at all (a sign-out posts none).
         let form_allowed = FORM_ROUTES.contains(&request.uri().path())
-            && content_type.is_some_and(|v| is_form(v.as_bytes()));
+            && content_type.is_none_or(|v| is_form(v.as_bytes()));
         if !form_allowed && !content_type.is_some_and(|v| is_json(v.as_bytes())) {
             let given = content_type.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
             return Err(ApiError::not_json(given.as_deref()));

@@ -22,6 +22,7 @@ mod dashboard;
 mod error;
 mod guard;
 mod ingest;
+mod openapi;
 mod ops;
 mod sessions;
 mod sign_in;
@@ -29,8 +30,10 @@ mod sign_in;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::runtime::Context;
 
@@ -67,38 +70,64 @@ fn parse_robot_id(raw: &str) -> Result<crate::domain::RobotId, ApiError> {
     })
 }
 
+/// The routes with their descriptions, in three groups: open, behind the bearer token, and
+/// the dashboard (token or sign-in cookie). Each is registered through `routes!`, which takes
+/// the handler's `#[utoipa::path]` (method, path, parameters, answers) for both the router and
+/// the document, so that no route is served undescribed.
+struct Routes {
+    open: OpenApiRouter<HttpState>,
+    protected: OpenApiRouter<HttpState>,
+    dashboard: OpenApiRouter<HttpState>,
+}
+
+fn routes() -> Routes {
+    Routes {
+        open: OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+            .routes(routes!(ops::health))
+            .routes(routes!(ops::ready))
+            .routes(routes!(ops::metrics))
+            .routes(routes!(openapi::openapi_json))
+            .routes(routes!(sign_in::form, sign_in::sign_in))
+            .routes(routes!(sign_in::sign_out)),
+        protected: OpenApiRouter::new()
+            .routes(routes!(ingest::event))
+            .routes(routes!(ingest::message))
+            .routes(routes!(sessions::list)),
+        dashboard: OpenApiRouter::new()
+            .routes(routes!(dashboard::robots))
+            .routes(routes!(dashboard::day))
+            .routes(routes!(dashboard::compare_settings)),
+    }
+}
+
+/// The API description of every route: what `GET /openapi.json` serves.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let Routes {
+        open,
+        protected,
+        dashboard,
+    } = routes();
+    open.merge(protected).merge(dashboard).into_openapi()
+}
+
 /// The whole router.
 pub fn router(state: HttpState) -> Router {
-    let protected = Router::new()
-        .route(
-            "/internal/v1/status-jobs/robots/{robot_id}/events",
-            post(ingest::event),
-        )
-        .route("/internal/v1/status-jobs/messages", post(ingest::message))
-        .route("/v1/robots/{robot_id}/sessions", get(sessions::list))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
-    let dashboard = Router::new()
-        .route("/", get(dashboard::robots))
-        .route("/robots/{robot_id}", get(dashboard::day))
-        .route(
-            "/robots/{robot_id}/compare",
-            get(dashboard::compare_settings),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            sign_in::require_sign_in,
-        ));
-    Router::new()
-        .route("/health", get(ops::health))
-        .route("/sign-in", get(sign_in::form).post(sign_in::sign_in))
-        .route("/sign-out", post(sign_in::sign_out))
-        .merge(dashboard)
-        .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
-        .merge(protected)
+    let Routes {
+        open,
+        protected,
+        dashboard,
+    } = routes();
+    let protected = protected.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
+    let dashboard = dashboard.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        sign_in::require_sign_in,
+    ));
+    let (router, _) = open.merge(protected).merge(dashboard).split_for_parts();
+    router
+        .fallback(not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             guard::BODY_LIMIT,
         ))
@@ -107,4 +136,9 @@ pub fn router(state: HttpState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Any other path: the API's JSON error, naming it.
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found("path", uri.path(), "no such route (see /openapi.json)")
 }

@@ -7,11 +7,16 @@ use axum::response::IntoResponse;
 use serde_json::json;
 
 use super::HttpState;
+#[allow(unused_imports)]
+use super::openapi::ErrorBody;
 use crate::runtime::watchdog::{self, STORE_TIMEOUT, WatchFacts};
 
 /// The process is alive; says what service time it is (and how a simulated clock runs), and
 /// what the watchdog last found (so that a liveness probe shows going quiet too, without
 /// failing on it: a restart would not mend a database or Megazord that is down).
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Alive: service time, clock and what the watchdog last found", body = Object),
+              (status = 403, description = "From a web page of another origin", body = ErrorBody)))]
 pub async fn health(State(state): State<HttpState>) -> impl IntoResponse {
     let clock = match state.ctx.clock() {
         crate::clock::Clock::System => json!({"kind": "system"}),
@@ -36,6 +41,10 @@ pub async fn health(State(state): State<HttpState>) -> impl IntoResponse {
 /// Ready when the store runs a transaction within a few seconds, no window is overdue by more
 /// than the configured bound, and every configured probe (the queue) answers. A 503 names each
 /// failing check with the kind of failure, never a driver's message.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, description = "Ready: every check passed", body = Object),
+              (status = 503, description = "Not ready: `checks` names each failing check", body = Object),
+              (status = 403, description = "From a web page of another origin", body = ErrorBody)))]
 pub async fn ready(State(state): State<HttpState>) -> impl IntoResponse {
     let mut checks = serde_json::Map::new();
     let mut ready = true;
@@ -99,6 +108,10 @@ fn check_json(result: &Result<(), String>) -> serde_json::Value {
 }
 
 /// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", body = String,
+               content_type = "text/plain"),
+              (status = 403, description = "From a web page of another origin", body = ErrorBody)))]
 pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     (
         [(

@@ -5,10 +5,13 @@
 use std::collections::HashMap;
 
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use jiff::civil::Date;
 use serde::Serialize;
 
+#[allow(unused_imports)]
+use super::openapi::ErrorBody;
 use super::{ApiError, HttpState, parse_robot_id};
 use crate::domain::SessionResult;
 use crate::replay::{AlarmReport, RuleReport, SessionReport, Totals};
@@ -88,11 +91,20 @@ impl From<&RecordView> for RecordJson {
 }
 
 /// Lists the sessions of a robot; `from` and `to` default to today in the rule's zone.
+#[utoipa::path(get, path = "/v1/robots/{robotId}/sessions", tag = "sessions",
+    params(("robotId" = String, Path, description = "The robot (1 to 4294967295)"),
+           ("from" = Option<String>, Query, description = "First local date, YYYY-MM-DD; today by default"),
+           ("to" = Option<String>, Query, description = "Last local date, YYYY-MM-DD; today by default")),
+    responses((status = 200, description = "The sessions in the shape of `replay --output json`, plus status and records", body = Object),
+              (status = 400, description = "A field is wrong; the answer names it and its value", body = ErrorBody), (status = 401, description = "No or a wrong bearer token", body = ErrorBody), (status = 403, description = "From a web page of another origin", body = ErrorBody), (status = 503, description = "The database (or Megazord) cannot be reached now; try again", body = ErrorBody)),
+    security((), ("bearer" = [])))]
 pub async fn list(
     State(state): State<HttpState>,
-    Path(robot_id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    robot_id: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<LiveReport>, ApiError> {
+    let Path(robot_id) = robot_id?;
+    let Query(query) = query?;
     let robot_id = parse_robot_id(&robot_id)?;
     let store = state.ctx.store();
     let rule = store

@@ -8,6 +8,7 @@
 //! allows only on these two routes and only from the service's own pages.
 
 use axum::Form;
+use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -15,8 +16,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::HttpState;
 use super::auth::{bearer_credentials, constant_time_eq};
+#[allow(unused_imports)]
+use super::openapi::ErrorBody;
+use super::{ApiError, HttpState};
 use crate::replay::html::{escape, page_head};
 
 /// The cookie's name.
@@ -102,7 +105,7 @@ pub struct SignInQuery {
 }
 
 /// The fields the sign-in form posts.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SignInForm {
     /// The service's token.
     token: String,
@@ -111,17 +114,34 @@ pub struct SignInForm {
 }
 
 /// `GET /sign-in`: the form.
-pub async fn form(Query(query): Query<SignInQuery>) -> Html<String> {
-    Html(page(safe_next(query.next.as_deref()), None))
+#[utoipa::path(get, path = "/sign-in", tag = "dashboard",
+    params(("next" = Option<String>, Query, description = "The page to show after signing in (a path of this service)")),
+    responses((status = 200, description = "The page", body = String, content_type = "text/html"), (status = 403, description = "From a web page of another origin", body = ErrorBody)))]
+pub async fn form(
+    query: Result<Query<SignInQuery>, QueryRejection>,
+) -> Result<Html<String>, ApiError> {
+    let Query(query) = query?;
+    Ok(Html(page(safe_next(query.next.as_deref()), None)))
 }
 
 /// `POST /sign-in`: checks the token and sets the cookie (303 to the page asked for), or shows
 /// the form again with 401.
+#[utoipa::path(post, path = "/sign-in", tag = "dashboard",
+    request_body(content = SignInForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 303, description = "Signed in: the cookie is set; to `next`"),
+              (status = 400, description = "The form lacks a field", body = ErrorBody),
+              (status = 401, description = "Not the token: the form again", body = String, content_type = "text/html"),
+              (status = 403, description = "From a web page of another origin", body = ErrorBody),
+              (status = 415, description = "Not a form", body = ErrorBody)))]
 pub async fn sign_in(
     State(state): State<HttpState>,
     headers: HeaderMap,
-    Form(form): Form<SignInForm>,
+    form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => return ApiError::from(rejection).into_response(),
+    };
     let next = safe_next(form.next.as_deref()).to_string();
     let Some(token) = state.token.as_deref() else {
         return Redirect::to(&next).into_response();
@@ -147,6 +167,10 @@ pub async fn sign_in(
 }
 
 /// `POST /sign-out`: forgets the cookie and shows the form.
+#[utoipa::path(post, path = "/sign-out", tag = "dashboard",
+    responses((status = 303, description = "Signed out: the cookie is cleared; to the sign-in form"),
+              (status = 403, description = "From a web page of another origin", body = ErrorBody),
+              (status = 415, description = "Neither a form nor JSON", body = ErrorBody)))]
 pub async fn sign_out(headers: HeaderMap) -> Response {
     let cookie = format!(
         "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
