@@ -4,6 +4,7 @@
 #   - moto server (an SQS-compatible emulator, state in memory) on http://127.0.0.1:4566.
 #   - promtool, to check the alert rules.
 #   - chromium and chromedriver, for the browser tests.
+#   - schemathesis, to fuzz the service against its OpenAPI document.
 # Safe to run any number of times. Exports nothing; prints the URLs it made ready.
 set -euo pipefail
 
@@ -98,7 +99,8 @@ install_promtool() {
     fi
 }
 
-# Headless Chromium and its WebDriver, for the browser tests (tests/browser_replay.rs).
+# Headless Chromium and its WebDriver, for the browser tests (tests/it/replay/browser.rs,
+# tests/it/dashboard/browser.rs).
 install_chromium() {
     if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
         log "installing chromium and chromium-driver (for the browser tests)"
@@ -106,7 +108,23 @@ install_chromium() {
     fi
 }
 
+# schemathesis fuzzes the running service against its OpenAPI document
+# (tests/it/dashboard/http.rs).
+install_schemathesis() {
+    if ! command -v schemathesis >/dev/null 2>&1; then
+        if ! python3 -m pip --version >/dev/null 2>&1; then
+            log "installing python3-pip"
+            apt_install python3-pip
+        fi
+        log "installing schemathesis"
+        PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+            python3 -m pip install --quiet schemathesis
+        hash -r
+    fi
+}
+
 start_mariadb
 start_moto
 install_promtool
 install_chromium
+install_schemathesis

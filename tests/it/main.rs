@@ -14,6 +14,7 @@
 //! Most groups need `scripts/services.sh` (MariaDB on `AZI3_TEST_MYSQL_URL`, moto on
 //! `AZI3_TEST_SQS_ENDPOINT`; Chromium and chromedriver for [`replay::browser`]).
 
+mod dashboard;
 mod e2e;
 mod megazord;
 mod property;

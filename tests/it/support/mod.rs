@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use jiff::Timestamp;
 
 pub mod app;
+pub mod browser;
 pub mod exclusive;
 pub mod live;
 pub mod megazord;
