@@ -11,6 +11,8 @@
 //! S + G. Instants are taken from what was recorded (the stand-in's `createdAt` of each alarm,
 //! the outbox's `created_at_ms`) and turned into wall-clock time with the service's anchor.
 
+#[path = "bench/dashboard.rs"]
+mod dashboard;
 #[path = "../tests/it/support/megazord.rs"]
 #[allow(dead_code)]
 mod megazord;
@@ -60,8 +62,8 @@ struct Args {
     /// Small sizes: every scenario in well under a minute.
     #[arg(long)]
     quick: bool,
-    /// Run only these scenarios (deadlines, memory, recovery, ingest, queue, soak); all by
-    /// default.
+    /// Run only these scenarios (deadlines, memory, recovery, ingest, queue, soak,
+    /// dashboard); all by default.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
     /// The service binary (release build).
@@ -97,7 +99,15 @@ struct Args {
     wrk: PathBuf,
 }
 
-const SCENARIOS: [&str; 6] = ["deadlines", "memory", "recovery", "ingest", "queue", "soak"];
+const SCENARIOS: [&str; 7] = [
+    "deadlines",
+    "memory",
+    "recovery",
+    "ingest",
+    "queue",
+    "soak",
+    "dashboard",
+];
 
 static STARTED: OnceLock<Instant> = OnceLock::new();
 
@@ -1615,6 +1625,19 @@ async fn run_all(bench: &Bench) -> Result<usize> {
     if wanted("queue") {
         let (robots, messages) = if quick { (100, 100) } else { (2_000, 10_000) };
         report("queue", queue_case(bench, &rate, robots, messages).await);
+    }
+    if wanted("dashboard") {
+        let (robots, days, requests) = if quick {
+            (50, 30, 50)
+        } else {
+            (1_000, 365, 300)
+        };
+        for backend in [Backend::Mysql, Backend::Sqlite] {
+            report(
+                "dashboard",
+                dashboard::dashboard_case(bench, backend, robots, days, requests).await,
+            );
+        }
     }
     if wanted("soak") {
         let seed = bench.args.soak_seed.unwrap_or_else(|| {
