@@ -47,7 +47,7 @@ impl Default for GroupCommitSettings {
     fn default() -> Self {
         GroupCommitSettings {
             max_batch: 256,
-            mysql_committers: 4,
+            mysql_committers: 1,
         }
     }
 }

@@ -1,9 +1,17 @@
 //! A group commit's events taken in with statements per batch instead of per event, in three
 //! round trips on MySQL: (1) the batch's local event ids (a multi-row `INSERT IGNORE` and one
-//! read) and its robots' rules; (2) its sessions, read under their row locks, which of its
-//! events they have already and their pending events; then the core decides every event in
-//! memory, in arrival order; (3) multi-row inserts of the events and records and one update
-//! per session, sent with the `COMMIT`. Per event there used to be some six round trips.
+//! read), its robots' rules and the ids of the sessions their events may fall in (by the
+//! `(robot_id, local_date)` index, without locks); (2) those sessions by id, read under their
+//! row locks in id order, which of its events they have already and their pending events; then
+//! the core decides every event in memory, in arrival order; (3) multi-row inserts of the events
+//! and records and one update of the session rows, sent with the `COMMIT`. Per event there used
+//! to be some six round trips.
+//!
+//! The sessions are locked by id, not by `(robot_id, local_date)`: MariaDB answered the latter,
+//! with `ORDER BY status_check_id`, by walking the primary key through every session, which
+//! cost 60 % of its time at 200 robots (the slow query log's `Rows_examined`) and grows with
+//! the table. A session made by another instance between (1) and (2) is found as any session
+//! not yet started is: its start finds it made and locks it.
 //!
 //! Every event ends exactly as it would have if the events had been applied one after the
 //! other with [`super::transitions::apply_event`], each reading what those before it wrote:
@@ -39,39 +47,19 @@ enum Read {
     Pending,
 }
 
-/// The condition that picks the sessions of `keys` by `(robot_id, local_date)`, without and
-/// with the table alias `s`, and its arguments.
-fn keys_condition(keys: &[(RobotId, String)]) -> (String, String, Vec<Arg>) {
-    let mut by_date: BTreeMap<&str, Vec<RobotId>> = BTreeMap::new();
-    for (robot, date) in keys {
-        by_date.entry(date.as_str()).or_default().push(*robot);
-    }
-    let mut plain = Vec::new();
-    let mut aliased = Vec::new();
-    let mut args: Vec<Arg> = Vec::new();
-    for (date, robots) in &by_date {
-        let marks = repeat("?", robots.len());
-        plain.push(format!("(local_date = ? AND robot_id IN ({marks}))"));
-        aliased.push(format!("(s.local_date = ? AND s.robot_id IN ({marks}))"));
-        args.push((*date).into());
-        args.extend(robots.iter().map(|&r| Arg::from(r)));
-    }
-    (plain.join(" OR "), aliased.join(" OR "), args)
-}
-
 /// Takes in `requests` in one open transaction, in their order; see the module documentation.
 pub(super) async fn take_in_batch(
     tx: &mut Tx,
     requests: &[&IntakeRequest],
 ) -> Result<Vec<IntakeRecord>, StoreError> {
-    let (event_ids, rules) = event_ids_and_rules(tx, requests).await?;
+    let (event_ids, rules, session_ids) = event_ids_and_rules(tx, requests).await?;
     let plans: Vec<Plan> = requests
         .iter()
         .zip(&event_ids)
         .map(|(request, id)| Plan::of(request, *id, rules.get(&request.robot_id)))
         .collect();
     let mut batch = Batch::default();
-    batch.read_sessions(tx, &plans).await?;
+    batch.read_sessions(tx, &plans, &session_ids).await?;
     let mut records = Vec::with_capacity(plans.len());
     for (plan, request) in plans.into_iter().zip(requests) {
         records.push(batch.take_in(tx, plan, request).await?);
@@ -95,13 +83,17 @@ fn repeat(item: &str, n: usize) -> String {
     vec![item; n].join(", ")
 }
 
-/// The numeric id of every request's event, as [`super::lookups::event_id`] gives it, and the
-/// rules of the requests' robots, in one round trip: a multi-row `INSERT` of the ids that need
-/// a local id, a read of those ids, and a read of the rules.
+/// The sessions found by [`event_ids_and_rules`], by `(robot_id, local_date)`.
+type SessionIds = HashMap<(RobotId, String), u64>;
+
+/// The numeric id of every request's event, as [`super::lookups::event_id`] gives it, the
+/// rules of the requests' robots, and the ids of the sessions their events may fall in, in one
+/// round trip: a multi-row `INSERT` of the ids that need a local id, a read of those ids, a read
+/// of the rules and one of the sessions.
 async fn event_ids_and_rules(
     tx: &mut Tx,
     requests: &[&IntakeRequest],
-) -> Result<(Vec<u64>, HashMap<RobotId, StoredRule>), StoreError> {
+) -> Result<(Vec<u64>, HashMap<RobotId, StoredRule>, SessionIds), StoreError> {
     let named: Vec<&str> = distinct(requests.iter().filter_map(|r| match &r.event_id {
         EventIdSource::External(Some(external)) if megazord_event_id(Some(external)).is_none() => {
             Some(external.as_str())
@@ -132,15 +124,36 @@ async fn event_ids_and_rules(
     for chunk in robots.chunks(ROWS_PER_STATEMENT) {
         statements.push(rules::select_by_robots(chunk));
     }
+    let sessions_from = statements.len();
+    let dates: Vec<String> = candidate_dates(requests);
+    for chunk in robots.chunks(ROWS_PER_STATEMENT) {
+        let mut args: Vec<Arg> = chunk.iter().map(|&r| Arg::from(r)).collect();
+        args.extend(dates.iter().map(|d| Arg::from(d.clone())));
+        statements.push((
+            format!(
+                "SELECT status_check_id, robot_id, local_date FROM status_job_session \
+                 WHERE robot_id IN ({}) AND local_date IN ({})",
+                repeat("?", chunk.len()),
+                repeat("?", dates.len())
+            ),
+            args,
+        ));
+    }
     let sets = tx.fetch_each(&statements).await?;
     let mut local: HashMap<String, u64> = HashMap::with_capacity(named.len());
     for row in sets[..rules_from].iter().flatten() {
         local.insert(row.text(1)?, LOCAL_EVENT_ID_BASE + row.id(0)?);
     }
     let mut rules = HashMap::with_capacity(robots.len());
-    for row in sets[rules_from..].iter().flatten() {
+    for row in sets[rules_from..sessions_from].iter().flatten() {
         let stored = rules::stored_rule(row)?;
         rules.insert(stored.rule.robot_id, stored);
+    }
+    let mut session_ids = SessionIds::new();
+    for row in sets[sessions_from..].iter().flatten() {
+        let robot = RobotId::try_from(row.id(1)?)
+            .map_err(|_| StoreError::corrupt("robot id out of range"))?;
+        session_ids.insert((robot, row.text(2)?), row.id(0)?);
     }
     let mut ids = Vec::with_capacity(requests.len());
     for request in requests {
@@ -164,7 +177,26 @@ async fn event_ids_and_rules(
         };
         ids.push(id);
     }
-    Ok((ids, rules))
+    Ok((ids, rules, session_ids))
+}
+
+/// Every local date whose session may hold one of the requests' events, whatever the rule:
+/// an instant's local date is its UTC date or a day either side (zones lie within ±14 h), and
+/// a session that crosses midnight holds instants of the next date too. An event taken as
+/// `now` (in the future beyond the grace) is covered by `now`'s dates.
+fn candidate_dates(requests: &[&IntakeRequest]) -> Vec<String> {
+    let mut dates = std::collections::BTreeSet::new();
+    for request in requests {
+        for t in [request.occurred_at, request.now] {
+            let day = jiff::tz::TimeZone::UTC.to_datetime(t).date();
+            for offset in -2..=1 {
+                if let Ok(date) = day.checked_add(jiff::Span::new().days(offset)) {
+                    dates.insert(date.to_string());
+                }
+            }
+        }
+    }
+    dates.into_iter().collect()
 }
 
 /// What one request needs, decided before any session is read: its record so far and the
@@ -284,50 +316,57 @@ impl Batch {
         );
     }
 
-    /// Reads the sessions of the plans under their row locks, which of the batch's events
-    /// they have, and their pending events, in one round trip.
-    async fn read_sessions(&mut self, tx: &mut Tx, plans: &[Plan]) -> Result<(), StoreError> {
+    /// Reads the sessions of the plans that exist (`found`) under their row locks, in id
+    /// order, which of the batch's events they have, and their pending events, in one round
+    /// trip.
+    async fn read_sessions(
+        &mut self,
+        tx: &mut Tx,
+        plans: &[Plan],
+        found: &SessionIds,
+    ) -> Result<(), StoreError> {
         self.event_ids = distinct(plans.iter().map(|p| p.record.incoming_event_id));
-        let keys: Vec<(RobotId, String)> =
-            distinct(plans.iter().flat_map(|p| p.sessions.iter()).map(key));
-        if keys.is_empty() {
+        let mut ids: Vec<u64> = distinct(plans.iter().flat_map(|p| p.sessions.iter()).map(key))
+            .iter()
+            .filter_map(|k| found.get(k).copied())
+            .collect();
+        if ids.is_empty() {
             return Ok(());
         }
+        ids.sort_unstable();
         let mut statements = Vec::new();
         let mut kinds = Vec::new();
-        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-            let (of_session, of_s, args) = keys_condition(chunk);
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let of_ids: Vec<Arg> = chunk.iter().map(|&id| Arg::from(id)).collect();
+            let marks = repeat("?", chunk.len());
             statements.push((
                 format!(
-                    "SELECT {COLUMNS} FROM status_job_session WHERE {of_session} \
+                    "SELECT {COLUMNS} FROM status_job_session WHERE status_check_id IN ({marks}) \
                      ORDER BY status_check_id{}",
                     tx.dialect().for_update()
                 ),
-                args.clone(),
+                of_ids.clone(),
             ));
             kinds.push(Read::Session);
-            for ids in self.event_ids.chunks(IDS_PER_STATEMENT) {
-                let mut with_ids = args.clone();
-                with_ids.extend(ids.iter().map(|&id| Arg::from(id)));
+            for events in self.event_ids.chunks(IDS_PER_STATEMENT) {
+                let mut args = of_ids.clone();
+                args.extend(events.iter().map(|&id| Arg::from(id)));
                 statements.push((
                     format!(
-                        "SELECT e.status_check_id, e.incoming_event_id FROM status_job_session s \
-                         JOIN status_job_event e ON e.status_check_id = s.status_check_id \
-                         WHERE ({of_s}) AND e.incoming_event_id IN ({})",
-                        repeat("?", ids.len())
+                        "SELECT status_check_id, incoming_event_id FROM status_job_event \
+                         WHERE status_check_id IN ({marks}) AND incoming_event_id IN ({})",
+                        repeat("?", events.len())
                     ),
-                    with_ids,
+                    args,
                 ));
                 kinds.push(Read::Known);
             }
             statements.push((
                 format!(
-                    "SELECT e.status_check_id, e.incoming_event_id, e.outgoing_event_id, \
-                     e.occurred_at_ms FROM status_job_session s \
-                     JOIN status_job_event e ON e.status_check_id = s.status_check_id \
-                     AND e.state = 'pending' WHERE {of_s}"
+                    "SELECT status_check_id, incoming_event_id, outgoing_event_id, occurred_at_ms \
+                     FROM status_job_event WHERE status_check_id IN ({marks}) AND state = 'pending'"
                 ),
-                args,
+                of_ids,
             ));
             kinds.push(Read::Pending);
         }
