@@ -19,6 +19,19 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# Installs Python packages with pip (and pip itself when missing).
+pip_install() {
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        log "installing python3-pip"
+        apt_install python3-pip
+    fi
+    # Debian's Python refuses pip installs outside a venv (PEP 668) unless told otherwise;
+    # pip versions without that check, or without the root warning, ignore these variables.
+    PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        python3 -m pip install --quiet "$@"
+    hash -r
+}
+
 mariadb_answers() { mariadb-admin --protocol=socket -uroot ping >/dev/null 2>&1; }
 
 start_mariadb() {
@@ -63,16 +76,8 @@ start_moto() {
         return
     fi
     if ! command -v moto_server >/dev/null 2>&1; then
-        if ! python3 -m pip --version >/dev/null 2>&1; then
-            log "installing python3-pip"
-            apt_install python3-pip
-        fi
         log "installing moto"
-        # Debian's Python refuses pip installs outside a venv (PEP 668) unless told otherwise;
-        # pip versions without that check, or without the root warning, ignore these variables.
-        PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
-            python3 -m pip install --quiet moto flask flask-cors
-        hash -r
+        pip_install moto flask flask-cors
     fi
     local server=(moto_server)
     command -v moto_server >/dev/null 2>&1 || server=(python3 -m moto.server)
@@ -112,14 +117,8 @@ install_chromium() {
 # (tests/it/dashboard/http.rs).
 install_schemathesis() {
     if ! command -v schemathesis >/dev/null 2>&1; then
-        if ! python3 -m pip --version >/dev/null 2>&1; then
-            log "installing python3-pip"
-            apt_install python3-pip
-        fi
         log "installing schemathesis"
-        PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
-            python3 -m pip install --quiet schemathesis
-        hash -r
+        pip_install schemathesis
     fi
 }
 

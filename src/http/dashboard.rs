@@ -161,6 +161,22 @@ pub async fn robots(State(state): State<HttpState>) -> Result<Html<String>, ApiE
     Ok(Html(out))
 }
 
+/// The robot the path names and its rule; 404 when it has none.
+async fn robot_with_rule(
+    state: &HttpState,
+    robot_id: Result<Path<String>, PathRejection>,
+) -> Result<StoredRule, ApiError> {
+    let Path(robot_id) = robot_id?;
+    let robot_id = parse_robot_id(&robot_id)?;
+    state
+        .ctx
+        .store()
+        .rule(robot_id)
+        .await
+        .map_err(ApiError::unavailable)?
+        .ok_or_else(|| ApiError::not_found("robotId", robot_id.to_string(), "has no rule"))
+}
+
 /// The query of the day view.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct DayQuery {
@@ -184,16 +200,11 @@ pub async fn day(
     robot_id: Result<Path<String>, PathRejection>,
     query: Result<Query<DayQuery>, QueryRejection>,
 ) -> Result<Html<String>, ApiError> {
-    let Path(robot_id) = robot_id?;
     let Query(query) = query?;
-    let robot_id = parse_robot_id(&robot_id)?;
+    let stored = robot_with_rule(&state, robot_id).await?;
+    let robot_id = stored.rule.robot_id;
     let store = state.ctx.store();
     let now = state.ctx.now();
-    let stored = store
-        .rule(robot_id)
-        .await
-        .map_err(ApiError::unavailable)?
-        .ok_or_else(|| ApiError::not_found("robotId", robot_id.to_string(), "has no rule"))?;
     let rule = &stored.rule;
     let date = match query.date.as_deref() {
         Some(text) if !text.trim().is_empty() => parse_date("date", text)?,
@@ -452,16 +463,11 @@ pub async fn compare_settings(
     robot_id: Result<Path<String>, PathRejection>,
     query: Result<Query<CompareQuery>, QueryRejection>,
 ) -> Result<Html<String>, ApiError> {
-    let Path(robot_id) = robot_id?;
     let Query(query) = query?;
-    let robot_id = parse_robot_id(&robot_id)?;
+    let stored = robot_with_rule(&state, robot_id).await?;
+    let robot_id = stored.rule.robot_id;
     let store = state.ctx.store();
     let now = state.ctx.now();
-    let stored = store
-        .rule(robot_id)
-        .await
-        .map_err(ApiError::unavailable)?
-        .ok_or_else(|| ApiError::not_found("robotId", robot_id.to_string(), "has no rule"))?;
     let rule = &stored.rule;
     let days: i32 = match query.days.as_deref().map(str::trim) {
         None | Some("") => 7,
