@@ -191,7 +191,7 @@ fn parse_date(field: &'static str, text: &str) -> Result<Date, ApiError> {
 
 /// `GET /robots/{robotId}`: one robot's day.
 #[utoipa::path(get, path = "/robots/{robotId}", tag = "dashboard",
-    params(("robotId" = String, Path, description = "The robot (1 to 4294967295)"),
+    params(("robotId" = u32, Path, minimum = 1, example = 7, description = "The robot (1 to 4294967295)"),
            ("date" = Option<String>, Query, description = "YYYY-MM-DD; today in the robot's zone by default")),
     responses((status = 200, description = "The page", body = String, content_type = "text/html"), (status = 303, description = "Not signed in: to the sign-in form"), (status = 400, description = "A field is wrong; the answer names it and its value", body = ErrorBody), (status = 403, description = "From a web page of another origin", body = ErrorBody), (status = 404, description = "The robot has no rule", body = ErrorBody), (status = 503, description = "The database (or Megazord) cannot be reached now; try again", body = ErrorBody)),
     security((), ("bearer" = []), ("cookie" = [])))]
@@ -451,7 +451,7 @@ fn settings(rule: &Rule, query: &CompareQuery) -> Result<Vec<Rule>, ApiError> {
 /// `GET /robots/{robotId}/compare`: what other settings would have done over the events the
 /// service stored for the robot in the last days.
 #[utoipa::path(get, path = "/robots/{robotId}/compare", tag = "dashboard",
-    params(("robotId" = String, Path, description = "The robot (1 to 4294967295)"),
+    params(("robotId" = u32, Path, minimum = 1, example = 7, description = "The robot (1 to 4294967295)"),
            ("days" = Option<String>, Query, description = "The last 1 to 366 whole days; 7 by default"),
            ("gap" = Option<String>, Query, description = "Gaps, comma-separated (`90m,2h`); the rule's by default"),
            ("start" = Option<String>, Query, description = "Start times A, comma-separated (`08:00,09:00`); the rule's by default"),

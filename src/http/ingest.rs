@@ -33,7 +33,7 @@ use crate::runtime::{IntakeOutcome, MessageOutcome};
 /// `occurredAt` defaults to now; an `id` seen before makes it a duplicate; without an `id`
 /// every post is a new event. Answers 202 with `{"duplicate": bool, "outcome": "…"}`.
 #[utoipa::path(post, path = "/internal/v1/status-jobs/robots/{robotId}/events", tag = "ingest",
-    params(("robotId" = String, Path, description = "The robot (1 to 4294967295)")),
+    params(("robotId" = u32, Path, minimum = 1, example = 7, description = "The robot (1 to 4294967295)")),
     request_body(content = EventBody, content_type = "application/json"),
     responses((status = 202, description = "Taken in (committed)", body = IngestAnswer),
               (status = 400, description = "A field is wrong; the answer names it and its value", body = ErrorBody), (status = 401, description = "No or a wrong bearer token", body = ErrorBody), (status = 403, description = "From a web page of another origin", body = ErrorBody), (status = 413, description = "Body over 1 MiB", body = ErrorBody), (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody), (status = 503, description = "The database (or Megazord) cannot be reached now; try again", body = ErrorBody)),

@@ -92,7 +92,7 @@ impl From<&RecordView> for RecordJson {
 
 /// Lists the sessions of a robot; `from` and `to` default to today in the rule's zone.
 #[utoipa::path(get, path = "/v1/robots/{robotId}/sessions", tag = "sessions",
-    params(("robotId" = String, Path, description = "The robot (1 to 4294967295)"),
+    params(("robotId" = u32, Path, minimum = 1, example = 7, description = "The robot (1 to 4294967295)"),
            ("from" = Option<String>, Query, description = "First local date, YYYY-MM-DD; today by default"),
            ("to" = Option<String>, Query, description = "Last local date, YYYY-MM-DD; today by default")),
     responses((status = 200, description = "The sessions in the shape of `replay --output json`, plus status and records", body = Object),
