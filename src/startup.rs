@@ -14,7 +14,7 @@ use crate::queue::SqsConsumer;
 use crate::redact::redact_url;
 use crate::runtime::{Context, RuntimeSettings, SqsHandler, Tasks};
 use crate::store::StoreError;
-use crate::store::{StartupError, prepare};
+use crate::store::{StartupError, apply_rules, prepare};
 use crate::telemetry;
 
 /// The metadata key under which a simulated clock's anchor is kept.
@@ -97,23 +97,14 @@ impl Application {
         // The rules are applied once the clock is known: a rule is stamped in service time (a
         // rule new at this start watches from now on, semantics §6).
         let rules = config.rules()?;
-        let without_rules = Config {
-            rules: Vec::new(),
-            ..config.clone()
-        };
-        let prepared = prepare(&without_rules, Timestamp::now()).await?;
+        let prepared = prepare(&config.database, &config.status_check).await?;
         let store = prepared.store.clone();
         store.set_group_commit(crate::store::GroupCommitSettings {
             max_batch: config.service.ingest_batch_max.max(1),
             mysql_committers: config.service.ingest_committers.max(1),
         });
         let clock = clock(&config.clock, &store).await?;
-        for rule in &rules {
-            if let Some(warning) = rule.never_alarms() {
-                tracing::warn!(robotId = rule.robot_id, "{warning}");
-            }
-            store.set_rule(rule, clock.now()).await?;
-        }
+        apply_rules(&store, &rules, clock.now()).await?;
         let megazord = match &config.megazord {
             Some(settings) => Some(
                 MegazordClient::new(settings.clone())

@@ -62,7 +62,7 @@ pub use seed::{DESCRIPTION_NAME, MYSQL_SEED, SQLITE_SEED, TEMPLATE_VERSION, Temp
 pub use service_data::{DEAD_LETTER_BODY_LIMIT, DeadLetter, DeadLetterRetention};
 pub use session_starts::StartedSession;
 pub use sql::{Arg, Dialect, Row, Tx, Value};
-pub use startup::{Prepared, StartupError, prepare};
+pub use startup::{Prepared, StartupError, apply_rules, prepare};
 pub use transitions::{
     RECORD_ALARM_SENT, RECORD_EVENT_LATE, RECORD_EVENT_OBSERVED, RECORD_SUBSCRIBED,
 };

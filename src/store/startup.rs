@@ -1,10 +1,12 @@
 //! What the service does with its database before it monitors anything: connect, migrate,
-//! seed the template, check the script rows on a shared MySQL schema, apply `[[rules]]`.
+//! seed the template, check the script rows on a shared MySQL schema; then, once the service
+//! clock is known, apply the configuration's `[[rules]]`.
 
 use jiff::Timestamp;
 
 use super::{Dialect, StatusCheckRefs, Store, StoreError};
-use crate::config::{Config, ConfigError};
+use crate::config::{ConfigError, DatabaseConfig, StatusCheckConfig};
+use crate::domain::Rule;
 
 /// A store ready for monitoring, and the values every new `status_check` row carries.
 #[derive(Debug, Clone)]
@@ -40,14 +42,17 @@ fn connect_error(url: &str, error: StoreError) -> ConfigError {
     }
 }
 
-/// Connects and prepares the database as `config` says.
-pub async fn prepare(config: &Config, now: Timestamp) -> Result<Prepared, StartupError> {
-    let rules = config.rules()?;
-    let url = &config.database.url;
-    let store = Store::connect_with(url, config.database.max_connections)
+/// Connects to the database `database` names and prepares it; every new `status_check` row
+/// will carry the script columns of `status_check`.
+pub async fn prepare(
+    database: &DatabaseConfig,
+    status_check: &StatusCheckConfig,
+) -> Result<Prepared, StartupError> {
+    let url = &database.url;
+    let store = Store::connect_with(url, database.max_connections)
         .await
         .map_err(|e| StartupError::Config(connect_error(url, e)))?;
-    let bootstrap = config.database.bootstrap_shared_schema;
+    let bootstrap = database.bootstrap_shared_schema;
     store.migrate(bootstrap).await?;
     let template = store.seed_template().await?;
     if !template.is_active {
@@ -58,9 +63,9 @@ pub async fn prepare(config: &Config, now: Timestamp) -> Result<Prepared, Startu
     }
     let refs = StatusCheckRefs {
         template_id: template.id,
-        step_id: config.status_check.step_id,
-        script_version_id: config.status_check.script_version_id,
-        scheduled_id: config.status_check.scheduled_id,
+        step_id: status_check.step_id,
+        script_version_id: status_check.script_version_id,
+        scheduled_id: status_check.scheduled_id,
     };
     if store.dialect() == Dialect::Mysql && !bootstrap {
         store
@@ -68,11 +73,17 @@ pub async fn prepare(config: &Config, now: Timestamp) -> Result<Prepared, Startu
             .await
             .map_err(StartupError::MissingRows)?;
     }
-    for rule in &rules {
+    Ok(Prepared { store, refs })
+}
+
+/// Creates or updates each of `rules` (the configuration's `[[rules]]`) as of service time
+/// `now`, warning of a rule that can never alarm; rules of other robots are left alone.
+pub async fn apply_rules(store: &Store, rules: &[Rule], now: Timestamp) -> Result<(), StoreError> {
+    for rule in rules {
         if let Some(warning) = rule.never_alarms() {
             tracing::warn!(robotId = rule.robot_id, "{warning}");
         }
         store.set_rule(rule, now).await?;
     }
-    Ok(Prepared { store, refs })
+    Ok(())
 }

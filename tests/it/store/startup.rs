@@ -3,7 +3,7 @@
 
 use super::support::{TestDb, ts};
 use azi3_status_jobs::config::{Config, RuleConfig};
-use azi3_status_jobs::store::{StartupError, prepare};
+use azi3_status_jobs::store::{StartupError, apply_rules, prepare};
 
 fn rule_config(robot_id: u32, end: &str) -> RuleConfig {
     RuleConfig {
@@ -26,7 +26,12 @@ async fn rules_from_the_config_are_created_or_updated_and_others_left_alone() {
     config.database.url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
     config.rules = vec![rule_config(1, "20:00"), rule_config(2, "20:00")];
     let now = ts("2025-01-01T00:00:00Z");
-    let prepared = prepare(&config, now).await.unwrap();
+    let prepared = prepare(&config.database, &config.status_check)
+        .await
+        .unwrap();
+    apply_rules(&prepared.store, &config.rules().unwrap(), now)
+        .await
+        .unwrap();
     prepared
         .store
         .set_rule(&rule_config(3, "21:00").to_rule(0).unwrap(), now)
@@ -35,7 +40,12 @@ async fn rules_from_the_config_are_created_or_updated_and_others_left_alone() {
     prepared.store.close().await;
 
     config.rules = vec![rule_config(1, "21:00")];
-    let prepared = prepare(&config, now).await.unwrap();
+    let prepared = prepare(&config.database, &config.status_check)
+        .await
+        .unwrap();
+    apply_rules(&prepared.store, &config.rules().unwrap(), now)
+        .await
+        .unwrap();
     let rules = prepared.store.rules().await.unwrap();
     let summary: Vec<_> = rules
         .iter()
@@ -69,7 +79,7 @@ async fn on_a_shared_mysql_schema_missing_script_rows_are_named() {
     );
     config.status_check.step_id = 901;
     config.status_check.script_version_id = 77;
-    let err = prepare(&config, ts("2025-01-01T00:00:00Z"))
+    let err = prepare(&config.database, &config.status_check)
         .await
         .unwrap_err();
     assert!(matches!(err, StartupError::MissingRows(_)), "{err}");
@@ -90,7 +100,7 @@ async fn on_a_shared_mysql_schema_missing_script_rows_are_named() {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let msg = prepare(&config, ts("2025-01-01T00:00:00Z"))
+    let msg = prepare(&config.database, &config.status_check)
         .await
         .unwrap_err()
         .to_string();
@@ -104,7 +114,9 @@ async fn on_a_shared_mysql_schema_missing_script_rows_are_named() {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let prepared = prepare(&config, ts("2025-01-01T00:00:00Z")).await.unwrap();
+    let prepared = prepare(&config.database, &config.status_check)
+        .await
+        .unwrap();
     assert_eq!(
         (prepared.refs.step_id, prepared.refs.script_version_id),
         (901, 77)
