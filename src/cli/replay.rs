@@ -12,9 +12,9 @@ use jiff::civil::Date;
 use crate::domain::{DEFAULT_WATCHED_EVENT, Rule, RuleError, RuleInput};
 use crate::replay::{
     CollectOptions, CsvEvents, DateRange, EventSet, InputError, InputFormat, JsonlEvents,
-    RuleReport, collect_events, compare, dates_between, events_between, expected_rows,
-    render_compare_html, render_html, replay, replay_sessions, write_compare_table, write_json,
-    write_table,
+    RuleReport, SettingError, collect_events, compare, dates_between, events_between,
+    expected_rows, render_compare_html, render_html, replay, replay_sessions, setting_count,
+    settings, write_compare_table, write_json, write_table,
 };
 
 /// The most dates replayed unless `--from` and `--to` both name them: ten years and then some.
@@ -248,54 +248,31 @@ fn settings_from(args: &ReplayArgs) -> Result<Vec<Rule>, String> {
     if args.compare_gap.is_empty() && args.compare_start.is_empty() && args.compare_end.is_empty() {
         return Ok(Vec::new());
     }
-    let or_base = |list: &[String], base: &str| -> Vec<String> {
-        if list.is_empty() {
-            vec![base.to_string()]
-        } else {
-            list.iter().map(|v| v.trim().to_string()).collect()
-        }
-    };
-    let starts = or_base(&args.compare_start, &args.start);
-    let ends = or_base(&args.compare_end, &args.end);
-    let gaps = or_base(&args.compare_gap, &args.gap);
-    let count = starts.len() * ends.len() * gaps.len();
+    let (starts, ends, gaps) = (
+        args.compare_start.len().max(1),
+        args.compare_end.len().max(1),
+        args.compare_gap.len().max(1),
+    );
+    let count = setting_count(starts, ends, gaps);
     if count > MAX_SETTINGS {
         return Err(format!(
             "--compare-start, --compare-end and --compare-gap make {count} settings \
-             ({} × {} × {}); at most {MAX_SETTINGS} are compared at once",
-            starts.len(),
-            ends.len(),
-            gaps.len()
+             ({starts} × {ends} × {gaps}); at most {MAX_SETTINGS} are compared at once"
         ));
     }
-    let mut settings = Vec::with_capacity(count);
-    for start in &starts {
-        for end in &ends {
-            for gap in &gaps {
-                let input = RuleInput {
-                    start: start.clone(),
-                    end: end.clone(),
-                    gap: gap.clone(),
-                    ..rule_input(args)
-                };
-                let rule = input.validate().map_err(|e| {
-                    let (option, value) = match e.field {
-                        "start" if !args.compare_start.is_empty() => ("compare-start", start),
-                        "end" if !args.compare_end.is_empty() => ("compare-end", end),
-                        "gap" if !args.compare_gap.is_empty() => ("compare-gap", gap),
-                        field => (field, &String::new()),
-                    };
-                    if value.is_empty() {
-                        format!("invalid --{}: {e}", option.replace('_', "-"))
-                    } else {
-                        format!("invalid --{option} value {value:?}: {e}")
-                    }
-                })?;
-                settings.push(rule);
-            }
+    settings(
+        &rule_input(args),
+        &args.compare_start,
+        &args.compare_end,
+        &args.compare_gap,
+    )
+    .map_err(|SettingError { listed, error }| match listed {
+        Some((list, value)) if !value.is_empty() => {
+            format!("invalid --compare-{list} value {value:?}: {error}")
         }
-    }
-    Ok(settings)
+        Some((list, _)) => format!("invalid --compare-{list}: {error}"),
+        None => format!("invalid --{}: {error}", error.field.replace('_', "-")),
+    })
 }
 
 fn fail(message: &str) -> ExitCode {

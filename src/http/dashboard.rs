@@ -28,7 +28,9 @@ use super::{ApiError, HttpState, parse_robot_id};
 use crate::domain::{Rule, RuleInput, Session, SessionState, Step, evaluate_from};
 use crate::replay::day_svg::{DayDrawing, draw_day};
 use crate::replay::html::{escape, page_head};
-use crate::replay::{DateRange, EventSet, compare, render_compare_html_with};
+use crate::replay::{
+    DateRange, EventSet, SettingError, compare, render_compare_html_with, setting_count, settings,
+};
 use crate::store::{DayView, StoredRule};
 
 /// How often a page about a running session reloads itself, in seconds.
@@ -370,7 +372,6 @@ fn day_section(
         );
     }
     out.push_str("</tbody></table></section>\n");
-    let _ = now;
 }
 
 /// The query of the comparison page.
@@ -388,26 +389,18 @@ pub struct CompareQuery {
 
 /// The settings of a comparison: every combination of the given lists, each missing list
 /// standing for the rule's own value.
-fn settings(rule: &Rule, query: &CompareQuery) -> Result<Vec<Rule>, ApiError> {
-    let list =
-        |field: &'static str, given: &Option<String>, own: String| -> Vec<(&'static str, String)> {
-            match given.as_deref().map(str::trim) {
-                Some(text) if !text.is_empty() => text
-                    .split(',')
-                    .map(|v| (field, v.trim().to_string()))
-                    .filter(|(_, v)| !v.is_empty())
-                    .collect(),
-                _ => vec![("", own)],
-            }
-        };
-    let starts = list(
-        "start",
-        &query.start,
-        rule.start.strftime("%H:%M").to_string(),
-    );
-    let ends = list("end", &query.end, rule.end.strftime("%H:%M").to_string());
-    let gaps = list("gap", &query.gap, rule.gap.to_string());
-    let count = starts.len() * ends.len() * gaps.len();
+fn settings_of(rule: &Rule, query: &CompareQuery) -> Result<Vec<Rule>, ApiError> {
+    let list = |given: &Option<String>| -> Vec<String> {
+        given
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    let (starts, ends, gaps) = (list(&query.start), list(&query.end), list(&query.gap));
+    let count = setting_count(starts.len(), ends.len(), gaps.len());
     if count > MAX_SETTINGS {
         return Err(ApiError::bad_request(
             "gap",
@@ -417,35 +410,21 @@ fn settings(rule: &Rule, query: &CompareQuery) -> Result<Vec<Rule>, ApiError> {
             ),
         ));
     }
-    let mut out = Vec::with_capacity(count);
-    for (start_field, start) in &starts {
-        for (end_field, end) in &ends {
-            for (gap_field, gap) in &gaps {
-                let input = RuleInput {
-                    robot_id: rule.robot_id,
-                    timezone: rule.timezone_name().to_string(),
-                    start: start.clone(),
-                    end: end.clone(),
-                    gap: gap.clone(),
-                    watched_event: rule.watched_event.clone(),
-                    alarm_event: rule.alarm_event.clone(),
-                    partial_final_window: rule.partial_final_window.to_string(),
-                    enabled: true,
-                };
-                let setting = input.validate().map_err(|e| {
-                    let (field, value) = match e.field {
-                        "start" => (*start_field, start),
-                        "end" => (*end_field, end),
-                        _ => (*gap_field, gap),
-                    };
-                    let field = if field.is_empty() { e.field } else { field };
-                    ApiError::bad_request(field, value.clone(), e.to_string())
-                })?;
-                out.push(setting);
-            }
-        }
-    }
-    Ok(out)
+    let base = RuleInput {
+        robot_id: rule.robot_id,
+        timezone: rule.timezone_name().to_string(),
+        start: rule.start.strftime("%H:%M").to_string(),
+        end: rule.end.strftime("%H:%M").to_string(),
+        gap: rule.gap.to_string(),
+        watched_event: rule.watched_event.clone(),
+        alarm_event: rule.alarm_event.clone(),
+        partial_final_window: rule.partial_final_window.to_string(),
+        enabled: true,
+    };
+    settings(&base, &starts, &ends, &gaps).map_err(|SettingError { listed, error }| {
+        let (field, value) = listed.unwrap_or((error.field, error.value.clone()));
+        ApiError::bad_request(field, value, error.to_string())
+    })
 }
 
 /// `GET /robots/{robotId}/compare`: what other settings would have done over the events the
@@ -479,7 +458,7 @@ pub async fn compare_settings(
                 ApiError::bad_request("days", text, "must be a whole number from 1 to 366")
             })?,
     };
-    let settings = settings(rule, &query)?;
+    let settings = settings_of(rule, &query)?;
     // The last `days` whole days: up to today once today's session is over, else up to
     // yesterday (a session still running would count windows still to come as alarms).
     let today = rule.timezone.to_datetime(now).date();

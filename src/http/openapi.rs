@@ -88,7 +88,8 @@ pub fn document_json() -> &'static str {
     DOCUMENT.get_or_init(|| {
         serde_json::to_string_pretty(&super::document()).unwrap_or_else(|e| {
             // Only a bug in a schema can fail here; the route says so instead of panicking.
-            format!(r#"{{"error": {{"field": null, "value": null, "reason": "{e}"}}}}"#)
+            serde_json::json!({"error": {"field": null, "value": null, "reason": e.to_string()}})
+                .to_string()
         })
     })
 }

@@ -18,8 +18,8 @@ use jiff::civil::Date;
 use crate::domain::{Rule, Session, Step, evaluate_steps};
 
 pub use compare::{
-    Comparison, DayAlarms, SettingSummary, compare, label, longest_silence, render_compare_html,
-    render_compare_html_with, write_compare_table,
+    Comparison, DayAlarms, SettingError, SettingSummary, compare, label, longest_silence,
+    render_compare_html, render_compare_html_with, setting_count, settings, write_compare_table,
 };
 pub use html::render_html;
 pub use input::{

@@ -14,7 +14,7 @@ use super::{DateRange, EventSet, events_between, replay_sessions};
 mod html;
 mod table;
 
-use crate::domain::{RobotId, Rule};
+use crate::domain::{RobotId, Rule, RuleError, RuleInput};
 pub use html::{render_compare_html, render_compare_html_with};
 pub use table::write_compare_table;
 
@@ -194,6 +194,66 @@ pub fn longest_silence(events: &EventSet, start: Timestamp, end: Timestamp) -> S
         last = t;
     }
     longest
+}
+
+/// A setting of a comparison that does not make a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    /// The list (`start`, `end` or `gap`) and the value of it at fault, when the value came
+    /// from a list; `None` when it was the base rule's own.
+    pub listed: Option<(&'static str, String)>,
+    /// Why the rule was refused.
+    pub error: RuleError,
+}
+
+/// The settings to compare: `base` with every combination of `starts`, `ends` and `gaps`
+/// (values trimmed), in that nesting order, each empty list standing for `base`'s own value.
+/// An invalid value is named with the list it came from.
+pub fn settings(
+    base: &RuleInput,
+    starts: &[String],
+    ends: &[String],
+    gaps: &[String],
+) -> Result<Vec<Rule>, SettingError> {
+    let or_base = |list: &[String], own: &str| -> Vec<(bool, String)> {
+        if list.is_empty() {
+            vec![(false, own.to_string())]
+        } else {
+            list.iter().map(|v| (true, v.trim().to_string())).collect()
+        }
+    };
+    let starts = or_base(starts, &base.start);
+    let ends = or_base(ends, &base.end);
+    let gaps = or_base(gaps, &base.gap);
+    let mut settings = Vec::with_capacity(starts.len() * ends.len() * gaps.len());
+    for (start_listed, start) in &starts {
+        for (end_listed, end) in &ends {
+            for (gap_listed, gap) in &gaps {
+                let input = RuleInput {
+                    start: start.clone(),
+                    end: end.clone(),
+                    gap: gap.clone(),
+                    ..base.clone()
+                };
+                let rule = input.validate().map_err(|error| {
+                    let listed = match error.field {
+                        "start" if *start_listed => Some(("start", start.clone())),
+                        "end" if *end_listed => Some(("end", end.clone())),
+                        "gap" if *gap_listed => Some(("gap", gap.clone())),
+                        _ => None,
+                    };
+                    SettingError { listed, error }
+                })?;
+                settings.push(rule);
+            }
+        }
+    }
+    Ok(settings)
+}
+
+/// How many settings [`settings`] makes of lists this long.
+pub fn setting_count(starts: usize, ends: usize, gaps: usize) -> usize {
+    starts.max(1) * ends.max(1) * gaps.max(1)
 }
 
 /// `08:00–22:00, gap 2h`: the setting as a care team names it.
