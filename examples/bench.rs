@@ -83,6 +83,14 @@ struct Args {
     /// stops at 10,000).
     #[arg(long, default_value_t = 100_000)]
     max_sessions: usize,
+    /// Smallest N of the deadlines and memory scenarios in a full run (to repeat only the
+    /// larger sizes).
+    #[arg(long, default_value_t = 0)]
+    min_sessions: usize,
+    /// Run the deadlines, memory and ingest scenarios only on these backends (mariadb,
+    /// sqlite); both by default.
+    #[arg(long = "backend", value_name = "NAME", value_parser = ["mariadb", "sqlite"])]
+    backends: Vec<String>,
     /// N of the recovery scenario in a full run.
     #[arg(long, default_value_t = 100_000)]
     recovery_sessions: usize,
@@ -97,6 +105,13 @@ struct Args {
     /// wrk, the ingest scenario's load generator (scripts/bench installs it when missing).
     #[arg(long, default_value = "wrk")]
     wrk: PathBuf,
+}
+
+impl Args {
+    /// Whether `--backend` leaves `backend` in (every backend when none is named).
+    fn backend_wanted(&self, backend: Backend) -> bool {
+        self.backends.is_empty() || self.backends.iter().any(|b| b == backend.name())
+    }
 }
 
 const SCENARIOS: [&str; 7] = [
@@ -1588,8 +1603,12 @@ async fn run_all(bench: &Bench) -> Result<usize> {
             if bench.args.max_sessions > 10_000 {
                 sizes.push((Backend::Mysql, bench.args.max_sessions));
             }
+            sizes.retain(|&(_, n)| n >= bench.args.min_sessions);
             sizes
         };
+        let sizes = sizes
+            .into_iter()
+            .filter(|&(backend, _)| bench.args.backend_wanted(backend));
         for (backend, n) in sizes {
             let result = deadlines_case(bench, &rate, backend, n)
                 .await
@@ -1616,6 +1635,9 @@ async fn run_all(bench: &Bench) -> Result<usize> {
             (10_000, 30_000)
         };
         for backend in [Backend::Mysql, Backend::Sqlite] {
+            if !bench.args.backend_wanted(backend) {
+                continue;
+            }
             report(
                 "ingest",
                 ingest_case(bench, &rate, backend, robots, baseline_rows).await,

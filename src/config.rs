@@ -177,7 +177,7 @@ impl Default for ServiceConfig {
             grace_seconds: 30,
             alarm_webhook: None,
             close_concurrency: 32,
-            dispatch_concurrency: 32,
+            dispatch_concurrency: 64,
             prepare_concurrency: 32,
             ingest_batch_max: 256,
             ingest_committers: 1,

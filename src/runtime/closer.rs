@@ -44,6 +44,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::context::Context;
 use super::dispatcher::give_back;
@@ -58,7 +59,11 @@ use crate::telemetry::names;
 
 /// How many due windows one look at the store fetches, besides those already being closed
 /// and those waiting out a back-off.
-const FETCH: u32 = 1000;
+const FETCH: u32 = 2000;
+/// While more windows are due than one look fetches, the next look starts when this few are
+/// left queued, so that the reads never wait for a look (on SQLite a look waits for the single
+/// writer, which the closes keep busy).
+const REFILL_AT: usize = FETCH as usize / 2;
 /// The longest the closer sleeps without looking (in case a wake-up was missed).
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// The pause after a look the store failed (the database unreachable).
@@ -66,8 +71,11 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// The most windows committed in one transaction.
 const MAX_CLOSE_BATCH: usize = 64;
-/// How many tasks commit closes side by side on MySQL.
-const MYSQL_COMMITTERS: usize = 4;
+/// How many tasks commit closes side by side on MySQL. Two, not four: with 10,000 windows
+/// ending together, four committers made batches so small that MariaDB's cost per statement
+/// slowed the history reads beside them to 1.5 times the bare reads; with two, closing keeps
+/// pace with the reads (performance.md, 2026-12-02, late).
+const MYSQL_COMMITTERS: usize = 2;
 
 /// The wall-clock time a history read is assumed to take before one has been timed: generous,
 /// so that a burst's first reads start early rather than late.
@@ -172,6 +180,45 @@ impl ReadPace {
     }
 }
 
+/// What one look at the store found.
+#[derive(Debug)]
+struct Found {
+    /// The most windows the look asked for.
+    limit: u32,
+    /// The due windows, earliest deadline first.
+    due: Vec<DueWindow>,
+    /// The rules of the due windows' robots that were not known when the look began.
+    rules: HashMap<RobotId, StoredRule>,
+    /// The earliest deadline after the look's instant.
+    next_deadline: Option<Timestamp>,
+}
+
+/// Looks at the store: the due windows (at most `limit`), the rules of their robots unless
+/// `known`, and the next deadline.
+async fn fetch(ctx: Context, limit: u32, known: HashSet<RobotId>) -> Result<Found, RuntimeError> {
+    let now = ctx.now();
+    let due = ctx.store().due_windows(now, limit).await?;
+    let mut rules = HashMap::new();
+    if ctx.megazord().is_some() {
+        // Every window's rule (its watched event) in one read, not one read each.
+        let unknown: Vec<RobotId> = due
+            .iter()
+            .map(|w| w.robot_id)
+            .filter(|r| !known.contains(r))
+            .collect();
+        if !unknown.is_empty() {
+            rules = ctx.store().rules_of(&unknown).await?;
+        }
+    }
+    let next_deadline = ctx.store().next_deadline_after(now).await?;
+    Ok(Found {
+        limit,
+        due,
+        rules,
+        next_deadline,
+    })
+}
+
 /// A due window not yet started, with the rule its history is read for.
 #[derive(Debug, Clone)]
 struct Queued {
@@ -202,6 +249,14 @@ struct Closer {
     closes: Closes,
     /// Due windows not started yet, earliest deadline first.
     queued: VecDeque<Queued>,
+    /// The rules of the queued windows' robots.
+    rules: HashMap<RobotId, StoredRule>,
+    /// The look at the store under way, if any: it runs beside the reads, so that a burst's
+    /// reads never wait for the next look.
+    looking: Option<AbortOnDropHandle<Result<Found, RuntimeError>>>,
+    /// Sessions whose task finished since the look under way began: that look may have seen
+    /// them due before their close committed.
+    finished_while_looking: HashSet<u64>,
     /// Whether the last look fetched as many windows as it asked for: more may be due.
     more_due: bool,
     /// Sessions whose window is being read, waits for its close, or is being closed.
@@ -225,6 +280,9 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
         last_closed: None,
         closes: Closes::start(&ctx),
         queued: VecDeque::new(),
+        rules: HashMap::new(),
+        looking: None,
+        finished_while_looking: HashSet::new(),
         more_due: false,
         started: HashSet::new(),
         tasks: JoinSet::new(),
@@ -239,17 +297,9 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
         if shutdown.is_cancelled() {
             return;
         }
-        if Instant::now() >= look_at {
-            look_at = match closer.look(&ctx).await {
-                Ok(next) => {
-                    ctx.liveness().closer_passed();
-                    next
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, kind = e.kind(), "closing windows failed; trying again");
-                    Instant::now() + RETRY_PAUSE
-                }
-            };
+        let refill = closer.more_due && closer.queued.len() <= REFILL_AT;
+        if closer.looking.is_none() && (refill || Instant::now() >= look_at) {
+            closer.start_look(&ctx);
         }
         let head_at = closer.start_ready(&ctx);
         let mut wake = look_at;
@@ -258,14 +308,32 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
+            found = async { closer.looking.as_mut().expect("a look is under way").await },
+                if closer.looking.is_some() => {
+                closer.looking = None;
+                let found = found.unwrap_or_else(|e| {
+                    let reason = if e.is_panic() { "panicked" } else { "was cancelled" };
+                    tracing::error!("looking at the due windows {reason}");
+                    Err(RuntimeError::Panicked(reason))
+                });
+                look_at = match found {
+                    Ok(found) => {
+                        ctx.liveness().closer_passed();
+                        closer.take_look(&ctx, found)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, kind = e.kind(), "closing windows failed; trying again");
+                        // No refill either until the pause is over.
+                        closer.more_due = false;
+                        Instant::now() + RETRY_PAUSE
+                    }
+                };
+            }
             joined = closer.tasks.join_next_with_id(), if !closer.tasks.is_empty() => {
                 // A close may open a window that is due already (a short final window) or soon:
                 // looked at when it is, as no look has seen it yet.
                 if let Some(next) = closer.finished(&ctx, joined).await {
                     look_at = look_at.min(Instant::now() + ctx.clock().wait_until(next));
-                }
-                if closer.queued.is_empty() && closer.more_due {
-                    look_at = Instant::now();
                 }
                 if let Some(retry) = closer.next_retry() {
                     look_at = look_at.min(retry);
@@ -279,61 +347,65 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
 }
 
 impl Closer {
-    /// Fetches the due windows not started yet, except those waiting out a back-off; says
-    /// when to look again.
-    async fn look(&mut self, ctx: &Context) -> Result<Instant, RuntimeError> {
-        let now = ctx.now();
+    /// Starts a look at the store for the due windows, beside the reads under way.
+    fn start_look(&mut self, ctx: &Context) {
         let known = self.started.len().saturating_add(self.retries.len());
         let limit = FETCH.saturating_add(u32::try_from(known).unwrap_or(u32::MAX));
-        let due = ctx.store().due_windows(now, limit).await?;
+        let rules_known = self.rules.keys().copied().collect();
+        self.finished_while_looking.clear();
+        self.looking = Some(AbortOnDropHandle::new(tokio::spawn(fetch(
+            ctx.clone(),
+            limit,
+            rules_known,
+        ))));
+    }
+
+    /// Queues the due windows a look found that are not started yet, except those waiting out
+    /// a back-off; says when to look again.
+    fn take_look(&mut self, ctx: &Context, found: Found) -> Instant {
+        let Found {
+            limit,
+            due,
+            rules,
+            next_deadline,
+        } = found;
         self.expedite(ctx);
         self.more_due = due.len() >= limit as usize;
+        let finished = std::mem::take(&mut self.finished_while_looking);
         if !self.more_due {
             // Every due window was seen: a session that is no longer among them was closed
             // elsewhere, moved on by an event, or ended.
             let seen: HashSet<u64> = due.iter().map(|w| w.status_check_id).collect();
-            self.retries.retain(|id, _| seen.contains(&id));
+            self.retries
+                .retain(|id, _| seen.contains(&id) || finished.contains(&id));
         }
         metrics::gauge!(names::RETRYING_SESSIONS).set(self.retries.len() as f64);
         let at = Instant::now();
-        let fresh: Vec<DueWindow> = due
+        self.rules.extend(rules);
+        let rules = &self.rules;
+        self.queued = due
             .into_iter()
             .filter(|w| {
                 !self.started.contains(&w.status_check_id)
+                    && !finished.contains(&w.status_check_id)
                     && !self.retries.waiting(w.status_check_id, at)
             })
-            .collect();
-        // Every window's rule (its watched event) in one read, not one read each; those of
-        // windows queued at the last look are known already.
-        let mut rules: HashMap<RobotId, StoredRule> = std::mem::take(&mut self.queued)
-            .into_iter()
-            .filter_map(|q| Some((q.window.robot_id, q.rule?)))
-            .collect();
-        if ctx.megazord().is_some() {
-            let unknown: Vec<RobotId> = fresh
-                .iter()
-                .map(|w| w.robot_id)
-                .filter(|r| !rules.contains_key(r))
-                .collect();
-            if !unknown.is_empty() {
-                rules.extend(ctx.store().rules_of(&unknown).await?);
-            }
-        }
-        self.queued = fresh
-            .into_iter()
             .map(|window| Queued {
                 rule: rules.get(&window.robot_id).cloned(),
                 window,
             })
             .collect();
+        let queued_robots: HashSet<RobotId> =
+            self.queued.iter().map(|q| q.window.robot_id).collect();
+        self.rules.retain(|robot, _| queued_robots.contains(robot));
         let mut next = Instant::now() + MAX_SLEEP;
-        if let Some(deadline) = ctx.store().next_deadline_after(now).await? {
+        if let Some(deadline) = next_deadline {
             next = next.min(Instant::now() + ctx.clock().wait_until(deadline));
         }
         if let Some(retry) = self.next_retry() {
             next = next.min(retry);
         }
-        Ok(next)
+        next
     }
 
     /// The earliest instant a session waiting out its back-off, and not being tried now, may
@@ -412,6 +484,9 @@ impl Closer {
         };
         let window = self.by_task.remove(&id)?;
         self.started.remove(&window.status_check_id);
+        if self.looking.is_some() {
+            self.finished_while_looking.insert(window.status_check_id);
+        }
         match result {
             Ok(next) => {
                 self.last_closed = Some(ctx.now());

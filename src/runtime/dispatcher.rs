@@ -41,8 +41,10 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// The most alarms marked sent in one transaction.
 const MAX_MARK_BATCH: usize = 64;
-/// How many tasks mark alarms sent side by side on MySQL.
-const MYSQL_MARKERS: usize = 4;
+/// How many tasks mark alarms sent side by side on MySQL. Two, not four: with 10,000 windows
+/// ending together, fewer and larger mark batches leave MariaDB more of the machine for the
+/// closes (performance.md, 2026-12-02, late).
+const MYSQL_MARKERS: usize = 2;
 /// How many posted alarms may wait to be marked sent, per posting slot, before no new post
 /// starts: marks that cannot keep up slow the posts down instead of piling up without bound.
 /// Generous, because a mark only records what Megazord already has: at 4 per slot the
