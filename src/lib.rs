@@ -36,6 +36,7 @@
 //! Beside the live path: [`replay`] evaluates a rule over a file of past events with
 //! [`domain::evaluate`]; [`startup::serve`] wires the service from [`config::Config`];
 //! [`clock`] is service time, real or simulated; [`redact`] keeps secrets out of what is printed;
+//! [`json_input`] reads the JSON that comes from outside, naming a refused field by its path;
 //! [`cli`] is the command line.
 //!
 //! # Citations in the documentation
@@ -52,6 +53,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod json_input;
 pub mod megazord;
 pub mod queue;
 pub mod redact;

@@ -1,33 +1,38 @@
 //! `POST /internal/v1/status-jobs/robots/{robotId}/events` and
 //! `POST /internal/v1/status-jobs/messages`.
 
+use std::fmt;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use serde::de::{self, Deserializer, Visitor};
 use serde_json::{Value, json};
 
 use super::openapi::{ErrorBody, IngestAnswer};
 use super::{ApiError, HttpState, parse_robot_id};
+use crate::json_input::{EventNameField, JsonInputError, read_json_object};
+use crate::runtime::{IntakeOutcome, MessageOutcome};
 
-/// The body of an event, as documented (the handler reads it field by field, to name the
-/// field at fault).
+/// The body of an event.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
 pub struct EventBody {
     /// The event's id at its source: a whole number or a string of at most 256 bytes; the
     /// same id again is a duplicate. Without one, every post is a new event.
     #[schema(value_type = Option<String>)]
-    id: Option<serde_json::Value>,
+    id: Option<ExternalId>,
     /// The event's name (`TOILET_ACTIVITY`).
-    event_name: String,
+    // Read as optional so that a missing name is refused by its own name, not the body's.
+    #[schema(value_type = String, required = true)]
+    event_name: Option<EventNameField>,
     /// RFC 3339; now when absent.
-    occurred_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    occurred_at: Option<PostedInstant>,
 }
-use crate::runtime::{IntakeOutcome, MessageOutcome};
 
 /// Takes in one event: `{"id"?: "…", "eventName": "TOILET_ACTIVITY", "occurredAt"?: "RFC 3339"}`.
 /// `occurredAt` defaults to now; an `id` seen before makes it a duplicate; without an `id`
@@ -45,60 +50,17 @@ pub async fn event(
 ) -> Result<impl IntoResponse, ApiError> {
     let Path(robot_id) = robot_id?;
     let robot_id = parse_robot_id(&robot_id)?;
-    let body: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "body",
-            String::from_utf8_lossy(&body),
-            format!("not JSON: {e}"),
-        )
-    })?;
-    let Value::Object(body) = body else {
-        return Err(ApiError::bad_request(
-            "body",
-            body.to_string(),
-            "not a JSON object",
-        ));
-    };
-    let event_name = match body.get("eventName") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "eventName",
-                other.to_string(),
-                "must be a non-empty string",
-            ));
-        }
-        None => return Err(ApiError::bad_request("eventName", "", "is required")),
+    let EventBody {
+        id,
+        event_name,
+        occurred_at,
+    } = read_json_object(&body).map_err(|error| refused_body(&body, error))?;
+    let Some(EventNameField(event_name)) = event_name else {
+        return Err(ApiError::bad_request("eventName", "", "is required"));
     };
     let ctx = &state.ctx;
-    let occurred_at = match body.get("occurredAt") {
-        None | Some(Value::Null) => ctx.now(),
-        Some(Value::String(s)) => crate::domain::parse_instant(s)
-            .map_err(|reason| ApiError::bad_request("occurredAt", s, reason))?,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "occurredAt",
-                other.to_string(),
-                "must be an RFC 3339 string",
-            ));
-        }
-    };
-    let external_id = match body.get("id") {
-        None | Some(Value::Null) => None,
-        // Taken exactly as sent: `" ok-1"` and `"ok-1"` are two events.
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_BYTES => Some(s.clone()),
-        Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "id",
-                other.to_string(),
-                format!(
-                    "must be a whole number or a non-empty string of at most {MAX_ID_BYTES} bytes \
-                     (UTF-8)"
-                ),
-            ));
-        }
-    };
+    let occurred_at = occurred_at.map_or_else(|| ctx.now(), |at| at.0);
+    let external_id = id.map(|id| id.0);
     let outcome = ctx
         .take_posted_event(robot_id, external_id, event_name, occurred_at)
         .await
@@ -135,8 +97,86 @@ pub async fn message(
     }
 }
 
+/// The answer to a body that cannot be read: the field at fault, by its path, and its value.
+fn refused_body(body: &[u8], error: JsonInputError) -> ApiError {
+    match error {
+        JsonInputError::NotJson(e) => ApiError::bad_request(
+            "body",
+            String::from_utf8_lossy(body),
+            format!("not JSON: {e}"),
+        ),
+        JsonInputError::Field(e) if e.path.is_empty() => {
+            ApiError::bad_request("body", e.value_text(), e.reason)
+        }
+        JsonInputError::Field(e) => ApiError::bad_request(&e.path, e.value_text(), e.reason),
+    }
+}
+
 /// The longest event `id` taken, in bytes of UTF-8 (the column holds that many).
 const MAX_ID_BYTES: usize = 256;
+
+/// What an event `id` may be, as a refusal says it.
+fn what_an_id_is() -> String {
+    format!("a whole number or a non-empty string of at most {MAX_ID_BYTES} bytes (UTF-8)")
+}
+
+/// An event's id at its source: a whole number, or a string taken exactly as sent (`" ok-1"`
+/// and `"ok-1"` are two events) of 1 to [`MAX_ID_BYTES`] bytes.
+#[derive(Debug)]
+struct ExternalId(String);
+
+impl<'de> serde::Deserialize<'de> for ExternalId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ExternalIdVisitor;
+
+        impl Visitor<'_> for ExternalIdVisitor {
+            type Value = ExternalId;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&what_an_id_is())
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<ExternalId, E> {
+                Ok(ExternalId(n.to_string()))
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<ExternalId, E> {
+                if text.is_empty() || text.len() > MAX_ID_BYTES {
+                    return Err(E::custom(format_args!("must be {}", what_an_id_is())));
+                }
+                Ok(ExternalId(text.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(ExternalIdVisitor)
+    }
+}
+
+/// When an event happened, as an RFC 3339 string.
+#[derive(Debug)]
+struct PostedInstant(jiff::Timestamp);
+
+impl<'de> serde::Deserialize<'de> for PostedInstant {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PostedInstantVisitor;
+
+        impl Visitor<'_> for PostedInstantVisitor {
+            type Value = PostedInstant;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 string")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<PostedInstant, E> {
+                crate::domain::parse_instant(text)
+                    .map(PostedInstant)
+                    .map_err(E::custom)
+            }
+        }
+
+        deserializer.deserialize_str(PostedInstantVisitor)
+    }
+}
 
 fn outcome_json(outcome: &IntakeOutcome) -> Value {
     let label = match outcome {
