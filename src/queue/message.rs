@@ -3,9 +3,10 @@
 //! Megazord's `notify()` sends `{from, to, link, payload}` where `payload` is the outgoing event
 //! hydrated with its `sourceEvent`. Older paths wrap that in an SNS notification
 //! (`{"Type": "Notification", "Message": "<json>"}`) or send it flat, and field names vary
-//! (`robotId|robot_id`, `eventName|eventType|event_name`, `createdAt|timestamp|created_at`). This
-//! parser accepts all of them; anything else is an error that names the field and the value, so
-//! the message can be kept as a dead letter with its reason.
+//! (`robotId|robot_id`, `eventName|eventType|event_name`, `createdAt|timestamp|created_at`, one
+//! of them for a field). This parser accepts all of them; anything else is an error that names
+//! the field by its path and quotes the value, so the message can be kept as a dead letter with
+//! its reason.
 //!
 //! ```
 //! use azi3_status_jobs::queue::parse_status_message;
@@ -23,10 +24,16 @@
 //! assert_eq!(event.created_at.to_string(), "2025-11-20T09:30:00Z");
 //! ```
 
-use jiff::Timestamp;
-use serde_json::{Map, Value};
+use std::fmt;
+use std::marker::PhantomData;
 
-use crate::domain::{ROBOT_ID_RANGE, RobotId, check_instant, parse_instant, shorten_value};
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::domain::{RobotId, check_instant, parse_instant, shorten_value};
+use crate::json_input::{EventNameField, JsonInputError, Object, RobotIdField, read_json_object};
 
 /// What the service needs from one status-queue message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,68 +89,170 @@ impl MessageError {
 
 /// Reads a status-queue message body (direct, SNS-wrapped or flat).
 pub fn parse_status_message(body: &str) -> Result<StatusMessage, MessageError> {
-    let outer: Value = serde_json::from_str(body)
-        .map_err(|e| MessageError::new("body", body, format!("not JSON: {e}")))?;
-    let (root, prefix) = match outer.get("Message") {
-        Some(Value::String(inner)) => {
-            let inner: Value = serde_json::from_str(inner).map_err(|e| {
-                MessageError::new("Message", inner, format!("SNS Message is not JSON: {e}"))
-            })?;
-            (inner, "Message.")
+    let envelope: Envelope = Document::Body.read(body)?;
+    match envelope.sns_message {
+        Some(inner) => {
+            let document = Document::SnsMessage;
+            let envelope = document.read(&inner)?;
+            status_message(envelope, &inner, document)
         }
-        _ => (outer, ""),
-    };
-    let Value::Object(root) = root else {
-        return Err(MessageError::new(
-            "body",
-            &root.to_string(),
-            "not a JSON object",
-        ));
-    };
-    let (payload, payload_path) = match root.get("payload") {
-        Some(Value::Object(p))
-            if p.contains_key("sourceEvent")
-                || p.contains_key("subscriptionId")
-                || p.contains_key("subscription_id") =>
-        {
-            (p, format!("{prefix}payload."))
+        None => status_message(envelope, body, Document::Body),
+    }
+}
+
+/// The JSON document a message's fields are read from: the body, or the message an SNS
+/// notification carries in it.
+#[derive(Debug, Clone, Copy)]
+enum Document {
+    Body,
+    SnsMessage,
+}
+
+impl Document {
+    /// Reads `text`, naming a refused field by its path from the body.
+    fn read<T: DeserializeOwned>(self, text: &str) -> Result<T, MessageError> {
+        read_json_object(text.as_bytes()).map_err(|error| match error {
+            JsonInputError::NotJson(e) => {
+                let reason = match self {
+                    Document::Body => format!("not JSON: {e}"),
+                    Document::SnsMessage => format!("SNS Message is not JSON: {e}"),
+                };
+                MessageError::new(self.name(), text, reason)
+            }
+            JsonInputError::Field(e) => {
+                let field = match e.path.as_str() {
+                    "" => self.name().to_string(),
+                    path => self.field(path),
+                };
+                MessageError::new(field, &e.value.to_string(), e.reason)
+            }
+        })
+    }
+
+    /// How an error names the document itself.
+    fn name(self) -> &'static str {
+        match self {
+            Document::Body => "body",
+            Document::SnsMessage => "Message",
         }
-        _ => (&root, prefix.to_string()),
-    };
-    let field = |name: &str| format!("{payload_path}{name}");
-    let subscription_id = id_field(payload, &["subscriptionId", "subscription_id"], &field)?;
-    let outgoing_event_id = if std::ptr::eq(payload, &root) {
-        None
-    } else {
-        id_field(payload, &["id"], &field)?
-    };
-    let source_event_id = id_field(payload, &["sourceEventId", "source_event_id"], &field)?;
-    let source_event = match first(payload, &["sourceEvent", "source_event"]) {
-        None | Some((_, Value::Null)) => None,
-        Some((name, Value::Object(event))) => {
-            Some(source_event(event, &format!("{payload_path}{name}."))?)
+    }
+
+    /// The path from the body of the document's field at `path`.
+    fn field(self, path: &str) -> String {
+        match self {
+            Document::Body => path.to_string(),
+            Document::SnsMessage => format!("Message.{path}"),
         }
-        Some((name, other)) => {
-            return Err(MessageError::new(
-                field(name),
-                &other.to_string(),
-                "must be an object",
-            ));
+    }
+}
+
+/// The top of a message: Megazord's `{from, to, link, payload}`, the flat shape (the payload's
+/// fields at the top, read as [`FlatPayload`]) or an SNS notification with the message in
+/// `Message`. What is not an object under `payload`, `link` and `to` belongs to another shape
+/// and is passed over.
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(rename = "Message", default, deserialize_with = "text_or_ignored")]
+    sns_message: Option<String>,
+    #[serde(default, deserialize_with = "object_or_ignored")]
+    payload: Option<OutgoingEvent>,
+    #[serde(default, deserialize_with = "object_or_ignored")]
+    link: Option<Link>,
+    #[serde(default, deserialize_with = "object_or_ignored")]
+    to: Option<Recipient>,
+}
+
+/// The fields of an outgoing event the service reads. `Id` reads its `id`: under `payload` that
+/// is the outgoing event's; at the top of the flat shape it may be anything, and is not read.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Payload<Id> {
+    #[serde(default)]
+    id: Id,
+    #[serde(alias = "subscription_id")]
+    subscription_id: Option<WholeNumber>,
+    #[serde(alias = "source_event_id")]
+    source_event_id: Option<WholeNumber>,
+    #[serde(alias = "source_event")]
+    source_event: Option<Object<SourceEventFields>>,
+}
+
+type OutgoingEvent = Payload<Option<WholeNumber>>;
+type FlatPayload = Payload<IgnoredAny>;
+
+impl<Id> Payload<Id> {
+    /// Whether this is the payload Megazord sends, rather than something else under that name.
+    fn is_outgoing_event(&self) -> bool {
+        self.source_event.is_some() || self.subscription_id.is_some()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Link {
+    #[serde(default, deserialize_with = "text_or_ignored")]
+    link: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Recipient {
+    #[serde(alias = "robot_id")]
+    robot_id: Option<RobotIdField>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SourceEventFields {
+    id: Option<WholeNumber>,
+    #[serde(alias = "robot_id")]
+    robot_id: Option<RobotIdField>,
+    #[serde(alias = "eventType", alias = "event_name")]
+    event_name: Option<EventNameField>,
+    #[serde(alias = "timestamp", alias = "created_at")]
+    created_at: Option<MessageInstant>,
+}
+
+fn status_message(
+    envelope: Envelope,
+    text: &str,
+    document: Document,
+) -> Result<StatusMessage, MessageError> {
+    let (payload, payload_path) = match envelope.payload {
+        Some(payload) if payload.is_outgoing_event() => (payload, "payload."),
+        _ => {
+            let flat: FlatPayload = document.read(text)?;
+            let payload = OutgoingEvent {
+                id: None,
+                subscription_id: flat.subscription_id,
+                source_event_id: flat.source_event_id,
+                source_event: flat.source_event,
+            };
+            (payload, "")
         }
     };
-    let link = match root.get("link") {
-        Some(Value::Object(link)) => match link.get("link") {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            _ => None,
-        },
-        _ => None,
-    };
-    let to_robot_id = match root.get("to") {
-        Some(Value::Object(to)) => {
-            robot_field(to, &["robotId", "robot_id"], &|n| format!("{prefix}to.{n}"))?
+    let field = |name: &str| document.field(&format!("{payload_path}{name}"));
+    let source_event = match payload.source_event {
+        Some(Object(fields)) => {
+            let field = |name: &str| field(&format!("sourceEvent.{name}"));
+            Some(SourceEvent {
+                id: fields
+                    .id
+                    .ok_or_else(|| MessageError::new(field("id"), "null", "missing"))?
+                    .0,
+                robot_id: fields.robot_id.map(|id| id.0),
+                event_name: fields.event_name.map(|name| name.0),
+                created_at: fields
+                    .created_at
+                    .ok_or_else(|| MessageError::new(field("createdAt"), "null", "missing"))?
+                    .0,
+            })
         }
-        _ => None,
+        None => None,
     };
+    let link = envelope
+        .link
+        .and_then(|link| link.link)
+        .filter(|link| !link.is_empty());
     if source_event.is_none() && link.is_none() {
         return Err(MessageError::new(
             field("sourceEvent"),
@@ -152,112 +261,178 @@ pub fn parse_status_message(body: &str) -> Result<StatusMessage, MessageError> {
         ));
     }
     Ok(StatusMessage {
-        subscription_id,
-        outgoing_event_id,
+        subscription_id: payload.subscription_id.map(|id| id.0),
+        outgoing_event_id: payload.id.map(|id| id.0),
         source_event,
-        source_event_id,
+        source_event_id: payload.source_event_id.map(|id| id.0),
         link,
-        to_robot_id,
+        to_robot_id: envelope.to.and_then(|to| to.robot_id).map(|id| id.0),
     })
-}
-
-fn source_event(event: &Map<String, Value>, path: &str) -> Result<SourceEvent, MessageError> {
-    let field = |name: &str| format!("{path}{name}");
-    let id = id_field(event, &["id"], &field)?
-        .ok_or_else(|| MessageError::new(field("id"), "null", "missing"))?;
-    let robot_id = robot_field(event, &["robotId", "robot_id"], &field)?;
-    let event_name = match first(event, &["eventName", "eventType", "event_name"]) {
-        None | Some((_, Value::Null)) => None,
-        Some((_, Value::String(s))) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Some((name, other)) => {
-            return Err(MessageError::new(
-                field(name),
-                &other.to_string(),
-                "must be a non-empty string",
-            ));
-        }
-    };
-    let created_at = match first(event, &["createdAt", "timestamp", "created_at"]) {
-        None | Some((_, Value::Null)) => {
-            return Err(MessageError::new(field("createdAt"), "null", "missing"));
-        }
-        Some((name, value)) => instant(value)
-            .map_err(|reason| MessageError::new(field(name), &value.to_string(), reason))?,
-    };
-    Ok(SourceEvent {
-        id,
-        robot_id,
-        event_name,
-        created_at,
-    })
-}
-
-fn first<'a>(
-    object: &'a Map<String, Value>,
-    names: &[&'static str],
-) -> Option<(&'static str, &'a Value)> {
-    names
-        .iter()
-        .find_map(|name| object.get(*name).map(|v| (*name, v)))
 }
 
 /// An id given as a JSON number or a string of digits.
-fn id_field(
-    object: &Map<String, Value>,
-    names: &[&'static str],
-    field: &dyn Fn(&str) -> String,
-) -> Result<Option<u64>, MessageError> {
-    match first(object, names) {
-        None | Some((_, Value::Null)) => Ok(None),
-        Some((_, Value::Number(n))) if n.as_u64().is_some() => Ok(n.as_u64()),
-        Some((_, Value::String(s))) if s.trim().parse::<u64>().is_ok() => {
-            Ok(s.trim().parse::<u64>().ok())
-        }
-        Some((name, other)) => Err(MessageError::new(
-            field(name),
-            &other.to_string(),
-            "not an id (a whole number)",
-        )),
-    }
-}
+#[derive(Debug, Clone, Copy)]
+struct WholeNumber(u64);
 
-fn robot_field(
-    object: &Map<String, Value>,
-    names: &[&'static str],
-    field: &dyn Fn(&str) -> String,
-) -> Result<Option<RobotId>, MessageError> {
-    let Some(id) = id_field(object, names, field)? else {
-        return Ok(None);
-    };
-    RobotId::try_from(id).map(Some).map_err(|_| {
-        let (name, value) = first(object, names).expect("the id was found");
-        MessageError::new(
-            field(name),
-            &value.to_string(),
-            format!("not a robot id ({ROBOT_ID_RANGE})"),
-        )
-    })
+impl<'de> Deserialize<'de> for WholeNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct WholeNumberVisitor;
+
+        impl Visitor<'_> for WholeNumberVisitor {
+            type Value = WholeNumber;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an id (a whole number)")
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<WholeNumber, E> {
+                Ok(WholeNumber(n))
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<WholeNumber, E> {
+                u64::try_from(n).map(WholeNumber).map_err(|_| not_an_id())
+            }
+
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<WholeNumber, E> {
+                Err(not_an_id())
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<WholeNumber, E> {
+                text.trim()
+                    .parse()
+                    .map(WholeNumber)
+                    .map_err(|_| not_an_id())
+            }
+        }
+
+        fn not_an_id<E: de::Error>() -> E {
+            E::custom("not an id (a whole number)")
+        }
+
+        deserializer.deserialize_any(WholeNumberVisitor)
+    }
 }
 
 /// An instant as an RFC 3339 string or a Unix time number: milliseconds when larger than
 /// 10^11 (which as seconds would lie past the year 5000), seconds otherwise.
-fn instant(value: &Value) -> Result<Timestamp, String> {
-    match value {
-        Value::String(s) => parse_instant(s.trim()),
-        Value::Number(n) => {
-            let n = n
-                .as_i64()
-                .ok_or_else(|| "not a whole Unix time".to_string())?;
-            let result = if n.abs() > 100_000_000_000 {
-                Timestamp::from_millisecond(n)
-            } else {
-                Timestamp::from_second(n)
-            };
-            let instant = result.map_err(|e| format!("not a Unix time: {e}"))?;
-            check_instant(instant)?;
-            Ok(instant)
+#[derive(Debug, Clone, Copy)]
+struct MessageInstant(Timestamp);
+
+impl<'de> Deserialize<'de> for MessageInstant {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InstantVisitor;
+
+        impl Visitor<'_> for InstantVisitor {
+            type Value = MessageInstant;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 string or a Unix time")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<MessageInstant, E> {
+                parse_instant(text.trim())
+                    .map(MessageInstant)
+                    .map_err(E::custom)
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<MessageInstant, E> {
+                let result = if n.unsigned_abs() > 100_000_000_000 {
+                    Timestamp::from_millisecond(n)
+                } else {
+                    Timestamp::from_second(n)
+                };
+                let instant =
+                    result.map_err(|e| E::custom(format_args!("not a Unix time: {e}")))?;
+                check_instant(instant).map_err(E::custom)?;
+                Ok(MessageInstant(instant))
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<MessageInstant, E> {
+                let n = i64::try_from(n).map_err(|_| E::custom("not a whole Unix time"))?;
+                self.visit_i64(n)
+            }
+
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<MessageInstant, E> {
+                Err(E::custom("not a whole Unix time"))
+            }
         }
-        _ => Err("must be an RFC 3339 string or a Unix time".to_string()),
+
+        deserializer.deserialize_any(InstantVisitor)
+    }
+}
+
+/// An object read as `T`; any other value, which belongs to another shape of message, as
+/// `None`.
+fn object_or_ignored<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(match deserializer.deserialize_any(Tolerant(PhantomData))? {
+        Found::Object(object) => Some(object),
+        Found::Text(_) | Found::Other => None,
+    })
+}
+
+/// A string; any other value as `None`.
+fn text_or_ignored<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(
+        match deserializer.deserialize_any(Tolerant::<IgnoredAny>(PhantomData))? {
+            Found::Text(text) => Some(text),
+            Found::Object(_) | Found::Other => None,
+        },
+    )
+}
+
+/// What [`Tolerant`] found: an object read as `T`, a string, or another value.
+enum Found<T> {
+    Object(T),
+    Text(String),
+    Other,
+}
+
+/// Takes any JSON value, reading an object as `T`; only an object that is not a `T` is an
+/// error.
+struct Tolerant<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Tolerant<T> {
+    type Value = Found<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Found<T>, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map)).map(Found::Object)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Found<T>, E> {
+        Ok(Found::Text(text.to_string()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Found<T>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Found::Other)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Found<T>, E> {
+        Ok(Found::Other)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Found<T>, E> {
+        Ok(Found::Other)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Found<T>, E> {
+        Ok(Found::Other)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Found<T>, E> {
+        Ok(Found::Other)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Found<T>, E> {
+        Ok(Found::Other)
     }
 }
 
@@ -370,6 +545,35 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn other_shapes_under_payload_link_and_to_are_passed_over_but_arrays_are_not_objects() {
+        let flat = r#"{"payload": "something else", "link": "/x", "to": 7,
+            "subscriptionId": 5, "sourceEvent": {"id": 1, "createdAt": 1763631000}}"#;
+        let message = parse_status_message(flat).unwrap();
+        assert_eq!(message.subscription_id, Some(5));
+        assert_eq!((message.link, message.to_robot_id), (None, None));
+        let cases = [
+            (r#"[{"payload": {}}]"#, "body"),
+            (
+                r#"{"payload":{"subscriptionId":1,"sourceEvent":[1,2,"X","2025-01-01T00:00:00Z"]}}"#,
+                "payload.sourceEvent",
+            ),
+            (
+                r#"{"payload":{"subscriptionId":1,"source_event":{"id":1,"robot_id":"seven","created_at":1}}}"#,
+                "payload.source_event.robot_id",
+            ),
+            (r#"{"Message":"[1]"}"#, "Message"),
+            (
+                r#"{"Message":"{\"to\":{\"robotId\":-1}}"}"#,
+                "Message.to.robotId",
+            ),
+        ];
+        for (body, field) in cases {
+            let err = parse_status_message(body).unwrap_err();
+            assert_eq!(err.field, field, "{body}: {err}");
+        }
     }
 
     #[test]
