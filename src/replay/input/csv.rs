@@ -75,7 +75,7 @@ impl<R: Read> CsvEvents<R> {
                     file: self.file.clone(),
                     line: record.position().map_or(0, |p| p.line()),
                 },
-                column,
+                column: column.to_string(),
                 value: String::from_utf8_lossy(value).into_owned(),
                 reason,
             };

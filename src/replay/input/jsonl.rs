@@ -1,13 +1,15 @@
 //! JSON Lines events: one object per line.
 
+use std::fmt;
 use std::io::BufRead;
 
 use jiff::tz::TimeZone;
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 use super::timestamp::parse_occurred_at;
-use super::{EventRow, InputError, Position, parse_robot_id};
-use crate::domain::RobotId;
+use super::{EventRow, InputError, Position};
+use crate::json_input::{JsonInputError, RobotIdField, read_json_object};
 
 /// Reads JSON Lines: one object per line, blank lines skipped.
 pub struct JsonlEvents<R: BufRead> {
@@ -18,15 +20,51 @@ pub struct JsonlEvents<R: BufRead> {
     row: JsonRow,
 }
 
+/// One line. `occurredAt` is read as text: it is read as an instant in the rule's zone.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct JsonRow {
-    occurred_at: Option<serde_json::Value>,
-    event_name: Option<serde_json::Value>,
-    id: Option<serde_json::Value>,
-    robot_id: Option<serde_json::Value>,
-    #[serde(skip)]
-    id_text: String,
+    occurred_at: Option<String>,
+    event_name: Option<String>,
+    id: Option<IdText>,
+    robot_id: Option<RobotIdField>,
+}
+
+/// An event id given as a string (taken trimmed) or a number (taken as written in JSON).
+#[derive(Debug)]
+struct IdText(String);
+
+impl<'de> Deserialize<'de> for IdText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IdTextVisitor;
+
+        impl Visitor<'_> for IdTextVisitor {
+            type Value = IdText;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<IdText, E> {
+                Ok(IdText(text.trim().to_string()))
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<IdText, E> {
+                Ok(IdText(n.to_string()))
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<IdText, E> {
+                Ok(IdText(n.to_string()))
+            }
+
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<IdText, E> {
+                // As JSON writes it (`1e20`, not Rust's `100000000000000000000`).
+                Ok(IdText(serde_json::Value::from(n).to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(IdTextVisitor)
+    }
 }
 
 impl<R: BufRead> JsonlEvents<R> {
@@ -64,73 +102,55 @@ impl<R: BufRead> JsonlEvents<R> {
             file: self.file.clone(),
             line: self.line,
         };
-        self.row = serde_json::from_str(self.buffer.trim()).map_err(|e| InputError::Malformed {
-            at: at.clone(),
-            message: format!("not a JSON object: {e}"),
-        })?;
-        let invalid = |column: &'static str, value: &serde_json::Value, reason: &str| {
-            InputError::InvalidValue {
+        self.row = read_json_object(self.buffer.as_bytes()).map_err(|error| match error {
+            JsonInputError::NotJson(e) => InputError::Malformed {
                 at: at.clone(),
-                column,
-                value: value.to_string(),
-                reason: reason.to_string(),
-            }
-        };
+                message: format!("not a JSON object: {e}"),
+            },
+            JsonInputError::Field(e) if e.path.is_empty() => InputError::Malformed {
+                at: at.clone(),
+                message: e.reason,
+            },
+            JsonInputError::Field(e) => InputError::InvalidValue {
+                at: at.clone(),
+                value: e.value_text(),
+                column: e.path,
+                reason: e.reason,
+            },
+        })?;
         let occurred_at = match &self.row.occurred_at {
-            Some(serde_json::Value::String(s)) => {
-                parse_occurred_at(s, tz).map_err(|reason| InputError::InvalidValue {
-                    at: at.clone(),
-                    column: "occurredAt",
-                    value: s.clone(),
+            Some(text) => {
+                parse_occurred_at(text, tz).map_err(|reason| InputError::InvalidValue {
+                    at,
+                    column: "occurredAt".into(),
+                    value: text.clone(),
                     reason,
                 })?
             }
-            Some(other) => return Err(invalid("occurredAt", other, "must be a string")),
             None => {
                 return Err(InputError::InvalidValue {
                     at,
-                    column: "occurredAt",
+                    column: "occurredAt".into(),
                     value: String::new(),
                     reason: "is missing".to_string(),
                 });
             }
         };
-        let robot_id = match &self.row.robot_id {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::Number(n)) => Some(
-                n.as_u64()
-                    .and_then(|n| RobotId::try_from(n).ok())
-                    .ok_or_else(|| {
-                        invalid(
-                            "robotId",
-                            &serde_json::Value::Number(n.clone()),
-                            "not a robot id",
-                        )
-                    })?,
-            ),
-            Some(serde_json::Value::String(s)) => Some(parse_robot_id(s).map_err(|reason| {
-                invalid("robotId", &serde_json::Value::String(s.clone()), &reason)
-            })?),
-            Some(other) => return Err(invalid("robotId", other, "must be a number")),
-        };
-        self.row.id_text = match &self.row.id {
-            None | Some(serde_json::Value::Null) => String::new(),
-            Some(serde_json::Value::String(s)) => s.trim().to_string(),
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            Some(other) => return Err(invalid("id", other, "must be a string or a number")),
-        };
-        let event_name = match &self.row.event_name {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) => {
-                Some(s.trim().as_bytes()).filter(|s| !s.is_empty())
-            }
-            Some(other) => return Err(invalid("eventName", other, "must be a string")),
-        };
+        let row = &self.row;
         Ok(Some(EventRow {
             occurred_at,
-            event_name,
-            id: Some(self.row.id_text.as_bytes()).filter(|s| !s.is_empty()),
-            robot_id,
+            event_name: row
+                .event_name
+                .as_deref()
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(str::as_bytes),
+            id: row
+                .id
+                .as_ref()
+                .map(|id| id.0.as_bytes())
+                .filter(|id| !id.is_empty()),
+            robot_id: row.robot_id.map(|id| id.0),
         }))
     }
 }

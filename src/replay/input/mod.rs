@@ -91,8 +91,8 @@ pub enum InputError {
     InvalidValue {
         /// Where.
         at: Position,
-        /// The column (or JSON field).
-        column: &'static str,
+        /// The column (or the JSON field's path).
+        column: String,
         /// The value found.
         value: String,
         /// Why it was refused.
@@ -108,12 +108,6 @@ impl InputError {
             InputError::Malformed { .. } | InputError::InvalidValue { .. }
         )
     }
-}
-
-fn parse_robot_id(text: &str) -> Result<RobotId, String> {
-    text.trim()
-        .parse::<RobotId>()
-        .map_err(|_| "not a robot id (a whole number from 0 to 4294967295)".to_string())
 }
 
 fn parse_robot_id_bytes(bytes: &[u8]) -> Option<RobotId> {
