@@ -13,7 +13,6 @@
 //! outbox.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -21,46 +20,51 @@ use axum::response::Html;
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
+use maud::{Markup, html};
 
 #[allow(unused_imports)]
 use super::openapi::ErrorBody;
 use super::{ApiError, HttpState, parse_robot_id};
 use crate::domain::{Rule, RuleInput, Session, SessionState, Step, evaluate_from};
 use crate::replay::day_svg::{DayDrawing, draw_day};
-use crate::replay::html::{escape, page_head};
+use crate::replay::page::page;
 use crate::replay::{
     DateRange, EventSet, SettingError, compare, render_compare_html_with, setting_count, settings,
 };
-use crate::store::{DayView, StoredRule};
+use crate::store::{DayView, SessionSummary, StoredRule};
 
 /// How often a page about a running session reloads itself, in seconds.
 const REFRESH_SECONDS: u32 = 30;
 /// The most settings compared at once from the dashboard.
 const MAX_SETTINGS: usize = 12;
 
-const STYLE: &str = "table{border-collapse:collapse;background:#fff;border:1px solid #e1e4ea;width:100%}\n\
-th,td{padding:6px 10px;border-bottom:1px solid #eef0f4;text-align:left;vertical-align:top}\n\
-thead th{background:#f3f5f8} nav{display:flex;gap:14px;align-items:center;margin:8px 0 14px}\n\
-nav form{margin:0} .muted{color:#5b6475} .badge{padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}\n\
-.SUCCESS{background:#dff3e4;color:#1e6b34} .ALARM_RAISED{background:#fde2e1;color:#9b1c1c} .FAILED{background:#fde2e1;color:#9b1c1c}\n\
-.RUNNING{background:#e5edff;color:#1f3f8a} .day{background:#fff;border:1px solid #e1e4ea;border-radius:6px;padding:8px 12px;margin:10px 0}\n\
-svg{display:block;margin-top:6px;width:100%;height:auto} text{font-size:10px;fill:#5b6475}\n";
+const STYLE: &str = "
+table{border-collapse:collapse;background:#fff;border:1px solid #e1e4ea;width:100%}
+th,td{padding:6px 10px;border-bottom:1px solid #eef0f4;text-align:left;vertical-align:top}
+thead th{background:#f3f5f8} nav{display:flex;gap:14px;align-items:center;margin:8px 0 14px}
+nav form{margin:0} .muted{color:#5b6475} .badge{padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
+.SUCCESS{background:#dff3e4;color:#1e6b34} .ALARM_RAISED{background:#fde2e1;color:#9b1c1c} .FAILED{background:#fde2e1;color:#9b1c1c}
+.RUNNING{background:#e5edff;color:#1f3f8a} .day{background:#fff;border:1px solid #e1e4ea;border-radius:6px;padding:8px 12px;margin:10px 0}
+svg{display:block;margin-top:6px;width:100%;height:auto} text{font-size:10px;fill:#5b6475}
+";
 
-fn top(title: &str, refresh: bool) -> String {
-    let mut out = page_head(title);
-    out.push_str(STYLE);
-    out.push_str("</style>");
-    if refresh {
-        let _ = write!(
-            out,
-            r#"<meta http-equiv="refresh" content="{REFRESH_SECONDS}">"#
-        );
+/// A dashboard page: `body` under the navigation, reloading itself while `refresh`.
+fn dashboard_page(title: &str, refresh: bool, body: Markup) -> Html<String> {
+    let body = html! {
+        nav {
+            a href="/" { "Robots" }
+            (sign_out_form())
+        }
+        (body)
+    };
+    Html(page(title, STYLE, refresh.then_some(REFRESH_SECONDS), body).into_string())
+}
+
+/// The sign-out button, in the navigation of every dashboard page.
+fn sign_out_form() -> Markup {
+    html! {
+        form method="post" action="/sign-out" { button type="submit" { "Sign out" } }
     }
-    out.push_str("</head><body>\n");
-    out.push_str(
-        r#"<nav><a href="/">Robots</a><form method="post" action="/sign-out"><button type="submit">Sign out</button></form></nav>"#,
-    );
-    out
 }
 
 /// `RUNNING` while the session runs, else its result (`SUCCESS`, `ALARM_RAISED`, `FAILED`).
@@ -112,55 +116,68 @@ pub async fn robots(State(state): State<HttpState>) -> Result<Html<String>, ApiE
         .sessions_on(keys)
         .await
         .map_err(ApiError::unavailable)?;
-    let mut out = top("Robots — azi3-status-jobs", true);
-    let _ = write!(
-        out,
-        r#"<h1>Robots</h1><div class="sub">{} robots with a rule. The state is that of each robot's session today (its own zone); the page refreshes itself every {REFRESH_SECONDS} s.</div>
-<table id="robots"><thead><tr><th>robot</th><th>rule</th><th>today</th><th>current window (deadline)</th><th>last event</th><th>alarms today</th><th>late events</th><th></th></tr></thead><tbody>"#,
-        rules.len()
-    );
-    for stored in &rules {
-        let rule = &stored.rule;
-        let tz = &rule.timezone;
-        let id = rule.robot_id;
-        let (status, window, last, alarms, late) = match sessions.get(&id) {
-            Some(s) => {
-                let result = status_label(&s.state);
-                let window = if s.state.is_running() {
-                    format!(
-                        "{}–{} ({})",
-                        local(tz, s.state.window.start),
-                        local(tz, s.state.window.end),
-                        local(tz, s.state.window.end)
-                    )
-                } else {
-                    "—".to_string()
-                };
-                (
-                    format!(r#"<span class="badge {result}">{result}</span>"#),
-                    window,
-                    s.last_event
-                        .map_or_else(|| "—".to_string(), |t| local(tz, t)),
-                    s.state.alarms.to_string(),
-                    s.late_events.to_string(),
-                )
+    let body = html! {
+        h1 { "Robots" }
+        div.sub {
+            (rules.len()) " robots with a rule. The state is that of each robot's session today (its \
+            own zone); the page refreshes itself every " (REFRESH_SECONDS) " s."
+        }
+        table #robots {
+            thead {
+                tr {
+                    th { "robot" } th { "rule" } th { "today" } th { "current window (deadline)" }
+                    th { "last event" } th { "alarms today" } th { "late events" } th {}
+                }
             }
-            None => (
-                r#"<span class="muted">no session</span>"#.to_string(),
-                "—".to_string(),
-                "—".to_string(),
-                "0".to_string(),
-                "0".to_string(),
-            ),
-        };
-        let _ = write!(
-            out,
-            r#"<tr data-robot="{id}"><td><a href="/robots/{id}">{id}</a></td><td>{rule}</td><td>{status}</td><td>{window}</td><td>{last}</td><td>{alarms}</td><td>{late}</td><td><a href="/robots/{id}/compare">compare settings</a></td></tr>"#,
-            rule = escape(&rule_text(stored)),
-        );
+            tbody {
+                @for stored in &rules {
+                    (robot_row(stored, sessions.get(&stored.rule.robot_id)))
+                }
+            }
+        }
+    };
+    Ok(dashboard_page("Robots — azi3-status-jobs", true, body))
+}
+
+/// One robot's row on `GET /`, with its session today if it has one.
+fn robot_row(stored: &StoredRule, session: Option<&SessionSummary>) -> Markup {
+    let rule = &stored.rule;
+    let tz = &rule.timezone;
+    let id = rule.robot_id;
+    let robot = format!("/robots/{id}");
+    html! {
+        tr data-robot=(id) {
+            td { a href=(robot) { (id) } }
+            td { (rule_text(stored)) }
+            @match session {
+                Some(s) => {
+                    @let result = status_label(&s.state);
+                    td { span.badge.(result) { (result) } }
+                    td {
+                        @if s.state.is_running() {
+                            (local(tz, s.state.window.start)) "–" (local(tz, s.state.window.end))
+                            " (" (local(tz, s.state.window.end)) ")"
+                        } @else {
+                            "—"
+                        }
+                    }
+                    td {
+                        @match s.last_event {
+                            Some(t) => (local(tz, t)),
+                            None => "—",
+                        }
+                    }
+                    td { (s.state.alarms) }
+                    td { (s.late_events) }
+                }
+                None => {
+                    td { span.muted { "no session" } }
+                    td { "—" } td { "—" } td { "0" } td { "0" }
+                }
+            }
+            td { a href={ (robot) "/compare" } { "compare settings" } }
+        }
     }
-    out.push_str("</tbody></table></body></html>\n");
-    Ok(Html(out))
 }
 
 /// The robot the path names and its rule; 404 when it has none.
@@ -218,44 +235,54 @@ pub async fn day(
         .map_err(ApiError::unavailable)?;
     let running = view.as_ref().is_some_and(|v| v.state.is_running());
     let title = format!("Robot {robot_id} — {date}");
-    let mut out = top(&format!("{title} — azi3-status-jobs"), running);
     let yesterday = date.yesterday().unwrap_or(date);
     let tomorrow = date.tomorrow().unwrap_or(date);
-    let _ = write!(
-        out,
-        r#"<h1>{title}</h1><div class="sub">Rule now: {rule}. Times are local ({zone}).</div>
-<nav class="dates"><a href="/robots/{robot_id}?date={yesterday}" rel="prev">← {yesterday}</a><form method="get" action="/robots/{robot_id}"><input type="date" name="date" value="{date}"> <button type="submit">Show</button></form><a href="/robots/{robot_id}?date={tomorrow}" rel="next">{tomorrow} →</a><a href="/robots/{robot_id}/compare">Compare settings</a></nav>"#,
-        rule = escape(&rule_text(&stored)),
-        zone = escape(rule.timezone_name()),
-    );
-    match view {
-        None => {
-            let _ = write!(
-                out,
-                r#"<p class="muted" id="no-session">No session on {date}: the rule does not cover that day, it was not yet watched then, or the day has not come.</p>"#
-            );
+    let robot = format!("/robots/{robot_id}");
+    let body = html! {
+        h1 { (title) }
+        div.sub { "Rule now: " (rule_text(&stored)) ". Times are local (" (rule.timezone_name()) ")." }
+        nav.dates {
+            a href={ (robot) "?date=" (yesterday) } rel="prev" { "← " (yesterday) }
+            form method="get" action=(robot) {
+                input type="date" name="date" value=(date);
+                " "
+                button type="submit" { "Show" }
+            }
+            a href={ (robot) "?date=" (tomorrow) } rel="next" { (tomorrow) " →" }
+            a href={ (robot) "/compare" } { "Compare settings" }
         }
-        Some(view) => {
-            // A session began when its rule was created or enabled is watched from then; the
-            // rule says when only while it is still the version the session began under.
-            let watching_since = stored
-                .watching_since
-                .filter(|_| view.rule_version == stored.version);
-            day_section(&mut out, rule, watching_since, &view, now);
+        @match &view {
+            None => {
+                p.muted #no-session {
+                    "No session on " (date) ": the rule does not cover that day, it was not yet \
+                    watched then, or the day has not come."
+                }
+            }
+            Some(view) => {
+                // A session began when its rule was created or enabled is watched from then;
+                // the rule says when only while it is still the version the session began
+                // under.
+                @let watching_since = stored
+                    .watching_since
+                    .filter(|_| view.rule_version == stored.version);
+                (day_section(rule, watching_since, view, now))
+            }
         }
-    }
-    out.push_str("</body></html>\n");
-    Ok(Html(out))
+    };
+    Ok(dashboard_page(
+        &format!("{title} — azi3-status-jobs"),
+        running,
+        body,
+    ))
 }
 
 /// The session of one day: its facts, its timeline and its alarms.
 fn day_section(
-    out: &mut String,
     rule: &Rule,
     watching_since: Option<Timestamp>,
     view: &DayView,
     now: Timestamp,
-) {
+) -> Markup {
     let tz = &rule.timezone;
     let state = &view.state;
     let session = state.session;
@@ -302,76 +329,79 @@ fn day_section(
     let mut events: Vec<Timestamp> = observed.clone();
     events.extend(&pending);
     events.sort();
-    let _ = write!(
-        out,
-        r#"<section class="day" id="session" data-status-check-id="{id}"><header><span class="badge {result}">{result}</span> <span class="muted">{start}–{end} · rule version {version} · gap {gap} · {events} events · {late_count} late · {alarms} alarms · {phase}</span></header>"#,
-        id = view.status_check_id,
-        start = local(tz, session.start),
-        end = local(tz, session.end),
-        version = view.rule_version,
-        gap = state.gap,
-        events = observed.len() + pending.len(),
-        late_count = late.len(),
-        alarms = view.alarms.len(),
-        phase = escape(&view.phase),
-    );
-    draw_day(
-        out,
-        &DayDrawing {
-            start: session.start,
-            end: session.end,
-            tz,
-            steps: &steps,
-            events: &events,
-            late: &late,
-            running,
-            alarm_note: &|start| notes.get(&start).cloned(),
-            label: &format!("timeline of {}", session.date),
-        },
-    );
-    if let Some(window) = running {
-        let _ = write!(
-            out,
-            r#"<p id="running">Window {}–{} runs now ({}); without an event by {} an alarm is raised.</p>"#,
-            local(tz, window.start),
-            local(tz, window.end),
-            local(tz, now),
-            local(tz, window.end),
-        );
+    html! {
+        section.day #session data-status-check-id=(view.status_check_id) {
+            header {
+                span.badge.(result) { (result) }
+                " "
+                span.muted {
+                    (local(tz, session.start)) "–" (local(tz, session.end)) " · rule version "
+                    (view.rule_version) " · gap " (state.gap) " · " (observed.len() + pending.len())
+                    " events · " (late.len()) " late · " (view.alarms.len()) " alarms · " (view.phase)
+                }
+            }
+            (draw_day(&DayDrawing {
+                start: session.start,
+                end: session.end,
+                tz,
+                steps: &steps,
+                events: &events,
+                late: &late,
+                running,
+                alarm_note: &|start| notes.get(&start).cloned(),
+                label: &format!("timeline of {}", session.date),
+            }))
+            @if let Some(window) = running {
+                p #running {
+                    "Window " (local(tz, window.start)) "–" (local(tz, window.end)) " runs now ("
+                    (local(tz, now)) "); without an event by " (local(tz, window.end))
+                    " an alarm is raised."
+                }
+            }
+            @if let Some(reason) = &view.failure_reason {
+                p.problem { "Failed: " (reason) }
+            }
+            table #alarms {
+                thead {
+                    tr {
+                        th { "window" } th { "reference id" } th { "Megazord event" } th { "state" }
+                        th { "attempts" }
+                    }
+                }
+                tbody {
+                    @for alarm in &view.alarms {
+                        tr {
+                            td { (local(tz, alarm.identity.window_start)) "–" (local(tz, alarm.window_end)) }
+                            td { code { (alarm.reference_id) } }
+                            td {
+                                @match alarm.megazord_incoming_id {
+                                    Some(id) => (id),
+                                    None => "—",
+                                }
+                            }
+                            td { (alarm.state) }
+                            td { (alarm.attempts) }
+                        }
+                    }
+                    @if view.alarms.is_empty() {
+                        tr { td colspan="5" class="muted" { "no alarm" } }
+                    }
+                }
+            }
+            table #events {
+                thead { tr { th { "event" } th { "at" } th { "taken as" } } }
+                tbody {
+                    @for event in &view.events {
+                        tr {
+                            td { (event.incoming_event_id) }
+                            td { (tz.to_datetime(event.occurred_at).strftime("%H:%M:%S")) }
+                            td { (event.state) }
+                        }
+                    }
+                }
+            }
+        }
     }
-    if let Some(reason) = &view.failure_reason {
-        let _ = write!(out, r#"<p class="problem">Failed: {}</p>"#, escape(reason));
-    }
-    out.push_str(r#"<table id="alarms"><thead><tr><th>window</th><th>reference id</th><th>Megazord event</th><th>state</th><th>attempts</th></tr></thead><tbody>"#);
-    for alarm in &view.alarms {
-        let _ = write!(
-            out,
-            "<tr><td>{}–{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            local(tz, alarm.identity.window_start),
-            local(tz, alarm.window_end),
-            escape(&alarm.reference_id),
-            alarm
-                .megazord_incoming_id
-                .map_or_else(|| "—".to_string(), |id| id.to_string()),
-            escape(&alarm.state),
-            alarm.attempts,
-        );
-    }
-    if view.alarms.is_empty() {
-        out.push_str(r#"<tr><td colspan="5" class="muted">no alarm</td></tr>"#);
-    }
-    out.push_str("</tbody></table>");
-    out.push_str(r#"<table id="events"><thead><tr><th>event</th><th>at</th><th>taken as</th></tr></thead><tbody>"#);
-    for event in &view.events {
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            event.incoming_event_id,
-            tz.to_datetime(event.occurred_at).strftime("%H:%M:%S"),
-            escape(&event.state),
-        );
-    }
-    out.push_str("</tbody></table></section>\n");
 }
 
 /// The query of the comparison page.
@@ -486,32 +516,48 @@ pub async fn compare_settings(
             to: Some(to),
         },
     );
-    let value = |v: &Option<String>| escape(v.as_deref().unwrap_or_default());
-    let mut form = String::new();
-    let _ = write!(
-        form,
-        r#"<nav><a href="/">Robots</a><a href="/robots/{robot_id}">Robot {robot_id} today</a><form method="post" action="/sign-out"><button type="submit">Sign out</button></form></nav>
-<form method="get" action="/robots/{robot_id}/compare" id="settings"><label>Last <select name="days">{options}</select> days</label>
-<label>gaps <input name="gap" value="{gap}" placeholder="{own_gap}" size="14"></label>
-<label>starts <input name="start" value="{start}" placeholder="{own_start}" size="12"></label>
-<label>ends <input name="end" value="{end}" placeholder="{own_end}" size="12"></label>
-<button type="submit">Compare</button></form>
-<p class="sub">Over the events the service stored for robot {robot_id} from {from} to {to} (the hours of the rule in force then: events outside them were not kept). Comma-separate values to compare several; the rule now is {rule}.</p>"#,
-        options = [7, 30]
-            .iter()
-            .chain((![7, 30].contains(&days)).then_some(&days))
-            .map(|d| format!(
-                r#"<option value="{d}"{}>{d}</option>"#,
-                if *d == days { " selected" } else { "" }
-            ))
-            .collect::<String>(),
-        gap = value(&query.gap),
-        start = value(&query.start),
-        end = value(&query.end),
-        own_gap = rule.gap,
-        own_start = rule.start.strftime("%H:%M"),
-        own_end = rule.end.strftime("%H:%M"),
-        rule = escape(&rule_text(&stored)),
-    );
-    Ok(Html(render_compare_html_with(&report, &form)))
+    let robot = format!("/robots/{robot_id}");
+    let given = |list: &Option<String>| list.clone().unwrap_or_default();
+    let day_counts = [7, 30]
+        .into_iter()
+        .chain((![7, 30].contains(&days)).then_some(days));
+    // Inline elements on lines of their own: the line breaks between them are spaces.
+    let preamble = html! {
+        nav {
+            a href="/" { "Robots" }
+            a href=(robot) { "Robot " (robot_id) " today" }
+            (sign_out_form())
+        }
+        form method="get" action={ (robot) "/compare" } #settings {
+            label {
+                "Last "
+                select name="days" {
+                    @for d in day_counts {
+                        option value=(d) selected[d == days] { (d) }
+                    }
+                }
+                " days"
+            }
+            " "
+            label { "gaps " input name="gap" value=(given(&query.gap)) placeholder=(rule.gap) size="14"; }
+            " "
+            label {
+                "starts "
+                input name="start" value=(given(&query.start)) placeholder=(rule.start.strftime("%H:%M")) size="12";
+            }
+            " "
+            label {
+                "ends "
+                input name="end" value=(given(&query.end)) placeholder=(rule.end.strftime("%H:%M")) size="12";
+            }
+            " "
+            button type="submit" { "Compare" }
+        }
+        p.sub {
+            "Over the events the service stored for robot " (robot_id) " from " (from) " to " (to)
+            " (the hours of the rule in force then: events outside them were not kept). \
+            Comma-separate values to compare several; the rule now is " (rule_text(&stored)) "."
+        }
+    };
+    Ok(Html(render_compare_html_with(&report, preamble)))
 }

@@ -13,6 +13,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use maud::html;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -20,7 +21,7 @@ use super::auth::{bearer_credentials, constant_time_eq};
 #[allow(unused_imports)]
 use super::openapi::ErrorBody;
 use super::{ApiError, HttpState};
-use crate::replay::html::{escape, page_head};
+use crate::replay::page::page;
 
 /// The cookie's name.
 pub const COOKIE: &str = "azi3_dashboard";
@@ -121,7 +122,7 @@ pub async fn form(
     query: Result<Query<SignInQuery>, QueryRejection>,
 ) -> Result<Html<String>, ApiError> {
     let Query(query) = query?;
-    Ok(Html(page(safe_next(query.next.as_deref()), None)))
+    Ok(Html(sign_in_page(safe_next(query.next.as_deref()), None)))
 }
 
 /// `POST /sign-in`: checks the token and sets the cookie (303 to the page asked for), or shows
@@ -150,7 +151,10 @@ pub async fn sign_in(
         tracing::warn!("dashboard sign-in with a wrong token");
         return (
             StatusCode::UNAUTHORIZED,
-            Html(page(&next, Some("That is not the service's token."))),
+            Html(sign_in_page(
+                &next,
+                Some("That is not the service's token."),
+            )),
         )
             .into_response();
     }
@@ -192,27 +196,31 @@ fn secure(headers: &HeaderMap) -> &'static str {
     if tls { "; Secure" } else { "" }
 }
 
-fn page(next: &str, problem: Option<&str>) -> String {
-    let title = "Sign in — azi3-status-jobs";
-    let problem = problem
-        .map(|p| format!(r#"<p class="problem" role="alert">{}</p>"#, escape(p)))
-        .unwrap_or_default();
-    format!(
-        r#"{head}form{{background:#fff;border:1px solid #e1e4ea;border-radius:6px;padding:16px;max-width:420px}}
-label{{display:block;margin-bottom:6px}} input[type=password]{{width:100%;padding:6px;box-sizing:border-box}}
-button{{margin-top:12px;padding:6px 16px}} .problem{{color:#9b1c1c}}
-</style></head><body>
-<h1>Sign in</h1>
-<div class="sub">The dashboard shows the service's robots. Sign in with the service's token (<code>http.token</code> in its configuration).</div>
-{problem}<form method="post" action="/sign-in">
-<label for="token">Token</label><input type="password" id="token" name="token" autocomplete="current-password" required autofocus>
-<input type="hidden" name="next" value="{next}">
-<button type="submit">Sign in</button>
-</form></body></html>
-"#,
-        head = page_head(title),
-        next = escape(next),
-    )
+const STYLE: &str = "
+form{background:#fff;border:1px solid #e1e4ea;border-radius:6px;padding:16px;max-width:420px}
+label{display:block;margin-bottom:6px} input[type=password]{width:100%;padding:6px;box-sizing:border-box}
+button{margin-top:12px;padding:6px 16px} .problem{color:#9b1c1c}
+";
+
+/// The sign-in form, which brings the browser to `next` once signed in, with `problem` above it.
+fn sign_in_page(next: &str, problem: Option<&str>) -> String {
+    let body = html! {
+        h1 { "Sign in" }
+        div.sub {
+            "The dashboard shows the service's robots. Sign in with the service's token ("
+            code { "http.token" } " in its configuration)."
+        }
+        @if let Some(problem) = problem {
+            p.problem role="alert" { (problem) }
+        }
+        form method="post" action="/sign-in" {
+            label for="token" { "Token" }
+            input type="password" id="token" name="token" autocomplete="current-password" required autofocus;
+            input type="hidden" name="next" value=(next);
+            button type="submit" { "Sign in" }
+        }
+    };
+    page("Sign in — azi3-status-jobs", STYLE, None, body).into_string()
 }
 
 #[cfg(test)]

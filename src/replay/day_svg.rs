@@ -7,12 +7,11 @@
 //! `alarm`, `window-short`, `window-running`, `event`, `late-event`), so that a page's reader
 //! and its tests find them without depending on colours.
 
-use std::fmt::Write;
-
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
+use maud::{Markup, html};
 
-use super::html::escape;
+use super::page::tenths;
 use crate::domain::{Step, Window};
 
 /// Drawing width in user units; the SVG scales to its container.
@@ -43,8 +42,17 @@ pub struct DayDrawing<'a> {
     pub label: &'a str,
 }
 
-/// Appends `drawing` to `out` as an `<svg>` element.
-pub fn draw_day(out: &mut String, drawing: &DayDrawing<'_>) {
+/// A window that ended, as drawn: where, in which colour, of which kind, and its tooltip.
+struct WindowMark {
+    from: Timestamp,
+    to: Timestamp,
+    fill: &'static str,
+    kind: &'static str,
+    title: String,
+}
+
+/// `drawing` as an `<svg>` element.
+pub fn draw_day(drawing: &DayDrawing<'_>) -> Markup {
     let tz = drawing.tz;
     let local = |t: Timestamp| tz.to_datetime(t).strftime("%H:%M").to_string();
     let span = drawing
@@ -55,107 +63,77 @@ pub fn draw_day(out: &mut String, drawing: &DayDrawing<'_>) {
     let x = |t: Timestamp| {
         (t.duration_since(drawing.start).as_secs_f64() / span * WIDTH).clamp(0.0, WIDTH)
     };
-    let _ = write!(
-        out,
-        r##"<svg width="{w}" height="56" viewBox="0 0 {w} 56" role="img" aria-label="{label}"><rect x="0" y="{y}" width="{w}" height="{h}" fill="#eef0f4" data-kind="day"/>"##,
-        w = WIDTH,
-        y = BAR_Y,
-        h = BAR_H,
-        label = escape(drawing.label),
-    );
-    let rect = |out: &mut String,
-                from: Timestamp,
-                to: Timestamp,
-                fill: &str,
-                kind: &str,
-                title: &str| {
-        let _ = write!(
-            out,
-            r##"<rect x="{:.1}" y="{}" width="{:.1}" height="{}" fill="{}" stroke="#fff" stroke-width="0.5" data-kind="{}"><title>{}</title></rect>"##,
-            x(from),
-            BAR_Y,
-            (x(to) - x(from)).max(0.5),
-            BAR_H,
-            fill,
-            kind,
-            escape(title),
-        );
-    };
-    for step in drawing.steps {
-        match step {
-            Step::Observed { at, replaced, .. } => rect(
-                out,
-                replaced.start,
-                *at,
-                "#8fd19e",
-                "window-met",
-                &format!("met {}–{}", local(replaced.start), local(*at)),
+    let width = |from: Timestamp, to: Timestamp| (x(to) - x(from)).max(0.5);
+    let windows = drawing.steps.iter().map(|step| match step {
+        Step::Observed { at, replaced, .. } => WindowMark {
+            from: replaced.start,
+            to: *at,
+            fill: "#8fd19e",
+            kind: "window-met",
+            title: format!("met {}–{}", local(replaced.start), local(*at)),
+        },
+        Step::Closed(closed) if closed.alarm.is_some() => {
+            let w = closed.window;
+            let mut title = format!("alarm {}–{}", local(w.start), local(w.end));
+            if let Some(note) = (drawing.alarm_note)(w.start) {
+                title.push('\n');
+                title.push_str(&note);
+            }
+            WindowMark {
+                from: w.start,
+                to: w.end,
+                fill: "#f28b82",
+                kind: "alarm",
+                title,
+            }
+        }
+        Step::Closed(closed) => WindowMark {
+            from: closed.window.start,
+            to: closed.window.end,
+            fill: "#c9ced8",
+            kind: "window-short",
+            title: format!(
+                "short {}–{}",
+                local(closed.window.start),
+                local(closed.window.end)
             ),
-            Step::Closed(closed) if closed.alarm.is_some() => {
-                let w = closed.window;
-                let mut title = format!("alarm {}–{}", local(w.start), local(w.end));
-                if let Some(note) = (drawing.alarm_note)(w.start) {
-                    title.push('\n');
-                    title.push_str(&note);
+        },
+    });
+    let ticks = std::iter::successors(Some(drawing.start), |tick| {
+        tick.checked_add(SignedDuration::from_hours(2)).ok()
+    })
+    .take_while(|tick| *tick <= drawing.end);
+    // SVG elements are closed explicitly (`{}`): in an HTML page an unclosed one would hold
+    // the elements after it.
+    html! {
+        svg width=(WIDTH) height="56" viewBox={ "0 0 " (WIDTH) " 56" } role="img" aria-label=(drawing.label) {
+            rect x="0" y=(BAR_Y) width=(WIDTH) height=(BAR_H) fill="#eef0f4" data-kind="day" {}
+            @for w in windows {
+                rect x=(tenths(x(w.from))) y=(BAR_Y) width=(tenths(width(w.from, w.to))) height=(BAR_H)
+                    fill=(w.fill) stroke="#fff" stroke-width="0.5" data-kind=(w.kind) {
+                    title { (w.title) }
                 }
-                rect(out, w.start, w.end, "#f28b82", "alarm", &title);
             }
-            Step::Closed(closed) => {
-                let w = closed.window;
-                rect(
-                    out,
-                    w.start,
-                    w.end,
-                    "#c9ced8",
-                    "window-short",
-                    &format!("short {}–{}", local(w.start), local(w.end)),
-                );
+            @if let Some(w) = drawing.running {
+                rect x=(tenths(x(w.start))) y=(BAR_Y) width=(tenths(width(w.start, w.end))) height=(BAR_H)
+                    fill="#d6e4ff" stroke="#3b6fd8" stroke-width="1" stroke-dasharray="4 2" data-kind="window-running" {
+                    title { "running " (local(w.start)) "–" (local(w.end)) " (deadline " (local(w.end)) ")" }
+                }
+            }
+            @for (times, colour, kind, word) in [
+                (drawing.events, "#1d2330", "event", "event"),
+                (drawing.late, "#b45309", "late-event", "late event"),
+            ] {
+                @for &t in times {
+                    line x1=(tenths(x(t))) x2=(tenths(x(t))) y1=(BAR_Y - 4.0) y2=(BAR_Y + BAR_H + 4.0)
+                        stroke=(colour) stroke-width="2" data-kind=(kind) {
+                        title { (word) " " (local(t)) }
+                    }
+                }
+            }
+            @for tick in ticks {
+                text x=(tenths(x(tick).min(WIDTH - 30.0))) y="12" { (local(tick)) }
             }
         }
     }
-    if let Some(w) = drawing.running {
-        let _ = write!(
-            out,
-            r##"<rect x="{:.1}" y="{}" width="{:.1}" height="{}" fill="#d6e4ff" stroke="#3b6fd8" stroke-width="1" stroke-dasharray="4 2" data-kind="window-running"><title>{}</title></rect>"##,
-            x(w.start),
-            BAR_Y,
-            (x(w.end) - x(w.start)).max(0.5),
-            BAR_H,
-            escape(&format!(
-                "running {}–{} (deadline {})",
-                local(w.start),
-                local(w.end),
-                local(w.end)
-            )),
-        );
-    }
-    for (times, colour, kind, word) in [
-        (drawing.events, "#1d2330", "event", "event"),
-        (drawing.late, "#b45309", "late-event", "late event"),
-    ] {
-        for &t in times {
-            let _ = write!(
-                out,
-                r##"<line x1="{x:.1}" x2="{x:.1}" y1="{y1}" y2="{y2}" stroke="{colour}" stroke-width="2" data-kind="{kind}"><title>{word} {t}</title></line>"##,
-                x = x(t),
-                y1 = BAR_Y - 4.0,
-                y2 = BAR_Y + BAR_H + 4.0,
-                t = local(t),
-            );
-        }
-    }
-    let mut tick = drawing.start;
-    while tick <= drawing.end {
-        let _ = write!(
-            out,
-            r#"<text x="{:.1}" y="12">{}</text>"#,
-            x(tick).min(WIDTH - 30.0),
-            local(tick)
-        );
-        tick = match tick.checked_add(SignedDuration::from_hours(2)) {
-            Ok(next) => next,
-            Err(_) => break,
-        };
-    }
-    out.push_str("</svg>");
 }

@@ -6,8 +6,9 @@
 
 mod compare;
 pub mod day_svg;
-pub(crate) mod html;
+mod html;
 mod input;
+pub(crate) mod page;
 mod report;
 mod seen_ids;
 mod table;
