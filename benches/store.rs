@@ -15,7 +15,9 @@
 use std::time::{Duration, Instant};
 
 use azi3_status_jobs::domain::{RuleInput, Session};
-use azi3_status_jobs::store::{CloseOutcome, EventInput, StatusCheckRefs, Store, StoredRule};
+use azi3_status_jobs::store::{
+    CloseOutcome, EventInput, StatusCheckId, StatusCheckRefs, Store, StoredRule,
+};
 use criterion::{Criterion, Throughput};
 use jiff::civil::{Date, date};
 use jiff::{SignedDuration, Timestamp};
@@ -32,7 +34,7 @@ struct Driver {
     stored: StoredRule,
     refs: StatusCheckRefs,
     day: Date,
-    id: u64,
+    id: StatusCheckId,
     deadline: Timestamp,
     next_event: u64,
     last_event_at: Timestamp,
@@ -64,7 +66,7 @@ impl Driver {
             stored,
             refs,
             day: first_day,
-            id: 0,
+            id: StatusCheckId::new(0),
             deadline: Timestamp::UNIX_EPOCH,
             next_event: u64::from(robot_id) * 1_000_000_000,
             last_event_at: Timestamp::UNIX_EPOCH,

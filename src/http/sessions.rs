@@ -15,7 +15,7 @@ use super::openapi::ErrorBody;
 use super::{ApiError, HttpState, parse_robot_id};
 use crate::domain::SessionResult;
 use crate::replay::{AlarmReport, RuleReport, SessionReport, Totals};
-use crate::store::RecordView;
+use crate::store::{RecordView, StatusCheckId};
 
 /// The answer: the replay report's shape with live additions.
 #[derive(Debug, Serialize)]
@@ -37,7 +37,7 @@ pub struct LiveSession {
     #[serde(flatten)]
     pub session: SessionReport,
     /// `status_check.id`.
-    pub status_check_id: u64,
+    pub status_check_id: StatusCheckId,
     /// `FUTURE` while running, `COMPLETED` after.
     pub status: String,
     /// The current window while running.

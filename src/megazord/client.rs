@@ -294,7 +294,7 @@ impl MegazordClient {
             robotId = robot_id,
             eventName = event_name,
             referenceId = reference_id,
-            incomingEventId = event.id,
+            incomingEventId = event.id.get(),
             "megazord event posted"
         );
         Ok(event)

@@ -26,6 +26,6 @@ mod types;
 pub use client::{MegazordClient, MegazordSettings, QUERY_CREATED_SINCE, QUERY_EVENT_NAME};
 pub use error::{MegazordError, Route};
 pub use types::{
-    CALL_REF_ATTRIBUTE, CALL_REF_HEADER, CallRef, Deletion, IncomingEvent, OutgoingEvent,
-    OutgoingLink, Subscription,
+    CALL_REF_ATTRIBUTE, CALL_REF_HEADER, CallRef, Deletion, IncomingEvent, MegazordEventId,
+    OutgoingEvent, OutgoingLink, Subscription,
 };

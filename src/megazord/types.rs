@@ -101,6 +101,31 @@ pub(crate) fn iso_millis(at: Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// The id Megazord gives an event it stores (`incoming_event.id`): a sensor's event, or an alarm
+/// this service posted. A type of its own so that it cannot be passed where one of this
+/// service's row ids is meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MegazordEventId(u64);
+
+impl MegazordEventId {
+    /// The event Megazord numbers `id`.
+    pub const fn new(id: u64) -> Self {
+        MegazordEventId(id)
+    }
+
+    /// The number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for MegazordEventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A service subscription Megazord created (`SubscriptionDomain`, contracts §1.6).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -130,7 +155,7 @@ pub enum Deletion {
 #[serde(rename_all = "camelCase")]
 pub struct IncomingEvent {
     /// `incoming_event.id`.
-    pub id: u64,
+    pub id: MegazordEventId,
     /// The robot, when the answer says.
     #[serde(default)]
     pub robot_id: Option<u32>,
@@ -158,7 +183,7 @@ pub struct OutgoingEvent {
     pub id: u64,
     /// The incoming event it was made from.
     #[serde(default)]
-    pub source_event_id: Option<u64>,
+    pub source_event_id: Option<MegazordEventId>,
     /// The subscription it was made for.
     #[serde(default)]
     pub subscription_id: Option<u64>,
@@ -330,7 +355,10 @@ mod tests {
         let outgoing: OutgoingEvent = serde_json::from_str(body).unwrap();
         assert_eq!(outgoing.subscription_id, Some(123));
         let source = outgoing.source_event.unwrap();
-        assert_eq!((source.id, source.robot_id), (456, Some(789)));
+        assert_eq!(
+            (source.id, source.robot_id),
+            (MegazordEventId::new(456), Some(789))
+        );
         assert_eq!(source.created_at.to_string(), "2025-11-20T09:30:00Z");
     }
 

@@ -54,7 +54,9 @@ use super::scheduler::replay_history;
 use super::together::Pool;
 use crate::domain::RobotId;
 use crate::megazord::CallRef;
-use crate::store::{CloseOutcome, Dialect, DueWindow, EndOutcome, StoreError, StoredRule};
+use crate::store::{
+    CloseOutcome, Dialect, DueWindow, EndOutcome, StatusCheckId, StoreError, StoredRule,
+};
 use crate::telemetry::names;
 
 /// How many due windows one look at the store fetches, besides those already being closed
@@ -95,7 +97,7 @@ type Joined =
 #[derive(Clone, Debug)]
 struct Closes {
     /// Each request is a session and the deadline it expects.
-    committers: Pool<(u64, Timestamp), Result<CloseOutcome, StoreError>>,
+    committers: Pool<(StatusCheckId, Timestamp), Result<CloseOutcome, StoreError>>,
 }
 
 impl Closes {
@@ -107,7 +109,7 @@ impl Closes {
         };
         let committers = Pool::start(count, MAX_CLOSE_BATCH, || {
             let ctx = ctx.clone();
-            move |windows: Vec<(u64, Timestamp)>| {
+            move |windows: Vec<(StatusCheckId, Timestamp)>| {
                 let ctx = ctx.clone();
                 async move { commit_closes(&ctx, &windows).await }
             }
@@ -118,7 +120,7 @@ impl Closes {
     /// Closes the session's window if its deadline is still `deadline`.
     async fn close(
         &self,
-        status_check_id: u64,
+        status_check_id: StatusCheckId,
         deadline: Timestamp,
     ) -> Result<CloseOutcome, RuntimeError> {
         Ok(self
@@ -134,7 +136,7 @@ impl Closes {
 /// soon as it commits: their posts start without a claim transaction each (design §2.15).
 async fn commit_closes(
     ctx: &Context,
-    windows: &[(u64, Timestamp)],
+    windows: &[(StatusCheckId, Timestamp)],
 ) -> Vec<Result<CloseOutcome, StoreError>> {
     let now = ctx.now();
     if !ctx.handoff().has_room() {
@@ -256,11 +258,11 @@ struct Closer {
     looking: Option<AbortOnDropHandle<Result<Found, RuntimeError>>>,
     /// Sessions whose task finished since the look under way began: that look may have seen
     /// them due before their close committed.
-    finished_while_looking: HashSet<u64>,
+    finished_while_looking: HashSet<StatusCheckId>,
     /// Whether the last look fetched as many windows as it asked for: more may be due.
     more_due: bool,
     /// Sessions whose window is being read, waits for its close, or is being closed.
-    started: HashSet<u64>,
+    started: HashSet<StatusCheckId>,
     /// The tasks of the started windows.
     /// Each gives the deadline of the window its close opened, if it opened one.
     tasks: JoinSet<Result<Option<Timestamp>, RuntimeError>>,
@@ -375,7 +377,7 @@ impl Closer {
         if !self.more_due {
             // Every due window was seen: a session that is no longer among them was closed
             // elsewhere, moved on by an event, or ended.
-            let seen: HashSet<u64> = due.iter().map(|w| w.status_check_id).collect();
+            let seen: HashSet<StatusCheckId> = due.iter().map(|w| w.status_check_id).collect();
             self.retries
                 .retain(|id, _| seen.contains(&id) || finished.contains(&id));
         }
@@ -492,7 +494,7 @@ impl Closer {
                 self.last_closed = Some(ctx.now());
                 if let Some(failing) = self.retries.forget(window.status_check_id) {
                     tracing::info!(
-                        statusCheckId = window.status_check_id,
+                        statusCheckId = window.status_check_id.get(),
                         robotId = window.robot_id,
                         attempts = failing.attempts,
                         "window closed after failing before"
@@ -522,7 +524,7 @@ impl Closer {
     fn expedite(&mut self, ctx: &Context) {
         let now = ctx.now();
         let limit = ctx.settings().failing_session_limit;
-        let due: Vec<u64> = self
+        let due: Vec<StatusCheckId> = self
             .retries
             .iter()
             .filter(|(_, f)| f.failing_for(now) >= limit && self.others_served_since(ctx, f.since))
@@ -557,7 +559,7 @@ impl Closer {
         let own_failure = failing.definite || self.others_served_since(ctx, failing.since);
         if failing.failing_for(now) < limit || !own_failure {
             tracing::warn!(
-                statusCheckId = window.status_check_id,
+                statusCheckId = window.status_check_id.get(),
                 robotId = window.robot_id,
                 windowEnd = %window.deadline,
                 attempts = failing.attempts,
@@ -582,7 +584,7 @@ impl Closer {
                 if outcome == EndOutcome::Ended {
                     metrics::counter!(names::SESSIONS_FAILED).increment(1);
                     tracing::error!(
-                        statusCheckId = window.status_check_id,
+                        statusCheckId = window.status_check_id.get(),
                         robotId = window.robot_id,
                         reason = %reason,
                         "session ended as FAILED: this resident is not monitored until the next session"
@@ -591,7 +593,7 @@ impl Closer {
                 }
             }
             Err(e) => {
-                tracing::error!(statusCheckId = window.status_check_id,
+                tracing::error!(statusCheckId = window.status_check_id.get(),
                     robotId = window.robot_id, error = %e, kind = e.kind(),
                     "could not end the session as FAILED; trying again");
             }
@@ -633,7 +635,7 @@ async fn close(
             metrics::counter!(names::WINDOWS_CLOSED, "alarm" => if alarm.is_some() { "true" } else { "false" })
                 .increment(1);
             tracing::info!(
-                statusCheckId = due.status_check_id,
+                statusCheckId = due.status_check_id.get(),
                 robotId = due.robot_id,
                 windowStart = %due.window_start,
                 windowEnd = %due.deadline,
@@ -652,7 +654,7 @@ async fn close(
             Ok(next.map(|w| w.end))
         }
         CloseOutcome::Stale { deadline } => {
-            tracing::debug!(statusCheckId = due.status_check_id, deadline = %deadline,
+            tracing::debug!(statusCheckId = due.status_check_id.get(), deadline = %deadline,
                 "window moved before it closed");
             Ok(Some(deadline))
         }

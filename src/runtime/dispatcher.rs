@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use super::context::Context;
 use super::error::RuntimeError;
 use super::together::Pool;
-use crate::megazord::{CallRef, MegazordError};
-use crate::store::{Dialect, OutboxAlarm, StoreError};
+use crate::megazord::{CallRef, MegazordError, MegazordEventId};
+use crate::store::{AlarmId, Dialect, OutboxAlarm, StoreError};
 use crate::telemetry::names;
 
 // Why alarms are claimed no earlier than they can be posted: a claim's lease has to cover
@@ -59,7 +59,7 @@ const MARKS_PER_SLOT: usize = 64;
 #[derive(Clone)]
 struct Marks {
     /// Each request is an alarm and the id Megazord gave it.
-    markers: Pool<(u64, u64), Result<bool, StoreError>>,
+    markers: Pool<(AlarmId, MegazordEventId), Result<bool, StoreError>>,
 }
 
 impl Marks {
@@ -71,7 +71,7 @@ impl Marks {
         };
         let markers = Pool::start(count, MAX_MARK_BATCH, || {
             let ctx = ctx.clone();
-            move |alarms: Vec<(u64, u64)>| {
+            move |alarms: Vec<(AlarmId, MegazordEventId)>| {
                 let ctx = ctx.clone();
                 async move { ctx.store().mark_alarms_sent(&alarms, ctx.now()).await }
             }
@@ -83,8 +83,8 @@ impl Marks {
     fn spawn(
         &self,
         marking: &mut JoinSet<Result<bool, RuntimeError>>,
-        alarm_id: u64,
-        megazord_id: u64,
+        alarm_id: AlarmId,
+        megazord_id: MegazordEventId,
     ) {
         let markers = self.markers.clone();
         marking.spawn(async move {
@@ -99,7 +99,7 @@ impl Marks {
 /// What became of one post.
 enum Posted {
     /// Megazord has the alarm: it is to be marked sent with this id.
-    Sent(OutboxAlarm, u64),
+    Sent(OutboxAlarm, MegazordEventId),
     /// The post failed; the alarm may be claimed again after this long (wall clock).
     RetryAfter(Duration),
 }
@@ -232,7 +232,7 @@ pub(super) async fn give_back(ctx: &Context, alarms: Vec<OutboxAlarm>) {
     if alarms.is_empty() {
         return;
     }
-    let ids: Vec<u64> = alarms.iter().map(|a| a.id).collect();
+    let ids: Vec<AlarmId> = alarms.iter().map(|a| a.id).collect();
     match ctx
         .store()
         .release_alarms(&ctx.settings().owner, &ids, ctx.now())
@@ -289,12 +289,12 @@ async fn handle(
                 .record(late.as_secs_f64() / ctx.clock().speed());
             metrics::counter!(names::ALARMS, "outcome" => "sent").increment(1);
             tracing::info!(
-                statusCheckId = alarm.status_check_id,
+                statusCheckId = alarm.status_check_id.get(),
                 robotId = alarm.identity.robot_id,
                 referenceId = %alarm.reference_id,
                 windowStart = %alarm.identity.window_start,
                 windowEnd = %alarm.window_end,
-                megazordId = megazord_id,
+                megazordId = megazord_id.get(),
                 "alarm sent"
             );
             Ok(Posted::Sent(alarm, megazord_id))
@@ -326,7 +326,7 @@ async fn post(
     ctx: &Context,
     http: &reqwest::Client,
     alarm: &OutboxAlarm,
-) -> Result<u64, RuntimeError> {
+) -> Result<MegazordEventId, RuntimeError> {
     let robot_id = alarm.identity.robot_id;
     let Some(megazord) = ctx.megazord() else {
         if let Some(url) = &ctx.settings().alarm_webhook {
@@ -355,7 +355,8 @@ async fn post(
             windowEnd = %alarm.window_end,
             "NO_TOILET_ACTIVITY_ALARM (no Megazord configured: recorded here only)"
         );
-        return Ok(alarm.id);
+        // No Megazord numbers the alarm: its outbox row's id stands in for one.
+        return Ok(MegazordEventId::new(alarm.id.get()));
     };
     let call_ref = CallRef::new();
     if alarm.attempts > 1 {
@@ -371,7 +372,7 @@ async fn post(
             .iter()
             .find(|e| e.reference_id.as_deref() == Some(alarm.reference_id.as_str()))
         {
-            tracing::info!(referenceId = %alarm.reference_id, megazordId = found.id,
+            tracing::info!(referenceId = %alarm.reference_id, megazordId = found.id.get(),
                 "alarm was already posted: not posting again");
             return Ok(found.id);
         }

@@ -14,7 +14,7 @@ pub enum RuntimeError {
     Store(#[from] StoreError),
     /// A session that was just looked up is no longer there.
     #[error("status check {0} vanished")]
-    SessionVanished(u64),
+    SessionVanished(crate::store::StatusCheckId),
     /// A running session's robot has no rule any more.
     #[error("robot {0} has no rule")]
     NoRule(crate::domain::RobotId),

@@ -119,11 +119,12 @@ impl Handoff {
 mod tests {
     use super::*;
     use crate::domain::AlarmIdentity;
+    use crate::store::{AlarmId, StatusCheckId};
 
     fn alarm(id: u64) -> OutboxAlarm {
         OutboxAlarm {
-            id,
-            status_check_id: id,
+            id: AlarmId::new(id),
+            status_check_id: StatusCheckId::new(id),
             identity: AlarmIdentity {
                 robot_id: 1,
                 date: "2026-03-01".parse().unwrap(),
@@ -147,7 +148,7 @@ mod tests {
             .push(vec![alarm(1), alarm(2), alarm(3)], at)
             .unwrap();
         let taken = handoff.take(2, at, SignedDuration::from_secs(60));
-        let ids: Vec<u64> = taken.fresh.iter().map(|a| a.id).collect();
+        let ids: Vec<u64> = taken.fresh.iter().map(|a| a.id.get()).collect();
         assert_eq!(ids, [1, 2]);
         assert!(taken.stale.is_empty());
         assert_eq!(handoff.len(), 1);
@@ -163,8 +164,14 @@ mod tests {
             .unwrap();
         let now = at + SignedDuration::from_secs(31);
         let taken = handoff.take(8, now, SignedDuration::from_secs(60));
-        assert_eq!(taken.stale.iter().map(|a| a.id).collect::<Vec<_>>(), [1]);
-        assert_eq!(taken.fresh.iter().map(|a| a.id).collect::<Vec<_>>(), [2]);
+        assert_eq!(
+            taken.stale.iter().map(|a| a.id.get()).collect::<Vec<_>>(),
+            [1]
+        );
+        assert_eq!(
+            taken.fresh.iter().map(|a| a.id.get()).collect::<Vec<_>>(),
+            [2]
+        );
         assert!(handoff.is_empty());
     }
 
@@ -181,7 +188,7 @@ mod tests {
         assert_eq!(handoff.close().len(), CAPACITY);
         assert!(!handoff.has_room(), "a closed queue takes no more");
         let refused = handoff.push(vec![alarm(7)], at).unwrap_err();
-        assert_eq!(refused.iter().map(|a| a.id).collect::<Vec<_>>(), [7]);
+        assert_eq!(refused.iter().map(|a| a.id.get()).collect::<Vec<_>>(), [7]);
         assert!(handoff.is_empty());
     }
 }

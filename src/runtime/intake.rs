@@ -6,8 +6,8 @@ use jiff::Timestamp;
 use super::context::Context;
 use crate::domain::{EventClass, RobotId, Session};
 use crate::store::{
-    ApplyOutcome, EventIdSource, IntakeFound, IntakeRequest, SessionStep, StartOutcome, StoreError,
-    StoredRule,
+    ApplyOutcome, EventIdSource, IntakeFound, IntakeRequest, SessionStep, StartOutcome,
+    StatusCheckId, StoreError, StoredRule,
 };
 use crate::telemetry::names;
 
@@ -145,7 +145,7 @@ impl Context {
                 ApplyOutcome::Applied(class) => {
                     tracing::debug!(
                         robotId = robot_id,
-                        statusCheckId = step.status_check_id,
+                        statusCheckId = step.status_check_id.get(),
                         eventId = record.incoming_event_id,
                         occurredAt = %record.occurred_at,
                         class = ?class,
@@ -183,10 +183,10 @@ impl Context {
 
     /// Logs and counts a session this instance created, and has the scheduler subscribe it (an
     /// event may have started it before the scheduler did).
-    fn announce_started(&self, session: Session, status_check_id: u64) {
+    fn announce_started(&self, session: Session, status_check_id: StatusCheckId) {
         tracing::info!(
             robotId = session.robot_id,
-            statusCheckId = status_check_id,
+            statusCheckId = status_check_id.get(),
             date = %session.date,
             start = %session.start,
             end = %session.end,

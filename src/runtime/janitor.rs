@@ -42,7 +42,7 @@ pub async fn pass(ctx: &Context) -> Result<(), RuntimeError> {
         .running_sessions_ended_before(abandoned_before)
         .await?;
     for session in &abandoned {
-        tracing::warn!(statusCheckId = session.status_check_id, robotId = session.robot_id,
+        tracing::warn!(statusCheckId = session.status_check_id.get(), robotId = session.robot_id,
             end = %session.end, "session abandoned for a day: ended as FAILED");
         store
             .fail_session(
@@ -71,7 +71,7 @@ pub async fn pass(ctx: &Context) -> Result<(), RuntimeError> {
             .await
         {
             Ok(deletion) => {
-                tracing::info!(statusCheckId = leftover.status_check_id,
+                tracing::info!(statusCheckId = leftover.status_check_id.get(),
                     subscriptionId = leftover.subscription_id, gone = matches!(deletion, Deletion::AlreadyGone),
                     callRef = %call_ref, "subscription deleted");
                 store

@@ -191,7 +191,7 @@ impl Context {
             return Ok(Err(format!("missing at {quoted} too")));
         };
         Ok(Ok(SourceEvent {
-            id: event.id,
+            id: event.id.get(),
             robot_id: event.robot_id,
             event_name: event.event_name,
             created_at: event.created_at,

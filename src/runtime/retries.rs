@@ -3,6 +3,7 @@
 //! others and never holds up another resident's window.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::Duration;
 
 use backon::BackoffBuilder;
@@ -11,6 +12,7 @@ use tokio::time::Instant;
 
 use super::error::RuntimeError;
 use crate::domain::RobotId;
+use crate::store::StatusCheckId;
 
 /// The first pause after a failure, in wall-clock time.
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
@@ -42,29 +44,37 @@ impl Failing {
     }
 }
 
-/// The sessions of one task that are waiting out a back-off, by `status_check.id`.
-#[derive(Debug, Default)]
-pub struct SessionRetries {
-    failing: HashMap<u64, Failing>,
+/// The sessions of one task that are waiting out a back-off, by `K`: the session's
+/// `status_check.id`, or whatever else the task knows a session by before it has one (the
+/// scheduler: the robot of a session it could not start).
+#[derive(Debug)]
+pub struct SessionRetries<K = StatusCheckId> {
+    failing: HashMap<K, Failing>,
 }
 
-impl SessionRetries {
+impl<K> Default for SessionRetries<K> {
+    fn default() -> Self {
+        SessionRetries {
+            failing: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Copy + Eq + Hash> SessionRetries<K> {
     /// Whether the session is waiting out its back-off at `at`.
-    pub fn waiting(&self, status_check_id: u64, at: Instant) -> bool {
-        self.failing
-            .get(&status_check_id)
-            .is_some_and(|f| f.retry_at > at)
+    pub fn waiting(&self, key: K, at: Instant) -> bool {
+        self.failing.get(&key).is_some_and(|f| f.retry_at > at)
     }
 
     /// Records a failure of the session at service time `now`; returns the session's state.
     pub fn failed(
         &mut self,
-        status_check_id: u64,
+        key: K,
         robot_id: RobotId,
         error: &RuntimeError,
         now: Timestamp,
     ) -> &Failing {
-        let entry = self.failing.entry(status_check_id).or_insert(Failing {
+        let entry = self.failing.entry(key).or_insert(Failing {
             robot_id,
             since: now,
             attempts: 0,
@@ -80,15 +90,15 @@ impl SessionRetries {
     }
 
     /// Tries the session again no later than `at` (when something is to be decided then).
-    pub fn retry_no_later_than(&mut self, status_check_id: u64, at: Instant) {
-        if let Some(f) = self.failing.get_mut(&status_check_id) {
+    pub fn retry_no_later_than(&mut self, key: K, at: Instant) {
+        if let Some(f) = self.failing.get_mut(&key) {
             f.retry_at = f.retry_at.min(at);
         }
     }
 
     /// Forgets the session (it succeeded, or it ended).
-    pub fn forget(&mut self, status_check_id: u64) -> Option<Failing> {
-        self.failing.remove(&status_check_id)
+    pub fn forget(&mut self, key: K) -> Option<Failing> {
+        self.failing.remove(&key)
     }
 
     /// The earliest instant a waiting session may be tried again.
@@ -97,7 +107,7 @@ impl SessionRetries {
     }
 
     /// The failing sessions.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &Failing)> {
+    pub fn iter(&self) -> impl Iterator<Item = (K, &Failing)> {
         self.failing.iter().map(|(id, f)| (*id, f))
     }
 
@@ -107,7 +117,7 @@ impl SessionRetries {
     }
 
     /// Keeps only the sessions `keep` says yes to.
-    pub fn retain(&mut self, mut keep: impl FnMut(u64, &Failing) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(K, &Failing) -> bool) {
         self.failing.retain(|id, f| keep(*id, f));
     }
 }
@@ -137,24 +147,28 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_session_waits_and_others_do_not() {
-        let mut retries = SessionRetries::default();
+        let mut retries: SessionRetries = SessionRetries::default();
         let now = Timestamp::UNIX_EPOCH;
-        let failing = retries.failed(1, 8, &error(), now).clone();
+        let failing = retries
+            .failed(StatusCheckId::new(1), 8, &error(), now)
+            .clone();
         assert_eq!(failing.attempts, 1);
-        assert!(retries.waiting(1, Instant::now()));
-        assert!(!retries.waiting(2, Instant::now()));
+        assert!(retries.waiting(StatusCheckId::new(1), Instant::now()));
+        assert!(!retries.waiting(StatusCheckId::new(2), Instant::now()));
         tokio::time::advance(LONGEST_PAUSE * 2).await;
-        assert!(!retries.waiting(1, Instant::now()));
+        assert!(!retries.waiting(StatusCheckId::new(1), Instant::now()));
     }
 
     #[tokio::test(start_paused = true)]
     async fn pauses_grow_and_are_bounded_and_the_first_failure_is_kept() {
-        let mut retries = SessionRetries::default();
+        let mut retries: SessionRetries = SessionRetries::default();
         let first = Timestamp::UNIX_EPOCH;
         let mut last_pause = Duration::ZERO;
         for attempt in 1..=20u32 {
             let now = first + SignedDuration::from_secs(i64::from(attempt));
-            let f = retries.failed(1, 8, &error(), now).clone();
+            let f = retries
+                .failed(StatusCheckId::new(1), 8, &error(), now)
+                .clone();
             let wait = f.retry_at - Instant::now();
             assert!(wait <= LONGEST_PAUSE, "attempt {attempt}: {wait:?}");
             if attempt > 10 {
@@ -168,7 +182,7 @@ mod tests {
             );
         }
         assert!(last_pause > FIRST_PAUSE);
-        assert!(retries.forget(1).is_some());
+        assert!(retries.forget(StatusCheckId::new(1)).is_some());
         assert_eq!(retries.len(), 0);
     }
 }

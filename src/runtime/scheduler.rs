@@ -19,7 +19,7 @@ use super::intake::WatchedEvent;
 use super::retries::SessionRetries;
 use crate::domain::{RobotId, Session};
 use crate::megazord::CallRef;
-use crate::store::{RulesFingerprint, StartOutcome, StartedSession, StoredRule};
+use crate::store::{RulesFingerprint, StartOutcome, StartedSession, StatusCheckId, StoredRule};
 
 /// How often the scheduler looks when nothing else wakes it: rules edited with the `rules`
 /// command take effect within this time. A look that finds the rule set's fingerprint
@@ -63,19 +63,21 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
 struct Scheduler {
     /// Sessions this process has started or found, and prepared; after a restart every
     /// running session is prepared again, which replays its history.
-    known: HashMap<(RobotId, Date), u64>,
-    /// Sessions whose start or preparation failed, each waiting out its own back-off, keyed
-    /// by `status_check.id` (0 for a session that could not even be started, which is keyed
-    /// by robot instead: see [`start_key`]).
-    retries: SessionRetries,
+    known: HashMap<(RobotId, Date), StatusCheckId>,
+    /// Sessions whose start or preparation failed, each waiting out its own back-off.
+    retries: SessionRetries<RetryKey>,
     /// The rules as last read, with the fingerprint they were read at: an unchanged rule set
     /// costs one small query per pass instead of reading every rule.
     rules: Option<(RulesFingerprint, Arc<Vec<StoredRule>>)>,
 }
 
-/// The retry key of a session that has no `status_check.id` yet: it could not be started.
-fn start_key(robot_id: RobotId) -> u64 {
-    u64::MAX - u64::from(robot_id)
+/// What a failed session is retried under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum RetryKey {
+    /// A session that exists, by its `status_check.id`.
+    Session(StatusCheckId),
+    /// A session that could not be started, and so has no id yet, by its robot.
+    Start(RobotId),
 }
 
 /// A session the pass starts or prepares.
@@ -148,7 +150,7 @@ impl Scheduler {
                 if self.known.contains_key(&key)
                     || self
                         .retries
-                        .waiting(start_key(rule.robot_id), Instant::now())
+                        .waiting(RetryKey::Start(rule.robot_id), Instant::now())
                 {
                     continue;
                 }
@@ -163,10 +165,12 @@ impl Scheduler {
         self.run_jobs(ctx, jobs).await;
         // Forget sessions of dates that are no longer looked at (and of disabled rules).
         self.known.retain(|key, _| wanted.contains(key));
-        let known_ids: HashSet<u64> = self.known.values().copied().collect();
+        let known_ids: HashSet<StatusCheckId> = self.known.values().copied().collect();
         let wanted_robots: HashSet<RobotId> = wanted.iter().map(|(robot, _)| *robot).collect();
-        self.retries
-            .retain(|id, f| !known_ids.contains(&id) && wanted_robots.contains(&f.robot_id));
+        self.retries.retain(|key, f| {
+            !matches!(key, RetryKey::Session(id) if known_ids.contains(&id))
+                && wanted_robots.contains(&f.robot_id)
+        });
         Ok(next_start)
     }
 
@@ -178,7 +182,7 @@ impl Scheduler {
     async fn run_jobs(&mut self, ctx: &Context, jobs: Vec<Job>) {
         let concurrency = ctx.settings().prepare_concurrency.max(1);
         let at = Instant::now();
-        let waiting: Arc<HashSet<u64>> = Arc::new(
+        let waiting: Arc<HashSet<RetryKey>> = Arc::new(
             self.retries
                 .iter()
                 .map(|(id, _)| id)
@@ -241,7 +245,7 @@ impl Scheduler {
                             match by_task.get(&e.id()) {
                                 Some((robot_id, _)) => (
                                     e.id(),
-                                    Err((start_key(*robot_id), RuntimeError::Panicked(reason))),
+                                    Err((RetryKey::Start(*robot_id), RuntimeError::Panicked(reason))),
                                 ),
                                 None => continue,
                             }
@@ -262,18 +266,18 @@ impl Scheduler {
         ctx: &Context,
         robot_id: RobotId,
         date: Date,
-        result: Result<Started, (u64, RuntimeError)>,
+        result: Result<Started, (RetryKey, RuntimeError)>,
     ) {
         match result {
             Ok(Started::Skipped) => {}
             Ok(Started::Waiting) => {
-                self.retries.forget(start_key(robot_id));
+                self.retries.forget(RetryKey::Start(robot_id));
             }
             Ok(Started::Prepared(session_id)) => {
-                self.retries.forget(start_key(robot_id));
-                if let Some(failing) = self.retries.forget(session_id) {
+                self.retries.forget(RetryKey::Start(robot_id));
+                if let Some(failing) = self.retries.forget(RetryKey::Session(session_id)) {
                     tracing::info!(
-                        statusCheckId = session_id,
+                        statusCheckId = session_id.get(),
                         robotId = robot_id,
                         attempts = failing.attempts,
                         "session prepared after failing before"
@@ -282,8 +286,8 @@ impl Scheduler {
                 self.known.insert((robot_id, date), session_id);
             }
             Err((retry_key, e)) => {
-                if retry_key != start_key(robot_id) {
-                    self.retries.forget(start_key(robot_id));
+                if retry_key != RetryKey::Start(robot_id) {
+                    self.retries.forget(RetryKey::Start(robot_id));
                 }
                 let failing = self.retries.failed(retry_key, robot_id, &e, ctx.now());
                 tracing::warn!(robotId = robot_id, date = %date,
@@ -301,7 +305,7 @@ enum Started {
     /// It exists and is waiting out a back-off of its own.
     Waiting,
     /// It runs and is prepared.
-    Prepared(u64),
+    Prepared(StatusCheckId),
 }
 
 /// A session of a batch and what is left to do for it.
@@ -312,7 +316,7 @@ enum Step {
     /// Subscribe it and replay its history.
     Prepare(Preparation),
     /// Nothing more: skipped, waiting, or failed.
-    Done(Result<Started, (u64, RuntimeError)>),
+    Done(Result<Started, (RetryKey, RuntimeError)>),
 }
 
 /// A session that exists and is to be prepared.
@@ -320,18 +324,18 @@ struct Preparation {
     stored: StoredRule,
     session: Session,
     /// Its `status_check.id`.
-    id: u64,
+    id: StatusCheckId,
     /// What the batch's lookup found of it; `None` when it was found only by its start (another
     /// instance started it meanwhile): then it is read again.
     found: Option<StartedSession>,
 }
 
 impl Preparation {
-    async fn run(self, ctx: &Context) -> Result<Started, (u64, RuntimeError)> {
+    async fn run(self, ctx: &Context) -> Result<Started, (RetryKey, RuntimeError)> {
         let id = self.id;
         prepare(ctx, &self.stored, self.session, id, self.found)
             .await
-            .map_err(|e| (id, e))?;
+            .map_err(|e| (RetryKey::Session(id), e))?;
         Ok(Started::Prepared(id))
     }
 }
@@ -340,7 +344,11 @@ impl Preparation {
 /// shared transactions, unless they ended before they could be started or belong to an older
 /// rule; says for each what is left to do. A failed lookup or start is each session's failure,
 /// retried under its robot's key.
-async fn start_batch(ctx: Context, jobs: Vec<Job>, waiting: Arc<HashSet<u64>>) -> Vec<BatchStep> {
+async fn start_batch(
+    ctx: Context,
+    jobs: Vec<Job>,
+    waiting: Arc<HashSet<RetryKey>>,
+) -> Vec<BatchStep> {
     let waiting = &*waiting;
     let now = ctx.now();
     let keys: Vec<(RobotId, Date)> = jobs
@@ -360,7 +368,7 @@ async fn start_batch(ctx: Context, jobs: Vec<Job>, waiting: Arc<HashSet<u64>>) -
                     (
                         robot_id,
                         date,
-                        Step::Done(Err((start_key(robot_id), failure))),
+                        Step::Done(Err((RetryKey::Start(robot_id), failure))),
                     )
                 })
                 .collect();
@@ -408,7 +416,7 @@ async fn start_batch(ctx: Context, jobs: Vec<Job>, waiting: Arc<HashSet<u64>>) -
                 prepare_step(stored, session, id, Some(found), waiting)
             }
             Ok(StartOutcome::Existing(id)) => prepare_step(stored, session, id, None, waiting),
-            Err(e) => Step::Done(Err((start_key(robot_id), e.into()))),
+            Err(e) => Step::Done(Err((RetryKey::Start(robot_id), e.into()))),
         };
         steps.push((robot_id, date, step));
     }
@@ -420,11 +428,11 @@ async fn start_batch(ctx: Context, jobs: Vec<Job>, waiting: Arc<HashSet<u64>>) -
 fn prepare_step(
     stored: StoredRule,
     session: Session,
-    id: u64,
+    id: StatusCheckId,
     found: Option<StartedSession>,
-    waiting: &HashSet<u64>,
+    waiting: &HashSet<RetryKey>,
 ) -> Step {
-    if waiting.contains(&id) {
+    if waiting.contains(&RetryKey::Session(id)) {
         return Step::Done(Ok(Started::Waiting));
     }
     Step::Prepare(Preparation {
@@ -441,7 +449,7 @@ async fn prepare(
     ctx: &Context,
     stored: &StoredRule,
     session: Session,
-    id: u64,
+    id: StatusCheckId,
     found: Option<StartedSession>,
 ) -> Result<(), RuntimeError> {
     let Some(megazord) = ctx.megazord() else {
@@ -485,12 +493,12 @@ async fn prepare(
             .record_subscribed(id, subscription.id, now)
             .await?;
         if stored_it {
-            tracing::info!(statusCheckId = id, robotId = rule.robot_id,
+            tracing::info!(statusCheckId = id.get(), robotId = rule.robot_id,
                 subscriptionId = subscription.id, callRef = %call_ref, "subscribed");
         } else {
             // Another instance subscribed first: this spare is recorded (so the janitor deletes
             // it should this delete fail) and deleted now.
-            tracing::info!(statusCheckId = id, robotId = rule.robot_id,
+            tracing::info!(statusCheckId = id.get(), robotId = rule.robot_id,
                 subscriptionId = subscription.id, callRef = %call_ref,
                 "another instance subscribed the session first: deleting this spare subscription");
             match megazord
@@ -503,7 +511,7 @@ async fn prepare(
                         .await?
                 }
                 Err(e) => {
-                    tracing::warn!(statusCheckId = id, robotId = rule.robot_id,
+                    tracing::warn!(statusCheckId = id.get(), robotId = rule.robot_id,
                         subscriptionId = subscription.id, error = %e,
                         "spare subscription not deleted yet; the janitor tries again");
                 }
@@ -535,7 +543,7 @@ pub(crate) async fn replay_history(
     for event in events {
         ctx.take_event(WatchedEvent {
             robot_id: rule.robot_id,
-            incoming_event_id: event.id,
+            incoming_event_id: event.id.get(),
             outgoing_event_id: None,
             event_name: event.event_name.clone(),
             occurred_at: event.created_at,

@@ -10,9 +10,10 @@ use super::outbox;
 use super::rules;
 use super::sql::Tx;
 use super::transitions::{self, Basis};
-use super::types::{CloseOutcome, OutboxAlarm, StoredRule};
+use super::types::{AlarmId, CloseOutcome, OutboxAlarm, StatusCheckId, StoredRule};
 use super::{BoxFuture, Dialect, Store};
 use crate::domain::{AlarmIdentity, RobotId};
+use crate::megazord::MegazordEventId;
 
 /// What identifies the stored rule set: how many rules there are and the sum of their
 /// versions. Rules are only ever inserted or updated, and every update bumps the rule's
@@ -68,7 +69,7 @@ impl Store {
     /// order of `windows`.
     pub async fn close_windows(
         &self,
-        windows: &[(u64, Timestamp)],
+        windows: &[(StatusCheckId, Timestamp)],
         now: Timestamp,
     ) -> Vec<Result<CloseOutcome, StoreError>> {
         if windows.len() > 1
@@ -86,7 +87,7 @@ impl Store {
     /// [`Store::claim_alarms`] to take.
     pub async fn close_windows_claiming(
         &self,
-        windows: &[(u64, Timestamp)],
+        windows: &[(StatusCheckId, Timestamp)],
         now: Timestamp,
         owner: &str,
     ) -> (Vec<Result<CloseOutcome, StoreError>>, Vec<OutboxAlarm>) {
@@ -102,7 +103,7 @@ impl Store {
     /// Each window closed in a transaction of its own.
     async fn close_windows_alone(
         &self,
-        windows: &[(u64, Timestamp)],
+        windows: &[(StatusCheckId, Timestamp)],
         now: Timestamp,
     ) -> Vec<Result<CloseOutcome, StoreError>> {
         let mut outcomes = Vec::with_capacity(windows.len());
@@ -117,7 +118,7 @@ impl Store {
     /// of it is kept then).
     async fn close_windows_together(
         &self,
-        windows: &[(u64, Timestamp)],
+        windows: &[(StatusCheckId, Timestamp)],
         now: Timestamp,
         claimant: Option<&str>,
     ) -> Option<(Vec<CloseOutcome>, Vec<OutboxAlarm>)> {
@@ -126,7 +127,7 @@ impl Store {
         tx.may_decide_on_copies = false;
         // Every session row of the batch locked and read in one statement; a batch naming a
         // session twice (which the closer never sends) takes them one by one.
-        let mut ids: Vec<u64> = windows.iter().map(|&(id, _)| id).collect();
+        let mut ids: Vec<StatusCheckId> = windows.iter().map(|&(id, _)| id).collect();
         ids.sort_unstable();
         ids.dedup();
         let mut locked = if ids.len() == windows.len() {
@@ -156,7 +157,7 @@ impl Store {
             match closed {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(e) => {
-                    tracing::debug!(statusCheckId = status_check_id, error = %e,
+                    tracing::debug!(statusCheckId = status_check_id.get(), error = %e,
                         "a close failed in a batch: closing each window of it alone");
                     tx.rollback().await;
                     return None;
@@ -200,7 +201,7 @@ impl Store {
     /// marked in a transaction of its own.
     pub async fn mark_alarms_sent(
         &self,
-        alarms: &[(u64, u64)],
+        alarms: &[(AlarmId, MegazordEventId)],
         now: Timestamp,
     ) -> Vec<Result<bool, StoreError>> {
         if alarms.len() > 1
@@ -224,7 +225,7 @@ impl Store {
     /// session's versions stay what one mark at a time gives.
     async fn mark_alarms_sent_together(
         &self,
-        alarms: &[(u64, u64)],
+        alarms: &[(AlarmId, MegazordEventId)],
         now: Timestamp,
     ) -> Option<Vec<bool>> {
         let mut tx = self.begin().await.ok()?;
@@ -254,15 +255,15 @@ impl Store {
 /// when the batch has to be marked alarm by alarm (see `mark_alarms_sent_together`).
 async fn mark_sent_batch(
     tx: &mut Tx,
-    alarms: &[(u64, u64)],
+    alarms: &[(AlarmId, MegazordEventId)],
     now: Timestamp,
 ) -> Result<Option<Vec<bool>>, StoreError> {
-    let ids: Vec<u64> = alarms.iter().map(|&(id, _)| id).collect();
+    let ids: Vec<AlarmId> = alarms.iter().map(|&(id, _)| id).collect();
     if has_repeats(ids.clone()) {
         return Ok(None);
     }
     let read = outbox::read_many(tx, &ids, false).await?;
-    let mut session_ids: Vec<u64> = read.values().map(|a| a.status_check_id).collect();
+    let mut session_ids: Vec<StatusCheckId> = read.values().map(|a| a.status_check_id).collect();
     session_ids.sort_unstable();
     if has_repeats(session_ids.clone()) {
         return Ok(None);
@@ -290,7 +291,7 @@ async fn mark_sent_batch(
 }
 
 /// Whether any value occurs more than once.
-fn has_repeats(mut values: Vec<u64>) -> bool {
+fn has_repeats<T: Ord>(mut values: Vec<T>) -> bool {
     values.sort_unstable();
     values.windows(2).any(|pair| pair[0] == pair[1])
 }

@@ -14,7 +14,7 @@ use super::error::StoreError;
 use super::outbox;
 use super::session_row::{COLUMNS, SessionRow, ms_to_ts};
 use super::sql::{Arg, Tx};
-use super::types::OutboxAlarm;
+use super::types::{OutboxAlarm, StatusCheckId};
 use super::{Store, views};
 use crate::domain::{RobotId, SessionState};
 
@@ -25,7 +25,7 @@ const ROBOTS_PER_STATEMENT: usize = 500;
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionSummary {
     /// `status_check.id`.
-    pub status_check_id: u64,
+    pub status_check_id: StatusCheckId,
     /// Its window, alarms and result as stored.
     pub state: SessionState,
     /// The version of the rule it runs under.
@@ -51,7 +51,7 @@ pub struct StoredEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DayView {
     /// `status_check.id`.
-    pub status_check_id: u64,
+    pub status_check_id: StatusCheckId,
     /// Its window, alarms and result as stored.
     pub state: SessionState,
     /// The version of the rule it ran under.
@@ -144,12 +144,12 @@ async fn sessions_on(
                 &ids,
             )
             .await?;
-        let mut events: HashMap<u64, (Option<Timestamp>, u32)> = HashMap::new();
+        let mut events: HashMap<StatusCheckId, (Option<Timestamp>, u32)> = HashMap::new();
         for row in &counts {
             let last = row.opt_int(1)?.map(ms_to_ts).transpose()?;
             let late = u32::try_from(row.opt_int(2)?.unwrap_or(0))
                 .map_err(|_| StoreError::corrupt("late event count out of range"))?;
-            events.insert(row.id(0)?, (last, late));
+            events.insert(StatusCheckId::new(row.id(0)?), (last, late));
         }
         for (id, row) in by_id {
             let (last_event, late_events) = events.get(&id).copied().unwrap_or((None, 0));

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use jiff::{SignedDuration, Timestamp};
 
 use super::lookups::event_id;
-use super::types::{ApplyOutcome, EventInput, StartOutcome, StatusCheckRefs};
+use super::types::{ApplyOutcome, EventInput, StartOutcome, StatusCheckId, StatusCheckRefs};
 use super::{BoxFuture, Dialect, Store, StoreError, Tx, intake_batch, rules, transitions};
 use crate::domain::{RobotId, Session};
 use crate::telemetry::names;
@@ -373,7 +373,7 @@ pub struct SessionStep {
     /// The session.
     pub session: Session,
     /// Its `status_check.id`.
-    pub status_check_id: u64,
+    pub status_check_id: StatusCheckId,
     /// Whether the event started it.
     pub started: bool,
     /// Whether it was not found started and the event had it started (by this event or, at
@@ -479,7 +479,7 @@ async fn take_in(tx: &mut Tx, request: &IntakeRequest) -> Result<IntakeRecord, S
                 &[session.robot_id.into(), date.into()],
             )
             .await?
-            .map(|r| r.id(0))
+            .map(|r| r.id(0).map(StatusCheckId::new))
             .transpose()?;
         let start_attempted = existing.is_none();
         let (status_check_id, started) = match existing {

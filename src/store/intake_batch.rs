@@ -32,7 +32,7 @@ use super::rules;
 use super::session_row::{COLUMNS, SessionRow, ms_to_ts, ts_to_ms, ts_to_sql};
 use super::sql::{Arg, Row, Tx};
 use super::transitions::{self, event_state, lock_session, record_result};
-use super::types::{ApplyOutcome, EventInput, StartOutcome, StoredRule};
+use super::types::{ApplyOutcome, EventInput, StartOutcome, StatusCheckId, StoredRule};
 use crate::domain::{EventClass, RobotId, Session};
 
 /// Rows (or keys) per multi-row statement: well below SQLite's limit on bound values (32,766).
@@ -84,7 +84,7 @@ fn repeat(item: &str, n: usize) -> String {
 }
 
 /// The sessions found by [`event_ids_and_rules`], by `(robot_id, local_date)`.
-type SessionIds = HashMap<(RobotId, String), u64>;
+type SessionIds = HashMap<(RobotId, String), StatusCheckId>;
 
 /// The numeric id of every request's event, as [`super::lookups::event_id`] gives it, the
 /// rules of the requests' robots, and the ids of the sessions their events may fall in, in one
@@ -153,7 +153,7 @@ async fn event_ids_and_rules(
     for row in sets[sessions_from..].iter().flatten() {
         let robot = RobotId::try_from(row.id(1)?)
             .map_err(|_| StoreError::corrupt("robot id out of range"))?;
-        session_ids.insert((robot, row.text(2)?), row.id(0)?);
+        session_ids.insert((robot, row.text(2)?), StatusCheckId::new(row.id(0)?));
     }
     let mut ids = Vec::with_capacity(requests.len());
     for request in requests {
@@ -268,7 +268,7 @@ struct Pending {
 
 /// A `status_job_event` row to insert.
 struct NewEvent {
-    status_check_id: u64,
+    status_check_id: StatusCheckId,
     event: EventInput,
     state: &'static str,
     created_at_ms: i64,
@@ -276,7 +276,7 @@ struct NewEvent {
 
 /// A `status_check_record` row to insert.
 struct NewRecord {
-    status_check_id: u64,
+    status_check_id: StatusCheckId,
     event: EventInput,
     event_name: String,
     order: u32,
@@ -286,17 +286,17 @@ struct NewRecord {
 #[derive(Default)]
 struct Batch {
     /// By `(robot_id, local_date)`.
-    ids: HashMap<(RobotId, String), u64>,
+    ids: HashMap<(RobotId, String), StatusCheckId>,
     /// By `status_check_id`.
-    sessions: BTreeMap<u64, SessionInBatch>,
+    sessions: BTreeMap<StatusCheckId, SessionInBatch>,
     /// `(status_check_id, incoming_event_id)` of the events the sessions have.
-    known: HashSet<(u64, u64)>,
+    known: HashSet<(StatusCheckId, u64)>,
     /// Every incoming event id of the batch.
     event_ids: Vec<u64>,
     new_events: Vec<NewEvent>,
     /// Events stored as pending before the batch that it applied: `(status_check_id,
     /// incoming_event_id, state)`.
-    drained: Vec<(u64, u64, &'static str)>,
+    drained: Vec<(StatusCheckId, u64, &'static str)>,
     new_records: Vec<NewRecord>,
 }
 
@@ -326,10 +326,11 @@ impl Batch {
         found: &SessionIds,
     ) -> Result<(), StoreError> {
         self.event_ids = distinct(plans.iter().map(|p| p.record.incoming_event_id));
-        let mut ids: Vec<u64> = distinct(plans.iter().flat_map(|p| p.sessions.iter()).map(key))
-            .iter()
-            .filter_map(|k| found.get(k).copied())
-            .collect();
+        let mut ids: Vec<StatusCheckId> =
+            distinct(plans.iter().flat_map(|p| p.sessions.iter()).map(key))
+                .iter()
+                .filter_map(|k| found.get(k).copied())
+                .collect();
         if ids.is_empty() {
             return Ok(());
         }
@@ -392,7 +393,8 @@ impl Batch {
             }
         }
         for row in known {
-            self.known.insert((row.id(0)?, row.id(1)?));
+            self.known
+                .insert((StatusCheckId::new(row.id(0)?), row.id(1)?));
         }
         self.add_pending(&pending)
     }
@@ -401,7 +403,7 @@ impl Batch {
     /// occurred_at_ms`) to their sessions' lists.
     fn add_pending(&mut self, rows: &[Row]) -> Result<(), StoreError> {
         for row in rows {
-            let status_check_id = row.id(0)?;
+            let status_check_id = StatusCheckId::new(row.id(0)?);
             let occurred_at_ms = row.int(3)?;
             let event = EventInput {
                 incoming_event_id: row.id(1)?,
@@ -424,7 +426,11 @@ impl Batch {
 
     /// Reads the events of a session started (or found started) during the batch that it has
     /// of the batch's.
-    async fn load_known_of(&mut self, tx: &mut Tx, status_check_id: u64) -> Result<(), StoreError> {
+    async fn load_known_of(
+        &mut self,
+        tx: &mut Tx,
+        status_check_id: StatusCheckId,
+    ) -> Result<(), StoreError> {
         let Some(session) = self.sessions.get_mut(&status_check_id) else {
             return Ok(());
         };
@@ -441,7 +447,8 @@ impl Batch {
                 repeat("?", chunk.len())
             );
             for row in tx.fetch_all(&sql, &args).await? {
-                self.known.insert((row.id(0)?, row.id(1)?));
+                self.known
+                    .insert((StatusCheckId::new(row.id(0)?), row.id(1)?));
             }
         }
         Ok(())
@@ -451,7 +458,7 @@ impl Batch {
     async fn load_pending_of(
         &mut self,
         tx: &mut Tx,
-        status_check_id: u64,
+        status_check_id: StatusCheckId,
     ) -> Result<(), StoreError> {
         if let Some(s) = self.sessions.get_mut(&status_check_id) {
             s.pending.get_or_insert_with(BTreeMap::new);
@@ -546,7 +553,7 @@ impl Batch {
     async fn apply(
         &mut self,
         tx: &mut Tx,
-        status_check_id: u64,
+        status_check_id: StatusCheckId,
         event: EventInput,
         now: Timestamp,
     ) -> Result<ApplyOutcome, StoreError> {
@@ -609,7 +616,7 @@ impl Batch {
     async fn pending_of(
         &mut self,
         tx: &mut Tx,
-        status_check_id: u64,
+        status_check_id: StatusCheckId,
     ) -> Result<&mut BTreeMap<(i64, u64), Pending>, StoreError> {
         let loaded = self
             .sessions

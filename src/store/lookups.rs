@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 
 use super::session_row::{ms_to_ts, ts_to_ms};
-use super::{Store, StoreError, Tx};
+use super::{StatusCheckId, Store, StoreError, Tx};
 use crate::domain::RobotId;
 
 /// Local event ids start here, far above any Megazord incoming id, so the two never meet.
@@ -15,7 +15,7 @@ pub const LOCAL_EVENT_ID_BASE: u64 = 1 << 60;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionKey {
     /// `status_check.id`.
-    pub status_check_id: u64,
+    pub status_check_id: StatusCheckId,
     /// The robot.
     pub robot_id: RobotId,
     /// E.
@@ -26,7 +26,7 @@ pub struct SessionKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeftoverSubscription {
     /// The session.
-    pub status_check_id: u64,
+    pub status_check_id: StatusCheckId,
     /// The robot.
     pub robot_id: RobotId,
     /// The subscription.
@@ -50,7 +50,7 @@ impl Store {
         &self,
         robot_id: RobotId,
         date: Date,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Option<StatusCheckId>, StoreError> {
         self.run(move |tx| {
             Box::pin(async move {
                 let row = tx
@@ -59,7 +59,7 @@ impl Store {
                         &[robot_id.into(), date.to_string().into()],
                     )
                     .await?;
-                row.map(|r| r.id(0)).transpose()
+                row.map(|r| r.id(0).map(StatusCheckId::new)).transpose()
             })
         })
         .await
@@ -167,7 +167,7 @@ impl Store {
                 rows.iter()
                     .map(|r| {
                         Ok(LeftoverSubscription {
-                            status_check_id: r.id(0)?,
+                            status_check_id: StatusCheckId::new(r.id(0)?),
                             robot_id: RobotId::try_from(r.id(1)?)
                                 .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
                             subscription_id: r.id(2)?,
@@ -263,7 +263,7 @@ pub(crate) fn megazord_event_id(external_id: Option<&str>) -> Option<u64> {
 
 fn key(row: &super::sql::Row) -> Result<SessionKey, StoreError> {
     Ok(SessionKey {
-        status_check_id: row.id(0)?,
+        status_check_id: StatusCheckId::new(row.id(0)?),
         robot_id: RobotId::try_from(row.id(1)?)
             .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
         end: ms_to_ts(row.int(2)?)?,

@@ -67,11 +67,12 @@ pub use transitions::{
     RECORD_ALARM_SENT, RECORD_EVENT_LATE, RECORD_EVENT_OBSERVED, RECORD_SUBSCRIBED,
 };
 pub use types::{
-    ApplyOutcome, CloseOutcome, DueWindow, EndOutcome, EventInput, OutboxAlarm, RecordView,
-    RuleChange, SessionView, StartOutcome, StatusCheckRefs, StoredRule,
+    AlarmId, ApplyOutcome, CloseOutcome, DueWindow, EndOutcome, EventInput, OutboxAlarm,
+    RecordView, RuleChange, SessionView, StartOutcome, StatusCheckId, StatusCheckRefs, StoredRule,
 };
 
 use crate::domain::{RobotId, Rule, Session, SessionResult};
+use crate::megazord::MegazordEventId;
 use crate::telemetry::names;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -152,7 +153,7 @@ impl Store {
 
     /// Whether this instance holds a copy of the session's row (see [`session_copies`]).
     #[doc(hidden)]
-    pub fn holds_copy_of(&self, status_check_id: u64) -> bool {
+    pub fn holds_copy_of(&self, status_check_id: StatusCheckId) -> bool {
         self.copies.holds(status_check_id)
     }
 
@@ -437,7 +438,7 @@ impl Store {
     /// classifies it (observed, late, outside, or ahead: kept until the windows before it close).
     pub async fn apply_event(
         &self,
-        status_check_id: u64,
+        status_check_id: StatusCheckId,
         event: EventInput,
         now: Timestamp,
     ) -> Result<ApplyOutcome, StoreError> {
@@ -448,7 +449,7 @@ impl Store {
     /// Closes the session's current window if its deadline is still `expected_deadline`.
     pub async fn close_window(
         &self,
-        status_check_id: u64,
+        status_check_id: StatusCheckId,
         expected_deadline: Timestamp,
         now: Timestamp,
     ) -> Result<CloseOutcome, StoreError> {
@@ -466,7 +467,7 @@ impl Store {
     /// Ends a running session as `DISABLED` or `FAILED`.
     pub async fn end_session(
         &self,
-        status_check_id: u64,
+        status_check_id: StatusCheckId,
         result: SessionResult,
         now: Timestamp,
     ) -> Result<EndOutcome, StoreError> {
@@ -478,7 +479,7 @@ impl Store {
     /// keeps `reason` with it (at most 500 characters).
     pub async fn fail_session(
         &self,
-        status_check_id: u64,
+        status_check_id: StatusCheckId,
         reason: &str,
         now: Timestamp,
     ) -> Result<EndOutcome, StoreError> {
@@ -505,7 +506,7 @@ impl Store {
     /// Stores the Megazord subscription of a session and writes its `SUBSCRIBED` record.
     pub async fn record_subscribed(
         &self,
-        status_check_id: u64,
+        status_check_id: StatusCheckId,
         subscription_id: u64,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
@@ -541,7 +542,10 @@ impl Store {
     }
 
     /// One session with its records.
-    pub async fn session(&self, status_check_id: u64) -> Result<Option<SessionView>, StoreError> {
+    pub async fn session(
+        &self,
+        status_check_id: StatusCheckId,
+    ) -> Result<Option<SessionView>, StoreError> {
         self.run(move |tx| Box::pin(views::session(tx, status_check_id)))
             .await
     }
@@ -634,7 +638,7 @@ impl Store {
     pub async fn release_alarms(
         &self,
         owner: &str,
-        alarm_ids: &[u64],
+        alarm_ids: &[AlarmId],
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         self.run(move |tx| {
@@ -649,8 +653,8 @@ impl Store {
     /// `ALARM_SENT` record; false when it was already marked.
     pub async fn mark_alarm_sent(
         &self,
-        alarm_id: u64,
-        megazord_incoming_id: u64,
+        alarm_id: AlarmId,
+        megazord_incoming_id: MegazordEventId,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         self.run(move |tx| Box::pin(outbox::mark_sent(tx, alarm_id, megazord_incoming_id, now)))
@@ -661,7 +665,7 @@ impl Store {
     pub async fn mark_alarm_failed(
         &self,
         owner: &str,
-        alarm_id: u64,
+        alarm_id: AlarmId,
         error: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
@@ -675,7 +679,7 @@ impl Store {
     pub async fn mark_alarm_failed_until(
         &self,
         owner: &str,
-        alarm_id: u64,
+        alarm_id: AlarmId,
         error: &str,
         retry_at: Timestamp,
         now: Timestamp,
@@ -690,7 +694,10 @@ impl Store {
     }
 
     /// The outbox rows of a session.
-    pub async fn alarms_of(&self, status_check_id: u64) -> Result<Vec<OutboxAlarm>, StoreError> {
+    pub async fn alarms_of(
+        &self,
+        status_check_id: StatusCheckId,
+    ) -> Result<Vec<OutboxAlarm>, StoreError> {
         self.run(move |tx| Box::pin(outbox::of_session(tx, status_check_id)))
             .await
     }

@@ -10,8 +10,9 @@ use super::error::StoreError;
 use super::session_row::{SessionRow, ms_to_ts, ts_to_ms};
 use super::sql::{Arg, Row, Tx};
 use super::transitions::{Basis, RECORD_ALARM_SENT, insert_record, lock_session, save};
-use super::types::OutboxAlarm;
+use super::types::{AlarmId, OutboxAlarm, StatusCheckId};
 use crate::domain::AlarmIdentity;
+use crate::megazord::MegazordEventId;
 
 /// The columns [`from_row`] reads.
 pub const COLUMNS: &str = "id, status_check_id, robot_id, local_date, window_start_ms, window_end_ms, \
@@ -29,8 +30,8 @@ pub fn from_row(row: &Row) -> Result<OutboxAlarm, StoreError> {
         .parse()
         .map_err(|e| StoreError::corrupt(format!("local_date {date_text:?}: {e}")))?;
     Ok(OutboxAlarm {
-        id: row.id(0)?,
-        status_check_id: row.id(1)?,
+        id: AlarmId::new(row.id(0)?),
+        status_check_id: StatusCheckId::new(row.id(1)?),
         identity: AlarmIdentity {
             robot_id: u32::try_from(row.id(2)?)
                 .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
@@ -44,7 +45,7 @@ pub fn from_row(row: &Row) -> Result<OutboxAlarm, StoreError> {
         attempts: u32::try_from(row.int(9)?)
             .map_err(|_| StoreError::corrupt("attempts out of range"))?,
         last_error: row.opt_text(10)?,
-        megazord_incoming_id: row.opt_int(11)?.map(|v| v as u64),
+        megazord_incoming_id: row.opt_int(11)?.map(|v| MegazordEventId::new(v as u64)),
     })
 }
 
@@ -52,8 +53,8 @@ pub fn from_row(row: &Row) -> Result<OutboxAlarm, StoreError> {
 /// Returns false when it was already marked sent (nothing is written twice).
 pub async fn mark_sent(
     tx: &mut Tx,
-    alarm_id: u64,
-    megazord_incoming_id: u64,
+    alarm_id: AlarmId,
+    megazord_incoming_id: MegazordEventId,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
     let Some(alarm) = read(tx, alarm_id, false).await? else {
@@ -82,7 +83,7 @@ pub async fn write_sent(
     tx: &mut Tx,
     mut session: SessionRow,
     alarm: &OutboxAlarm,
-    megazord_incoming_id: u64,
+    megazord_incoming_id: MegazordEventId,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let before = session.clone();
@@ -101,7 +102,7 @@ pub async fn write_sent(
     insert_record(
         tx,
         &mut session,
-        Some(megazord_incoming_id),
+        Some(megazord_incoming_id.get()),
         None,
         &alarm.alarm_event,
         RECORD_ALARM_SENT,
@@ -117,7 +118,7 @@ pub async fn write_sent(
 pub async fn mark_failed(
     tx: &mut Tx,
     owner: &str,
-    alarm_id: u64,
+    alarm_id: AlarmId,
     error: &str,
     retry_at: Timestamp,
     now: Timestamp,
@@ -181,7 +182,7 @@ pub async fn claimed_on_close(
 pub async fn release(
     tx: &mut Tx,
     owner: &str,
-    alarm_ids: &[u64],
+    alarm_ids: &[AlarmId],
     now: Timestamp,
 ) -> Result<u64, StoreError> {
     if alarm_ids.is_empty() {
@@ -207,9 +208,9 @@ pub async fn release(
 /// The alarms of `alarm_ids` (those that exist), by id, locked when `lock`.
 pub async fn read_many(
     tx: &mut Tx,
-    alarm_ids: &[u64],
+    alarm_ids: &[AlarmId],
     lock: bool,
-) -> Result<HashMap<u64, OutboxAlarm>, StoreError> {
+) -> Result<HashMap<AlarmId, OutboxAlarm>, StoreError> {
     let mut found = HashMap::with_capacity(alarm_ids.len());
     let suffix = if lock { tx.dialect().for_update() } else { "" };
     for chunk in alarm_ids.chunks(1000) {
@@ -234,7 +235,7 @@ pub async fn read_many(
 /// One alarm, locked when `lock`.
 pub async fn read(
     tx: &mut Tx,
-    alarm_id: u64,
+    alarm_id: AlarmId,
     lock: bool,
 ) -> Result<Option<OutboxAlarm>, StoreError> {
     let suffix = if lock { tx.dialect().for_update() } else { "" };
@@ -248,7 +249,10 @@ pub async fn read(
 }
 
 /// Every alarm of a session, in window order.
-pub async fn of_session(tx: &mut Tx, status_check_id: u64) -> Result<Vec<OutboxAlarm>, StoreError> {
+pub async fn of_session(
+    tx: &mut Tx,
+    status_check_id: StatusCheckId,
+) -> Result<Vec<OutboxAlarm>, StoreError> {
     let rows = tx
         .fetch_all(
             &format!("SELECT {COLUMNS} FROM status_job_alarm WHERE status_check_id = ? ORDER BY window_start_ms"),

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::session_row::SessionRow;
+use super::types::StatusCheckId;
 
 /// A session row with version 0, inserted (and rolled back) to see the version check refuse
 /// it. Only a database that does decides transitions on copies: MySQL before 8.0.16 parses
@@ -34,7 +35,7 @@ const CAPACITY: usize = 131_072;
 /// Session rows by `status_check_id`, shared by the clones of a [`super::Store`].
 #[derive(Clone)]
 pub struct SessionCopies {
-    rows: Arc<Mutex<HashMap<u64, SessionRow>>>,
+    rows: Arc<Mutex<HashMap<StatusCheckId, SessionRow>>>,
     /// False: nothing is kept, and every transition reads its session row under the lock.
     /// Only a database known to enforce the version check may use copies.
     enabled: Arc<AtomicBool>,
@@ -64,7 +65,7 @@ impl SessionCopies {
 
     /// Takes the copy of a session out, so that two transactions of this instance never both
     /// decide on it: the second reads the row under the lock instead.
-    pub fn take(&self, status_check_id: u64) -> Option<SessionRow> {
+    pub fn take(&self, status_check_id: StatusCheckId) -> Option<SessionRow> {
         self.lock().remove(&status_check_id)
     }
 
@@ -92,7 +93,7 @@ impl SessionCopies {
     }
 
     /// Whether a copy of the session is kept.
-    pub fn holds(&self, status_check_id: u64) -> bool {
+    pub fn holds(&self, status_check_id: StatusCheckId) -> bool {
         self.lock().contains_key(&status_check_id)
     }
 
@@ -101,7 +102,7 @@ impl SessionCopies {
         self.lock().clear();
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, SessionRow>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<StatusCheckId, SessionRow>> {
         // The map stays valid whatever a panicking holder did.
         self.rows.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -5,6 +5,7 @@ use jiff::civil::Date;
 
 use super::error::StoreError;
 use super::sql::{Arg, Row};
+use super::types::StatusCheckId;
 use crate::domain::{Gap, PartialFinalWindow, Session, SessionResult, SessionState, Window};
 
 /// The columns read back, in the order [`SessionRow::from_row`] expects.
@@ -18,7 +19,7 @@ pub const COLUMN_COUNT: usize = 19;
 /// One session as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRow {
-    pub status_check_id: u64,
+    pub status_check_id: StatusCheckId,
     pub state: SessionState,
     pub watched_event: String,
     pub alarm_event: String,
@@ -67,7 +68,7 @@ impl SessionRow {
                 .ok_or_else(|| StoreError::corrupt(format!("result {result_text:?}")))?,
         };
         Ok(SessionRow {
-            status_check_id: row.id(0)?,
+            status_check_id: StatusCheckId::new(row.id(0)?),
             state,
             watched_event: row.text(12)?,
             alarm_event: row.text(13)?,

@@ -10,7 +10,7 @@ use jiff::civil::Date;
 use super::error::StoreError;
 use super::session_row::ms_to_ts;
 use super::transitions;
-use super::types::{StartOutcome, StatusCheckRefs, StoredRule};
+use super::types::{StartOutcome, StatusCheckId, StatusCheckRefs, StoredRule};
 use super::{Arg, BoxFuture, Store};
 use crate::domain::{RobotId, Session, SessionResult};
 
@@ -22,7 +22,7 @@ const LOOKUP_CHUNK: usize = 500;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StartedSession {
     /// `status_check.id`.
-    pub status_check_id: u64,
+    pub status_check_id: StatusCheckId,
     /// Whether it still runs.
     pub running: bool,
     /// Its end E.
@@ -79,7 +79,7 @@ impl Store {
                                     Ok((
                                         robot_id,
                                         StartedSession {
-                                            status_check_id: r.id(1)?,
+                                            status_check_id: StatusCheckId::new(r.id(1)?),
                                             running: result == SessionResult::Pending,
                                             end: ms_to_ts(r.int(3)?)?,
                                             subscription_id: r

@@ -16,6 +16,8 @@ use super::mysql::IdleConnections;
 use super::session_copies::SessionCopies;
 use super::session_row::SessionRow;
 use super::sqlite::WriterState;
+use super::types::{AlarmId, StatusCheckId};
+use crate::megazord::MegazordEventId;
 
 /// Which SQL the database speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +101,24 @@ impl From<u32> for Arg {
 impl From<u64> for Arg {
     fn from(v: u64) -> Self {
         Arg::Int(to_i64(v))
+    }
+}
+
+impl From<StatusCheckId> for Arg {
+    fn from(v: StatusCheckId) -> Self {
+        Arg::from(v.get())
+    }
+}
+
+impl From<AlarmId> for Arg {
+    fn from(v: AlarmId) -> Self {
+        Arg::from(v.get())
+    }
+}
+
+impl From<MegazordEventId> for Arg {
+    fn from(v: MegazordEventId) -> Self {
+        Arg::from(v.get())
     }
 }
 
@@ -434,7 +454,7 @@ impl Tx {
     /// Takes this instance's copy of a session row, if it has one and `usable` accepts it.
     pub(crate) fn take_copy(
         &mut self,
-        status_check_id: u64,
+        status_check_id: StatusCheckId,
         usable: impl FnOnce(&SessionRow) -> bool,
     ) -> Option<SessionRow> {
         if !self.may_decide_on_copies {

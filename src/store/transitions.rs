@@ -12,7 +12,8 @@ use super::rules::{self, StoredColumns};
 use super::session_row::{COLUMN_COUNT, COLUMNS, STATE_COLUMNS, SessionRow, ts_to_ms, ts_to_sql};
 use super::sql::{Arg, Tx};
 use super::types::{
-    ApplyOutcome, CloseOutcome, EndOutcome, EventInput, RuleChange, StartOutcome, StatusCheckRefs,
+    ApplyOutcome, CloseOutcome, EndOutcome, EventInput, RuleChange, StartOutcome, StatusCheckId,
+    StatusCheckRefs,
 };
 use crate::domain::{Alarm, EventClass, Rule, Session, SessionResult, SessionState};
 
@@ -52,8 +53,8 @@ pub async fn start_session(
         Some(t) => SessionState::begin_from(session, rule.gap, rule.partial_final_window, t),
         None => SessionState::begin(session, rule.gap, rule.partial_final_window),
     };
-    let id = tx
-        .insert(
+    let id = StatusCheckId::new(
+        tx.insert(
             "INSERT INTO status_check (robot_id, status_check_template_id, phase, result, \
              step_id, script_version_id, scheduled_id, planned_at, created_at, updated_at) \
              VALUES (?, ?, 'FUTURE', 'PENDING', ?, ?, ?, ?, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
@@ -66,7 +67,8 @@ pub async fn start_session(
                 ts_to_sql(session.start).into(),
             ],
         )
-        .await?;
+        .await?,
+    );
     tx.checkpoint().await?;
     tx.execute(
         "INSERT INTO status_check_poller (status_check_id, since, `until`, lock_id, created_at, updated_at) \
@@ -120,20 +122,24 @@ pub async fn start_session(
     Ok(StartOutcome::Created(id))
 }
 
-async fn find_session(tx: &mut Tx, robot_id: u32, date: &str) -> Result<Option<u64>, StoreError> {
+async fn find_session(
+    tx: &mut Tx,
+    robot_id: u32,
+    date: &str,
+) -> Result<Option<StatusCheckId>, StoreError> {
     let row = tx
         .fetch_optional(
             "SELECT status_check_id FROM status_job_session WHERE robot_id = ? AND local_date = ?",
             &[robot_id.into(), date.into()],
         )
         .await?;
-    row.map(|r| r.id(0)).transpose()
+    row.map(|r| r.id(0).map(StatusCheckId::new)).transpose()
 }
 
 /// Locks the session row for the rest of the transaction and reads it.
 pub async fn lock_session(
     tx: &mut Tx,
-    status_check_id: u64,
+    status_check_id: StatusCheckId,
 ) -> Result<Option<SessionRow>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM status_job_session WHERE status_check_id = ?{}",
@@ -149,7 +155,7 @@ pub async fn lock_session(
 /// answer read too early could only make the transaction fail, never take the event twice.
 async fn lock_session_for_event(
     tx: &mut Tx,
-    status_check_id: u64,
+    status_check_id: StatusCheckId,
     incoming_event_id: u64,
 ) -> Result<Option<(SessionRow, bool)>, StoreError> {
     let sql = format!(
@@ -186,7 +192,7 @@ pub enum Basis {
 /// from a locked read.
 pub async fn apply_event(
     tx: &mut Tx,
-    status_check_id: u64,
+    status_check_id: StatusCheckId,
     event: EventInput,
     now: Timestamp,
 ) -> Result<ApplyOutcome, StoreError> {
@@ -242,7 +248,7 @@ pub async fn apply_event(
 /// read, as in [`apply_event`].
 pub async fn close_window(
     tx: &mut Tx,
-    status_check_id: u64,
+    status_check_id: StatusCheckId,
     expected_deadline: Timestamp,
     now: Timestamp,
 ) -> Result<CloseOutcome, StoreError> {
@@ -264,8 +270,8 @@ pub async fn close_window(
 /// sessions takes them in, so that two never wait for each other).
 pub async fn lock_sessions(
     tx: &mut Tx,
-    status_check_ids: &[u64],
-) -> Result<HashMap<u64, SessionRow>, StoreError> {
+    status_check_ids: &[StatusCheckId],
+) -> Result<HashMap<StatusCheckId, SessionRow>, StoreError> {
     if status_check_ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -320,7 +326,7 @@ pub async fn close_row(
 /// Ends a running session with `DISABLED` or `FAILED`.
 pub async fn end_session(
     tx: &mut Tx,
-    status_check_id: u64,
+    status_check_id: StatusCheckId,
     result: SessionResult,
     now: Timestamp,
 ) -> Result<EndOutcome, StoreError> {
@@ -348,7 +354,7 @@ pub async fn end_session(
 /// nothing written) when the session has one already or does not exist.
 pub async fn record_subscribed(
     tx: &mut Tx,
-    status_check_id: u64,
+    status_check_id: StatusCheckId,
     subscription_id: u64,
     at: Timestamp,
 ) -> Result<bool, StoreError> {
@@ -392,7 +398,7 @@ pub async fn record_subscribed(
 async fn keep_subscription(
     tx: &mut Tx,
     subscription_id: u64,
-    status_check_id: u64,
+    status_check_id: StatusCheckId,
     robot_id: u32,
     at: Timestamp,
 ) -> Result<(), StoreError> {
@@ -447,7 +453,7 @@ pub async fn set_rule(tx: &mut Tx, rule: &Rule, now: Timestamp) -> Result<RuleCh
         .await?;
     let mut sessions = Vec::new();
     for r in running {
-        let id = r.id(0)?;
+        let id = StatusCheckId::new(r.id(0)?);
         let Some(mut row) = lock_session(tx, id).await? else {
             continue;
         };

@@ -1,11 +1,61 @@
 //! The values the store takes and gives back.
 
+use std::fmt;
+
 use jiff::Timestamp;
 use jiff::civil::Date;
+use serde::Serialize;
 
 use crate::domain::{
     AlarmIdentity, EventClass, RobotId, Rule, SessionResult, SessionState, Window,
 };
+use crate::megazord::MegazordEventId;
+
+/// A session, by the id of its `status_check` row. A type of its own so that a session's id
+/// cannot be passed where an alarm's or a Megazord event's is meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct StatusCheckId(u64);
+
+impl StatusCheckId {
+    /// The session whose `status_check` row has this id.
+    pub const fn new(id: u64) -> Self {
+        StatusCheckId(id)
+    }
+
+    /// The row id.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for StatusCheckId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An alarm in the outbox, by the id of its `status_job_alarm` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AlarmId(u64);
+
+impl AlarmId {
+    /// The alarm whose outbox row has this id.
+    pub const fn new(id: u64) -> Self {
+        AlarmId(id)
+    }
+
+    /// The row id.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for AlarmId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// A rule as stored: the rule, its version (grows by one on every change) and when it changed.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,7 +79,7 @@ pub struct RuleChange {
     /// False when the stored rule already said the same.
     pub changed: bool,
     /// The running sessions the change was applied to (semantics §6).
-    pub sessions: Vec<u64>,
+    pub sessions: Vec<StatusCheckId>,
 }
 
 /// The script columns of a `status_check` row and the template it uses (contracts §4.7, §6 item 9).
@@ -60,14 +110,14 @@ pub struct EventInput {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOutcome {
     /// This call created the session.
-    Created(u64),
+    Created(StatusCheckId),
     /// The session for this robot and date already existed.
-    Existing(u64),
+    Existing(StatusCheckId),
 }
 
 impl StartOutcome {
-    /// The `status_check.id` of the session.
-    pub fn status_check_id(self) -> u64 {
+    /// The session.
+    pub fn status_check_id(self) -> StatusCheckId {
         match self {
             StartOutcome::Created(id) | StartOutcome::Existing(id) => id,
         }
@@ -120,10 +170,10 @@ pub enum EndOutcome {
 /// One alarm in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxAlarm {
-    /// The outbox row id.
-    pub id: u64,
+    /// The outbox row.
+    pub id: AlarmId,
     /// The session it belongs to.
-    pub status_check_id: u64,
+    pub status_check_id: StatusCheckId,
     /// Robot, date and window start.
     pub identity: AlarmIdentity,
     /// The window end `u`.
@@ -139,7 +189,7 @@ pub struct OutboxAlarm {
     /// The last posting error.
     pub last_error: Option<String>,
     /// The alarm's `incoming_event.id` at Megazord once posted.
-    pub megazord_incoming_id: Option<u64>,
+    pub megazord_incoming_id: Option<MegazordEventId>,
 }
 
 /// One `status_check_record` row.
@@ -163,7 +213,7 @@ pub struct RecordView {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionView {
     /// `status_check.id`.
-    pub status_check_id: u64,
+    pub status_check_id: StatusCheckId,
     /// The persisted window state.
     pub state: SessionState,
     /// `status_check.phase`.
@@ -191,7 +241,7 @@ impl SessionView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DueWindow {
     /// The session.
-    pub status_check_id: u64,
+    pub status_check_id: StatusCheckId,
     /// The session's robot.
     pub robot_id: RobotId,
     /// The current window's start `s`.

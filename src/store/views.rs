@@ -6,7 +6,7 @@ use jiff::civil::Date;
 use super::error::StoreError;
 use super::session_row::{COLUMNS, SessionRow, ts_to_ms};
 use super::sql::Tx;
-use super::types::{DueWindow, RecordView, SessionView};
+use super::types::{DueWindow, RecordView, SessionView, StatusCheckId};
 use crate::domain::RobotId;
 
 /// The sessions of `robot_id` with local dates from `from` to `to` inclusive, in date order.
@@ -29,7 +29,7 @@ pub async fn sessions(
         .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        if let Some(view) = session(tx, r.id(0)?).await? {
+        if let Some(view) = session(tx, StatusCheckId::new(r.id(0)?)).await? {
             out.push(view);
         }
     }
@@ -37,7 +37,10 @@ pub async fn sessions(
 }
 
 /// One session by `status_check.id`.
-pub async fn session(tx: &mut Tx, status_check_id: u64) -> Result<Option<SessionView>, StoreError> {
+pub async fn session(
+    tx: &mut Tx,
+    status_check_id: StatusCheckId,
+) -> Result<Option<SessionView>, StoreError> {
     let d = tx.dialect();
     let Some(row) = tx
         .fetch_optional(
@@ -130,7 +133,7 @@ pub async fn due_windows(
     rows.iter()
         .map(|r| {
             Ok(DueWindow {
-                status_check_id: r.id(0)?,
+                status_check_id: StatusCheckId::new(r.id(0)?),
                 deadline: super::session_row::ms_to_ts(r.int(1)?)?,
                 robot_id: RobotId::try_from(r.id(2)?)
                     .map_err(|_| StoreError::corrupt("robot_id out of range"))?,

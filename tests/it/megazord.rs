@@ -12,7 +12,8 @@ use crate::support::megazord::{
     sqs_queue,
 };
 use azi3_status_jobs::megazord::{
-    CallRef, Deletion, MegazordClient, MegazordError, MegazordSettings, OutgoingLink, Route,
+    CallRef, Deletion, MegazordClient, MegazordError, MegazordEventId, MegazordSettings,
+    OutgoingLink, Route,
 };
 use azi3_status_jobs::queue::parse_status_message;
 use jiff::{SignedDuration, Timestamp};
@@ -120,7 +121,7 @@ async fn every_route_answers_as_the_contract_says() {
         .await
         .unwrap();
     assert_eq!(history.len(), 1);
-    assert_eq!(history[0].id, activity.id);
+    assert_eq!(history[0].id.get(), activity.id);
     assert_eq!(history[0].provider_name.as_deref(), Some("Sensara"));
     assert_eq!(history[0].created_at, activity.created_at);
 
@@ -134,10 +135,16 @@ async fn every_route_answers_as_the_contract_says() {
         let outgoing = client.outgoing(&link, &call_ref).await.unwrap();
         assert_eq!(outgoing.id, outgoing_id);
         assert_eq!(outgoing.subscription_id, Some(subscription.id));
-        assert_eq!(outgoing.source_event_id, Some(activity.id));
+        assert_eq!(
+            outgoing.source_event_id.map(MegazordEventId::get),
+            Some(activity.id)
+        );
         assert_eq!(outgoing.status.as_deref(), Some("CREATED"));
         let source = outgoing.source_event.expect("hydrated");
-        assert_eq!((source.id, source.robot_id), (activity.id, Some(ROBOT)));
+        assert_eq!(
+            (source.id.get(), source.robot_id),
+            (activity.id, Some(ROBOT))
+        );
     }
 
     assert_eq!(
@@ -259,7 +266,7 @@ async fn server_errors_are_retried_until_an_answer_comes() {
         .collect();
     assert_eq!(statuses, [Some(500), Some(500), Some(500), Some(201)]);
     assert_eq!(server.alarm_posts("nta-789-2025-11-20-1"), 1);
-    assert_eq!(alarm.id, 1);
+    assert_eq!(alarm.id.get(), 1);
 }
 
 #[tokio::test]
@@ -666,7 +673,8 @@ async fn history_is_deduplicated_sorted_and_bounded_by_created_since() {
             .incomings(ROBOT, ACTIVITY, at(0.4), &CallRef::new())
             .await
             .unwrap();
-        let got: Vec<(Timestamp, u64)> = history.iter().map(|e| (e.created_at, e.id)).collect();
+        let got: Vec<(Timestamp, u64)> =
+            history.iter().map(|e| (e.created_at, e.id.get())).collect();
         assert_eq!(got, expected, "{quirks:?}");
         assert!(history.iter().all(|e| e.robot_id == Some(ROBOT)));
     }
@@ -795,7 +803,7 @@ async fn fan_out_sends_the_megazord_envelope_to_the_subscription_queue() {
     let link = OutgoingLink::parse(message.link.as_deref().unwrap()).unwrap();
     assert_eq!(link.outgoing_id, message.outgoing_event_id.unwrap());
     let looked_up = client.outgoing(&link, &call_ref).await.unwrap();
-    assert_eq!(looked_up.source_event.unwrap().id, sensed.id);
+    assert_eq!(looked_up.source_event.unwrap().id.get(), sensed.id);
 
     let on_base = receive_messages(&sqs, &base, 2, Duration::from_secs(10)).await;
     let mut seen: Vec<(u64, u64, String)> = on_base
@@ -814,7 +822,7 @@ async fn fan_out_sends_the_megazord_envelope_to_the_subscription_queue() {
         seen,
         [
             (legacy.id, sensed.id, sensed.call_ref.clone()),
-            (legacy.id, alarm.id, posted_ref.to_string()),
+            (legacy.id, alarm.id.get(), posted_ref.to_string()),
         ]
     );
     assert!(

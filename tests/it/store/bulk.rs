@@ -7,7 +7,8 @@
 
 use super::support::{TestDb, admin_mysql, rule, started, ts};
 use azi3_status_jobs::domain::Rule;
-use azi3_status_jobs::store::CloseOutcome;
+use azi3_status_jobs::megazord::MegazordEventId;
+use azi3_status_jobs::store::{AlarmId, CloseOutcome, StatusCheckId};
 use jiff::{SignedDuration, Timestamp};
 use sqlx::AssertSqlSafe;
 
@@ -31,7 +32,7 @@ async fn windows_closed_together_each_get_the_outcome_they_would_alone() {
             .close_windows(
                 &[
                     (first, deadline),
-                    (u64::MAX >> 8, deadline),
+                    (StatusCheckId::new(u64::MAX >> 8), deadline),
                     (second, deadline - SignedDuration::from_secs(1)),
                 ],
                 now,
@@ -74,7 +75,10 @@ async fn windows_closed_together_each_get_the_outcome_they_would_alone() {
             .await
             .unwrap();
         assert_eq!(claimed.len(), 2, "{}", db.name);
-        let marks: Vec<(u64, u64)> = claimed.iter().map(|a| (a.id, 1000 + a.id)).collect();
+        let marks: Vec<(AlarmId, MegazordEventId)> = claimed
+            .iter()
+            .map(|a| (a.id, MegazordEventId::new(1000 + a.id.get())))
+            .collect();
         let sent = db.store.mark_alarms_sent(&marks, now).await;
         assert!(sent.iter().all(|s| matches!(s, Ok(true))), "{sent:?}");
         let sent = db.store.mark_alarms_sent(&marks, now).await;
@@ -110,7 +114,10 @@ async fn two_alarms_of_one_session_marked_in_one_batch_are_both_sent_once() {
             .await
             .unwrap();
         assert_eq!(claimed.len(), 2, "{}", db.name);
-        let mut marks: Vec<(u64, u64)> = claimed.iter().map(|a| (a.id, 2000 + a.id)).collect();
+        let mut marks: Vec<(AlarmId, MegazordEventId)> = claimed
+            .iter()
+            .map(|a| (a.id, MegazordEventId::new(2000 + a.id.get())))
+            .collect();
         // The same alarm twice in a batch: marked once.
         marks.push(marks[0]);
         let sent = db.store.mark_alarms_sent(&marks, now).await;
@@ -163,7 +170,7 @@ async fn alarms_claimed_as_their_windows_close_are_this_instances_until_given_ba
             "{}: {outcomes:?}",
             db.name
         );
-        let mut sessions: Vec<u64> = claimed.iter().map(|a| a.status_check_id).collect();
+        let mut sessions: Vec<StatusCheckId> = claimed.iter().map(|a| a.status_check_id).collect();
         sessions.sort_unstable();
         assert_eq!(
             sessions,
@@ -185,7 +192,7 @@ async fn alarms_claimed_as_their_windows_close_are_this_instances_until_given_ba
         assert!(others.is_empty(), "{}: {others:?}", db.name);
 
         // Given back by another owner: nothing happens; by their claimer: pending, attempt undone.
-        let ids: Vec<u64> = claimed.iter().map(|a| a.id).collect();
+        let ids: Vec<AlarmId> = claimed.iter().map(|a| a.id).collect();
         assert_eq!(
             db.store
                 .release_alarms("dispatcher-b", &ids, now)
@@ -209,7 +216,10 @@ async fn alarms_claimed_as_their_windows_close_are_this_instances_until_given_ba
         assert_eq!(others[0].id, ids[0], "{}", db.name);
         assert_eq!(others[0].attempts, 1, "{}: a first attempt again", db.name);
 
-        let sent = db.store.mark_alarms_sent(&[(ids[0], 501)], now).await;
+        let sent = db
+            .store
+            .mark_alarms_sent(&[(ids[0], MegazordEventId::new(501))], now)
+            .await;
         assert!(matches!(sent[..], [Ok(true)]), "{}: {sent:?}", db.name);
 
         // Once the lease has run out, the one never given back is claimable too.
@@ -261,7 +271,7 @@ async fn a_session_that_cannot_be_closed_fails_alone_and_the_rest_of_its_batch_c
     .unwrap();
     admin.close().await;
 
-    let windows: Vec<(u64, Timestamp)> = ids.iter().map(|&id| (id, deadline)).collect();
+    let windows: Vec<(StatusCheckId, Timestamp)> = ids.iter().map(|&id| (id, deadline)).collect();
     let outcomes = db.store.close_windows(&windows, now).await;
     for (i, outcome) in outcomes.iter().enumerate() {
         if i == 2 {

@@ -21,6 +21,7 @@ use super::support::{
     ALL_TABLES, DATABASE_CLOCK_COLUMNS, TestDb, admin_mysql, refs, rule, snapshot_masked, ts,
 };
 use azi3_status_jobs::domain::{RuleInput, Session, SessionResult};
+use azi3_status_jobs::megazord::MegazordEventId;
 use azi3_status_jobs::store::{ApplyOutcome, Dialect, EventInput, Store, StoreError};
 use jiff::SignedDuration;
 use jiff::civil::{Date, date};
@@ -394,7 +395,8 @@ async fn every_operation(pair: Pair) {
         })
         .await;
         cancel_everywhere(&pair, "mark_alarm_sent", async |s: &Store| {
-            s.mark_alarm_sent(alarm, 777, deadline).await
+            s.mark_alarm_sent(alarm, MegazordEventId::new(777), deadline)
+                .await
         })
         .await;
         cancel_everywhere(&pair, "sessions", async |s: &Store| {

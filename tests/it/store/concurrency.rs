@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::support::{TestDb, rule, started};
 use azi3_status_jobs::store::{
-    ApplyOutcome, CloseOutcome, EventInput, OutboxAlarm, RecordView, Store,
+    ApplyOutcome, CloseOutcome, EventInput, OutboxAlarm, RecordView, StatusCheckId, Store,
 };
 use jiff::civil::date;
 use jiff::{SignedDuration, Timestamp};
@@ -74,7 +74,7 @@ fn deliveries(start: Timestamp, end: Timestamp) -> Vec<(Timestamp, EventInput)> 
 
 /// One worker alone: before each delivery, closes the windows whose deadline plus the grace
 /// has passed; records every operation it performed.
-async fn run_alone(store: &Store, id: u64, input: &[(Timestamp, EventInput)]) -> Vec<Op> {
+async fn run_alone(store: &Store, id: StatusCheckId, input: &[(Timestamp, EventInput)]) -> Vec<Op> {
     let grace = SignedDuration::from_secs(30);
     let mut ops = Vec::new();
     let close_due = async |ops: &mut Vec<Op>, until: Option<Timestamp>| loop {
@@ -103,7 +103,7 @@ async fn run_alone(store: &Store, id: u64, input: &[(Timestamp, EventInput)]) ->
     ops
 }
 
-async fn run_ops(store: &Store, id: u64, ops: &[Op]) {
+async fn run_ops(store: &Store, id: StatusCheckId, ops: &[Op]) {
     for op in ops {
         match op {
             Op::Event(e) => {
@@ -119,7 +119,7 @@ async fn run_ops(store: &Store, id: u64, ops: &[Op]) {
 /// Records, alarms, phase and result of a session.
 type Outcome = (Vec<RecordView>, Vec<OutboxAlarm>, String, String);
 
-async fn outcome(store: &Store, id: u64) -> Outcome {
+async fn outcome(store: &Store, id: StatusCheckId) -> Outcome {
     let view = store.session(id).await.unwrap().unwrap();
     (
         view.records,

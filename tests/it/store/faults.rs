@@ -7,6 +7,7 @@ use std::future::Future;
 
 use super::support::{TestDb, refs, rule, snapshot, ts};
 use azi3_status_jobs::domain::SessionResult;
+use azi3_status_jobs::megazord::MegazordEventId;
 use azi3_status_jobs::store::{ApplyOutcome, EventInput, Store, StoreError};
 use jiff::SignedDuration;
 use jiff::civil::date;
@@ -158,7 +159,7 @@ async fn every_transition_is_all_or_nothing() {
         })
         .await;
         kill_everywhere(&db, "mark_alarm_sent", || {
-            s.mark_alarm_sent(alarm, 777, deadline)
+            s.mark_alarm_sent(alarm, MegazordEventId::new(777), deadline)
         })
         .await;
 

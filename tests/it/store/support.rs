@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use azi3_status_jobs::domain::{Rule, RuleInput, Session};
-use azi3_status_jobs::store::{Dialect, StatusCheckRefs, Store, StoredRule};
+use azi3_status_jobs::store::{Dialect, StatusCheckId, StatusCheckRefs, Store, StoredRule};
 use jiff::Timestamp;
 use jiff::civil::Date;
 use sqlx::{AssertSqlSafe, Connection, Executor};
@@ -170,7 +170,7 @@ pub async fn refs(store: &Store) -> StatusCheckRefs {
 }
 
 /// Stores `rule` and starts its session on `date`; returns the status check id.
-pub async fn started(store: &Store, rule: &Rule, date: Date) -> (u64, Session) {
+pub async fn started(store: &Store, rule: &Rule, date: Date) -> (StatusCheckId, Session) {
     let now = ts("2025-01-01T00:00:00Z");
     store.set_rule(rule, now).await.unwrap();
     let stored: StoredRule = store.rule(rule.robot_id).await.unwrap().unwrap();

@@ -2,8 +2,9 @@
 
 use super::support::{TestDb, refs, rule, snapshot, started, ts};
 use azi3_status_jobs::domain::{EventClass, SessionResult, evaluate};
+use azi3_status_jobs::megazord::MegazordEventId;
 use azi3_status_jobs::store::{
-    ApplyOutcome, CloseOutcome, EndOutcome, EventInput, StartOutcome, Store,
+    ApplyOutcome, CloseOutcome, EndOutcome, EventInput, StartOutcome, StatusCheckId, Store,
 };
 use jiff::civil::date;
 use jiff::{SignedDuration, Timestamp};
@@ -18,7 +19,7 @@ fn event(id: u64, at: &str) -> EventInput {
 
 /// Drives a session the way the live service does when every event arrives on time: before
 /// each event, closes every window whose deadline is before it; at the end, closes the rest.
-async fn drive(store: &Store, id: u64, events: &[EventInput]) {
+async fn drive(store: &Store, id: StatusCheckId, events: &[EventInput]) {
     for e in events {
         close_until(store, id, Some(e.occurred_at)).await;
         store.apply_event(id, *e, e.occurred_at).await.unwrap();
@@ -26,7 +27,7 @@ async fn drive(store: &Store, id: u64, events: &[EventInput]) {
     close_until(store, id, None).await;
 }
 
-async fn close_until(store: &Store, id: u64, before: Option<Timestamp>) {
+async fn close_until(store: &Store, id: StatusCheckId, before: Option<Timestamp>) {
     loop {
         let view = store.session(id).await.unwrap().unwrap();
         let Some(deadline) = view.state.deadline() else {
@@ -302,7 +303,10 @@ async fn duplicates_write_nothing_late_events_are_recorded_outside_events_are_no
         assert_eq!(view.poller.unwrap().0, ts("2025-03-30T07:00:00Z"));
         let before = snapshot(&db.store).await;
         assert_eq!(
-            db.store.apply_event(999, e, e.occurred_at).await.unwrap(),
+            db.store
+                .apply_event(StatusCheckId::new(999), e, e.occurred_at)
+                .await
+                .unwrap(),
             ApplyOutcome::NoSession
         );
         assert_eq!(
@@ -532,9 +536,17 @@ async fn outbox_claims_sends_and_retries() {
             .unwrap();
         assert_eq!(expired.len(), 2);
 
-        assert!(db.store.mark_alarm_sent(a[0].id, 555, now).await.unwrap());
         assert!(
-            !db.store.mark_alarm_sent(a[0].id, 555, now).await.unwrap(),
+            db.store
+                .mark_alarm_sent(a[0].id, MegazordEventId::new(555), now)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !db.store
+                .mark_alarm_sent(a[0].id, MegazordEventId::new(555), now)
+                .await
+                .unwrap(),
             "sent once"
         );
         assert!(
@@ -569,7 +581,7 @@ async fn outbox_claims_sends_and_retries() {
         let sent_row = outbox.iter().find(|x| x.id == a[0].id).unwrap();
         assert_eq!(
             (sent_row.state.as_str(), sent_row.megazord_incoming_id),
-            ("sent", Some(555))
+            ("sent", Some(MegazordEventId::new(555)))
         );
         db.finish().await;
     }
@@ -765,7 +777,7 @@ async fn a_failed_alarm_waits_for_its_retry_time_without_holding_up_later_ones()
         assert_ne!(next[0].id, first[0].id, "{}", db.name);
         assert!(
             db.store
-                .mark_alarm_sent(next[0].id, 7, later)
+                .mark_alarm_sent(next[0].id, MegazordEventId::new(7), later)
                 .await
                 .unwrap()
         );
