@@ -126,14 +126,13 @@ const PAYLOAD: &str = "0123456789abcdef0123456789abcdef0123456789abcdef012345678
 /// A single-row `INSERT` + `COMMIT` through the store's own transaction path (on MySQL that
 /// path has no `BEGIN`: two round trips).
 async fn store_commit(store: &Store, n: i64) {
-    let mut tx = store.begin().await.unwrap();
-    tx.execute(
-        "INSERT INTO bench_plain (id, payload) VALUES (?, ?)",
-        &[n.into(), PAYLOAD.into()],
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    store
+        .execute_sql(
+            "INSERT INTO bench_plain (id, payload) VALUES (?, ?)",
+            &[n.into(), PAYLOAD.into()],
+        )
+        .await
+        .unwrap();
 }
 
 /// The plain baseline: an ordinary sqlx connection of its own running `BEGIN`, a single-row
@@ -187,14 +186,13 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, backend: &str, url: &str) -> R
     let store = rt.block_on(Store::connect(url)).unwrap();
     rt.block_on(async {
         store.migrate(true).await.unwrap();
-        let mut tx = store.begin().await.unwrap();
-        tx.execute(
-            "CREATE TABLE bench_plain (id BIGINT PRIMARY KEY, payload VARCHAR(100) NOT NULL)",
-            &[],
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
+        store
+            .execute_sql(
+                "CREATE TABLE bench_plain (id BIGINT PRIMARY KEY, payload VARCHAR(100) NOT NULL)",
+                &[],
+            )
+            .await
+            .unwrap();
     });
     let mut plain = rt.block_on(Plain::open(url));
     let mut observer = rt.block_on(Driver::new(store.clone(), "120m", date(2030, 1, 1), 1));

@@ -20,7 +20,7 @@
 //!    [`domain::SessionState`] is the window state machine, [`domain::AlarmIdentity`] names an
 //!    alarm and its reference id.
 //! 4. **Transaction.** [`store::Store`] runs each transition as one transaction on MySQL/MariaDB
-//!    or SQLite ([`store::Tx`]): the service's own `status_job_*` rows, the shared
+//!    or SQLite ([`store::Dialect`]): the service's own `status_job_*` rows, the shared
 //!    `status_check*` rows robot scripts read, and an alarm that fell due into the outbox
 //!    ([`store::OutboxAlarm`]).
 //! 5. **On time.** The scheduler in [`runtime`] starts sessions at S, subscribes at Megazord and

@@ -22,6 +22,7 @@ pub enum StoreError {
     #[error("lost a race for a unique key; retry")]
     Raced,
     /// A test armed the fault hook and this transaction hit it.
+    #[cfg(feature = "testing")]
     #[error("fault injected by a test")]
     FaultInjected,
 }

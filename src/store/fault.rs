@@ -1,10 +1,11 @@
 //! A fault hook for tests: makes the connection of a running transition die between two of its
 //! statements, to show that a transition is all-or-nothing.
 //!
-//! Transitions call [`crate::store::Tx::checkpoint`] after each statement that writes. A test
-//! arms the plan with `n`; the `n`-th checkpoint from then on fires once: on MySQL it kills the
-//! transaction's connection from a second connection (`KILL <id>`), on SQLite it abandons the
-//! transaction. Unarmed, a checkpoint is one atomic load.
+//! Transitions call `Tx::checkpoint` after each statement that writes. A test arms the plan
+//! with `n`; the `n`-th checkpoint from then on fires once: on MySQL it kills the transaction's
+//! connection from a second connection (`KILL <id>`), on SQLite it abandons the transaction.
+//! Unarmed, a checkpoint is one atomic load; without the `testing` feature, which alone
+//! compiles this module, it is nothing at all.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 

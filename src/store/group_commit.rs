@@ -95,20 +95,6 @@ impl Store {
         self.group.queues.get().is_none() && self.group.settings.set(settings).is_ok()
     }
 
-    /// Runs `work` in a transaction shared with other pieces submitted at about the same
-    /// time, and returns its output once that transaction committed. `key` (the robot) keeps
-    /// pieces with the same key in one committer, in the order they were submitted.
-    ///
-    /// `work` may run more than once (a batch that lost a lock race runs again, and a batch
-    /// that failed runs each piece alone), always from the start in a fresh transaction.
-    pub async fn grouped<R, F>(&self, key: u64, work: F) -> Result<R, StoreError>
-    where
-        R: Send + 'static,
-        F: for<'a> Fn(&'a mut Tx) -> BoxFuture<'a, Result<R, StoreError>> + Send + Sync + 'static,
-    {
-        self.submit(key, Arc::new(work), None).await
-    }
-
     /// Queues a piece with the committer of `key` and waits for its answer.
     async fn submit<R: Send + 'static>(
         &self,
@@ -396,15 +382,16 @@ impl Store {
 
     /// Takes one event in, in a transaction of its own, with a statement or more per step:
     /// what a batch does for each event when it failed as a whole, and what every batch's
-    /// outcome must equal, event by event.
-    #[doc(hidden)]
+    /// outcome must equal, event by event. For the tests that hold batches to that.
+    #[cfg(feature = "testing")]
     pub async fn take_in_alone(&self, request: IntakeRequest) -> Result<IntakeRecord, StoreError> {
         self.run(take_in_alone(Arc::new(request))).await
     }
 
     /// Takes `requests` in, in this order, as one batch in one transaction (no retry of each
-    /// alone when it fails), as the committer does when they arrive together.
-    #[doc(hidden)]
+    /// alone when it fails), as the committer does when they arrive together. For the tests
+    /// that hold batches to [`Store::take_in_alone`].
+    #[cfg(feature = "testing")]
     pub async fn take_in_as_one_batch(
         &self,
         requests: Vec<IntakeRequest>,

@@ -97,6 +97,7 @@ impl StoreError {
             StoreError::Migrate(_) => "migration",
             StoreError::Corrupt(_) => "corrupt",
             StoreError::Invalid(_) => "invalid",
+            #[cfg(feature = "testing")]
             StoreError::FaultInjected => "fault",
         }
     }

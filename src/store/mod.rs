@@ -18,6 +18,7 @@ mod bulk;
 mod catalogue;
 mod dashboard;
 mod error;
+#[cfg(feature = "testing")]
 mod fault;
 mod group_commit;
 mod health;
@@ -35,6 +36,8 @@ mod session_starts;
 mod sql;
 mod sqlite;
 mod startup;
+#[cfg(feature = "testing")]
+mod testing;
 mod transitions;
 mod types;
 mod views;
@@ -51,6 +54,7 @@ pub use bulk::RulesFingerprint;
 pub use catalogue::{CatalogueGaps, ZoneDifference};
 pub use dashboard::{DayView, SessionSummary, StoredEvent};
 pub use error::StoreError;
+#[cfg(feature = "testing")]
 pub use fault::FaultPlan;
 pub use group_commit::{
     EventIdSource, GroupCommitSettings, IntakeFound, IntakeRecord, IntakeRequest, SessionStep,
@@ -61,8 +65,13 @@ pub use migrate::{MigrationSet, PendingMigration, SERVICE_TABLE, SHARED_TABLE};
 pub use seed::{DESCRIPTION_NAME, MYSQL_SEED, SQLITE_SEED, TEMPLATE_VERSION, Template};
 pub use service_data::{DEAD_LETTER_BODY_LIMIT, DeadLetter, DeadLetterRetention};
 pub use session_starts::StartedSession;
-pub use sql::{Arg, Dialect, Row, Tx, Value};
+#[cfg(feature = "testing")]
+pub use sql::Arg;
+pub use sql::Dialect;
+use sql::Tx;
 pub use startup::{Prepared, StartupError, apply_rules, prepare};
+#[cfg(feature = "testing")]
+pub use testing::TextRows;
 pub use transitions::{
     RECORD_ALARM_SENT, RECORD_EVENT_LATE, RECORD_EVENT_OBSERVED, RECORD_SUBSCRIBED,
 };
@@ -95,6 +104,7 @@ enum Backend {
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    #[cfg(feature = "testing")]
     fault: Arc<FaultPlan>,
     copies: session_copies::SessionCopies,
     group: Arc<group_commit::GroupCommit>,
@@ -130,7 +140,8 @@ impl Store {
         };
         Ok(Store {
             backend,
-            fault: Arc::new(FaultPlan::default()),
+            #[cfg(feature = "testing")]
+            fault: Arc::default(),
             // Until `migrate` finds the version check enforced.
             copies: session_copies::SessionCopies::new(false),
             group: Arc::default(),
@@ -142,29 +153,6 @@ impl Store {
         match self.backend {
             Backend::Mysql(_) => Dialect::Mysql,
             Backend::Sqlite(_) => Dialect::Sqlite,
-        }
-    }
-
-    /// The fault hook tests use to kill a transition's connection (see [`FaultPlan`]).
-    #[doc(hidden)]
-    pub fn fault_plan(&self) -> &FaultPlan {
-        &self.fault
-    }
-
-    /// Whether this instance holds a copy of the session's row (see [`session_copies`]).
-    #[doc(hidden)]
-    pub fn holds_copy_of(&self, status_check_id: StatusCheckId) -> bool {
-        self.copies.holds(status_check_id)
-    }
-
-    /// This store with every transition reading its session row under the lock, as when every
-    /// copy is stale; for comparing the two in a benchmark.
-    #[doc(hidden)]
-    pub fn without_session_copies(&self) -> Store {
-        Store {
-            copies: session_copies::SessionCopies::new(false),
-            group: Arc::default(),
-            ..self.clone()
         }
     }
 
@@ -182,11 +170,14 @@ impl Store {
     }
 
     /// Begins a transaction (a write transaction on SQLite).
-    pub async fn begin(&self) -> Result<Tx, StoreError> {
-        match &self.backend {
-            Backend::Mysql(p) => mysql::begin(p, &self.fault, &self.copies).await,
-            Backend::Sqlite(p) => sqlite::begin(p, &self.fault, &self.copies).await,
-        }
+    pub(crate) async fn begin(&self) -> Result<Tx, StoreError> {
+        let tx = match &self.backend {
+            Backend::Mysql(p) => mysql::begin(p, &self.copies).await?,
+            Backend::Sqlite(p) => sqlite::begin(p, &self.copies).await?,
+        };
+        #[cfg(feature = "testing")]
+        let tx = tx.with_fault_plan(&self.fault);
+        Ok(tx)
     }
 
     /// Runs `f` in one transaction and commits; runs it again from the start when it lost a
@@ -222,7 +213,7 @@ impl Store {
             let mut tx = self.begin().await?;
             tx.may_decide_on_copies = !read_under_lock;
             let outcome = f(&mut tx).await;
-            let faulted = tx.fault_fired;
+            let faulted = tx.fault_fired();
             let decided_on_copy = tx.decided_on_copy;
             // A connection lost before COMMIT was sent lost an uncommitted transaction, which
             // can simply run again; one lost during COMMIT leaves the outcome unknown.

@@ -18,7 +18,6 @@ use sqlx::pool::PoolConnection;
 use tokio::sync::Notify;
 
 use super::error::StoreError;
-use super::fault::FaultPlan;
 use super::outbox;
 use super::session_copies::SessionCopies;
 use super::session_row::ts_to_ms;
@@ -116,11 +115,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Pools, StoreErro
 
 /// Begins a transaction: takes an `autocommit = 0` connection (one that just committed, if
 /// any); its first statement opens the transaction.
-pub async fn begin(
-    pools: &Pools,
-    fault: &Arc<FaultPlan>,
-    copies: &SessionCopies,
-) -> Result<Tx, StoreError> {
+pub async fn begin(pools: &Pools, copies: &SessionCopies) -> Result<Tx, StoreError> {
     let conn = loop {
         if let Some(conn) = pools.idle.take() {
             break conn;
@@ -136,9 +131,9 @@ pub async fn begin(
     Ok(Tx::new(
         Inner::Mysql {
             tx: MysqlTxConn::new(conn, pools.idle.clone()),
+            #[cfg(feature = "testing")]
             pool: pools.plain.clone(),
         },
-        fault,
         copies,
     ))
 }

@@ -93,6 +93,7 @@ impl SessionCopies {
     }
 
     /// Whether a copy of the session is kept.
+    #[cfg(feature = "testing")]
     pub fn holds(&self, status_check_id: StatusCheckId) -> bool {
         self.lock().contains_key(&status_check_id)
     }

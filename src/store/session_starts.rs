@@ -9,9 +9,10 @@ use jiff::civil::Date;
 
 use super::error::StoreError;
 use super::session_row::ms_to_ts;
+use super::sql::Arg;
 use super::transitions;
 use super::types::{StartOutcome, StatusCheckId, StatusCheckRefs, StoredRule};
-use super::{Arg, BoxFuture, Store};
+use super::{BoxFuture, Store};
 use crate::domain::{RobotId, Session, SessionResult};
 
 /// How many robots one lookup names (`robot_id IN (…)`): well below every backend's limit on

@@ -2,15 +2,19 @@
 //! once: arguments and row values are the three kinds the store needs (integer, text, NULL),
 //! and the few statements that differ between MySQL and SQLite ask [`Dialect`] for their words.
 
+#[cfg(feature = "testing")]
 use std::sync::Arc;
 
-use sqlx::mysql::{MySql, MySqlArguments, MySqlConnection, MySqlPool, MySqlRow};
+#[cfg(feature = "testing")]
+use sqlx::mysql::MySqlPool;
+use sqlx::mysql::{MySql, MySqlArguments, MySqlConnection, MySqlRow};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteRow};
 use sqlx::{AssertSqlSafe, Column, Row as _, TypeInfo, ValueRef};
 use tokio::sync::OwnedMutexGuard;
 
 use super::error::StoreError;
+#[cfg(feature = "testing")]
 use super::fault::FaultPlan;
 use super::mysql::IdleConnections;
 use super::session_copies::SessionCopies;
@@ -75,7 +79,8 @@ impl Dialect {
     }
 }
 
-/// A statement argument.
+/// A statement argument. Outside the store only with the `testing` feature, for the statements
+/// tests run themselves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arg {
     /// An integer (ids are stored below 2^63).
@@ -154,7 +159,7 @@ pub fn to_i64(v: u64) -> i64 {
 
 /// A value read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
+pub(crate) enum Value {
     /// NULL.
     Null,
     /// Any integer column.
@@ -165,7 +170,7 @@ pub enum Value {
 
 /// One result row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row(pub Vec<Value>);
+pub(crate) struct Row(pub(crate) Vec<Value>);
 
 impl Row {
     /// Column `i` as an integer.
@@ -220,6 +225,7 @@ pub(crate) enum Inner {
     Mysql {
         tx: MysqlTxConn,
         /// A second way in, used only by the fault hook to kill this transaction's connection.
+        #[cfg(feature = "testing")]
         pool: MySqlPool,
     },
     Sqlite(SqliteTxConn),
@@ -422,12 +428,14 @@ impl Drop for MysqlTxConn {
 }
 
 /// One open transaction. Dropped without [`Tx::commit`], it rolls back.
-pub struct Tx {
+pub(crate) struct Tx {
     pub(crate) inner: Inner,
-    pub(crate) fault: Arc<FaultPlan>,
-    /// Set when the fault hook fired in this transaction: its failure is the test's, and is
-    /// not to be retried.
-    pub(crate) fault_fired: bool,
+    /// The fault plan of the store that began it.
+    #[cfg(feature = "testing")]
+    fault: Option<Arc<FaultPlan>>,
+    /// Set when the fault hook fired in this transaction.
+    #[cfg(feature = "testing")]
+    fault_fired: bool,
     /// The store's copies of session rows.
     pub(crate) copies: SessionCopies,
     /// False for a transaction that must read every session row under its lock.
@@ -439,10 +447,12 @@ pub struct Tx {
 }
 
 impl Tx {
-    pub(crate) fn new(inner: Inner, fault: &Arc<FaultPlan>, copies: &SessionCopies) -> Tx {
+    pub(crate) fn new(inner: Inner, copies: &SessionCopies) -> Tx {
         Tx {
             inner,
-            fault: Arc::clone(fault),
+            #[cfg(feature = "testing")]
+            fault: None,
+            #[cfg(feature = "testing")]
             fault_fired: false,
             copies: copies.clone(),
             may_decide_on_copies: true,
@@ -639,11 +649,39 @@ impl Tx {
     }
 
     /// A point between two statements of a transition where a test may make the connection
-    /// die (see [`FaultPlan`]); free when no fault is armed.
+    /// die (see `src/store/fault.rs`); free when no fault is armed, and nothing at all without
+    /// the `testing` feature.
     pub async fn checkpoint(&mut self) -> Result<(), StoreError> {
-        if !self.fault.should_fire() {
-            return Ok(());
+        #[cfg(feature = "testing")]
+        if self.fault.as_ref().is_some_and(|plan| plan.should_fire()) {
+            return self.fail_at_checkpoint().await;
         }
+        Ok(())
+    }
+
+    /// Lets the store's fault plan fire at this transaction's checkpoints.
+    #[cfg(feature = "testing")]
+    pub(crate) fn with_fault_plan(mut self, plan: &Arc<FaultPlan>) -> Tx {
+        self.fault = Some(Arc::clone(plan));
+        self
+    }
+
+    /// Whether the fault hook fired in this transaction: its failure is the test's, and is not
+    /// to be run again.
+    #[cfg(feature = "testing")]
+    pub(crate) fn fault_fired(&self) -> bool {
+        self.fault_fired
+    }
+
+    /// Without the `testing` feature there is no fault hook to fire.
+    #[cfg(not(feature = "testing"))]
+    pub(crate) fn fault_fired(&self) -> bool {
+        false
+    }
+
+    /// The fault plan's checkpoint came: the connection dies, or the transaction is abandoned.
+    #[cfg(feature = "testing")]
+    async fn fail_at_checkpoint(&mut self) -> Result<(), StoreError> {
         self.fault_fired = true;
         match &mut self.inner {
             Inner::Mysql { tx, pool } => {

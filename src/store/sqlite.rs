@@ -13,7 +13,6 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::error::StoreError;
-use super::fault::FaultPlan;
 use super::outbox::{self, CLAIMABLE};
 use super::session_copies::SessionCopies;
 use super::session_row::ts_to_ms;
@@ -106,11 +105,7 @@ pub async fn connect(url: &str) -> Result<Writer, StoreError> {
 }
 
 /// Begins a write transaction on the single writer connection.
-pub async fn begin(
-    writer: &Writer,
-    fault: &Arc<FaultPlan>,
-    copies: &SessionCopies,
-) -> Result<Tx, StoreError> {
+pub async fn begin(writer: &Writer, copies: &SessionCopies) -> Result<Tx, StoreError> {
     let mut state = writer.lock().await;
     state.connection().await?;
     // Marked before the statement is sent: sqlx runs a statement on the connection's own
@@ -129,11 +124,7 @@ pub async fn begin(
         }
         Err(e) => return Err(e.into()),
     }
-    Ok(Tx::new(
-        Inner::Sqlite(SqliteTxConn::new(state)),
-        fault,
-        copies,
-    ))
+    Ok(Tx::new(Inner::Sqlite(SqliteTxConn::new(state)), copies))
 }
 
 /// Claims up to `limit` alarms for `owner` in one `UPDATE … RETURNING`; the writer lock makes

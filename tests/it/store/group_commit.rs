@@ -183,14 +183,13 @@ async fn an_event_that_fails_its_batch_fails_alone() {
         }));
         let refs = prepare(&db.store).await;
         // A rule no instance would write: reading it fails, for that robot's events only.
-        let mut tx = db.store.begin().await.unwrap();
-        tx.execute(
-            "UPDATE status_job_rule SET timezone = 'Mars/Olympus_Mons' WHERE robot_id = ?",
-            &[RUNNING[1].into()],
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
+        db.store
+            .execute_sql(
+                "UPDATE status_job_rule SET timezone = 'Mars/Olympus_Mons' WHERE robot_id = ?",
+                &[RUNNING[1].into()],
+            )
+            .await
+            .unwrap();
         let at = ts("2025-06-10T06:30:00Z");
         let requests = vec![
             request(refs, RUNNING[0], 1, "TOILET_ACTIVITY", at),

@@ -59,9 +59,7 @@ async fn typ_e_seed_sql_applied_twice_leaves_the_same_rows() {
     .unwrap();
     assert_eq!(sql, MYSQL_SEED, "seed-template runs the shipped file");
     let apply = || async {
-        let mut tx = db.store.begin().await.unwrap();
-        tx.execute_script(MYSQL_SEED).await.unwrap();
-        tx.commit().await.unwrap();
+        db.store.execute_sql_script(MYSQL_SEED).await.unwrap();
     };
     apply().await;
     let once = template_rows(&db.store).await;

@@ -169,16 +169,14 @@ async fn the_start_up_checks_read_the_rules_events_and_zone_differences_in_one_q
         );
         if db.name == "mysql" {
             db.store.set_rule(&robot(7), now).await.unwrap();
-            let mut tx = db.store.begin().await.unwrap();
             for sql in [
                 "CREATE TABLE time_zone (id SMALLINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, name VARCHAR(64) NOT NULL)",
                 "CREATE TABLE robot_settings (robot_id INT UNSIGNED NOT NULL UNIQUE, time_zone_id SMALLINT UNSIGNED NOT NULL)",
                 "INSERT INTO time_zone (id, name) VALUES (427, 'Europe/Amsterdam'), (12, 'Europe/London')",
                 "INSERT INTO robot_settings (robot_id, time_zone_id) VALUES (7, 12), (8, 427), (9, 12)",
             ] {
-                tx.execute(sql, &[]).await.unwrap();
+                db.store.execute_sql(sql, &[]).await.unwrap();
             }
-            tx.commit().await.unwrap();
             assert_eq!(
                 db.store.rule_zone_differences().await.unwrap(),
                 vec![ZoneDifference {

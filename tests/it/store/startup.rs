@@ -83,23 +83,13 @@ async fn on_a_shared_mysql_schema_missing_script_rows_are_named() {
         .await
         .unwrap_err();
     assert!(matches!(err, StartupError::MissingRows(_)), "{err}");
-    let mut tx = db.store.begin().await.unwrap();
-    tx.execute(
+    for sql in [
         "CREATE TABLE script_version (id BIGINT UNSIGNED PRIMARY KEY)",
-        &[],
-    )
-    .await
-    .unwrap();
-    tx.execute(
         "CREATE TABLE script_step (id BIGINT UNSIGNED PRIMARY KEY)",
-        &[],
-    )
-    .await
-    .unwrap();
-    tx.execute("INSERT INTO script_version (id) VALUES (77)", &[])
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+        "INSERT INTO script_version (id) VALUES (77)",
+    ] {
+        db.store.execute_sql(sql, &[]).await.unwrap();
+    }
     let msg = prepare(&config.database, &config.status_check)
         .await
         .unwrap_err()
@@ -109,11 +99,10 @@ async fn on_a_shared_mysql_schema_missing_script_rows_are_named() {
         "{msg}"
     );
     assert!(!msg.contains("script_version_id"), "{msg}");
-    let mut tx = db.store.begin().await.unwrap();
-    tx.execute("INSERT INTO script_step (id) VALUES (901)", &[])
+    db.store
+        .execute_sql("INSERT INTO script_step (id) VALUES (901)", &[])
         .await
         .unwrap();
-    tx.commit().await.unwrap();
     let prepared = prepare(&config.database, &config.status_check)
         .await
         .unwrap();

@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use azi3_status_jobs::domain::{Rule, RuleInput, Session};
-use azi3_status_jobs::store::{Dialect, StatusCheckId, StatusCheckRefs, Store, StoredRule};
+use azi3_status_jobs::store::{
+    Dialect, StatusCheckId, StatusCheckRefs, Store, StoredRule, TextRows,
+};
 use jiff::Timestamp;
 use jiff::civil::Date;
 use sqlx::{AssertSqlSafe, Connection, Executor};
@@ -239,57 +241,53 @@ pub async fn snapshot_tables(store: &Store, tables: &[&str]) -> Vec<String> {
 
 /// As [`snapshot_tables`], with the columns named in `masked` shown as `<masked>`.
 pub async fn snapshot_masked(store: &Store, tables: &[&str], masked: &[&str]) -> Vec<String> {
+    let columns_of: Vec<String> = tables
+        .iter()
+        .map(|table| match store.dialect() {
+            Dialect::Mysql => format!(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() \
+                 AND table_name = '{table}' ORDER BY ordinal_position"
+            ),
+            Dialect::Sqlite => format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"),
+        })
+        .collect();
+    let columns = select(store, &columns_of).await;
+    let rows_of: Vec<String> = tables
+        .iter()
+        .zip(columns)
+        .map(|(table, columns)| {
+            assert!(!columns.is_empty(), "table {table} has no columns");
+            let exprs: Vec<String> = columns
+                .iter()
+                .map(|column| {
+                    let c = column[0].as_deref().unwrap();
+                    if masked.contains(&c) {
+                        "'<masked>'".to_string()
+                    } else {
+                        format!("COALESCE(CAST(`{c}` AS CHAR), '<null>')")
+                    }
+                })
+                .collect();
+            let concat = match store.dialect() {
+                Dialect::Mysql => format!("CONCAT_WS('|', {})", exprs.join(", ")),
+                Dialect::Sqlite => exprs.join(" || '|' || "),
+            };
+            format!("SELECT {concat} AS r FROM {table} ORDER BY r")
+        })
+        .collect();
+    // Every table read in one transaction: one state of the database.
     let mut out = Vec::new();
-    let mut tx = store.begin().await.unwrap();
-    for table in tables {
-        let columns: Vec<String> = match store.dialect() {
-            Dialect::Mysql => tx
-                .fetch_all(
-                    "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() \
-                     AND table_name = ? ORDER BY ordinal_position",
-                    &[(*table).into()],
-                )
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.text(0).unwrap())
-                .collect(),
-            Dialect::Sqlite => tx
-                .fetch_all("SELECT name FROM pragma_table_info(?) ORDER BY cid", &[(*table).into()])
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.text(0).unwrap())
-                .collect(),
-        };
-        assert!(!columns.is_empty(), "table {table} has no columns");
-        let exprs: Vec<String> = columns
-            .iter()
-            .map(|c| {
-                if masked.contains(&c.as_str()) {
-                    "'<masked>'".to_string()
-                } else {
-                    format!("COALESCE(CAST(`{c}` AS CHAR), '<null>')")
-                }
-            })
-            .collect();
-        let concat = match store.dialect() {
-            Dialect::Mysql => format!("CONCAT_WS('|', {})", exprs.join(", ")),
-            Dialect::Sqlite => exprs.join(" || '|' || "),
-        };
-        let rows = tx
-            .fetch_all(
-                &format!("SELECT {concat} AS r FROM {table} ORDER BY r"),
-                &[],
-            )
-            .await
-            .unwrap();
-        for r in rows {
-            out.push(format!("{table}: {}", r.text(0).unwrap()));
+    for (table, rows) in tables.iter().zip(select(store, &rows_of).await) {
+        for row in rows {
+            out.push(format!("{table}: {}", row[0].as_deref().unwrap()));
         }
     }
-    drop(tx);
     out
+}
+
+async fn select(store: &Store, queries: &[String]) -> Vec<TextRows> {
+    let queries: Vec<&str> = queries.iter().map(String::as_str).collect();
+    store.select_sql(&queries).await.unwrap()
 }
 
 /// A pool on the MariaDB server without a database, for administration.

@@ -72,34 +72,20 @@ async fn start_session_creates_the_shared_rows_once() {
             ))
         );
         assert!(view.records.is_empty());
-        let mut tx = db.store.begin().await.unwrap();
-        let row = tx
-            .fetch_optional(
-                &format!(
-                    "SELECT robot_id, status_check_template_id, step_id, script_version_id, scheduled_id, {} \
-                     FROM status_check WHERE id = ?",
-                    db.store.dialect().epoch_seconds("planned_at")
-                ),
-                &[id.into()],
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        drop(tx);
-        assert_eq!(row.int(0).unwrap(), 7);
-        assert_eq!(
-            row.int(1).unwrap(),
-            i64::from(refs(&db.store).await.template_id)
+        let query = format!(
+            "SELECT robot_id, status_check_template_id, step_id, script_version_id, scheduled_id, {} \
+             FROM status_check WHERE id = {id}",
+            db.store.dialect().epoch_seconds("planned_at")
         );
-        assert_eq!(
-            (
-                row.int(2).unwrap(),
-                row.int(3).unwrap(),
-                row.int(4).unwrap()
-            ),
-            (901, 77, 0)
-        );
-        assert_eq!(row.int(5).unwrap(), session.start.as_second());
+        let rows = db.store.select_sql(&[&query]).await.unwrap().remove(0);
+        let row: Vec<i64> = rows[0]
+            .iter()
+            .map(|column| column.as_deref().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(row[0], 7);
+        assert_eq!(row[1], i64::from(refs(&db.store).await.template_id));
+        assert_eq!((row[2], row[3], row[4]), (901, 77, 0));
+        assert_eq!(row[5], session.start.as_second());
         db.finish().await;
     }
 }
@@ -719,14 +705,13 @@ async fn migrations_are_idempotent_and_listed_before_they_run() {
 async fn an_abandoned_transaction_leaves_nothing_and_no_connection_keeps_it_open() {
     for db in TestDb::both().await {
         let now = ts("2025-03-30T06:00:00Z");
-        let mut tx = db.store.begin().await.unwrap();
-        tx.execute(
-            "INSERT INTO status_job_meta (meta_key, meta_value, updated_at_ms) VALUES ('abandoned', 'x', 0)",
-            &[],
-        )
-        .await
-        .unwrap();
-        drop(tx);
+        db.store
+            .execute_sql_uncommitted(
+                "INSERT INTO status_job_meta (meta_key, meta_value, updated_at_ms) VALUES ('abandoned', 'x', 0)",
+                &[],
+            )
+            .await
+            .unwrap();
         for i in 0..20 {
             db.store.set_meta(&format!("k{i}"), "v", now).await.unwrap();
         }
@@ -980,7 +965,6 @@ async fn megazord_tables_and_robot_zones_are_read_where_the_shared_schema_has_th
             None,
             "no tables, nothing to say"
         );
-        let mut tx = db.store.begin().await.unwrap();
         for sql in [
             "CREATE TABLE event_provider (id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY, name VARCHAR(128) NOT NULL UNIQUE)",
             "CREATE TABLE event_schema (id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, name VARCHAR(256) NULL UNIQUE, level TINYINT UNSIGNED NOT NULL, is_active TINYINT(1) NOT NULL DEFAULT 1)",
@@ -990,9 +974,8 @@ async fn megazord_tables_and_robot_zones_are_read_where_the_shared_schema_has_th
             "INSERT INTO time_zone (id, name) VALUES (427, 'Europe/Amsterdam'), (12, 'Europe/London')",
             "INSERT INTO robot_settings (robot_id, time_zone_id) VALUES (7, 12)",
         ] {
-            tx.execute(sql, &[]).await.unwrap();
+            db.store.execute_sql(sql, &[]).await.unwrap();
         }
-        tx.commit().await.unwrap();
         let gaps = db
             .store
             .megazord_catalogue_gaps("azi-3-status-jobs", &events)
@@ -1014,17 +997,12 @@ async fn megazord_tables_and_robot_zones_are_read_where_the_shared_schema_has_th
             Some("Europe/London")
         );
         assert_eq!(db.store.robot_zone(8).await.unwrap(), None);
-        let mut tx = db.store.begin().await.unwrap();
-        tx.execute(
+        for sql in [
             "INSERT INTO event_provider (name) VALUES ('azi-3-status-jobs')",
-            &[],
-        )
-        .await
-        .unwrap();
-        tx.execute("UPDATE event_schema SET is_active = 1", &[])
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
+            "UPDATE event_schema SET is_active = 1",
+        ] {
+            db.store.execute_sql(sql, &[]).await.unwrap();
+        }
         let gaps = db
             .store
             .megazord_catalogue_gaps("azi-3-status-jobs", &events)
