@@ -27,7 +27,7 @@ async fn the_dashboard_shows_the_worked_example_day_compares_two_gaps_and_signs_
     let field = browser.one("#token").await;
     browser.type_into(&field, super::TOKEN).await;
     let button = browser.one("form button[type=submit]").await;
-    browser.click(&button).await;
+    browser.submit(&button).await;
     assert_eq!(browser.url().await, format!("{base}/"));
     let robot = browser.one("tr[data-robot='7'] td").await;
     assert_eq!(browser.text(&robot).await, "7");
@@ -110,7 +110,7 @@ async fn the_dashboard_shows_the_worked_example_day_compares_two_gaps_and_signs_
 
     // Signing out: back to the form, and the dashboard asks again.
     let sign_out = browser.one("form[action='/sign-out'] button").await;
-    browser.click(&sign_out).await;
+    browser.submit(&sign_out).await;
     assert!(
         browser.url().await.ends_with("/sign-in"),
         "{}",

@@ -127,6 +127,30 @@ impl Browser {
             .await;
     }
 
+    /// Clicks a submit button and waits until the browser shows the page the form's answer
+    /// leads to: the click returns as soon as it is dispatched, before the navigation it starts.
+    pub async fn submit(&self, button: &str) {
+        let before = self.url().await;
+        self.click(button).await;
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let state = self
+                .call(
+                    Some(json!({"script": "return document.readyState", "args": []})),
+                    "/execute/sync",
+                )
+                .await;
+            if self.url().await != before && state == "complete" {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < give_up,
+                "the page did not change from {before} within 20 s of the submit"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// The ids of the elements `css` selects.
     pub async fn all(&self, css: &str) -> Vec<String> {
         let found = self
