@@ -37,7 +37,7 @@
 //! [`domain::evaluate`]; [`startup::serve`] wires the service from [`config::Config`];
 //! [`clock`] is service time, real or simulated; [`redact`] keeps secrets out of what is printed;
 //! [`json_input`] reads the JSON that comes from outside, naming a refused field by its path;
-//! [`cli`] is the command line.
+//! [`numeric`] converts between number types where `From` does not; [`cli`] is the command line.
 //!
 //! # Citations in the documentation
 //!
@@ -55,6 +55,7 @@ pub mod domain;
 pub mod http;
 pub mod json_input;
 pub mod megazord;
+pub mod numeric;
 pub mod queue;
 pub mod redact;
 pub mod replay;

@@ -257,7 +257,9 @@ fn alarm_lease(megazord: Option<&crate::megazord::MegazordSettings>, speed: f64)
     let wall_ms = attempts * m.request_timeout_ms
         + (attempts - 1) * 2 * m.max_backoff_ms
         + m.request_timeout_ms;
-    let service = SignedDuration::from_secs_f64(2.0 * wall_ms as f64 / 1000.0 * speed);
+    let service = SignedDuration::from_secs_f64(
+        2.0 * std::time::Duration::from_millis(wall_ms).as_secs_f64() * speed,
+    );
     service.max(minimum)
 }
 

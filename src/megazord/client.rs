@@ -466,7 +466,7 @@ impl MegazordClient {
             tracing::warn!(
                 attempt = attempts,
                 outcome = failure.outcome(),
-                retry_in_ms = delay.as_millis() as u64,
+                retry_in_ms = crate::numeric::millis(delay),
                 "megazord call failed; retrying"
             );
             tokio::time::sleep(delay).await;

@@ -36,6 +36,7 @@ use tracing::Instrument;
 
 use super::error::QueueError;
 use super::settings::{SQS_MAX_BATCH, SqsSettings, non_empty};
+use crate::numeric::millis;
 use crate::redact::redact_url;
 use crate::telemetry::names;
 
@@ -267,7 +268,7 @@ impl SqsConsumer {
                     tracing::warn!(
                         queueUrl = %redact_url(&consumer.queue_url),
                         error = %error,
-                        retryInMs = delay.as_millis() as u64,
+                        retryInMs = millis(delay),
                         "receiving from the status queue failed"
                     );
                     tokio::select! {
@@ -293,9 +294,9 @@ impl SqsConsumer {
             .client
             .receive_message()
             .queue_url(&self.queue_url)
-            .max_number_of_messages(max as i32)
-            .wait_time_seconds(self.settings.wait_time_seconds as i32)
-            .visibility_timeout(self.settings.visibility_timeout_seconds as i32)
+            .max_number_of_messages(sqs_int(max))
+            .wait_time_seconds(sqs_int(self.settings.wait_time_seconds))
+            .visibility_timeout(sqs_int(self.settings.visibility_timeout_seconds))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_attribute_names(CALL_REF_ATTRIBUTE)
             .send();
@@ -497,7 +498,7 @@ impl SqsConsumer {
         let result = attempt
             .retry(settle_backoff())
             .notify(|error, delay| {
-                tracing::warn!(error = %error, retryInMs = delay.as_millis() as u64, "deleting the message failed");
+                tracing::warn!(error = %error, retryInMs = millis(delay), "deleting the message failed");
             })
             .await;
         if let Err(error) = result {
@@ -515,7 +516,7 @@ impl SqsConsumer {
             .change_message_visibility()
             .queue_url(&self.queue_url)
             .receipt_handle(receipt)
-            .visibility_timeout(seconds as i32)
+            .visibility_timeout(sqs_int(seconds))
             .send();
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(Ok(_)) => Ok(()),
@@ -565,6 +566,13 @@ fn receive_backoff() -> impl Iterator<Item = Duration> {
         .with_jitter()
         .without_max_times()
         .build()
+}
+
+/// A count or a number of seconds as SQS's API takes it, an `i32`. The settings keep each far
+/// below `i32::MAX` (10 messages, 20 s of waiting, 12 h of visibility); a larger one saturates,
+/// for SQS to refuse, rather than wrapping to a negative number.
+fn sqs_int(value: impl TryInto<i32>) -> i32 {
+    value.try_into().unwrap_or(i32::MAX)
 }
 
 /// Between attempts to delete a settled message: three more tries within about a second.

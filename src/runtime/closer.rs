@@ -54,6 +54,7 @@ use super::scheduler::replay_history;
 use super::together::Pool;
 use crate::domain::RobotId;
 use crate::megazord::CallRef;
+use crate::numeric::count_f64;
 use crate::store::{
     CloseOutcome, Dialect, DueWindow, EndOutcome, StatusCheckId, StoreError, StoredRule,
 };
@@ -381,7 +382,7 @@ impl Closer {
             self.retries
                 .retain(|id, _| seen.contains(&id) || finished.contains(&id));
         }
-        metrics::gauge!(names::RETRYING_SESSIONS).set(self.retries.len() as f64);
+        metrics::gauge!(names::RETRYING_SESSIONS).set(count_f64(self.retries.len()));
         let at = Instant::now();
         self.rules.extend(rules);
         let rules = &self.rules;
@@ -434,7 +435,7 @@ impl Closer {
         if rounds_ahead == 0 {
             return close_at;
         }
-        let lead_wall = rounds_ahead as f64 * self.pace.seconds() * READ_MARGIN;
+        let lead_wall = count_f64(rounds_ahead) * self.pace.seconds() * READ_MARGIN;
         let lead = SignedDuration::try_from_secs_f64(lead_wall * ctx.clock().speed())
             .unwrap_or(SignedDuration::MAX);
         close_at.checked_sub(lead).unwrap_or(deadline).max(deadline)
@@ -555,7 +556,7 @@ impl Closer {
                 self.retries.retry_no_later_than(window.status_check_id, at);
             }
         }
-        metrics::gauge!(names::RETRYING_SESSIONS).set(self.retries.len() as f64);
+        metrics::gauge!(names::RETRYING_SESSIONS).set(count_f64(self.retries.len()));
         let own_failure = failing.definite || self.others_served_since(ctx, failing.since);
         if failing.failing_for(now) < limit || !own_failure {
             tracing::warn!(

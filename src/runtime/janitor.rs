@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::context::Context;
 use super::error::RuntimeError;
 use crate::megazord::{CallRef, Deletion};
+use crate::numeric::count_f64;
 use crate::telemetry::names;
 
 /// How often the janitor runs (wall-clock time).
@@ -34,7 +35,7 @@ pub async fn pass(ctx: &Context) -> Result<(), RuntimeError> {
     let now = ctx.now();
     store.refresh_poller_locks(&ctx.settings().owner).await?;
     let running = store.running_session_count().await?;
-    metrics::gauge!(names::ACTIVE_SESSIONS).set(running as f64);
+    metrics::gauge!(names::ACTIVE_SESSIONS).set(count_f64(running));
     let abandoned_before = now
         .checked_sub(ctx.settings().abandoned_after)
         .unwrap_or(now);

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::Context;
 use super::setup_check;
+use crate::numeric::count_f64;
 use crate::store::Backlog;
 use crate::telemetry::names;
 
@@ -192,9 +193,9 @@ pub async fn look(ctx: &Context) -> WatchFacts {
         dispatcher_last_pass_age_seconds: age(&liveness.dispatcher_pass),
     };
     metrics::gauge!(names::STORE_UP).set(if facts.store_ok { 1.0 } else { 0.0 });
-    metrics::gauge!(names::OVERDUE_WINDOWS).set(facts.overdue_windows as f64);
+    metrics::gauge!(names::OVERDUE_WINDOWS).set(count_f64(facts.overdue_windows));
     metrics::gauge!(names::OLDEST_OVERDUE_WINDOW).set(facts.oldest_overdue_window_seconds);
-    metrics::gauge!(names::UNSENT_ALARMS).set(facts.unsent_alarms as f64);
+    metrics::gauge!(names::UNSENT_ALARMS).set(count_f64(facts.unsent_alarms));
     metrics::gauge!(names::OLDEST_UNSENT_ALARM).set(facts.oldest_unsent_alarm_seconds);
     if let Some(age) = facts.closer_last_pass_age_seconds {
         metrics::gauge!(names::CLOSER_PASS_AGE).set(age);

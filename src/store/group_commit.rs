@@ -103,7 +103,9 @@ impl Store {
         intake: Option<Arc<IntakeRequest>>,
     ) -> Result<R, StoreError> {
         let queues = self.committers();
-        let queue = &queues[(key % queues.len() as u64) as usize];
+        // The remainder is below the number of queues, a usize.
+        let index = usize::try_from(key % queues.len() as u64).expect("below queues.len()");
+        let queue = &queues[index];
         let (sender, answer) = oneshot::channel::<Result<R, StoreError>>();
         let reply: Reply = Box::new(move |result| {
             let result = result.map(|output| {

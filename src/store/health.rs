@@ -50,7 +50,8 @@ impl Store {
                     .await?;
                 let count = |row: &Option<super::sql::Row>| -> Result<u64, StoreError> {
                     Ok(match row {
-                        Some(r) => r.opt_int(0)?.unwrap_or(0).max(0) as u64,
+                        // A count is never negative; one that were reads as none.
+                        Some(r) => u64::try_from(r.opt_int(0)?.unwrap_or(0)).unwrap_or(0),
                         None => 0,
                     })
                 };

@@ -407,7 +407,7 @@ impl Batch {
             let occurred_at_ms = row.int(3)?;
             let event = EventInput {
                 incoming_event_id: row.id(1)?,
-                outgoing_event_id: row.opt_int(2)?.map(|v| v as u64),
+                outgoing_event_id: row.opt_int(2)?.map(|_| row.id(2)).transpose()?,
                 occurred_at: ms_to_ts(occurred_at_ms)?,
             };
             if let Some(list) = self

@@ -45,7 +45,10 @@ pub fn from_row(row: &Row) -> Result<OutboxAlarm, StoreError> {
         attempts: u32::try_from(row.int(9)?)
             .map_err(|_| StoreError::corrupt("attempts out of range"))?,
         last_error: row.opt_text(10)?,
-        megazord_incoming_id: row.opt_int(11)?.map(|v| MegazordEventId::new(v as u64)),
+        megazord_incoming_id: row
+            .opt_int(11)?
+            .map(|_| row.id(11).map(MegazordEventId::new))
+            .transpose()?,
     })
 }
 

@@ -136,7 +136,9 @@ pub async fn claim(
     now: Timestamp,
     lease: SignedDuration,
 ) -> Result<Vec<OutboxAlarm>, StoreError> {
-    let expired = ts_to_ms(now) - lease.as_millis() as i64;
+    // A lease too long for i64 milliseconds saturates: its claims never run out.
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let expired = ts_to_ms(now).saturating_sub(lease_ms);
     let rows = tx
         .fetch_all(
             &format!(

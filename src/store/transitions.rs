@@ -501,7 +501,7 @@ async fn drain_pending(tx: &mut Tx, row: &mut SessionRow) -> Result<(), StoreErr
     for p in pending {
         let event = EventInput {
             incoming_event_id: p.id(0)?,
-            outgoing_event_id: p.opt_int(1)?.map(|v| v as u64),
+            outgoing_event_id: p.opt_int(1)?.map(|_| p.id(1)).transpose()?,
             occurred_at: super::session_row::ms_to_ts(p.int(2)?)?,
         };
         let class = row.state.observe(event.occurred_at);

@@ -90,8 +90,8 @@ pub async fn session(
                     .map_err(|_| StoreError::corrupt("order out of range"))?,
                 result: r.text(1)?,
                 event_name: r.text(2)?,
-                incoming_event_id: r.opt_int(3)?.map(|v| v as u64),
-                outgoing_event_id: r.opt_int(4)?.map(|v| v as u64),
+                incoming_event_id: r.opt_int(3)?.map(|_| r.id(3)).transpose()?,
+                outgoing_event_id: r.opt_int(4)?.map(|_| r.id(4)).transpose()?,
                 created_at: seconds(r.int(5)?)?,
             })
         })
@@ -111,7 +111,7 @@ pub async fn session(
         state: stored.state,
         phase: check.text(0)?,
         result: check.opt_text(1)?.unwrap_or_default(),
-        subscription_id: check.opt_int(2)?.map(|v| v as u64),
+        subscription_id: check.opt_int(2)?.map(|_| check.id(2)).transpose()?,
         poller,
         records,
     }))

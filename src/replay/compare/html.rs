@@ -3,7 +3,8 @@
 
 use maud::{Markup, html};
 
-use super::{Comparison, SettingSummary, hours_minutes};
+use super::{Comparison, SettingSummary, hours_minutes, whole_minutes};
+use crate::numeric::count_f64;
 use crate::replay::page::{page, tenths};
 
 /// Colours of the settings' bars, in order (repeated past the eighth).
@@ -60,7 +61,7 @@ pub fn render_compare_html_with(report: &Comparison, preamble: Markup) -> String
         ),
         (
             "longest silence per day, mean",
-            per_setting(|s| hours_minutes(s.longest_silence_minutes_mean.round() as u32)),
+            per_setting(|s| hours_minutes(whole_minutes(s.longest_silence_minutes_mean))),
         ),
         (
             "longest silence, max",
@@ -118,15 +119,17 @@ fn chart(report: &Comparison) -> Markup {
     if days == 0 || settings.is_empty() {
         return html! {};
     }
-    let max = settings
-        .iter()
-        .map(|s| s.alarms_per_day_max)
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
-    let bar = (6.0_f64).max(24.0 / settings.len() as f64).min(14.0);
-    let group = bar * settings.len() as f64 + 6.0;
-    let width = format!("{:.0}", LEFT + group * days as f64 + 8.0);
+    let max = count_f64(
+        settings
+            .iter()
+            .map(|s| s.alarms_per_day_max)
+            .max()
+            .unwrap_or(0)
+            .max(1),
+    );
+    let bar = (6.0_f64).max(24.0 / count_f64(settings.len())).min(14.0);
+    let group = bar * count_f64(settings.len()) + 6.0;
+    let width = format!("{:.0}", LEFT + group * count_f64(days) + 8.0);
     let height = format!("{:.0}", CHART_H + 52.0);
     let y = |v: f64| 10.0 + CHART_H - v / max * CHART_H;
     // Gridlines at whole numbers of alarms only: a line at 2.5 labelled "2" would misread.
@@ -143,13 +146,13 @@ fn chart(report: &Comparison) -> Markup {
                 text x="2" y=(tenths(y(v) + 3.0)) { (format!("{v:.0}")) }
             }
             @for day in 0..days {
-                @let x0 = LEFT + group * day as f64 + 3.0;
+                @let x0 = LEFT + group * count_f64(day) + 3.0;
                 @let date = settings[0].per_day[day].date;
                 @for (i, s) in settings.iter().enumerate() {
                     @let alarms = s.per_day.get(day).map_or(0, |d| d.alarms);
-                    @let top = y(alarms as f64);
+                    @let top = y(count_f64(alarms));
                     rect.bar data-setting=(i) data-date=(date) data-alarms=(alarms)
-                        x=(tenths(x0 + bar * i as f64)) y=(tenths(top)) width=(tenths(bar - 1.0))
+                        x=(tenths(x0 + bar * count_f64(i))) y=(tenths(top)) width=(tenths(bar - 1.0))
                         height=(tenths((10.0 + CHART_H - top).max(0.0))) fill=(colour(i)) {
                         title { (s.label) ": " (alarms) " alarms on " (date) }
                     }

@@ -15,6 +15,7 @@ mod html;
 mod table;
 
 use crate::domain::{RobotId, Rule, RuleError, RuleInput};
+use crate::numeric::count_f64;
 pub use html::{render_compare_html, render_compare_html_with};
 pub use table::write_compare_table;
 
@@ -174,8 +175,8 @@ fn summarise(rule: &Rule, events: &EventSet, dates: Option<(Date, Date)>) -> Set
         }
     }
     if summary.days > 0 {
-        let days = summary.days as f64;
-        summary.alarms_per_day_mean = summary.alarms as f64 / days;
+        let days = count_f64(summary.days);
+        summary.alarms_per_day_mean = count_f64(summary.alarms) / days;
         summary.longest_silence_minutes_mean = silence_sum / days;
     }
     summary
@@ -264,6 +265,16 @@ pub fn label(rule: &Rule) -> String {
         rule.end.strftime("%H:%M"),
         gap_text(rule.gap.minutes())
     )
+}
+
+/// A mean of minutes rounded to whole ones, for [`hours_minutes`].
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a mean of silences within sessions, between 0 and a day's minutes; `as` saturates"
+)]
+pub(crate) fn whole_minutes(mean: f64) -> u32 {
+    mean.round() as u32
 }
 
 /// `4h05m`: a duration in whole minutes as hours and minutes.

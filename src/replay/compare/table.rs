@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use super::{Comparison, hours_minutes};
+use super::{Comparison, hours_minutes, whole_minutes};
 
 /// Bars of a sparkline, lowest first.
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -75,7 +75,7 @@ pub fn write_compare_table(out: &mut impl Write, report: &Comparison) -> io::Res
         "longest silence, mean/day",
         settings
             .iter()
-            .map(|s| hours_minutes(s.longest_silence_minutes_mean.round() as u32))
+            .map(|s| hours_minutes(whole_minutes(s.longest_silence_minutes_mean)))
             .collect(),
     )?;
     row(

@@ -90,19 +90,20 @@ pub(super) fn parse_fixed_layout_with(
             if len == 0 || len > 9 {
                 return None;
             }
-            nanos = digits(&tail[..len])? * 10i32.pow(9 - len as u32);
+            nanos = digits(&tail[..len])? * 10i32.pow(u32::try_from(9 - len).ok()?);
             rest = &tail[len..];
         }
     }
     let offset = match rest {
         [] => {
+            // Four digits of year and two of the rest fit i16 and i8 always.
             let local = DateTime::new(
-                year as i16,
-                month as i8,
-                day_of_month as i8,
-                hour as i8,
-                minute as i8,
-                second as i8,
+                i16::try_from(year).ok()?,
+                i8::try_from(month).ok()?,
+                i8::try_from(day_of_month).ok()?,
+                i8::try_from(hour).ok()?,
+                i8::try_from(minute).ok()?,
+                i8::try_from(second).ok()?,
                 nanos,
             )
             .ok()?;
@@ -123,8 +124,16 @@ pub(super) fn parse_fixed_layout_with(
     let start = match day.start {
         Some(start) if day.date == date && day.offset == offset => start,
         _ => {
-            let midnight =
-                DateTime::new(year as i16, month as i8, day_of_month as i8, 0, 0, 0, 0).ok()?;
+            let midnight = DateTime::new(
+                i16::try_from(year).ok()?,
+                i8::try_from(month).ok()?,
+                i8::try_from(day_of_month).ok()?,
+                0,
+                0,
+                0,
+                0,
+            )
+            .ok()?;
             let start = Offset::from_seconds(offset)
                 .ok()?
                 .to_timestamp(midnight)
