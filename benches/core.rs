@@ -58,7 +58,8 @@ fn robots() -> Vec<Robot> {
             .unwrap();
             let mut events: Vec<Timestamp> = (0..per_robot)
                 .map(|_| {
-                    let offset = (rng.next() % (DAYS as u64 * 86_400)) as i64;
+                    let offset = i64::try_from(rng.next() % (DAYS as u64 * 86_400))
+                        .expect("below DAYS days of seconds");
                     Timestamp::from_second(base + offset).unwrap()
                 })
                 .collect();

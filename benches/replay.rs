@@ -23,7 +23,7 @@ fn write_events(path: &Path) {
     for i in 0..ROWS {
         let at = start
             .checked_add(jiff::SignedDuration::from_secs(
-                i as i64 * 300 + (i % 97) as i64,
+                i64::try_from(i * 300 + i % 97).expect("ROWS rows of 5 minutes"),
             ))
             .unwrap();
         let id = if i % 100 == 99 { i - 1 } else { i };

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use azi3_status_jobs::clock::SimulatedClock;
+use azi3_status_jobs::numeric::count_f64;
 use clap::Parser;
 use jiff::{SignedDuration, Timestamp};
 use megazord::{CreatedAtResolution, MegazordOptions, MegazordRoute, MegazordServer};
@@ -156,16 +157,26 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// `d` taken `n` times, saturating at `Duration::MAX`.
+fn times(d: Duration, n: usize) -> Duration {
+    d.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 fn mib(kib: u64) -> f64 {
-    round3(kib as f64 / 1024.0)
+    round3(count_f64(kib) / 1024.0)
 }
 
 /// Nearest-rank percentile of sorted values.
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "with p in [0, 100] the rank is between 0 and the length; `as` saturates"
+)]
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    let rank = ((p / 100.0) * count_f64(sorted.len())).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
@@ -242,7 +253,7 @@ impl Bench {
         if self.args.quick {
             Duration::from_secs(5)
         } else {
-            Duration::from_secs(60) + MEGAZORD_LATENCY * 3 * sessions as u32
+            Duration::from_secs(60) + times(MEGAZORD_LATENCY * 3, sessions)
         }
     }
 
@@ -805,6 +816,10 @@ struct StartRate {
 
 impl StartRate {
     /// A gap long enough (in service minutes) that every session is prepared before S + G.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a few hours of minutes at most, clamped below; `as` saturates"
+    )]
     fn gap_minutes(&self, backend: Backend, sessions: usize) -> i64 {
         // Measured at 10,000 and 100,000 sessions, with other builds running.
         let guess = self.guess.unwrap_or(match backend {
@@ -818,7 +833,7 @@ impl StartRate {
             .get(backend.name())
             .copied()
             .unwrap_or(guess);
-        let wall = 2.0 + 1.5 * per * sessions as f64;
+        let wall = 2.0 + 1.5 * per * count_f64(sessions);
         ((wall * SPEED / 60.0).ceil() as i64).clamp(1, 11 * 60)
     }
 
@@ -827,7 +842,7 @@ impl StartRate {
             self.seconds_per_session
                 .lock()
                 .unwrap()
-                .insert(backend.name(), seconds / sessions as f64);
+                .insert(backend.name(), seconds / count_f64(sessions));
         }
     }
 }
@@ -949,7 +964,7 @@ async fn deadlines_case(
         "  {posted} alarms posted; baseline: {n} bare history reads"
     ));
     let baseline_seconds = bare_history_reads(bench, &run.server, n, run.session_start).await?;
-    let grace_wall = GRACE_SECONDS as f64 / SPEED;
+    let grace_wall = SignedDuration::from_secs(GRACE_SECONDS).as_secs_f64() / SPEED;
     let post_summary = summary(to_post.clone());
     let p99 = post_summary["p99"].as_f64().unwrap_or(f64::INFINITY);
     let ratio = close_all / baseline_seconds;
@@ -1014,7 +1029,9 @@ fn emit_memory(outcome: &DeadlineOutcome) {
             "rss_with_sessions_prepared_mib": mib(outcome.running_rss_kib),
         }),
         json!({"peak_rss_before_sessions_start_mib": mib(outcome.idle_rss_kib)}),
-        json!(round3(peak as f64 / outcome.idle_rss_kib.max(1) as f64)),
+        json!(round3(
+            count_f64(peak) / count_f64(outcome.idle_rss_kib.max(1))
+        )),
         "peak RSS (VmHWM) <= 256 MiB (acceptance at 100,000 sessions)",
         peak > 0 && peak <= bound_kib,
     );
@@ -1190,7 +1207,7 @@ async fn ingest_case(
         run.finish(bench).await;
         bail!("ingest answered other than 202 or 503, or connections failed: {load}");
     }
-    let events_per_second = accepted as f64 / seconds.max(1e-9);
+    let events_per_second = count_f64(accepted) / seconds.max(1e-9);
     progress(format!(
         "  {events_per_second:.0} events/s ({accepted} in {seconds:.1} s); baseline: single-row \
          INSERT+COMMIT from {INGEST_CONNECTIONS} connections"
@@ -1277,7 +1294,7 @@ async fn single_row_commits(db: &Database, rows: usize) -> Result<f64> {
     match db.backend {
         Backend::Mysql => {
             let pool = sqlx::mysql::MySqlPoolOptions::new()
-                .max_connections(INGEST_CONNECTIONS as u32)
+                .max_connections(u32::try_from(INGEST_CONNECTIONS)?)
                 .connect(&db.url)
                 .await?;
             pool.execute(create_mysql).await?;
@@ -1286,9 +1303,9 @@ async fn single_row_commits(db: &Database, rows: usize) -> Result<f64> {
                 async move {
                     let mut tx = pool.begin().await?;
                     sqlx::query(insert)
-                        .bind(i as i64)
+                        .bind(i64::try_from(i)?)
                         .bind(format!("bench-{i}"))
-                        .bind(i as i64)
+                        .bind(i64::try_from(i)?)
                         .execute(&mut *tx)
                         .await?;
                     tx.commit().await?;
@@ -1296,7 +1313,7 @@ async fn single_row_commits(db: &Database, rows: usize) -> Result<f64> {
                 }
             })
             .await?;
-            Ok(rows as f64 / seconds)
+            Ok(count_f64(rows) / seconds)
         }
         Backend::Sqlite => {
             // As the service opens its file: WAL, synchronous FULL.
@@ -1306,7 +1323,7 @@ async fn single_row_commits(db: &Database, rows: usize) -> Result<f64> {
                 .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(60));
             let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                .max_connections(INGEST_CONNECTIONS as u32)
+                .max_connections(u32::try_from(INGEST_CONNECTIONS)?)
                 .connect_with(options)
                 .await?;
             pool.execute(create_sqlite).await?;
@@ -1316,9 +1333,9 @@ async fn single_row_commits(db: &Database, rows: usize) -> Result<f64> {
                     let mut conn = pool.acquire().await?;
                     conn.execute("BEGIN IMMEDIATE").await?;
                     sqlx::query(insert)
-                        .bind(i as i64)
+                        .bind(i64::try_from(i)?)
                         .bind(format!("bench-{i}"))
-                        .bind(i as i64)
+                        .bind(i64::try_from(i)?)
                         .execute(&mut *conn)
                         .await?;
                     conn.execute("COMMIT").await?;
@@ -1326,7 +1343,7 @@ async fn single_row_commits(db: &Database, rows: usize) -> Result<f64> {
                 }
             })
             .await?;
-            Ok(rows as f64 / seconds)
+            Ok(count_f64(rows) / seconds)
         }
     }
 }
@@ -1343,7 +1360,7 @@ fn queue_bodies(
     let created = at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
     (0..count)
         .map(|i| {
-            let robot = (i % robots + 1) as u32;
+            let robot = u32::try_from(i % robots + 1).expect("robot ids are u32s");
             let subscription = subscriptions.get(&robot).copied().unwrap_or(0);
             let incoming = first_id + i as u64;
             let outgoing = first_id + 10_000_000 + i as u64;
@@ -1412,7 +1429,7 @@ fn queue_limit(bench: &Bench, messages: usize) -> Duration {
     if bench.args.quick {
         Duration::from_secs(120)
     } else {
-        Duration::from_secs(600) + Duration::from_millis(60) * messages as u32
+        Duration::from_secs(600) + times(Duration::from_millis(60), messages)
     }
 }
 
@@ -1481,11 +1498,11 @@ async fn measure_queue(
         + if bench.args.quick {
             Duration::from_secs(8)
         } else {
-            Duration::from_secs(120) + Duration::from_millis(20) * messages as u32
+            Duration::from_secs(120) + times(Duration::from_millis(20), messages)
         };
     let handled = loop {
         let handled = queue_finished(&run.service.metrics(&bench.http).await?) - before;
-        if handled >= messages as f64 || Instant::now() > deadline {
+        if handled >= count_f64(messages) || Instant::now() > deadline {
             break handled;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1516,7 +1533,7 @@ async fn measure_queue(
     let mut received = 0usize;
     let mut receive_calls = 0usize;
     let deadline =
-        Instant::now() + Duration::from_secs(120) + Duration::from_millis(20) * messages as u32;
+        Instant::now() + Duration::from_secs(120) + times(Duration::from_millis(20), messages);
     while received < messages && Instant::now() < deadline {
         let output = client
             .receive_message()
@@ -1541,7 +1558,7 @@ async fn measure_queue(
             done??;
         }
     }
-    let baseline = received as f64 / started.elapsed().as_secs_f64();
+    let baseline = count_f64(received) / started.elapsed().as_secs_f64();
     let ratio = events_per_second / baseline;
     emit(
         "queue",
@@ -1552,7 +1569,7 @@ async fn measure_queue(
         json!({"bare_receive_delete_per_second": round3(baseline), "received": received, "receive_calls": receive_calls}),
         json!(round3(ratio)),
         "consumer events/s >= 0.8 x bare receive+delete",
-        handled >= messages as f64 && ratio >= 0.8,
+        handled >= count_f64(messages) && ratio >= 0.8,
     );
     Ok(())
 }
@@ -1662,9 +1679,10 @@ async fn run_all(bench: &Bench) -> Result<usize> {
         }
     }
     if wanted("soak") {
-        let seed = bench.args.soak_seed.unwrap_or_else(|| {
-            Timestamp::now().as_nanosecond().unsigned_abs() as u64 % 1_000_000_000
-        });
+        let seed = bench
+            .args
+            .soak_seed
+            .unwrap_or_else(|| u64::from(Timestamp::now().subsec_nanosecond().unsigned_abs()));
         let plan = if quick {
             soak::SoakPlan::quick(seed)
         } else {

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use azi3_status_jobs::domain::RuleInput;
+use azi3_status_jobs::numeric::count_f64;
 use azi3_status_jobs::store::Store;
 use jiff::Timestamp;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor};
@@ -73,12 +74,20 @@ async fn setup(url: &str, robots: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Robot `1..=robots` for the number `n`.
+fn robot_of(n: u64, robots: u32) -> u32 {
+    u32::try_from(n % u64::from(robots)).expect("below robots, a u32") + 1
+}
+
 async fn http(base: &str, robots: u32, connections: usize, seconds: u64) -> anyhow::Result<()> {
     let base = Arc::new(base.trim_end_matches('/').to_string());
     // Warm-up: every robot's session started by its first event.
     let started = Instant::now();
     run_clients(&base, connections, move |conn, seq| {
-        let robot = (seq * connections as u64 + conn as u64) as u32 + 1;
+        // Past the last robot (or past any u32) the connection is done.
+        let robot = u32::try_from(seq * connections as u64 + conn as u64)
+            .ok()?
+            .checked_add(1)?;
         (robot <= robots).then(|| (robot, format!("w-{robot}")))
     })
     .await?;
@@ -92,12 +101,11 @@ async fn http(base: &str, robots: u32, connections: usize, seconds: u64) -> anyh
         if Instant::now() >= deadline {
             return None;
         }
-        let robot =
-            ((seq.wrapping_mul(7919) + conn as u64 * 104_729) % u64::from(robots)) as u32 + 1;
+        let robot = robot_of(seq.wrapping_mul(7919) + conn as u64 * 104_729, robots);
         // Every tenth post repeats the id this connection posted five before.
         let n = if seq % 10 == 9 { seq - 5 } else { seq };
         let robot = if seq % 10 == 9 {
-            ((n.wrapping_mul(7919) + conn as u64 * 104_729) % u64::from(robots)) as u32 + 1
+            robot_of(n.wrapping_mul(7919) + conn as u64 * 104_729, robots)
         } else {
             robot
         };
@@ -106,12 +114,18 @@ async fn http(base: &str, robots: u32, connections: usize, seconds: u64) -> anyh
     .await?;
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "with p in [0, 1] the rank is between 0 and the length; `as` saturates"
+    )]
+    let pct =
+        |p: f64| latencies[((count_f64(latencies.len()) * p) as usize).min(latencies.len() - 1)];
     println!(
         "{{\"mode\":\"http\",\"connections\":{connections},\"robots\":{robots},\"events\":{count},\
          \"duplicates\":{duplicates},\"seconds\":{elapsed:.2},\"events_per_second\":{:.0},\
          \"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2}}}",
-        count as f64 / elapsed,
+        count_f64(count) / elapsed,
         pct(0.5).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
         latencies.last().unwrap().as_secs_f64() * 1e3,
@@ -230,7 +244,7 @@ async fn baseline(url: &str, connections: usize, seconds: u64) -> anyhow::Result
     println!(
         "{{\"mode\":\"baseline\",\"connections\":{connections},\"commits\":{commits},\
          \"seconds\":{elapsed:.2},\"commits_per_second\":{:.0}}}",
-        commits as f64 / elapsed
+        count_f64(commits) / elapsed
     );
     Ok(())
 }
@@ -258,7 +272,7 @@ async fn queue_fill(endpoint: &str, name: &str, count: u64, robots: u32) -> anyh
         let entries = chunk
             .iter()
             .map(|n| {
-                let robot = (n % u64::from(robots)) as u32 + 1;
+                let robot = robot_of(*n, robots);
                 let event = 5_000_000 + n;
                 let body = serde_json::json!({
                     "to": {"robotId": robot.to_string()},
@@ -324,7 +338,7 @@ async fn queue_bare(endpoint: &str, name: &str) -> anyhow::Result<()> {
     println!(
         "{{\"mode\":\"queue-bare\",\"messages\":{handled},\"seconds\":{elapsed:.2},\
          \"messages_per_second\":{:.0}}}",
-        handled as f64 / elapsed
+        count_f64(handled) / elapsed
     );
     Ok(())
 }
@@ -355,7 +369,7 @@ async fn queue_wait(endpoint: &str, name: &str, count: u64) -> anyhow::Result<()
     println!(
         "{{\"mode\":\"queue-serve\",\"messages\":{count},\"seconds\":{elapsed:.2},\
          \"messages_per_second\":{:.0}}}",
-        count as f64 / elapsed
+        count_f64(count) / elapsed
     );
     Ok(())
 }

@@ -85,7 +85,8 @@ async fn run(
     let mut health = Vec::with_capacity(requests);
     for _ in 0..requests {
         let robot = next(robots as u64) + 1;
-        let date = today.checked_sub(Span::new().days(next(days as u64) as i64 + 1))?;
+        let back = i64::try_from(next(u64::try_from(days)?))? + 1;
+        let date = today.checked_sub(Span::new().days(back))?;
         let started = Instant::now();
         let answer = bench
             .http
@@ -95,7 +96,9 @@ async fn run(
         let status = answer.status().as_u16();
         let page = answer.text().await?;
         day_view.push(started.elapsed().as_secs_f64() * 1000.0);
-        if status != 200 || page.matches("data-kind=\"alarm\"").count() != ALARMS_PER_DAY as usize {
+        if status != 200
+            || page.matches("data-kind=\"alarm\"").count() != usize::try_from(ALARMS_PER_DAY)?
+        {
             bail!(
                 "/robots/{robot}?date={date} answered {status} without its {ALARMS_PER_DAY} alarms"
             );

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use azi3_status_jobs::clock::SimulatedClock;
 use azi3_status_jobs::domain::{Rule, RuleInput, Session, evaluate};
+use azi3_status_jobs::numeric::{count_f64, millis};
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
@@ -119,10 +120,10 @@ impl SoakPlan {
             "run_end": self.run_end().to_string(), "clock_speed": self.speed,
             "seed": self.seed, "zones": ZONES.iter().map(|(z, a, b)| format!("{z} {a}-{b}")).collect::<Vec<_>>(),
             "gaps_minutes": GAPS, "grace_seconds": GRACE_SECONDS,
-            "queue_copies": 2, "queue_hold_then_shuffle_ms": HOLD.as_millis() as u64,
+            "queue_copies": 2, "queue_hold_then_shuffle_ms": millis(HOLD),
             "sigkills": self.kills, "megazord_failures_per_million": MEGAZORD_FAILURES_PER_MILLION,
             "megazord_stalls": self.stalls, "stall_service_hours": self.stall_hours,
-            "stall_ms": STALL.as_millis() as u64, "moto_restarts": 1,
+            "stall_ms": millis(STALL), "moto_restarts": 1,
             "malformed_messages": self.malformed,
             "time_limit_seconds": self.time_limit.as_secs(),
         })
@@ -146,7 +147,8 @@ impl Dice {
 
     /// A number in `lo..hi`.
     fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % (hi - lo).max(1) as u64) as i64
+        let span = u64::try_from((hi - lo).max(1)).expect("at least 1");
+        lo + i64::try_from(self.next() % span).expect("below hi - lo, an i64")
     }
 }
 
@@ -221,8 +223,10 @@ fn plan_actions(plan: &SoakPlan, dice: &mut Dice) -> Vec<(Timestamp, Action)> {
         out.push((
             at(dice),
             Action::Kill {
-                instance: dice.range(0, 3) as usize,
-                down: Duration::from_millis(dice.range(100, 1_500) as u64),
+                instance: usize::try_from(dice.range(0, 3)).expect("0, 1 or 2"),
+                down: Duration::from_millis(
+                    u64::try_from(dice.range(100, 1_500)).expect("positive"),
+                ),
             },
         ));
     }
@@ -594,7 +598,9 @@ async fn run(
                 if again != sim {
                     bail!("instance {instance} came back on another clock: {again:?}");
                 }
-                kills.push(json!({"instance": instance, "at": at.to_string(), "down_ms": down.as_millis() as u64}));
+                kills.push(
+                    json!({"instance": instance, "at": at.to_string(), "down_ms": millis(*down)}),
+                );
             }
             Action::Stall { until } => {
                 stage.set(format!("Megazord stalls every call until {until}"));
@@ -869,7 +875,7 @@ async fn run(
     let ratio = if replay_alarms == 0 {
         1.0
     } else {
-        alarm_posts as f64 / replay_alarms as f64
+        count_f64(alarm_posts) / count_f64(replay_alarms)
     };
     let ok = differing.is_empty()
         && duplicates.is_empty()

@@ -291,7 +291,9 @@ struct Setup {
 }
 
 fn time_of(minute: u32) -> Time {
-    Time::new((minute / 60) as i8, (minute % 60) as i8, 0, 0).unwrap()
+    // A minute of the day: its hour (below 24) and minute (below 60) fit i8.
+    let hour = i8::try_from(minute / 60).unwrap();
+    Time::new(hour, i8::try_from(minute % 60).unwrap(), 0, 0).unwrap()
 }
 
 fn setup(c: &Case) -> Setup {
@@ -305,7 +307,10 @@ fn setup(c: &Case) -> Setup {
             .unwrap(),
     };
     let near = |offset: i64| {
-        special.map(|s| (i64::from(s.minute_of_day) + offset).rem_euclid(1440) as u32)
+        special.map(|s| {
+            let minute = (i64::from(s.minute_of_day) + offset).rem_euclid(1440);
+            u32::try_from(minute).expect("a minute of the day")
+        })
     };
     let a = match (c.near, near(c.near_a)) {
         (true, Some(m)) => m,
@@ -315,7 +320,7 @@ fn setup(c: &Case) -> Setup {
         0 => a,
         1..=3 => near(c.near_b).unwrap_or(c.b),
         // A short session just after A: with A in a forward jump, E may come out at or before S.
-        4 => (a + 1 + c.near_b.unsigned_abs() as u32 % 60) % 1440,
+        4 => (a + 1 + u32::try_from(c.near_b.unsigned_abs() % 60).expect("below 60")) % 1440,
         _ => c.b,
     };
     let hhmm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
@@ -354,9 +359,9 @@ fn events_of(c: &Case, (s, e): (i64, i64)) -> Vec<i64> {
             6 => s + (x % 13) * gap,
             7 => match out.len() {
                 0 => s + gap,
-                n => out[(x as usize) % n] + gap,
+                n => out[usize::try_from(x).expect("x is a u32") % n] + gap,
             },
-            8 => [s - 1, s + 1, e - 1, e + 1][(x % 4) as usize],
+            8 => [s - 1, s + 1, e - 1, e + 1][usize::try_from(x % 4).expect("x is a u32")],
             9 => e + 1 + x % 3000,
             10 => s - 1 - x % 3000,
             _ => e - (x % 13) * gap,

@@ -17,6 +17,7 @@ use crate::support::live::{
 use crate::support::megazord::{Fault, FaultSpan, MegazordRoute};
 use crate::support::service::Service;
 use crate::support::tcp_proxy::TcpProxy;
+use azi3_status_jobs::numeric::count_f64;
 use jiff::{SignedDuration, Timestamp};
 
 /// How long the service may take, after the day, to finish its work.
@@ -133,7 +134,7 @@ async fn a_whole_day_for_three_robots_in_three_zones_gives_exactly_the_cores_ala
         "deadline_to_alarm_wall_seconds",
     );
     let (median, count) = median_between(&[], &after);
-    assert_eq!(count as usize, day_alarms);
+    assert_eq!(usize::try_from(count).unwrap(), day_alarms);
     let bound = 1.0 + f64::from(GRACE) / rig.plan.speed;
     eprintln!(
         "e2e day: {day_alarms} alarms, median deadline-to-alarm {median:.3} s wall (bound {bound:.3} s), \
@@ -169,7 +170,7 @@ async fn every_message_twice_and_shuffled_gives_the_same_result() {
     }
     rig.server.resume_fan_out_shuffled(0x5eed);
     rig.server.wait_fan_out().await;
-    let messages = rig.server.fan_out_log().len() as f64;
+    let messages = count_f64(rig.server.fan_out_log().len());
     assert!(messages > 10.0, "only {messages} messages fanned out");
     // Every copy of every message is taken and settled.
     let deadline = Instant::now() + PATIENCE;

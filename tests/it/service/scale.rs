@@ -19,6 +19,7 @@ use crate::support::megazord::{
 use crate::support::service::{Service, ServiceOptions};
 use crate::support::tcp_proxy::TcpProxy;
 use azi3_status_jobs::clock::SimulatedClock;
+use azi3_status_jobs::numeric::count_f64;
 use jiff::{SignedDuration, Timestamp};
 
 /// Robots monitored by default.
@@ -70,8 +71,13 @@ fn config(database: &str, megazord_url: &str, robots: usize) -> String {
 }
 
 /// The `q`-quantile of sorted `values`.
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "with q in [0, 1] the rank is between 0 and the length; `as` saturates"
+)]
 fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let rank = ((sorted.len() as f64) * q).ceil() as usize;
+    let rank = (count_f64(sorted.len()) * q).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 

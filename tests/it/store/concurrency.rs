@@ -31,6 +31,11 @@ impl Lcg {
             .wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) % below
     }
+
+    /// [`Lcg::next`] as an offset in seconds or minutes.
+    fn next_i64(&mut self, below: u64) -> i64 {
+        i64::try_from(self.next(below)).expect("below is a few thousand at most")
+    }
 }
 
 /// Deliveries `(delivered_at, event)`, in delivery order: events come in bursts with quiet
@@ -45,9 +50,10 @@ fn deliveries(start: Timestamp, end: Timestamp) -> Vec<(Timestamp, EventInput)> 
     let mut out = Vec::new();
     let mut id = 1;
     while out.len() < DELIVERIES {
-        let burst_at = clusters[rng.next(6) as usize] + rng.next(2_400) as i64;
+        let cluster = usize::try_from(rng.next(6)).expect("below 6");
+        let burst_at = clusters[cluster] + rng.next_i64(2_400);
         for _ in 0..(1 + rng.next(6)) {
-            let t = start + SignedDuration::from_secs(burst_at + rng.next(900) as i64);
+            let t = start + SignedDuration::from_secs(burst_at + rng.next_i64(900));
             let e = EventInput {
                 incoming_event_id: id,
                 outgoing_event_id: (id % 3 != 0).then_some(id + 1_000_000),
@@ -55,13 +61,13 @@ fn deliveries(start: Timestamp, end: Timestamp) -> Vec<(Timestamp, EventInput)> 
             };
             id += 1;
             let delay = match rng.next(20) {
-                0 => SignedDuration::from_mins(150 + rng.next(120) as i64),
-                _ => SignedDuration::from_secs(rng.next(20) as i64),
+                0 => SignedDuration::from_mins(150 + rng.next_i64(120)),
+                _ => SignedDuration::from_secs(rng.next_i64(20)),
             };
             out.push((t + delay, e));
             if rng.next(3) == 0 {
                 out.push((
-                    t + delay + SignedDuration::from_secs(1 + rng.next(600) as i64),
+                    t + delay + SignedDuration::from_secs(1 + rng.next_i64(600)),
                     e,
                 ));
             }

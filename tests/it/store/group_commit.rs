@@ -73,8 +73,9 @@ fn stream(refs: StatusCheckRefs) -> Vec<IntakeRequest> {
     let start = ts("2025-06-10T06:05:00Z");
     let mut events: Vec<IntakeRequest> = (0..30u64)
         .map(|i| {
-            let robot = robots[(i % robots.len() as u64) as usize];
-            let at = start + SignedDuration::from_mins((i * 37 % 780) as i64);
+            let robot = robots[usize::try_from(i).expect("i is below 30") % robots.len()];
+            let at =
+                start + SignedDuration::from_mins(i64::try_from(i * 37 % 780).expect("below 780"));
             let name = if i % 11 == 5 {
                 "DOOR_OPENED"
             } else {

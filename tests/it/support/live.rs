@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use azi3_status_jobs::clock::SimulatedClock;
 use azi3_status_jobs::domain::{Rule, RuleInput, Session, evaluate};
+use azi3_status_jobs::numeric::count_f64;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, Executor};
@@ -597,7 +598,8 @@ impl Dice {
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        lo + (x % (hi - lo) as u64) as i64
+        let span = u64::try_from(hi - lo).expect("lo is below hi");
+        lo + i64::try_from(x % span).expect("below hi - lo, an i64")
     }
 }
 
@@ -651,7 +653,8 @@ pub fn histogram(text: &str, name: &str) -> Vec<(f64, u64)> {
             } else {
                 le.parse().ok()?
             };
-            Some((le, count.trim().parse::<f64>().ok()? as u64))
+            // The exporter writes a bucket's count as a whole number.
+            Some((le, count.trim().parse::<u64>().ok()?))
         })
         .collect();
     out.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -667,18 +670,18 @@ pub fn median_between(before: &[(f64, u64)], after: &[(f64, u64)]) -> (f64, u64)
         .map(|(le, c)| (*le, c - earlier(*le)))
         .collect();
     let total = diff.last().map_or(0, |(_, c)| *c);
-    let rank = total as f64 / 2.0;
+    let rank = count_f64(total) / 2.0;
     let mut lower = (0.0, 0u64);
     for &(le, count) in &diff {
-        if count as f64 >= rank {
+        if count_f64(count) >= rank {
             if le.is_infinite() {
                 return (lower.0, total);
             }
-            let within = (count - lower.1) as f64;
+            let within = count_f64(count - lower.1);
             let fraction = if within == 0.0 {
                 1.0
             } else {
-                (rank - lower.1 as f64) / within
+                (rank - count_f64(lower.1)) / within
             };
             return (lower.0 + (le - lower.0) * fraction, total);
         }

@@ -769,7 +769,7 @@ impl MegazordServer {
             }),
             clock: options.clock,
             resolution: options.created_at_resolution,
-            latency_micros: AtomicU64::new(options.latency.as_micros() as u64),
+            latency_micros: AtomicU64::new(micros(options.latency)),
             alarm_event: options.alarm_event,
             fan_out: options.fan_out,
             wake_sender: Notify::new(),
@@ -829,7 +829,7 @@ impl MegazordServer {
     pub fn set_latency(&self, latency: Duration) {
         self.shared
             .latency_micros
-            .store(latency.as_micros() as u64, Ordering::Relaxed);
+            .store(micros(latency), Ordering::Relaxed);
     }
 
     /// How many requests to `route` arrived so far (cheaper than [`Self::requests_to`]).
@@ -1021,7 +1021,8 @@ impl MegazordServer {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            pending.swap(i, (state % (i as u64 + 1)) as usize);
+            let j = state % (i as u64 + 1);
+            pending.swap(i, usize::try_from(j).expect("at most i, a usize"));
         }
         drop(data);
         self.resume_fan_out();
@@ -1288,11 +1289,20 @@ async fn record_and_fault(
             response
         }
     };
-    if let Some(recorded) = shared.data().requests.get_mut(seq as usize - 1) {
+    if let Some(recorded) = shared
+        .data()
+        .requests
+        .get_mut(usize::try_from(seq - 1).expect("a request's index"))
+    {
         recorded.status = Some(response.status().as_u16());
     }
     shared.changed.notify_waiters();
     response
+}
+
+/// Whole microseconds of a latency, saturating at `u64::MAX` rather than truncating.
+fn micros(latency: Duration) -> u64 {
+    u64::try_from(latency.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The robot a request is about: `/internal/v1/events/robots/:robotId/…`.
@@ -1615,7 +1625,8 @@ async fn get_outgoing(
         .filter(|o| o.subscription_id == subscription_id);
     match (belongs, outgoing) {
         (true, Some(outgoing)) => {
-            let source = &data.incoming[outgoing.source_event_id as usize - 1];
+            let source =
+                &data.incoming[at(outgoing.source_event_id).expect("the event it was made from")];
             answer(StatusCode::OK, outgoing_json(outgoing, source))
         }
         _ => failure(StatusCode::NOT_FOUND, "Outgoing event not found"),

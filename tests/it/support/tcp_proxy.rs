@@ -97,7 +97,7 @@ impl TcpProxy {
     pub fn set_delay(&self, delay: Duration) {
         self.shared
             .delay_ms
-            .store(delay.as_millis() as u64, Ordering::SeqCst);
+            .store(azi3_status_jobs::numeric::millis(delay), Ordering::SeqCst);
     }
 
     /// How many connections were refused while down.
