@@ -40,14 +40,16 @@ impl Store {
                     };
                     let row = tx
                         .fetch_optional(
-                            &format!("SELECT COUNT(*), {sum} FROM status_job_rule"),
+                            &format!(
+                                "SELECT COUNT(*) AS rules, {sum} AS versions FROM status_job_rule"
+                            ),
                             &[],
                         )
                         .await?
                         .ok_or_else(|| StoreError::corrupt("no answer to COUNT(*)"))?;
                     Ok(RulesFingerprint {
-                        count: row.int(0)?,
-                        versions: row.int(1)?,
+                        count: row.int("rules")?,
+                        versions: row.int("versions")?,
                     })
                 })
             },

@@ -57,7 +57,7 @@ impl Store {
                 let mut gaps = CatalogueGaps::default();
                 let found = count(
                     tx,
-                    "SELECT COUNT(*) FROM event_provider WHERE name = ?",
+                    "SELECT COUNT(*) AS found FROM event_provider WHERE name = ?",
                     &provider,
                 )
                 .await?;
@@ -67,7 +67,7 @@ impl Store {
                 for event in events {
                     let found = count(
                         tx,
-                        "SELECT COUNT(*) FROM event_schema WHERE name = ? AND is_active = 1",
+                        "SELECT COUNT(*) AS found FROM event_schema WHERE name = ? AND is_active = 1",
                         &event,
                     )
                     .await?;
@@ -90,12 +90,12 @@ impl Store {
                     return Ok(None);
                 }
                 tx.fetch_optional(
-                    "SELECT tz.name FROM robot_settings rs JOIN time_zone tz ON tz.id = rs.time_zone_id \
+                    "SELECT tz.name AS zone FROM robot_settings rs JOIN time_zone tz ON tz.id = rs.time_zone_id \
                      WHERE rs.robot_id = ?",
                     &[robot_id.into()],
                 )
                 .await?
-                .map(|r| r.text(0))
+                .map(|r| r.text("zone"))
                 .transpose()
             })
         })
@@ -122,14 +122,14 @@ impl Store {
             Box::pin(async move {
                 let rows = tx
                     .fetch_all(
-                        "SELECT watched_event FROM status_job_rule WHERE enabled = 1 \
+                        "SELECT watched_event AS event_name FROM status_job_rule WHERE enabled = 1 \
                          UNION SELECT alarm_event FROM status_job_rule WHERE enabled = 1",
                         &[],
                     )
                     .await?;
                 let mut events = rows
                     .iter()
-                    .map(|r| r.text(0))
+                    .map(|r| r.text("event_name"))
                     .collect::<Result<Vec<_>, _>>()?;
                 events.sort();
                 events.dedup();
@@ -149,7 +149,7 @@ impl Store {
                 }
                 let rows = tx
                     .fetch_all(
-                        "SELECT r.robot_id, r.timezone, tz.name FROM status_job_rule r \
+                        "SELECT r.robot_id, r.timezone AS rule_zone, tz.name AS robot_zone FROM status_job_rule r \
                          JOIN robot_settings rs ON rs.robot_id = r.robot_id \
                          JOIN time_zone tz ON tz.id = rs.time_zone_id \
                          WHERE r.enabled = 1 AND tz.name <> r.timezone ORDER BY r.robot_id",
@@ -159,10 +159,10 @@ impl Store {
                 rows.iter()
                     .map(|r| {
                         Ok(ZoneDifference {
-                            robot_id: RobotId::try_from(r.id(0)?)
+                            robot_id: RobotId::try_from(r.id("robot_id")?)
                                 .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
-                            rule_zone: r.text(1)?,
-                            robot_zone: r.text(2)?,
+                            rule_zone: r.text("rule_zone")?,
+                            robot_zone: r.text("robot_zone")?,
                         })
                     })
                     .collect()
@@ -180,7 +180,7 @@ async fn has_tables(tx: &mut Tx, tables: &[&str]) -> Result<bool, StoreError> {
     for table in tables {
         let n = count(
             tx,
-            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() \
+            "SELECT COUNT(*) AS found FROM information_schema.tables WHERE table_schema = DATABASE() \
              AND table_name = ?",
             table,
         )
@@ -192,12 +192,12 @@ async fn has_tables(tx: &mut Tx, tables: &[&str]) -> Result<bool, StoreError> {
     Ok(true)
 }
 
-/// The `COUNT(*)` of `sql` with its one parameter `name`.
+/// The count `found` of `sql` with its one parameter `name`.
 async fn count(tx: &mut Tx, sql: &str, name: &str) -> Result<i64, StoreError> {
     Ok(tx
         .fetch_optional(sql, &[name.to_string().into()])
         .await?
-        .map(|r| r.int(0))
+        .map(|r| r.int("found"))
         .transpose()?
         .unwrap_or(0))
 }

@@ -136,8 +136,8 @@ async fn sessions_on(
             .fetch_all(
                 &format!(
                     "SELECT status_check_id, \
-                     MAX(CASE WHEN state IN ('observed', 'late') THEN occurred_at_ms END), \
-                     SUM(CASE WHEN state = 'late' THEN 1 ELSE 0 END) \
+                     MAX(CASE WHEN state IN ('observed', 'late') THEN occurred_at_ms END) AS last_event_ms, \
+                     SUM(CASE WHEN state = 'late' THEN 1 ELSE 0 END) AS late_events \
                      FROM status_job_event WHERE status_check_id IN ({}) GROUP BY status_check_id",
                     vec!["?"; ids.len()].join(", ")
                 ),
@@ -146,10 +146,10 @@ async fn sessions_on(
             .await?;
         let mut events: HashMap<StatusCheckId, (Option<Timestamp>, u32)> = HashMap::new();
         for row in &counts {
-            let last = row.opt_int(1)?.map(ms_to_ts).transpose()?;
-            let late = u32::try_from(row.opt_int(2)?.unwrap_or(0))
+            let last = row.opt_int("last_event_ms")?.map(ms_to_ts).transpose()?;
+            let late = u32::try_from(row.opt_int("late_events")?.unwrap_or(0))
                 .map_err(|_| StoreError::corrupt("late event count out of range"))?;
-            events.insert(StatusCheckId::new(row.id(0)?), (last, late));
+            events.insert(StatusCheckId::new(row.id("status_check_id")?), (last, late));
         }
         for (id, row) in by_id {
             let (last_event, late_events) = events.get(&id).copied().unwrap_or((None, 0));
@@ -199,9 +199,9 @@ async fn day_view(
         .iter()
         .map(|r| -> Result<StoredEvent, StoreError> {
             Ok(StoredEvent {
-                incoming_event_id: r.id(0)?,
-                occurred_at: ms_to_ts(r.int(1)?)?,
-                state: r.text(2)?,
+                incoming_event_id: r.id("incoming_event_id")?,
+                occurred_at: ms_to_ts(r.int("occurred_at_ms")?)?,
+                state: r.text("state")?,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -245,7 +245,9 @@ impl Store {
                         ],
                     )
                     .await?;
-                rows.iter().map(|r| ms_to_ts(r.int(1)?)).collect()
+                rows.iter()
+                    .map(|r| ms_to_ts(r.int("occurred_at_ms")?))
+                    .collect()
             })
         })
         .await

@@ -468,7 +468,7 @@ async fn take_in(tx: &mut Tx, request: &IntakeRequest) -> Result<IntakeRecord, S
                 &[session.robot_id.into(), date.into()],
             )
             .await?
-            .map(|r| r.id(0).map(StatusCheckId::new))
+            .map(|r| r.id("status_check_id").map(StatusCheckId::new))
             .transpose()?;
         let start_attempted = existing.is_none();
         let (status_check_id, started) = match existing {

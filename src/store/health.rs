@@ -30,20 +30,20 @@ impl Store {
             Box::pin(async move {
                 let windows = tx
                     .fetch_optional(
-                        "SELECT COUNT(*), MIN(window_end_ms) FROM status_job_session \
+                        "SELECT COUNT(*) AS backlog, MIN(window_end_ms) AS oldest FROM status_job_session \
                          WHERE result = 'PENDING' AND window_end_ms <= ?",
                         &[ts_to_ms(cutoff).into()],
                     )
                     .await?;
                 let next = tx
                     .fetch_optional(
-                        "SELECT MIN(window_end_ms) FROM status_job_session WHERE result = 'PENDING'",
+                        "SELECT MIN(window_end_ms) AS oldest FROM status_job_session WHERE result = 'PENDING'",
                         &[],
                     )
                     .await?;
                 let alarms = tx
                     .fetch_optional(
-                        "SELECT COUNT(*), MIN(window_end_ms) FROM status_job_alarm \
+                        "SELECT COUNT(*) AS backlog, MIN(window_end_ms) AS oldest FROM status_job_alarm \
                          WHERE state <> 'sent'",
                         &[],
                     )
@@ -51,24 +51,22 @@ impl Store {
                 let count = |row: &Option<super::sql::Row>| -> Result<u64, StoreError> {
                     Ok(match row {
                         // A count is never negative; one that were reads as none.
-                        Some(r) => u64::try_from(r.opt_int(0)?.unwrap_or(0)).unwrap_or(0),
+                        Some(r) => u64::try_from(r.opt_int("backlog")?.unwrap_or(0)).unwrap_or(0),
                         None => 0,
                     })
                 };
-                let oldest = |row: &Option<super::sql::Row>,
-                              column: usize|
-                 -> Result<Option<Timestamp>, StoreError> {
+                let oldest = |row: &Option<super::sql::Row>| -> Result<Option<Timestamp>, StoreError> {
                     match row {
-                        Some(r) => r.opt_int(column)?.map(ms_to_ts).transpose(),
+                        Some(r) => r.opt_int("oldest")?.map(ms_to_ts).transpose(),
                         None => Ok(None),
                     }
                 };
                 Ok(Backlog {
                     overdue_windows: count(&windows)?,
-                    oldest_overdue_deadline: oldest(&windows, 1)?,
-                    next_deadline: oldest(&next, 0)?,
+                    oldest_overdue_deadline: oldest(&windows)?,
+                    next_deadline: oldest(&next)?,
                     unsent_alarms: count(&alarms)?,
-                    oldest_unsent_alarm: oldest(&alarms, 1)?,
+                    oldest_unsent_alarm: oldest(&alarms)?,
                 })
             })
         })

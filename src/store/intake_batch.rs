@@ -142,7 +142,10 @@ async fn event_ids_and_rules(
     let sets = tx.fetch_each(&statements).await?;
     let mut local: HashMap<String, u64> = HashMap::with_capacity(named.len());
     for row in sets[..rules_from].iter().flatten() {
-        local.insert(row.text(1)?, LOCAL_EVENT_ID_BASE + row.id(0)?);
+        local.insert(
+            row.text("external_id")?,
+            LOCAL_EVENT_ID_BASE + row.id("id")?,
+        );
     }
     let mut rules = HashMap::with_capacity(robots.len());
     for row in sets[rules_from..sessions_from].iter().flatten() {
@@ -151,9 +154,12 @@ async fn event_ids_and_rules(
     }
     let mut session_ids = SessionIds::new();
     for row in sets[sessions_from..].iter().flatten() {
-        let robot = RobotId::try_from(row.id(1)?)
+        let robot = RobotId::try_from(row.id("robot_id")?)
             .map_err(|_| StoreError::corrupt("robot id out of range"))?;
-        session_ids.insert((robot, row.text(2)?), StatusCheckId::new(row.id(0)?));
+        session_ids.insert(
+            (robot, row.text("local_date")?),
+            StatusCheckId::new(row.id("status_check_id")?),
+        );
     }
     let mut ids = Vec::with_capacity(requests.len());
     for request in requests {
@@ -393,8 +399,10 @@ impl Batch {
             }
         }
         for row in known {
-            self.known
-                .insert((StatusCheckId::new(row.id(0)?), row.id(1)?));
+            self.known.insert((
+                StatusCheckId::new(row.id("status_check_id")?),
+                row.id("incoming_event_id")?,
+            ));
         }
         self.add_pending(&pending)
     }
@@ -403,11 +411,14 @@ impl Batch {
     /// occurred_at_ms`) to their sessions' lists.
     fn add_pending(&mut self, rows: &[Row]) -> Result<(), StoreError> {
         for row in rows {
-            let status_check_id = StatusCheckId::new(row.id(0)?);
-            let occurred_at_ms = row.int(3)?;
+            let status_check_id = StatusCheckId::new(row.id("status_check_id")?);
+            let occurred_at_ms = row.int("occurred_at_ms")?;
             let event = EventInput {
-                incoming_event_id: row.id(1)?,
-                outgoing_event_id: row.opt_int(2)?.map(|_| row.id(2)).transpose()?,
+                incoming_event_id: row.id("incoming_event_id")?,
+                outgoing_event_id: row
+                    .opt_int("outgoing_event_id")?
+                    .map(|_| row.id("outgoing_event_id"))
+                    .transpose()?,
                 occurred_at: ms_to_ts(occurred_at_ms)?,
             };
             if let Some(list) = self
@@ -447,8 +458,10 @@ impl Batch {
                 repeat("?", chunk.len())
             );
             for row in tx.fetch_all(&sql, &args).await? {
-                self.known
-                    .insert((StatusCheckId::new(row.id(0)?), row.id(1)?));
+                self.known.insert((
+                    StatusCheckId::new(row.id("status_check_id")?),
+                    row.id("incoming_event_id")?,
+                ));
             }
         }
         Ok(())

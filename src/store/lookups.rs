@@ -59,7 +59,8 @@ impl Store {
                         &[robot_id.into(), date.to_string().into()],
                     )
                     .await?;
-                row.map(|r| r.id(0).map(StatusCheckId::new)).transpose()
+                row.map(|r| r.id("status_check_id").map(StatusCheckId::new))
+                    .transpose()
             })
         })
         .await
@@ -111,11 +112,11 @@ impl Store {
             Box::pin(async move {
                 let n = tx
                     .fetch_optional(
-                        "SELECT COUNT(*) FROM status_job_session WHERE result = 'PENDING'",
+                        "SELECT COUNT(*) AS running FROM status_job_session WHERE result = 'PENDING'",
                         &[],
                     )
                     .await?
-                    .map(|r| r.int(0))
+                    .map(|r| r.int("running"))
                     .transpose()?
                     .unwrap_or(0);
                 Ok(u64::try_from(n).unwrap_or(0))
@@ -167,10 +168,10 @@ impl Store {
                 rows.iter()
                     .map(|r| {
                         Ok(LeftoverSubscription {
-                            status_check_id: StatusCheckId::new(r.id(0)?),
-                            robot_id: RobotId::try_from(r.id(1)?)
+                            status_check_id: StatusCheckId::new(r.id("status_check_id")?),
+                            robot_id: RobotId::try_from(r.id("robot_id")?)
                                 .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
-                            subscription_id: r.id(2)?,
+                            subscription_id: r.id("subscription_id")?,
                         })
                     })
                     .collect()
@@ -242,7 +243,7 @@ pub(crate) async fn event_id(tx: &mut Tx, external_id: Option<&str>) -> Result<u
             )
             .await?
             .ok_or_else(|| StoreError::corrupt("event id vanished"))?;
-        Ok(LOCAL_EVENT_ID_BASE + row.id(0)?)
+        Ok(LOCAL_EVENT_ID_BASE + row.id("id")?)
     } else {
         let id = tx
             .insert(
@@ -263,9 +264,9 @@ pub(crate) fn megazord_event_id(external_id: Option<&str>) -> Option<u64> {
 
 fn key(row: &super::sql::Row) -> Result<SessionKey, StoreError> {
     Ok(SessionKey {
-        status_check_id: StatusCheckId::new(row.id(0)?),
-        robot_id: RobotId::try_from(row.id(1)?)
+        status_check_id: StatusCheckId::new(row.id("status_check_id")?),
+        robot_id: RobotId::try_from(row.id("robot_id")?)
             .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
-        end: ms_to_ts(row.int(2)?)?,
+        end: ms_to_ts(row.int("session_end_ms")?)?,
     })
 }

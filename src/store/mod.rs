@@ -333,10 +333,10 @@ impl Store {
     async fn applied_versions(&self, table: &'static str) -> Result<Vec<i64>, StoreError> {
         let exists_sql = match self.dialect() {
             Dialect::Mysql => {
-                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
+                "SELECT COUNT(*) AS found FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
             }
             Dialect::Sqlite => {
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+                "SELECT COUNT(*) AS found FROM sqlite_master WHERE type = 'table' AND name = ?"
             }
         };
         self.run(move |tx| {
@@ -344,7 +344,7 @@ impl Store {
                 let n = tx
                     .fetch_optional(exists_sql, &[table.into()])
                     .await?
-                    .map(|r| r.int(0))
+                    .map(|r| r.int("found"))
                     .transpose()?
                     .unwrap_or(0);
                 if n == 0 {
@@ -356,7 +356,7 @@ impl Store {
                         &[],
                     )
                     .await?;
-                rows.iter().map(|r| r.int(0)).collect()
+                rows.iter().map(|r| r.int("version")).collect()
             })
         })
         .await

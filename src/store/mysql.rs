@@ -181,7 +181,7 @@ pub async fn claim(
             )
             .await?;
         for row in &rows {
-            ids.push(row.int(0)?);
+            ids.push(row.int("id")?);
         }
     }
     if ids.is_empty() {

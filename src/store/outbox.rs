@@ -25,29 +25,29 @@ pub const CLAIMABLE: &str = "(state = 'pending' OR (state = 'failed' AND retry_a
 
 /// Reads a row selected with [`COLUMNS`].
 pub fn from_row(row: &Row) -> Result<OutboxAlarm, StoreError> {
-    let date_text = row.text(3)?;
+    let date_text = row.text("local_date")?;
     let date: Date = date_text
         .parse()
         .map_err(|e| StoreError::corrupt(format!("local_date {date_text:?}: {e}")))?;
     Ok(OutboxAlarm {
-        id: AlarmId::new(row.id(0)?),
-        status_check_id: StatusCheckId::new(row.id(1)?),
+        id: AlarmId::new(row.id("id")?),
+        status_check_id: StatusCheckId::new(row.id("status_check_id")?),
         identity: AlarmIdentity {
-            robot_id: u32::try_from(row.id(2)?)
+            robot_id: u32::try_from(row.id("robot_id")?)
                 .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
             date,
-            window_start: ms_to_ts(row.int(4)?)?,
+            window_start: ms_to_ts(row.int("window_start_ms")?)?,
         },
-        window_end: ms_to_ts(row.int(5)?)?,
-        reference_id: row.text(6)?,
-        alarm_event: row.text(7)?,
-        state: row.text(8)?,
-        attempts: u32::try_from(row.int(9)?)
+        window_end: ms_to_ts(row.int("window_end_ms")?)?,
+        reference_id: row.text("reference_id")?,
+        alarm_event: row.text("alarm_event")?,
+        state: row.text("state")?,
+        attempts: u32::try_from(row.int("attempts")?)
             .map_err(|_| StoreError::corrupt("attempts out of range"))?,
-        last_error: row.opt_text(10)?,
+        last_error: row.opt_text("last_error")?,
         megazord_incoming_id: row
-            .opt_int(11)?
-            .map(|_| row.id(11).map(MegazordEventId::new))
+            .opt_int("megazord_incoming_id")?
+            .map(|_| row.id("megazord_incoming_id").map(MegazordEventId::new))
             .transpose()?,
     })
 }

@@ -43,17 +43,17 @@ impl StoredColumns {
 
     fn from_row(row: &Row) -> Result<StoredColumns, StoreError> {
         Ok(StoredColumns {
-            robot_id: u32::try_from(row.id(0)?)
+            robot_id: u32::try_from(row.id("robot_id")?)
                 .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
-            timezone: row.text(1)?,
-            start_time: row.text(2)?,
-            end_time: row.text(3)?,
-            gap_minutes: u32::try_from(row.int(4)?)
+            timezone: row.text("timezone")?,
+            start_time: row.text("start_time")?,
+            end_time: row.text("end_time")?,
+            gap_minutes: u32::try_from(row.int("gap_minutes")?)
                 .map_err(|_| StoreError::corrupt("gap out of range"))?,
-            watched_event: row.text(5)?,
-            alarm_event: row.text(6)?,
-            partial_final_window: row.text(7)?,
-            enabled: row.int(8)? != 0,
+            watched_event: row.text("watched_event")?,
+            alarm_event: row.text("alarm_event")?,
+            partial_final_window: row.text("partial_final_window")?,
+            enabled: row.int("enabled")? != 0,
         })
     }
 
@@ -79,9 +79,12 @@ pub fn stored_rule(row: &Row) -> Result<StoredRule, StoreError> {
     let columns = StoredColumns::from_row(row)?;
     Ok(StoredRule {
         rule: columns.to_rule()?,
-        version: row.id(9)?,
-        updated_at: ms_to_ts(row.int(10)?)?,
-        watching_since: row.opt_int(11)?.map(ms_to_ts).transpose()?,
+        version: row.id("version")?,
+        updated_at: ms_to_ts(row.int("updated_at_ms")?)?,
+        watching_since: row
+            .opt_int("watching_since_ms")?
+            .map(ms_to_ts)
+            .transpose()?,
     })
 }
 
@@ -105,8 +108,11 @@ pub async fn lock(tx: &mut Tx, robot_id: u32) -> Result<Option<Locked>, StoreErr
     match tx.fetch_optional(&sql, &[robot_id.into()]).await? {
         Some(row) => Ok(Some(Locked {
             columns: StoredColumns::from_row(&row)?,
-            version: row.id(9)?,
-            watching_since: row.opt_int(11)?.map(ms_to_ts).transpose()?,
+            version: row.id("version")?,
+            watching_since: row
+                .opt_int("watching_since_ms")?
+                .map(ms_to_ts)
+                .transpose()?,
         })),
         None => Ok(None),
     }

@@ -74,9 +74,9 @@ pub async fn find(tx: &mut Tx) -> Result<Option<Template>, StoreError> {
         .await?;
     row.map(|r| {
         Ok(Template {
-            id: u32::try_from(r.id(0)?)
+            id: u32::try_from(r.id("id")?)
                 .map_err(|_| StoreError::corrupt("template id out of range"))?,
-            is_active: r.int(1)? != 0,
+            is_active: r.int("is_active")? != 0,
         })
     })
     .transpose()

@@ -45,7 +45,7 @@ pub async fn record_dead_letter(
             tx.execute(
                 "UPDATE status_job_dead_letter SET reason = ?, last_seen_ms = ?, seen_count = seen_count + 1 \
                  WHERE id = ?",
-                &[reason.into(), now.into(), row.int(0)?.into()],
+                &[reason.into(), now.into(), row.int("id")?.into()],
             )
             .await?;
         }
@@ -95,7 +95,7 @@ pub async fn prune_dead_letters(
         )
         .await?;
     if let Some(row) = first_too_many {
-        let (last_seen, id) = (row.int(0)?, row.int(1)?);
+        let (last_seen, id) = (row.int("last_seen_ms")?, row.int("id")?);
         deleted += tx
             .execute(
                 "DELETE FROM status_job_dead_letter \
@@ -140,13 +140,13 @@ pub async fn dead_letters(tx: &mut Tx) -> Result<Vec<DeadLetter>, StoreError> {
     rows.iter()
         .map(|r| {
             Ok(DeadLetter {
-                body: r.text(0)?,
-                reason: r.text(1)?,
-                first_seen: super::session_row::ms_to_ts(r.int(2)?)?,
-                last_seen: super::session_row::ms_to_ts(r.int(3)?)?,
-                count: u32::try_from(r.int(4)?).unwrap_or(u32::MAX),
-                body_length: u64::try_from(r.int(5)?).unwrap_or(0),
-                body_sha256: r.opt_text(6)?,
+                body: r.text("body")?,
+                reason: r.text("reason")?,
+                first_seen: super::session_row::ms_to_ts(r.int("first_seen_ms")?)?,
+                last_seen: super::session_row::ms_to_ts(r.int("last_seen_ms")?)?,
+                count: u32::try_from(r.int("seen_count")?).unwrap_or(u32::MAX),
+                body_length: u64::try_from(r.int("body_length")?).unwrap_or(0),
+                body_sha256: r.opt_text("body_sha256")?,
             })
         })
         .collect()
@@ -160,7 +160,7 @@ pub async fn get_meta(tx: &mut Tx, key: &str) -> Result<Option<String>, StoreErr
             &[key.into()],
         )
         .await?;
-    row.map(|r| r.text(0)).transpose()
+    row.map(|r| r.text("meta_value")).transpose()
 }
 
 /// Writes a metadata value.

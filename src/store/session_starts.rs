@@ -68,10 +68,11 @@ impl Store {
                                 .await?;
                             rows.iter()
                                 .map(|r| {
-                                    let robot_id = RobotId::try_from(r.id(0)?).map_err(|_| {
-                                        StoreError::corrupt("robot_id out of range")
-                                    })?;
-                                    let word = r.text(2)?;
+                                    let robot_id =
+                                        RobotId::try_from(r.id("robot_id")?).map_err(|_| {
+                                            StoreError::corrupt("robot_id out of range")
+                                        })?;
+                                    let word = r.text("result")?;
                                     let result = SessionResult::parse(&word).ok_or_else(|| {
                                         StoreError::corrupt(format!(
                                             "status_job_session.result = {word:?}: not a result"
@@ -80,11 +81,13 @@ impl Store {
                                     Ok((
                                         robot_id,
                                         StartedSession {
-                                            status_check_id: StatusCheckId::new(r.id(1)?),
+                                            status_check_id: StatusCheckId::new(
+                                                r.id("status_check_id")?,
+                                            ),
                                             running: result == SessionResult::Pending,
-                                            end: ms_to_ts(r.int(3)?)?,
+                                            end: ms_to_ts(r.int("session_end_ms")?)?,
                                             subscription_id: r
-                                                .opt_int(4)?
+                                                .opt_int("subscription_id")?
                                                 .map(|id| {
                                                     u64::try_from(id).map_err(|_| {
                                                         StoreError::corrupt(

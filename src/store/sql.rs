@@ -2,7 +2,6 @@
 //! once: arguments and row values are the three kinds the store needs (integer, text, NULL),
 //! and the few statements that differ between MySQL and SQLite ask [`Dialect`] for their words.
 
-#[cfg(feature = "testing")]
 use std::sync::Arc;
 
 #[cfg(feature = "testing")]
@@ -168,55 +167,170 @@ pub(crate) enum Value {
     Text(String),
 }
 
-/// One result row.
+/// The column names of one statement's rows, shared by them, with the statement, which an
+/// error names.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Columns {
+    statement: String,
+    names: Vec<String>,
+}
+
+/// One result row, read by column name: a query that selects an expression names it with
+/// `AS`. A name is found by a scan over the row's few names, which allocates nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Row(pub(crate) Vec<Value>);
+pub(crate) struct Row {
+    columns: Arc<Columns>,
+    values: Vec<Value>,
+}
 
 impl Row {
-    /// Column `i` as an integer.
-    pub fn int(&self, i: usize) -> Result<i64, StoreError> {
-        match self.0.get(i) {
-            Some(Value::Int(v)) => Ok(*v),
-            Some(Value::Text(t)) => t
+    /// Column `name` as an integer.
+    pub fn int(&self, name: &str) -> Result<i64, StoreError> {
+        match self.value(name)? {
+            Value::Int(v) => Ok(*v),
+            Value::Text(t) => t
                 .parse()
-                .map_err(|_| StoreError::corrupt(format!("column {i}: {t:?} is not an integer"))),
-            other => Err(StoreError::corrupt(format!(
-                "column {i}: expected an integer, found {other:?}"
-            ))),
+                .map_err(|_| self.unreadable(name, format_args!("{t:?} is not an integer"))),
+            Value::Null => {
+                Err(self.unreadable(name, format_args!("expected an integer, found NULL")))
+            }
         }
     }
 
-    /// Column `i` as an unsigned id.
-    pub fn id(&self, i: usize) -> Result<u64, StoreError> {
-        let v = self.int(i)?;
-        u64::try_from(v).map_err(|_| StoreError::corrupt(format!("column {i}: negative id {v}")))
+    /// Column `name` as an unsigned id.
+    pub fn id(&self, name: &str) -> Result<u64, StoreError> {
+        let v = self.int(name)?;
+        u64::try_from(v).map_err(|_| self.unreadable(name, format_args!("negative id {v}")))
     }
 
-    /// Column `i` as an integer, or `None` when NULL.
-    pub fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
-        match self.0.get(i) {
-            Some(Value::Null) => Ok(None),
-            _ => self.int(i).map(Some),
+    /// Column `name` as an integer, or `None` when NULL.
+    pub fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        match self.value(name)? {
+            Value::Null => Ok(None),
+            _ => self.int(name).map(Some),
         }
     }
 
-    /// Column `i` as text.
-    pub fn text(&self, i: usize) -> Result<String, StoreError> {
-        match self.0.get(i) {
-            Some(Value::Text(t)) => Ok(t.clone()),
-            Some(Value::Int(v)) => Ok(v.to_string()),
-            other => Err(StoreError::corrupt(format!(
-                "column {i}: expected text, found {other:?}"
-            ))),
+    /// Column `name` as text.
+    pub fn text(&self, name: &str) -> Result<String, StoreError> {
+        match self.value(name)? {
+            Value::Text(t) => Ok(t.clone()),
+            Value::Int(v) => Ok(v.to_string()),
+            Value::Null => Err(self.unreadable(name, format_args!("expected text, found NULL"))),
         }
     }
 
-    /// Column `i` as text, or `None` when NULL.
-    pub fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
-        match self.0.get(i) {
-            Some(Value::Null) => Ok(None),
-            _ => self.text(i).map(Some),
+    /// Column `name` as text, or `None` when NULL.
+    pub fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        match self.value(name)? {
+            Value::Null => Ok(None),
+            _ => self.text(name).map(Some),
         }
+    }
+
+    /// The values in the order of the statement's columns.
+    #[cfg(feature = "testing")]
+    pub(crate) fn into_values(self) -> Vec<Value> {
+        self.values
+    }
+
+    fn value(&self, name: &str) -> Result<&Value, StoreError> {
+        self.columns
+            .names
+            .iter()
+            .position(|n| n == name)
+            .and_then(|i| self.values.get(i))
+            .ok_or_else(|| {
+                StoreError::corrupt(format!(
+                    "no column {name} in the rows of {:?}",
+                    self.columns.statement
+                ))
+            })
+    }
+
+    fn unreadable(&self, name: &str, why: std::fmt::Arguments<'_>) -> StoreError {
+        StoreError::corrupt(format!(
+            "column {name} of {:?}: {why}",
+            self.columns.statement
+        ))
+    }
+}
+
+/// Rows read back, gathered by the statement that selected them; each statement's column
+/// names are taken once, from its first row, and shared by its rows.
+pub(crate) struct ResultSets<'s> {
+    statements: Vec<&'s str>,
+    /// Whether each row's first value is the place of its statement ([`Tx::fetch_each`]).
+    tagged: bool,
+    columns: Vec<Option<Arc<Columns>>>,
+    sets: Vec<Vec<Row>>,
+}
+
+impl<'s> ResultSets<'s> {
+    /// For the rows of one statement.
+    pub(crate) fn of(sql: &'s str) -> Self {
+        ResultSets {
+            statements: vec![sql],
+            tagged: false,
+            columns: vec![None],
+            sets: vec![Vec::new()],
+        }
+    }
+
+    /// For the rows of several statements run together, each row tagged with its statement's
+    /// place as its first value.
+    pub(crate) fn of_each(statements: &'s [(String, Vec<Arg>)]) -> Self {
+        ResultSets {
+            statements: statements.iter().map(|(sql, _)| sql.as_str()).collect(),
+            tagged: true,
+            columns: vec![None; statements.len()],
+            sets: vec![Vec::new(); statements.len()],
+        }
+    }
+
+    /// Adds a row with its column names and values.
+    pub(crate) fn push<'n>(
+        &mut self,
+        names: impl Iterator<Item = &'n str>,
+        mut values: Vec<Value>,
+    ) -> Result<(), StoreError> {
+        let place = if self.tagged {
+            let place = match values.first() {
+                Some(Value::Int(i)) => usize::try_from(*i).ok(),
+                _ => None,
+            }
+            .filter(|&i| i < self.sets.len())
+            .ok_or_else(|| {
+                StoreError::corrupt("a row of several statements came without its place")
+            })?;
+            values.remove(0);
+            place
+        } else {
+            0
+        };
+        let statement = self.statements[place];
+        let skip = usize::from(self.tagged);
+        let columns = self.columns[place].get_or_insert_with(|| {
+            Arc::new(Columns {
+                statement: statement.to_string(),
+                names: names.skip(skip).map(str::to_string).collect(),
+            })
+        });
+        self.sets[place].push(Row {
+            columns: Arc::clone(columns),
+            values,
+        });
+        Ok(())
+    }
+
+    /// The rows of each statement, in the statements' order.
+    pub(crate) fn into_sets(self) -> Vec<Vec<Row>> {
+        self.sets
+    }
+
+    /// The rows of the one statement.
+    pub(crate) fn into_rows(self) -> Vec<Row> {
+        self.sets.into_iter().next().unwrap_or_default()
     }
 }
 
@@ -537,11 +651,19 @@ impl Tx {
             Inner::Mysql { tx, .. } => {
                 tx.flush().await?;
                 let rows = bind_mysql(sql, args).fetch_all(&mut **tx).await?;
-                rows.iter().map(mysql_row).collect()
+                let mut read = ResultSets::of(sql);
+                for row in &rows {
+                    push_mysql_row(&mut read, row)?;
+                }
+                Ok(read.into_rows())
             }
             Inner::Sqlite(w) => {
                 let rows = bind_sqlite(sql, args).fetch_all(w.flushed().await?).await?;
-                rows.iter().map(sqlite_row).collect()
+                let mut read = ResultSets::of(sql);
+                for row in &rows {
+                    push_sqlite_row(&mut read, row)?;
+                }
+                Ok(read.into_rows())
             }
         }
     }
@@ -563,7 +685,8 @@ impl Tx {
                 None => sql.clone(),
             })
             .collect();
-        let rows = match &mut self.inner {
+        let mut read = ResultSets::of_each(statements);
+        match &mut self.inner {
             Inner::Mysql { tx, .. } => {
                 let mut sql = std::mem::take(&mut tx.queued);
                 for (statement, (_, args)) in tagged.iter().zip(statements) {
@@ -573,7 +696,9 @@ impl Tx {
                 let rows = sqlx::raw_sql(AssertSqlSafe(sql))
                     .fetch_all(tx.conn())
                     .await?;
-                rows.iter().map(mysql_row).collect::<Result<Vec<_>, _>>()?
+                for row in &rows {
+                    push_mysql_row(&mut read, row)?;
+                }
             }
             Inner::Sqlite(w) => {
                 let mut sql = std::mem::take(&mut w.queued);
@@ -584,22 +709,12 @@ impl Tx {
                     args.extend_from_slice(a);
                 }
                 let rows = bind_sqlite(&sql, &args).fetch_all(w.state.open()).await?;
-                rows.iter().map(sqlite_row).collect::<Result<Vec<_>, _>>()?
+                for row in &rows {
+                    push_sqlite_row(&mut read, row)?;
+                }
             }
-        };
-        let mut sets: Vec<Vec<Row>> = vec![Vec::new(); statements.len()];
-        for Row(mut values) in rows {
-            let place = match values.first() {
-                Some(Value::Int(i)) => usize::try_from(*i).ok(),
-                _ => None,
-            };
-            let set = place.and_then(|i| sets.get_mut(i)).ok_or_else(|| {
-                StoreError::corrupt("a row of several statements came without its place")
-            })?;
-            values.remove(0);
-            set.push(Row(values));
         }
-        Ok(sets)
+        Ok(read.into_sets())
     }
 
     /// Runs a query; returns the first row, if any.
@@ -753,7 +868,8 @@ fn bind_sqlite<'q>(sql: &str, args: &[Arg]) -> sqlx::query::Query<'q, Sqlite, Sq
     q
 }
 
-fn mysql_row(row: &MySqlRow) -> Result<Row, StoreError> {
+/// Adds a MySQL row to `read`.
+fn push_mysql_row(read: &mut ResultSets<'_>, row: &MySqlRow) -> Result<(), StoreError> {
     let mut values = Vec::with_capacity(row.len());
     for (i, column) in row.columns().iter().enumerate() {
         if row.try_get_raw(i)?.is_null() {
@@ -772,10 +888,11 @@ fn mysql_row(row: &MySqlRow) -> Result<Row, StoreError> {
         };
         values.push(value);
     }
-    Ok(Row(values))
+    read.push(row.columns().iter().map(Column::name), values)
 }
 
-fn sqlite_row(row: &SqliteRow) -> Result<Row, StoreError> {
+/// Adds a SQLite row to `read`.
+fn push_sqlite_row(read: &mut ResultSets<'_>, row: &SqliteRow) -> Result<(), StoreError> {
     let mut values = Vec::with_capacity(row.len());
     for i in 0..row.len() {
         let raw = row.try_get_raw(i)?;
@@ -789,12 +906,90 @@ fn sqlite_row(row: &SqliteRow) -> Result<Row, StoreError> {
         };
         values.push(value);
     }
-    Ok(Row(values))
+    read.push(row.columns().iter().map(Column::name), values)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row_of(statement: &str, names: &[&str], values: Vec<Value>) -> Row {
+        let mut read = ResultSets::of(statement);
+        read.push(names.iter().copied(), values).unwrap();
+        read.into_rows().remove(0)
+    }
+
+    #[test]
+    fn a_row_is_read_by_column_name() {
+        let row = row_of(
+            "SELECT id, name, gone, total",
+            &["id", "name", "gone", "total"],
+            vec![
+                Value::Int(7),
+                Value::Text("x".into()),
+                Value::Null,
+                Value::Text("12".into()),
+            ],
+        );
+        assert_eq!(row.id("id").unwrap(), 7);
+        assert_eq!(row.text("name").unwrap(), "x");
+        assert_eq!(row.text("id").unwrap(), "7");
+        assert_eq!(row.opt_int("gone").unwrap(), None);
+        assert_eq!(row.opt_text("gone").unwrap(), None);
+        assert_eq!(row.int("total").unwrap(), 12);
+    }
+
+    #[test]
+    fn an_unknown_or_unreadable_column_is_an_error_naming_it_and_the_statement() {
+        let row = row_of(
+            "SELECT id, name",
+            &["id", "name"],
+            vec![Value::Int(-1), Value::Text("x".into())],
+        );
+        let unknown = row.int("ids").unwrap_err();
+        assert!(matches!(unknown, StoreError::Corrupt(_)), "{unknown:?}");
+        let unknown = unknown.to_string();
+        assert!(
+            unknown.contains("no column ids") && unknown.contains("SELECT id, name"),
+            "{unknown}"
+        );
+        let negative = row.id("id").unwrap_err().to_string();
+        assert!(
+            negative.contains("column id of \"SELECT id, name\": negative id -1"),
+            "{negative}"
+        );
+        let not_a_number = row.int("name").unwrap_err().to_string();
+        assert!(not_a_number.contains("column name"), "{not_a_number}");
+    }
+
+    #[test]
+    fn rows_of_several_statements_go_to_their_statement_without_their_place() {
+        let statements = vec![
+            ("SELECT a FROM t".to_string(), Vec::new()),
+            ("UPDATE t SET a = 1".to_string(), Vec::new()),
+            ("SELECT b, c FROM u".to_string(), Vec::new()),
+        ];
+        let mut read = ResultSets::of_each(&statements);
+        read.push(["0", "a"].into_iter(), vec![Value::Int(0), Value::Int(1)])
+            .unwrap();
+        read.push(
+            ["2", "b", "c"].into_iter(),
+            vec![Value::Int(2), Value::Int(2), Value::Int(3)],
+        )
+        .unwrap();
+        read.push(["0", "a"].into_iter(), vec![Value::Int(0), Value::Int(4)])
+            .unwrap();
+        let unplaced = read.push(["9", "a"].into_iter(), vec![Value::Int(9), Value::Int(5)]);
+        assert!(unplaced.is_err());
+        let sets = read.into_sets();
+        assert_eq!(sets.len(), 3);
+        let a: Vec<i64> = sets[0].iter().map(|r| r.int("a").unwrap()).collect();
+        assert_eq!(a, [1, 4]);
+        assert!(sets[1].is_empty());
+        assert_eq!(sets[2][0].int("c").unwrap(), 3);
+        let err = sets[2][0].int("a").unwrap_err().to_string();
+        assert!(err.contains("SELECT b, c FROM u"), "{err}");
+    }
 
     fn inline(sql: &str, args: &[Arg]) -> Result<String, StoreError> {
         let mut out = String::new();

@@ -72,7 +72,7 @@ impl Store {
 pub type TextRows = Vec<Vec<Option<String>>>;
 
 fn as_text(row: Row) -> Vec<Option<String>> {
-    row.0
+    row.into_values()
         .into_iter()
         .map(|value| match value {
             Value::Null => None,

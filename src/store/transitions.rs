@@ -9,7 +9,7 @@ use jiff::Timestamp;
 
 use super::error::StoreError;
 use super::rules::{self, StoredColumns};
-use super::session_row::{COLUMN_COUNT, COLUMNS, STATE_COLUMNS, SessionRow, ts_to_ms, ts_to_sql};
+use super::session_row::{COLUMNS, STATE_COLUMNS, SessionRow, ts_to_ms, ts_to_sql};
 use super::sql::{Arg, Tx};
 use super::types::{
     ApplyOutcome, CloseOutcome, EndOutcome, EventInput, RuleChange, StartOutcome, StatusCheckId,
@@ -133,7 +133,8 @@ async fn find_session(
             &[robot_id.into(), date.into()],
         )
         .await?;
-    row.map(|r| r.id(0).map(StatusCheckId::new)).transpose()
+    row.map(|r| r.id("status_check_id").map(StatusCheckId::new))
+        .transpose()
 }
 
 /// Locks the session row for the rest of the transaction and reads it.
@@ -160,7 +161,7 @@ async fn lock_session_for_event(
 ) -> Result<Option<(SessionRow, bool)>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS}, (SELECT COUNT(*) FROM status_job_event e \
-         WHERE e.status_check_id = s.status_check_id AND e.incoming_event_id = ?) \
+         WHERE e.status_check_id = s.status_check_id AND e.incoming_event_id = ?) AS event_taken \
          FROM status_job_session s WHERE s.status_check_id = ?{}",
         tx.dialect().for_update()
     );
@@ -170,7 +171,7 @@ async fn lock_session_for_event(
     else {
         return Ok(None);
     };
-    let known = row.int(COLUMN_COUNT)? > 0;
+    let known = row.int("event_taken")? > 0;
     Ok(Some((SessionRow::from_row(&row)?, known)))
 }
 
@@ -378,7 +379,7 @@ pub async fn record_subscribed(
         at,
     )
     .await?;
-    if existing.is_some_and(|r| r.opt_int(0).ok().flatten().is_some()) {
+    if existing.is_some_and(|r| r.opt_int("subscription_id").ok().flatten().is_some()) {
         return Ok(false);
     }
     let before = row.clone();
@@ -453,7 +454,7 @@ pub async fn set_rule(tx: &mut Tx, rule: &Rule, now: Timestamp) -> Result<RuleCh
         .await?;
     let mut sessions = Vec::new();
     for r in running {
-        let id = StatusCheckId::new(r.id(0)?);
+        let id = StatusCheckId::new(r.id("status_check_id")?);
         let Some(mut row) = lock_session(tx, id).await? else {
             continue;
         };
@@ -500,9 +501,12 @@ async fn drain_pending(tx: &mut Tx, row: &mut SessionRow) -> Result<(), StoreErr
         .await?;
     for p in pending {
         let event = EventInput {
-            incoming_event_id: p.id(0)?,
-            outgoing_event_id: p.opt_int(1)?.map(|_| p.id(1)).transpose()?,
-            occurred_at: super::session_row::ms_to_ts(p.int(2)?)?,
+            incoming_event_id: p.id("incoming_event_id")?,
+            outgoing_event_id: p
+                .opt_int("outgoing_event_id")?
+                .map(|_| p.id("outgoing_event_id"))
+                .transpose()?,
+            occurred_at: super::session_row::ms_to_ts(p.int("occurred_at_ms")?)?,
         };
         let class = row.state.observe(event.occurred_at);
         if class == EventClass::Ahead {

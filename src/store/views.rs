@@ -29,7 +29,7 @@ pub async fn sessions(
         .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        if let Some(view) = session(tx, StatusCheckId::new(r.id(0)?)).await? {
+        if let Some(view) = session(tx, StatusCheckId::new(r.id("status_check_id")?)).await? {
             out.push(view);
         }
     }
@@ -62,7 +62,7 @@ pub async fn session(
     let poller = tx
         .fetch_optional(
             &format!(
-                "SELECT {}, {}, lock_id FROM status_check_poller WHERE status_check_id = ?",
+                "SELECT {} AS since_seconds, {} AS until_seconds, lock_id FROM status_check_poller WHERE status_check_id = ?",
                 d.epoch_seconds("since"),
                 d.epoch_seconds("`until`")
             ),
@@ -70,13 +70,17 @@ pub async fn session(
         )
         .await?
         .map(|p| -> Result<_, StoreError> {
-            Ok((seconds(p.int(0)?)?, seconds(p.int(1)?)?, p.opt_text(2)?))
+            Ok((
+                seconds(p.int("since_seconds")?)?,
+                seconds(p.int("until_seconds")?)?,
+                p.opt_text("lock_id")?,
+            ))
         })
         .transpose()?;
     let records = tx
         .fetch_all(
             &format!(
-                "SELECT `order`, result, event_name, incoming_event_id, outgoing_event_id, {} \
+                "SELECT `order`, result, event_name, incoming_event_id, outgoing_event_id, {} AS created_seconds \
                  FROM status_check_record WHERE status_check_id = ? ORDER BY `order`",
                 d.epoch_seconds("created_at")
             ),
@@ -86,13 +90,19 @@ pub async fn session(
         .iter()
         .map(|r| -> Result<RecordView, StoreError> {
             Ok(RecordView {
-                order: u32::try_from(r.int(0)?)
+                order: u32::try_from(r.int("order")?)
                     .map_err(|_| StoreError::corrupt("order out of range"))?,
-                result: r.text(1)?,
-                event_name: r.text(2)?,
-                incoming_event_id: r.opt_int(3)?.map(|_| r.id(3)).transpose()?,
-                outgoing_event_id: r.opt_int(4)?.map(|_| r.id(4)).transpose()?,
-                created_at: seconds(r.int(5)?)?,
+                result: r.text("result")?,
+                event_name: r.text("event_name")?,
+                incoming_event_id: r
+                    .opt_int("incoming_event_id")?
+                    .map(|_| r.id("incoming_event_id"))
+                    .transpose()?,
+                outgoing_event_id: r
+                    .opt_int("outgoing_event_id")?
+                    .map(|_| r.id("outgoing_event_id"))
+                    .transpose()?,
+                created_at: seconds(r.int("created_seconds")?)?,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -102,16 +112,19 @@ pub async fn session(
             &[status_check_id.into()],
         )
         .await?
-        .map(|r| r.opt_text(0))
+        .map(|r| r.opt_text("failure_reason"))
         .transpose()?
         .flatten();
     Ok(Some(SessionView {
         status_check_id,
         failure_reason,
         state: stored.state,
-        phase: check.text(0)?,
-        result: check.opt_text(1)?.unwrap_or_default(),
-        subscription_id: check.opt_int(2)?.map(|_| check.id(2)).transpose()?,
+        phase: check.text("phase")?,
+        result: check.opt_text("result")?.unwrap_or_default(),
+        subscription_id: check
+            .opt_int("subscription_id")?
+            .map(|_| check.id("subscription_id"))
+            .transpose()?,
         poller,
         records,
     }))
@@ -133,11 +146,11 @@ pub async fn due_windows(
     rows.iter()
         .map(|r| {
             Ok(DueWindow {
-                status_check_id: StatusCheckId::new(r.id(0)?),
-                deadline: super::session_row::ms_to_ts(r.int(1)?)?,
-                robot_id: RobotId::try_from(r.id(2)?)
+                status_check_id: StatusCheckId::new(r.id("status_check_id")?),
+                deadline: super::session_row::ms_to_ts(r.int("window_end_ms")?)?,
+                robot_id: RobotId::try_from(r.id("robot_id")?)
                     .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
-                window_start: super::session_row::ms_to_ts(r.int(3)?)?,
+                window_start: super::session_row::ms_to_ts(r.int("window_start_ms")?)?,
             })
         })
         .collect()
@@ -159,6 +172,6 @@ pub async fn next_deadline_after(
             &[ts_to_ms(after).into()],
         )
         .await?;
-    row.map(|r| super::session_row::ms_to_ts(r.int(0)?))
+    row.map(|r| super::session_row::ms_to_ts(r.int("window_end_ms")?))
         .transpose()
 }
