@@ -8,6 +8,10 @@
 //! same reason its writes go together with its `COMMIT` ([`Tx::write`]), and a connection that
 //! committed goes straight to the next transaction ([`IdleConnections`]).
 
+mod transaction;
+
+pub(crate) use transaction::MysqlTxConn;
+
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +25,7 @@ use super::error::StoreError;
 use super::outbox;
 use super::session_copies::SessionCopies;
 use super::session_row::ts_to_ms;
-use super::sql::{Arg, Inner, MysqlTxConn, Tx};
+use super::sql::{Arg, Inner, Tx};
 use super::types::{OutboxAlarm, StatusCheckRefs};
 
 /// The two pools of a MySQL store, on the same server and database.

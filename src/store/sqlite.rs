@@ -3,6 +3,10 @@
 //! so that a write transaction holds the database from its first statement, and a busy timeout.
 //! Reads go through the same connection: the service's reads are few and short.
 
+mod transaction;
+
+pub(crate) use transaction::SqliteTxConn;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +20,7 @@ use super::error::StoreError;
 use super::outbox::{self, CLAIMABLE};
 use super::session_copies::SessionCopies;
 use super::session_row::ts_to_ms;
-use super::sql::{Inner, SqliteTxConn, Tx};
+use super::sql::{Inner, Tx};
 use super::types::OutboxAlarm;
 
 /// The one connection, held by whoever runs a transaction. Not a pool: a pool's hand-over
