@@ -222,13 +222,6 @@ async fn fetch(ctx: Context, limit: u32, known: HashSet<RobotId>) -> Result<Foun
     })
 }
 
-/// A due window not yet started, with the rule its history is read for.
-#[derive(Debug, Clone)]
-struct Queued {
-    window: DueWindow,
-    rule: Option<StoredRule>,
-}
-
 /// A history read's slot: freeing it tells the closer that another read may start.
 struct ReadSlot {
     _permit: OwnedSemaphorePermit,
@@ -251,8 +244,8 @@ struct Closer {
     /// Where close transactions run.
     closes: Closes,
     /// Due windows not started yet, earliest deadline first.
-    queued: VecDeque<Queued>,
-    /// The rules of the queued windows' robots.
+    queued: VecDeque<DueWindow>,
+    /// The rules of the queued windows' robots, which their history reads are made for.
     rules: HashMap<RobotId, StoredRule>,
     /// The look at the store under way, if any: it runs beside the reads, so that a burst's
     /// reads never wait for the next look.
@@ -384,8 +377,6 @@ impl Closer {
         }
         metrics::gauge!(names::RETRYING_SESSIONS).set(count_f64(self.retries.len()));
         let at = Instant::now();
-        self.rules.extend(rules);
-        let rules = &self.rules;
         self.queued = due
             .into_iter()
             .filter(|w| {
@@ -393,13 +384,9 @@ impl Closer {
                     && !finished.contains(&w.status_check_id)
                     && !self.retries.waiting(w.status_check_id, at)
             })
-            .map(|window| Queued {
-                rule: rules.get(&window.robot_id).cloned(),
-                window,
-            })
             .collect();
-        let queued_robots: HashSet<RobotId> =
-            self.queued.iter().map(|q| q.window.robot_id).collect();
+        self.rules.extend(rules);
+        let queued_robots: HashSet<RobotId> = self.queued.iter().map(|w| w.robot_id).collect();
         self.rules.retain(|robot, _| queued_robots.contains(robot));
         let mut next = Instant::now() + MAX_SLEEP;
         if let Some(deadline) = next_deadline {
@@ -445,14 +432,15 @@ impl Closer {
     /// when the next one's read is due, if it waits for that rather than for a slot.
     fn start_ready(&mut self, ctx: &Context) -> Option<Timestamp> {
         while let Some(head) = self.queued.front() {
-            let at = self.start_time(ctx, head.window.deadline);
+            let at = self.start_time(ctx, head.deadline);
             if at > ctx.now() {
                 return Some(at);
             }
             let Ok(permit) = Arc::clone(&self.reads).try_acquire_owned() else {
                 return None;
             };
-            let Queued { window, rule } = self.queued.pop_front()?;
+            let window = self.queued.pop_front()?;
+            let rule = self.rules.get(&window.robot_id).cloned();
             let slot = ReadSlot {
                 _permit: permit,
                 freed: Arc::clone(&self.read_freed),
