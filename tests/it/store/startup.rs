@@ -3,7 +3,8 @@
 
 use super::support::{TestDb, ts};
 use azi3_status_jobs::config::{Config, RuleConfig};
-use azi3_status_jobs::store::{StartupError, apply_rules, prepare};
+use azi3_status_jobs::store::{Prepared, StartupError, apply_rules, prepare};
+use jiff::Timestamp;
 
 fn rule_config(robot_id: u32, end: &str) -> RuleConfig {
     RuleConfig {
@@ -19,6 +20,17 @@ fn rule_config(robot_id: u32, end: &str) -> RuleConfig {
     }
 }
 
+/// The store as the service starts it: prepared, then the configuration's rules applied.
+async fn started(config: &Config, now: Timestamp) -> Prepared {
+    let prepared = prepare(&config.database, &config.status_check)
+        .await
+        .unwrap();
+    apply_rules(&prepared.store, &config.rules().unwrap(), now)
+        .await
+        .unwrap();
+    prepared
+}
+
 #[tokio::test]
 async fn rules_from_the_config_are_created_or_updated_and_others_left_alone() {
     let dir = tempfile::tempdir().unwrap();
@@ -26,12 +38,7 @@ async fn rules_from_the_config_are_created_or_updated_and_others_left_alone() {
     config.database.url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
     config.rules = vec![rule_config(1, "20:00"), rule_config(2, "20:00")];
     let now = ts("2025-01-01T00:00:00Z");
-    let prepared = prepare(&config.database, &config.status_check)
-        .await
-        .unwrap();
-    apply_rules(&prepared.store, &config.rules().unwrap(), now)
-        .await
-        .unwrap();
+    let prepared = started(&config, now).await;
     prepared
         .store
         .set_rule(&rule_config(3, "21:00").to_rule(0).unwrap(), now)
@@ -40,12 +47,7 @@ async fn rules_from_the_config_are_created_or_updated_and_others_left_alone() {
     prepared.store.close().await;
 
     config.rules = vec![rule_config(1, "21:00")];
-    let prepared = prepare(&config.database, &config.status_check)
-        .await
-        .unwrap();
-    apply_rules(&prepared.store, &config.rules().unwrap(), now)
-        .await
-        .unwrap();
+    let prepared = started(&config, now).await;
     let rules = prepared.store.rules().await.unwrap();
     let summary: Vec<_> = rules
         .iter()
