@@ -5,7 +5,7 @@
 
 use std::hint::black_box;
 
-use azi3_status_jobs::domain::{Rule, RuleInput, Session, evaluate};
+use azi3_status_jobs::domain::{RobotId, Rule, RuleInput, Session, evaluate};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jiff::Timestamp;
 use jiff::civil::date;
@@ -47,7 +47,7 @@ fn robots() -> Vec<Robot> {
     (0..ROBOTS)
         .map(|robot_id| {
             let rule = RuleInput {
-                robot_id,
+                robot_id: RobotId::new(robot_id),
                 timezone: ZONES[robot_id as usize % ZONES.len()].into(),
                 start: "08:00".into(),
                 end: if robot_id % 7 == 0 { "06:00" } else { "22:00" }.into(),

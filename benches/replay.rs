@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use azi3_status_jobs::domain::{Rule, RuleInput};
+use azi3_status_jobs::domain::{RobotId, Rule, RuleInput};
 use azi3_status_jobs::replay::{
     CollectOptions, CsvEvents, DateRange, collect_events, csv_reader, expected_rows, replay,
 };
@@ -34,7 +34,7 @@ fn write_events(path: &Path) {
 
 fn rule() -> Rule {
     RuleInput {
-        robot_id: 1,
+        robot_id: RobotId::new(1),
         timezone: "Europe/Amsterdam".into(),
         start: "08:00".into(),
         end: "22:00".into(),

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use azi3_status_jobs::domain::{RuleInput, Session};
+use azi3_status_jobs::domain::{RobotId, RuleInput, Session};
 use azi3_status_jobs::store::{
     CloseOutcome, EventInput, StatusCheckId, StatusCheckRefs, Store, StoredRule,
 };
@@ -43,7 +43,7 @@ struct Driver {
 impl Driver {
     async fn new(store: Store, gap: &str, first_day: Date, robot_id: u32) -> Driver {
         let rule = RuleInput {
-            robot_id,
+            robot_id: RobotId::new(robot_id),
             timezone: "UTC".into(),
             start: "00:00".into(),
             end: "00:00".into(),
@@ -54,7 +54,7 @@ impl Driver {
         .unwrap();
         let now = Timestamp::now();
         store.set_rule(&rule, now).await.unwrap();
-        let stored = store.rule(robot_id).await.unwrap().unwrap();
+        let stored = store.rule(RobotId::new(robot_id)).await.unwrap().unwrap();
         let refs = StatusCheckRefs {
             template_id: store.seed_template().await.unwrap().id,
             step_id: 1,

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use azi3_status_jobs::clock::SimulatedClock;
+use azi3_status_jobs::domain::RobotId;
 use azi3_status_jobs::numeric::count_f64;
 use clap::Parser;
 use jiff::{SignedDuration, Timestamp};
@@ -1351,7 +1352,7 @@ async fn single_row_commits(db: &Database, rows: usize) -> Result<f64> {
 /// Status-queue messages as Megazord's `notify()` sends them (contracts §2.2), one per event,
 /// for the robots' own subscriptions.
 fn queue_bodies(
-    subscriptions: &BTreeMap<u32, u64>,
+    subscriptions: &BTreeMap<RobotId, u64>,
     robots: usize,
     count: usize,
     first_id: u64,
@@ -1360,7 +1361,7 @@ fn queue_bodies(
     let created = at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
     (0..count)
         .map(|i| {
-            let robot = u32::try_from(i % robots + 1).expect("robot ids are u32s");
+            let robot = RobotId::new(u32::try_from(i % robots + 1).expect("robot ids are u32s"));
             let subscription = subscriptions.get(&robot).copied().unwrap_or(0);
             let incoming = first_id + i as u64;
             let outgoing = first_id + 10_000_000 + i as u64;
@@ -1477,7 +1478,7 @@ async fn measure_queue(
     rate.observe(Backend::Mysql, robots, prepared_after);
     let queue_url = run.queue_url.clone().expect("a queue");
     let client = megazord::sqs_client().await;
-    let subscriptions: BTreeMap<u32, u64> = run
+    let subscriptions: BTreeMap<RobotId, u64> = run
         .server
         .subscriptions()
         .into_iter()

@@ -18,7 +18,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use azi3_status_jobs::domain::RuleInput;
+use azi3_status_jobs::domain::{RobotId, RuleInput};
 use azi3_status_jobs::numeric::count_f64;
 use azi3_status_jobs::store::Store;
 use jiff::Timestamp;
@@ -58,7 +58,7 @@ async fn setup(url: &str, robots: u32) -> anyhow::Result<()> {
     let now = Timestamp::now();
     for robot_id in 1..=robots {
         let rule = RuleInput {
-            robot_id,
+            robot_id: RobotId::new(robot_id),
             timezone: "UTC".into(),
             start: "00:00".into(),
             end: "23:59".into(),

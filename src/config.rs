@@ -609,7 +609,7 @@ mod tests {
         )
         .unwrap();
         let rules = config.rules().unwrap();
-        assert_eq!(rules[0].robot_id, 7);
+        assert_eq!(rules[0].robot_id, RobotId::new(7));
         assert_eq!(rules[0].gap.minutes(), 120);
     }
 

@@ -278,7 +278,7 @@ mod tests {
             );
         }
         let read = read_json_object::<Row>(br#" {"robotId": " 7 ", "eventName": " X "} "#).unwrap();
-        assert_eq!(read.robot_id, Some(RobotIdField(7)));
+        assert_eq!(read.robot_id, Some(RobotIdField(RobotId::new(7))));
         assert_eq!(read.event_name, Some(EventNameField("X".into())));
         assert_eq!(read.items, None);
     }

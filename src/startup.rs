@@ -152,7 +152,7 @@ impl Application {
             let rule = demonstration_rule();
             store.set_rule(&rule, clock.now()).await?;
             tracing::warn!(
-                robotId = rule.robot_id,
+                robotId = rule.robot_id.get(),
                 "embedded default with no rules: created a demonstration rule for robot 1 \
                  (UTC, all day, gap 120 min); change it with `rules set` or remove it with \
                  `rules disable --robot-id 1`"
@@ -274,7 +274,7 @@ fn is_embedded_default(config: &Config) -> bool {
 /// Robot 1, watched all day in UTC: so that a first `serve` and a `curl` show a session.
 fn demonstration_rule() -> crate::domain::Rule {
     crate::domain::RuleInput {
-        robot_id: 1,
+        robot_id: crate::domain::RobotId::new(1),
         timezone: "UTC".into(),
         start: "00:00".into(),
         end: "00:00".into(),

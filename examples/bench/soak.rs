@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use azi3_status_jobs::clock::SimulatedClock;
-use azi3_status_jobs::domain::{Rule, RuleInput, Session, evaluate};
+use azi3_status_jobs::domain::{RobotId, Rule, RuleInput, Session, evaluate};
 use azi3_status_jobs::numeric::{count_f64, millis};
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
@@ -156,7 +156,7 @@ fn rule_of(robot: u32) -> Rule {
     let (zone, start, end) = ZONES[robot as usize % ZONES.len()];
     let gap = GAPS[(robot as usize / ZONES.len()) % GAPS.len()];
     RuleInput {
-        robot_id: robot,
+        robot_id: RobotId::new(robot),
         timezone: zone.into(),
         start: start.into(),
         end: end.into(),
@@ -198,7 +198,7 @@ fn plan_events(sessions: &[(Rule, Session)], dice: &mut Dice) -> Vec<(Timestamp,
         for _ in 0..dice.range(0, 5) {
             let at = Timestamp::from_second(dice.range(from, to)).expect("in range")
                 + SignedDuration::from_millis(dice.range(0, 1000));
-            out.push((at, rule.robot_id));
+            out.push((at, rule.robot_id.get()));
         }
     }
     out.sort();
@@ -555,7 +555,7 @@ async fn run(
         async move {
             for (at, robot) in events {
                 sleep_until(at).await;
-                server.post_sensor_event(robot, ACTIVITY);
+                server.post_sensor_event(RobotId::new(robot), ACTIVITY);
             }
         }
     });
@@ -642,7 +642,7 @@ async fn run(
     stage.set("waiting for every session to complete and every alarm to be posted");
     let settle_started = Instant::now();
     let stored = server.incoming_events();
-    let mut by_robot: BTreeMap<u32, Vec<(Timestamp, u64)>> = BTreeMap::new();
+    let mut by_robot: BTreeMap<RobotId, Vec<(Timestamp, u64)>> = BTreeMap::new();
     for e in stored.iter().filter(|e| e.event_name == ACTIVITY) {
         by_robot
             .entry(e.robot_id)
@@ -673,7 +673,7 @@ async fn run(
     let wanted: BTreeSet<String> = expected.iter().flat_map(|e| e.alarms.clone()).collect();
     let dates: BTreeMap<u32, (Date, Date)> = expected.iter().fold(BTreeMap::new(), |mut m, e| {
         let entry = m
-            .entry(e.session.robot_id)
+            .entry(e.session.robot_id.get())
             .or_insert((e.session.date, e.session.date));
         entry.0 = entry.0.min(e.session.date);
         entry.1 = entry.1.max(e.session.date);
@@ -697,7 +697,9 @@ async fn run(
     }
     let mut expected_per_robot: BTreeMap<u32, usize> = BTreeMap::new();
     for e in &expected {
-        *expected_per_robot.entry(e.session.robot_id).or_insert(0) += 1;
+        *expected_per_robot
+            .entry(e.session.robot_id.get())
+            .or_insert(0) += 1;
     }
     let mut reports: BTreeMap<u32, Value> = BTreeMap::new();
     let mut unsettled: Vec<u32> = dates.keys().copied().collect();
@@ -754,7 +756,7 @@ async fn run(
     // day's first windows may alarm by then.
     let run_sessions: BTreeSet<(u32, String)> = expected
         .iter()
-        .map(|e| (e.session.robot_id, e.session.date.to_string()))
+        .map(|e| (e.session.robot_id.get(), e.session.date.to_string()))
         .collect();
     let posted: BTreeMap<String, usize> = alarm_counts(&server)
         .into_iter()
@@ -769,7 +771,7 @@ async fn run(
     let mut extra_records = 0usize;
     for e in &expected {
         let session = reports
-            .get(&e.session.robot_id)
+            .get(&e.session.robot_id.get())
             .and_then(|r| r["sessions"].as_array())
             .and_then(|s| {
                 s.iter()
@@ -1017,7 +1019,7 @@ async fn insert_rules(db_url: &str, rules: &[Rule], clock_start: Timestamp) -> R
         let values: Vec<String> = chunk
             .iter()
             .map(|rule| {
-                let (zone, start, end) = ZONES[rule.robot_id as usize % ZONES.len()];
+                let (zone, start, end) = ZONES[rule.robot_id.get() as usize % ZONES.len()];
                 format!(
                     "({robot}, '{zone}', '{start}:00', '{end}:00', {gap}, '{ACTIVITY}', \
                      '{ALARM}', 'ignore', 1, 1, {updated_ms}, NULL)",

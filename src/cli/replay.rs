@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::civil::Date;
 
-use crate::domain::{DEFAULT_WATCHED_EVENT, Rule, RuleError, RuleInput};
+use crate::domain::{DEFAULT_WATCHED_EVENT, RobotId, Rule, RuleError, RuleInput};
 use crate::replay::{
     CollectOptions, CsvEvents, DateRange, EventSet, InputError, InputFormat, JsonlEvents,
     RuleReport, SettingError, collect_events, compare, dates_between, events_between,
@@ -78,8 +78,8 @@ pub struct ReplayArgs {
     gap: String,
 
     /// Robot whose events count; rows naming another robot are skipped. Example: `--robot-id 42`
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    robot_id: u32,
+    #[arg(long, value_name = "N", default_value_t = RobotId::new(1))]
+    robot_id: RobotId,
 
     /// Event name that counts; rows naming another event are skipped. Example: `--event-name TOILET_ACTIVITY`
     #[arg(long, default_value = DEFAULT_WATCHED_EVENT)]

@@ -5,18 +5,18 @@ use std::fmt;
 use jiff::Timestamp;
 use jiff::civil::Date;
 
-use super::rule::RobotId;
+use super::RobotId;
 use super::window::Window;
 
 /// What makes an alarm unique: robot, session date and window start. One alarm is ever posted
 /// per identity.
 ///
 /// ```
-/// use azi3_status_jobs::domain::AlarmIdentity;
+/// use azi3_status_jobs::domain::{AlarmIdentity, RobotId};
 /// use jiff::civil::date;
 ///
 /// let id = AlarmIdentity {
-///     robot_id: 1,
+///     robot_id: RobotId::new(1),
 ///     date: date(2025, 3, 30),
 ///     window_start: "2025-03-30T07:40:00Z".parse().unwrap(),
 /// };

@@ -8,6 +8,7 @@
 mod alarm;
 mod evaluate;
 mod instant;
+mod robot;
 mod rule;
 mod session;
 mod window;
@@ -15,9 +16,10 @@ mod window;
 pub use alarm::{Alarm, AlarmIdentity};
 pub use evaluate::{SessionOutcome, Step, evaluate, evaluate_from, evaluate_steps};
 pub use instant::{check_instant, parse_instant};
+pub use robot::{NotARobotId, ROBOT_ID_RANGE, RobotId};
 pub use rule::{
-    DEFAULT_ALARM_EVENT, DEFAULT_GAP_MINUTES, DEFAULT_WATCHED_EVENT, Gap, PartialFinalWindow,
-    ROBOT_ID_RANGE, RobotId, Rule, RuleError, RuleInput, parse_time_of_day, parse_timezone,
+    DEFAULT_ALARM_EVENT, DEFAULT_GAP_MINUTES, DEFAULT_WATCHED_EVENT, Gap, PartialFinalWindow, Rule,
+    RuleError, RuleInput, parse_time_of_day, parse_timezone,
 };
 pub use session::{Session, resolve};
 pub use window::{Closed, EventClass, SessionResult, SessionState, Window};

@@ -4,10 +4,10 @@
 //! names the offending field and value in its [`RuleError`].
 //!
 //! ```
-//! use azi3_status_jobs::domain::{RuleInput, PartialFinalWindow};
+//! use azi3_status_jobs::domain::{PartialFinalWindow, RobotId, RuleInput};
 //!
 //! let rule = RuleInput {
-//!     robot_id: 7,
+//!     robot_id: RobotId::new(7),
 //!     timezone: "Europe/Amsterdam".into(),
 //!     start: "08:00".into(),
 //!     end: "20:00".into(),
@@ -28,18 +28,14 @@ use jiff::SignedDuration;
 use jiff::civil::Time;
 use jiff::tz::TimeZone;
 
+use super::RobotId;
+
 /// The event a rule watches for unless told otherwise.
 pub const DEFAULT_WATCHED_EVENT: &str = "TOILET_ACTIVITY";
 /// The event a rule raises unless told otherwise.
 pub const DEFAULT_ALARM_EVENT: &str = "NO_TOILET_ACTIVITY_ALARM";
 /// The gap a rule tolerates unless told otherwise.
 pub const DEFAULT_GAP_MINUTES: u32 = 120;
-
-/// A robot (and so a resident) as Megazord numbers it.
-pub type RobotId = u32;
-
-/// What a robot id is, as error messages say it.
-pub const ROBOT_ID_RANGE: &str = "a whole number from 0 to 4294967295";
 
 /// A rule field that could not be accepted: which field, the value given, and why.
 ///
@@ -355,7 +351,7 @@ pub struct RuleInput {
 impl Default for RuleInput {
     fn default() -> Self {
         RuleInput {
-            robot_id: 1,
+            robot_id: RobotId::new(1),
             timezone: String::new(),
             start: String::new(),
             end: String::new(),

@@ -21,7 +21,8 @@ use jiff::Timestamp;
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 
-use super::rule::{RobotId, Rule};
+use super::RobotId;
+use super::rule::Rule;
 
 /// Turns local date `date` and local time `time` in `tz` into an instant, the way semantics §2 says:
 /// a time skipped by a forward jump moves forward by the jump, a time that happens twice takes

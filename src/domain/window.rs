@@ -173,8 +173,8 @@ impl SessionState {
     /// `[S, E]`, and nothing before `t` is evaluated.
     ///
     /// ```
-    /// use azi3_status_jobs::domain::{Gap, PartialFinalWindow, RuleInput, Session, SessionState};
-    /// # let rule = RuleInput { robot_id: 7, timezone: "UTC".into(), start: "08:00".into(),
+    /// use azi3_status_jobs::domain::{Gap, PartialFinalWindow, RobotId, RuleInput, Session, SessionState};
+    /// # let rule = RuleInput { robot_id: RobotId::new(7), timezone: "UTC".into(), start: "08:00".into(),
     /// #     end: "20:00".into(), gap: "2h".into(), watched_event: "TOILET_ACTIVITY".into(),
     /// #     alarm_event: "NO_TOILET_ACTIVITY_ALARM".into(), partial_final_window: "ignore".into(),
     /// #     enabled: true }.validate().unwrap();
@@ -335,6 +335,7 @@ fn window_from(start: Timestamp, gap: Gap, end: Timestamp) -> Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::RobotId;
     use jiff::civil::date;
 
     fn ts(s: &str) -> Timestamp {
@@ -343,7 +344,7 @@ mod tests {
 
     fn state(start: &str, end: &str, gap: u32, partial: PartialFinalWindow) -> SessionState {
         let session = Session {
-            robot_id: 3,
+            robot_id: RobotId::new(3),
             date: date(2025, 1, 1),
             start: ts(start),
             end: ts(end),

@@ -3,6 +3,7 @@
 //! broken connections and a 404 on the POST routes (a provider or schema missing, which an
 //! operator can fix), no retry for other 4xx, and 404 on DELETE meaning "already gone".
 
+use crate::domain::RobotId;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::{Duration, Instant};
 
@@ -166,7 +167,7 @@ impl Failure {
 /// One call: a route, its robot, the request, and the reference it goes under.
 struct Call<'a> {
     route: Route,
-    robot_id: u32,
+    robot_id: RobotId,
     method: Method,
     url: Url,
     body: Option<String>,
@@ -206,7 +207,7 @@ impl MegazordClient {
     /// persist it, so the subscription must be deleted (contracts §1.3).
     pub async fn create_subscription(
         &self,
-        robot_id: u32,
+        robot_id: RobotId,
         event_names: &[String],
         until: Timestamp,
         queue_suffix: Option<&str>,
@@ -231,7 +232,7 @@ impl MegazordClient {
         let subscription: Subscription = decode(&call, &answer)?;
         tracing::info!(
             callRef = %call_ref,
-            robotId = robot_id,
+            robotId = robot_id.get(),
             subscriptionId = subscription.id,
             "megazord subscription created"
         );
@@ -241,7 +242,7 @@ impl MegazordClient {
     /// Deletes (deactivates) a subscription; a 404 means it is already gone (contracts §1.4).
     pub async fn delete_subscription(
         &self,
-        robot_id: u32,
+        robot_id: RobotId,
         subscription_id: u64,
         call_ref: &CallRef,
     ) -> Result<Deletion, MegazordError> {
@@ -269,7 +270,7 @@ impl MegazordClient {
     /// that need exactly once look the reference up with [`MegazordClient::incomings`] first.
     pub async fn post_event(
         &self,
-        robot_id: u32,
+        robot_id: RobotId,
         event_name: &str,
         reference_id: &str,
         call_ref: &CallRef,
@@ -291,7 +292,7 @@ impl MegazordClient {
         let event: IncomingEvent = decode(&call, &answer)?;
         tracing::info!(
             callRef = %call_ref,
-            robotId = robot_id,
+            robotId = robot_id.get(),
             eventName = event_name,
             referenceId = reference_id,
             incomingEventId = event.id.get(),
@@ -308,7 +309,7 @@ impl MegazordClient {
     /// locally, so the answer is the same whether Megazord compares with `>` or `>=`.
     pub async fn incomings(
         &self,
-        robot_id: u32,
+        robot_id: RobotId,
         event_name: &str,
         created_since: Timestamp,
         call_ref: &CallRef,
@@ -339,7 +340,7 @@ impl MegazordClient {
         events.sort_by_key(|event| (event.created_at, event.id));
         tracing::debug!(
             callRef = %call_ref,
-            robotId = robot_id,
+            robotId = robot_id.get(),
             eventName = event_name,
             received,
             kept = events.len(),
@@ -378,7 +379,7 @@ impl MegazordClient {
         let span = tracing::info_span!(
             "megazord",
             callRef = %call.call_ref,
-            robotId = call.robot_id,
+            robotId = call.robot_id.get(),
             route = call.route.label(),
         );
         self.execute_attempts(call).instrument(span).await

@@ -1,5 +1,6 @@
 //! What can go wrong talking to Megazord, and which of it is worth trying again.
 
+use crate::domain::RobotId;
 use std::fmt;
 
 /// One Megazord route this client calls; names the route in errors, logs and metrics.
@@ -77,7 +78,7 @@ pub enum MegazordError {
         /// The route called.
         route: Route,
         /// The robot in the path.
-        robot_id: u32,
+        robot_id: RobotId,
         /// The HTTP status.
         status: u16,
         /// The start of the response body.
@@ -90,7 +91,7 @@ pub enum MegazordError {
         /// The route called.
         route: Route,
         /// The robot in the path.
-        robot_id: u32,
+        robot_id: RobotId,
         /// The last HTTP status.
         status: u16,
         /// The start of the last response body.
@@ -104,7 +105,7 @@ pub enum MegazordError {
         /// The route called.
         route: Route,
         /// The robot in the path.
-        robot_id: u32,
+        robot_id: RobotId,
         /// The per-request timeout.
         timeout_ms: u64,
         /// How many requests were made.
@@ -116,7 +117,7 @@ pub enum MegazordError {
         /// The route called.
         route: Route,
         /// The robot in the path.
-        robot_id: u32,
+        robot_id: RobotId,
         /// What the HTTP library reported.
         reason: String,
         /// How many requests were made.
@@ -130,7 +131,7 @@ pub enum MegazordError {
         /// The route called.
         route: Route,
         /// The robot in the path.
-        robot_id: u32,
+        robot_id: RobotId,
         /// The HTTP status.
         status: u16,
         /// Why the body cannot be read.
@@ -241,7 +242,7 @@ mod tests {
     fn errors_name_route_robot_status_and_body() {
         let error = MegazordError::Rejected {
             route: Route::PostIncoming,
-            robot_id: 789,
+            robot_id: RobotId::new(789),
             status: 400,
             body: r#"{"message":"referenceId must be a string"}"#.into(),
         };
@@ -258,7 +259,7 @@ mod tests {
     fn only_a_refusal_of_the_call_itself_is_the_calls_own() {
         let rejected = |status| MegazordError::Rejected {
             route: Route::GetIncomings,
-            robot_id: 5,
+            robot_id: RobotId::new(5),
             status,
             body: String::new(),
         };
@@ -271,7 +272,7 @@ mod tests {
         }
         let proxy_page = MegazordError::InvalidResponse {
             route: Route::GetIncomings,
-            robot_id: 5,
+            robot_id: RobotId::new(5),
             status: 200,
             reason: "expected value at line 1 column 1".into(),
             body: "<html>".into(),

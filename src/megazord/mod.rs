@@ -4,6 +4,7 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), azi3_status_jobs::megazord::MegazordError> {
+//! use azi3_status_jobs::domain::RobotId;
 //! use azi3_status_jobs::megazord::{CallRef, MegazordClient, MegazordSettings};
 //!
 //! let client = MegazordClient::new(MegazordSettings {
@@ -12,7 +13,7 @@
 //! })?;
 //! let call_ref = CallRef::new();
 //! let alarm = client
-//!     .post_event(789, "NO_TOILET_ACTIVITY_ALARM", "nta-789-2025-11-20-1763629200", &call_ref)
+//!     .post_event(RobotId::new(789), "NO_TOILET_ACTIVITY_ALARM", "nta-789-2025-11-20-1763629200", &call_ref)
 //!     .await?;
 //! println!("alarm stored as incoming event {}", alarm.id);
 //! # Ok(())

@@ -5,6 +5,7 @@
 //! undeclared fields are stripped or rejected is unknown). Responses are read tolerantly: only
 //! the fields this service uses are required, everything else is optional or ignored.
 
+use crate::domain::RobotId;
 use std::fmt;
 
 use jiff::Timestamp;
@@ -134,7 +135,7 @@ pub struct Subscription {
     pub id: u64,
     /// The robot, when the answer says.
     #[serde(default)]
-    pub robot_id: Option<u32>,
+    pub robot_id: Option<RobotId>,
     /// Whether it is active, when the answer says.
     #[serde(default)]
     pub is_active: Option<bool>,
@@ -158,7 +159,7 @@ pub struct IncomingEvent {
     pub id: MegazordEventId,
     /// The robot, when the answer says.
     #[serde(default)]
-    pub robot_id: Option<u32>,
+    pub robot_id: Option<RobotId>,
     /// The event name, when the answer says.
     #[serde(default)]
     pub event_name: Option<String>,
@@ -203,7 +204,7 @@ pub struct OutgoingEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OutgoingLink {
     /// The robot.
-    pub robot_id: u32,
+    pub robot_id: RobotId,
     /// The subscription.
     pub subscription_id: u64,
     /// The outgoing event.
@@ -212,7 +213,7 @@ pub struct OutgoingLink {
 
 impl OutgoingLink {
     /// Names an outgoing event by its ids.
-    pub fn new(robot_id: u32, subscription_id: u64, outgoing_id: u64) -> Self {
+    pub fn new(robot_id: RobotId, subscription_id: u64, outgoing_id: u64) -> Self {
         OutgoingLink {
             robot_id,
             subscription_id,
@@ -266,8 +267,8 @@ impl OutgoingLink {
     }
 }
 
-impl From<(u32, u64, u64)> for OutgoingLink {
-    fn from((robot_id, subscription_id, outgoing_id): (u32, u64, u64)) -> Self {
+impl From<(RobotId, u64, u64)> for OutgoingLink {
+    fn from((robot_id, subscription_id, outgoing_id): (RobotId, u64, u64)) -> Self {
         OutgoingLink::new(robot_id, subscription_id, outgoing_id)
     }
 }
@@ -357,14 +358,14 @@ mod tests {
         let source = outgoing.source_event.unwrap();
         assert_eq!(
             (source.id, source.robot_id),
-            (MegazordEventId::new(456), Some(789))
+            (MegazordEventId::new(456), Some(RobotId::new(789)))
         );
         assert_eq!(source.created_at.to_string(), "2025-11-20T09:30:00Z");
     }
 
     #[test]
     fn links_read_as_paths_or_urls_and_name_their_fault() {
-        let expected = OutgoingLink::new(789, 123, 9001);
+        let expected = OutgoingLink::new(RobotId::new(789), 123, 9001);
         for link in [
             "/internal/v1/events/robots/789/subscriptions/123/outgoings/9001",
             "internal/v1/events/robots/789/subscriptions/123/outgoings/9001/",

@@ -9,6 +9,7 @@
 //! its reason.
 //!
 //! ```
+//! use azi3_status_jobs::domain::RobotId;
 //! use azi3_status_jobs::queue::parse_status_message;
 //!
 //! let body = r#"{"to":{"robotId":"789"},
@@ -20,7 +21,7 @@
 //! assert_eq!(message.subscription_id, Some(123));
 //! assert_eq!(message.outgoing_event_id, Some(9001));
 //! let event = message.source_event.unwrap();
-//! assert_eq!((event.id, event.robot_id), (456, Some(789)));
+//! assert_eq!((event.id, event.robot_id), (456, Some(RobotId::new(789))));
 //! assert_eq!(event.created_at.to_string(), "2025-11-20T09:30:00Z");
 //! ```
 
@@ -461,13 +462,13 @@ mod tests {
             outgoing_event_id: Some(9001),
             source_event: Some(SourceEvent {
                 id: 456,
-                robot_id: Some(789),
+                robot_id: Some(RobotId::new(789)),
                 event_name: Some("TOILET_ACTIVITY".into()),
                 created_at: "2025-11-20T09:30:00Z".parse().unwrap(),
             }),
             source_event_id: Some(456),
             link: Some("/internal/v1/events/robots/789/subscriptions/123/outgoings/9001".into()),
-            to_robot_id: Some(789),
+            to_robot_id: Some(RobotId::new(789)),
         }
     }
 
@@ -496,7 +497,7 @@ mod tests {
         assert_eq!(message.outgoing_event_id, None);
         let event = message.source_event.unwrap();
         assert_eq!(event.id, 456);
-        assert_eq!(event.robot_id, Some(789));
+        assert_eq!(event.robot_id, Some(RobotId::new(789)));
         assert_eq!(event.event_name.as_deref(), Some("TOILET_ACTIVITY"));
         assert_eq!(event.created_at.to_string(), "2025-11-20T09:30:00Z");
     }

@@ -484,7 +484,7 @@ impl Closer {
                 if let Some(failing) = self.retries.forget(window.status_check_id) {
                     tracing::info!(
                         statusCheckId = window.status_check_id.get(),
-                        robotId = window.robot_id,
+                        robotId = window.robot_id.get(),
                         attempts = failing.attempts,
                         "window closed after failing before"
                     );
@@ -549,7 +549,7 @@ impl Closer {
         if failing.failing_for(now) < limit || !own_failure {
             tracing::warn!(
                 statusCheckId = window.status_check_id.get(),
-                robotId = window.robot_id,
+                robotId = window.robot_id.get(),
                 windowEnd = %window.deadline,
                 attempts = failing.attempts,
                 error = %error,
@@ -574,7 +574,7 @@ impl Closer {
                     metrics::counter!(names::SESSIONS_FAILED).increment(1);
                     tracing::error!(
                         statusCheckId = window.status_check_id.get(),
-                        robotId = window.robot_id,
+                        robotId = window.robot_id.get(),
                         reason = %reason,
                         "session ended as FAILED: this resident is not monitored until the next session"
                     );
@@ -583,7 +583,7 @@ impl Closer {
             }
             Err(e) => {
                 tracing::error!(statusCheckId = window.status_check_id.get(),
-                    robotId = window.robot_id, error = %e, kind = e.kind(),
+                    robotId = window.robot_id.get(), error = %e, kind = e.kind(),
                     "could not end the session as FAILED; trying again");
             }
         }
@@ -625,7 +625,7 @@ async fn close(
                 .increment(1);
             tracing::info!(
                 statusCheckId = due.status_check_id.get(),
-                robotId = due.robot_id,
+                robotId = due.robot_id.get(),
                 windowStart = %due.window_start,
                 windowEnd = %due.deadline,
                 referenceId = alarm.map(|a| a.reference_id()),

@@ -290,7 +290,7 @@ async fn handle(
             metrics::counter!(names::ALARMS, "outcome" => "sent").increment(1);
             tracing::info!(
                 statusCheckId = alarm.status_check_id.get(),
-                robotId = alarm.identity.robot_id,
+                robotId = alarm.identity.robot_id.get(),
                 referenceId = %alarm.reference_id,
                 windowStart = %alarm.identity.window_start,
                 windowEnd = %alarm.window_end,
@@ -349,7 +349,7 @@ async fn post(
                 })?;
         }
         tracing::warn!(
-            robotId = robot_id,
+            robotId = robot_id.get(),
             referenceId = %alarm.reference_id,
             windowStart = %alarm.identity.window_start,
             windowEnd = %alarm.window_end,
@@ -419,13 +419,14 @@ fn retry_delay(attempts: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::RobotId;
     use crate::megazord::Route;
 
     #[test]
     fn a_timed_out_post_is_looked_up_no_sooner_than_twice_the_request_timeout() {
         let timeout = RuntimeError::Megazord(MegazordError::Timeout {
             route: Route::PostIncoming,
-            robot_id: 7,
+            robot_id: RobotId::new(7),
             timeout_ms: 10_000,
             attempts: 1,
         });
@@ -434,7 +435,7 @@ mod tests {
         }
         let refused = RuntimeError::Megazord(MegazordError::Rejected {
             route: Route::PostIncoming,
-            robot_id: 7,
+            robot_id: RobotId::new(7),
             status: 400,
             body: String::new(),
         });

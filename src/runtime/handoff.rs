@@ -119,6 +119,7 @@ impl Handoff {
 mod tests {
     use super::*;
     use crate::domain::AlarmIdentity;
+    use crate::domain::RobotId;
     use crate::store::{AlarmId, StatusCheckId};
 
     fn alarm(id: u64) -> OutboxAlarm {
@@ -126,7 +127,7 @@ mod tests {
             id: AlarmId::new(id),
             status_check_id: StatusCheckId::new(id),
             identity: AlarmIdentity {
-                robot_id: 1,
+                robot_id: RobotId::new(1),
                 date: "2026-03-01".parse().unwrap(),
                 window_start: "2026-03-01T08:00:00Z".parse().unwrap(),
             },

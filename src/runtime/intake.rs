@@ -129,7 +129,7 @@ impl Context {
         };
         if record.clamped {
             tracing::warn!(
-                robotId = robot_id,
+                robotId = robot_id.get(),
                 eventId = record.incoming_event_id,
                 occurredAt = %event.occurred_at,
                 now = %now,
@@ -144,7 +144,7 @@ impl Context {
             match step.applied {
                 ApplyOutcome::Applied(class) => {
                     tracing::debug!(
-                        robotId = robot_id,
+                        robotId = robot_id.get(),
                         statusCheckId = step.status_check_id.get(),
                         eventId = record.incoming_event_id,
                         occurredAt = %record.occurred_at,
@@ -185,7 +185,7 @@ impl Context {
     /// event may have started it before the scheduler did).
     fn announce_started(&self, session: Session, status_check_id: StatusCheckId) {
         tracing::info!(
-            robotId = session.robot_id,
+            robotId = session.robot_id.get(),
             statusCheckId = status_check_id.get(),
             date = %session.date,
             start = %session.start,

@@ -43,7 +43,7 @@ pub async fn pass(ctx: &Context) -> Result<(), RuntimeError> {
         .running_sessions_ended_before(abandoned_before)
         .await?;
     for session in &abandoned {
-        tracing::warn!(statusCheckId = session.status_check_id.get(), robotId = session.robot_id,
+        tracing::warn!(statusCheckId = session.status_check_id.get(), robotId = session.robot_id.get(),
             end = %session.end, "session abandoned for a day: ended as FAILED");
         store
             .fail_session(

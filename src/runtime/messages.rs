@@ -142,7 +142,7 @@ impl Context {
             metrics::counter!(names::UNRECORDED_SUBSCRIPTION_MESSAGES).increment(1);
             tracing::debug!(
                 subscriptionId = id,
-                robotId = robot_id,
+                robotId = robot_id.get(),
                 "a message of a subscription not written down (yet): taken by its robot"
             );
         }

@@ -150,7 +150,7 @@ mod tests {
         let mut retries: SessionRetries = SessionRetries::default();
         let now = Timestamp::UNIX_EPOCH;
         let failing = retries
-            .failed(StatusCheckId::new(1), 8, &error(), now)
+            .failed(StatusCheckId::new(1), RobotId::new(8), &error(), now)
             .clone();
         assert_eq!(failing.attempts, 1);
         assert!(retries.waiting(StatusCheckId::new(1), Instant::now()));
@@ -167,7 +167,7 @@ mod tests {
         for attempt in 1..=20u32 {
             let now = first + SignedDuration::from_secs(i64::from(attempt));
             let f = retries
-                .failed(StatusCheckId::new(1), 8, &error(), now)
+                .failed(StatusCheckId::new(1), RobotId::new(8), &error(), now)
                 .clone();
             let wait = f.retry_at - Instant::now();
             assert!(wait <= LONGEST_PAUSE, "attempt {attempt}: {wait:?}");

@@ -278,7 +278,7 @@ impl Scheduler {
                 if let Some(failing) = self.retries.forget(RetryKey::Session(session_id)) {
                     tracing::info!(
                         statusCheckId = session_id.get(),
-                        robotId = robot_id,
+                        robotId = robot_id.get(),
                         attempts = failing.attempts,
                         "session prepared after failing before"
                     );
@@ -290,7 +290,7 @@ impl Scheduler {
                     self.retries.forget(RetryKey::Start(robot_id));
                 }
                 let failing = self.retries.failed(retry_key, robot_id, &e, ctx.now());
-                tracing::warn!(robotId = robot_id, date = %date,
+                tracing::warn!(robotId = robot_id.get(), date = %date,
                     attempts = failing.attempts, error = %e, kind = e.kind(),
                     "could not start or prepare the session yet; retrying it on its own");
             }
@@ -493,12 +493,12 @@ async fn prepare(
             .record_subscribed(id, subscription.id, now)
             .await?;
         if stored_it {
-            tracing::info!(statusCheckId = id.get(), robotId = rule.robot_id,
+            tracing::info!(statusCheckId = id.get(), robotId = rule.robot_id.get(),
                 subscriptionId = subscription.id, callRef = %call_ref, "subscribed");
         } else {
             // Another instance subscribed first: this spare is recorded (so the janitor deletes
             // it should this delete fail) and deleted now.
-            tracing::info!(statusCheckId = id.get(), robotId = rule.robot_id,
+            tracing::info!(statusCheckId = id.get(), robotId = rule.robot_id.get(),
                 subscriptionId = subscription.id, callRef = %call_ref,
                 "another instance subscribed the session first: deleting this spare subscription");
             match megazord
@@ -511,7 +511,7 @@ async fn prepare(
                         .await?
                 }
                 Err(e) => {
-                    tracing::warn!(statusCheckId = id.get(), robotId = rule.robot_id,
+                    tracing::warn!(statusCheckId = id.get(), robotId = rule.robot_id.get(),
                         subscriptionId = subscription.id, error = %e,
                         "spare subscription not deleted yet; the janitor tries again");
                 }

@@ -48,7 +48,7 @@ pub async fn check_zones(ctx: &Context) -> Result<(), RuntimeError> {
         return Ok(());
     }
     for difference in ctx.store().rule_zone_differences().await? {
-        tracing::warn!(robotId = difference.robot_id, ruleZone = %difference.rule_zone,
+        tracing::warn!(robotId = difference.robot_id.get(), ruleZone = %difference.rule_zone,
             robotSettingsZone = %difference.robot_zone,
             "the rule's time zone differs from the robot's in robot_settings; the rule's is used");
     }

@@ -159,8 +159,7 @@ impl Store {
                 rows.iter()
                     .map(|r| {
                         Ok(ZoneDifference {
-                            robot_id: RobotId::try_from(r.id("robot_id")?)
-                                .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
+                            robot_id: r.robot_id("robot_id")?,
                             rule_zone: r.text("rule_zone")?,
                             robot_zone: r.text("robot_zone")?,
                         })

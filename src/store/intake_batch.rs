@@ -154,8 +154,7 @@ async fn event_ids_and_rules(
     }
     let mut session_ids = SessionIds::new();
     for row in sets[sessions_from..].iter().flatten() {
-        let robot = RobotId::try_from(row.id("robot_id")?)
-            .map_err(|_| StoreError::corrupt("robot id out of range"))?;
+        let robot = row.robot_id("robot_id")?;
         session_ids.insert(
             (robot, row.text("local_date")?),
             StatusCheckId::new(row.id("status_check_id")?),

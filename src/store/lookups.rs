@@ -169,8 +169,7 @@ impl Store {
                     .map(|r| {
                         Ok(LeftoverSubscription {
                             status_check_id: StatusCheckId::new(r.id("status_check_id")?),
-                            robot_id: RobotId::try_from(r.id("robot_id")?)
-                                .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
+                            robot_id: r.robot_id("robot_id")?,
                             subscription_id: r.id("subscription_id")?,
                         })
                     })
@@ -265,8 +264,7 @@ pub(crate) fn megazord_event_id(external_id: Option<&str>) -> Option<u64> {
 fn key(row: &super::sql::Row) -> Result<SessionKey, StoreError> {
     Ok(SessionKey {
         status_check_id: StatusCheckId::new(row.id("status_check_id")?),
-        robot_id: RobotId::try_from(row.id("robot_id")?)
-            .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
+        robot_id: row.robot_id("robot_id")?,
         end: ms_to_ts(row.int("session_end_ms")?)?,
     })
 }

@@ -11,7 +11,7 @@ use super::session_row::{SessionRow, ms_to_ts, ts_to_ms};
 use super::sql::{Arg, Row, Tx};
 use super::transitions::{Basis, RECORD_ALARM_SENT, insert_record, lock_session, save};
 use super::types::{AlarmId, OutboxAlarm, StatusCheckId};
-use crate::domain::AlarmIdentity;
+use crate::domain::{AlarmIdentity, RobotId};
 use crate::megazord::MegazordEventId;
 
 /// The columns [`from_row`] reads.
@@ -33,8 +33,7 @@ pub fn from_row(row: &Row) -> Result<OutboxAlarm, StoreError> {
         id: AlarmId::new(row.id("id")?),
         status_check_id: StatusCheckId::new(row.id("status_check_id")?),
         identity: AlarmIdentity {
-            robot_id: u32::try_from(row.id("robot_id")?)
-                .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
+            robot_id: row.robot_id("robot_id")?,
             date,
             window_start: ms_to_ts(row.int("window_start_ms")?)?,
         },
@@ -154,7 +153,7 @@ pub async fn claimed_on_close(
     now: Timestamp,
     due: &HashSet<AlarmIdentity>,
 ) -> Result<Vec<OutboxAlarm>, StoreError> {
-    let mut robots: Vec<u32> = due.iter().map(|identity| identity.robot_id).collect();
+    let mut robots: Vec<RobotId> = due.iter().map(|identity| identity.robot_id).collect();
     robots.sort_unstable();
     robots.dedup();
     let marks = vec!["?"; robots.len()].join(", ");

@@ -6,7 +6,7 @@ use super::error::StoreError;
 use super::session_row::{ms_to_ts, ts_to_ms};
 use super::sql::{Row, Tx};
 use super::types::StoredRule;
-use crate::domain::{Rule, RuleInput};
+use crate::domain::{RobotId, Rule, RuleInput};
 
 const COLUMNS: &str = "robot_id, timezone, start_time, end_time, gap_minutes, watched_event, \
      alarm_event, partial_final_window, enabled, version, updated_at_ms, watching_since_ms";
@@ -14,7 +14,7 @@ const COLUMNS: &str = "robot_id, timezone, start_time, end_time, gap_minutes, wa
 /// A rule in the form it is stored; two rules are the same rule when these are equal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredColumns {
-    robot_id: u32,
+    robot_id: RobotId,
     timezone: String,
     start_time: String,
     end_time: String,
@@ -43,8 +43,7 @@ impl StoredColumns {
 
     fn from_row(row: &Row) -> Result<StoredColumns, StoreError> {
         Ok(StoredColumns {
-            robot_id: u32::try_from(row.id("robot_id")?)
-                .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
+            robot_id: row.robot_id("robot_id")?,
             timezone: row.text("timezone")?,
             start_time: row.text("start_time")?,
             end_time: row.text("end_time")?,
@@ -100,7 +99,7 @@ pub struct Locked {
 }
 
 /// Locks and reads the rule of `robot_id`, if there is one.
-pub async fn lock(tx: &mut Tx, robot_id: u32) -> Result<Option<Locked>, StoreError> {
+pub async fn lock(tx: &mut Tx, robot_id: RobotId) -> Result<Option<Locked>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM status_job_rule WHERE robot_id = ?{}",
         tx.dialect().for_update()
@@ -206,7 +205,7 @@ pub async fn list(tx: &mut Tx) -> Result<Vec<StoredRule>, StoreError> {
 }
 
 /// The rule of one robot.
-pub async fn get(tx: &mut Tx, robot_id: u32) -> Result<Option<StoredRule>, StoreError> {
+pub async fn get(tx: &mut Tx, robot_id: RobotId) -> Result<Option<StoredRule>, StoreError> {
     let row = tx
         .fetch_optional(
             &format!("SELECT {COLUMNS} FROM status_job_rule WHERE robot_id = ?"),
@@ -217,7 +216,7 @@ pub async fn get(tx: &mut Tx, robot_id: u32) -> Result<Option<StoredRule>, Store
 }
 
 /// The statement that reads the rules of `robots` (those that have one), for [`stored_rule`].
-pub fn select_by_robots(robots: &[u32]) -> (String, Vec<super::sql::Arg>) {
+pub fn select_by_robots(robots: &[RobotId]) -> (String, Vec<super::sql::Arg>) {
     let marks = vec!["?"; robots.len()].join(", ");
     (
         format!("SELECT {COLUMNS} FROM status_job_rule WHERE robot_id IN ({marks})"),
@@ -226,7 +225,7 @@ pub fn select_by_robots(robots: &[u32]) -> (String, Vec<super::sql::Arg>) {
 }
 
 /// The rules of `robots` (those that have one), in one statement.
-pub async fn get_many(tx: &mut Tx, robots: &[u32]) -> Result<Vec<StoredRule>, StoreError> {
+pub async fn get_many(tx: &mut Tx, robots: &[RobotId]) -> Result<Vec<StoredRule>, StoreError> {
     if robots.is_empty() {
         return Ok(Vec::new());
     }

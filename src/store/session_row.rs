@@ -33,8 +33,7 @@ pub struct SessionRow {
 impl SessionRow {
     /// Reads a row selected with [`COLUMNS`].
     pub fn from_row(row: &Row) -> Result<SessionRow, StoreError> {
-        let robot_id = u32::try_from(row.id("robot_id")?)
-            .map_err(|_| StoreError::corrupt("robot_id out of range"))?;
+        let robot_id = row.robot_id("robot_id")?;
         let date_text = row.text("local_date")?;
         let date: Date = date_text
             .parse()

@@ -68,10 +68,7 @@ impl Store {
                                 .await?;
                             rows.iter()
                                 .map(|r| {
-                                    let robot_id =
-                                        RobotId::try_from(r.id("robot_id")?).map_err(|_| {
-                                            StoreError::corrupt("robot_id out of range")
-                                        })?;
+                                    let robot_id = r.robot_id("robot_id")?;
                                     let word = r.text("result")?;
                                     let result = SessionResult::parse(&word).ok_or_else(|| {
                                         StoreError::corrupt(format!(
@@ -167,7 +164,7 @@ impl Store {
             match started {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(e) => {
-                    tracing::debug!(robotId = session.robot_id, error = %e,
+                    tracing::debug!(robotId = session.robot_id.get(), error = %e,
                         "a start failed in a batch: starting each session of it alone");
                     tx.rollback().await;
                     return None;

@@ -17,6 +17,7 @@ use super::session_copies::SessionCopies;
 use super::session_row::SessionRow;
 use super::sqlite::SqliteTxConn;
 use super::types::{AlarmId, StatusCheckId};
+use crate::domain::RobotId;
 use crate::megazord::MegazordEventId;
 
 /// Which SQL the database speaks.
@@ -102,6 +103,12 @@ impl From<u32> for Arg {
 impl From<u64> for Arg {
     fn from(v: u64) -> Self {
         Arg::Int(to_i64(v))
+    }
+}
+
+impl From<RobotId> for Arg {
+    fn from(v: RobotId) -> Self {
+        Arg::Int(i64::from(v))
     }
 }
 
@@ -198,6 +205,12 @@ impl Row {
     pub fn id(&self, name: &str) -> Result<u64, StoreError> {
         let v = self.int(name)?;
         u64::try_from(v).map_err(|_| self.unreadable(name, format_args!("negative id {v}")))
+    }
+
+    /// Column `name` as a robot id.
+    pub fn robot_id(&self, name: &str) -> Result<RobotId, StoreError> {
+        let v = self.int(name)?;
+        RobotId::try_from(v).map_err(|_| self.unreadable(name, format_args!("robot id {v}")))
     }
 
     /// Column `name` as an integer, or `None` when NULL.

@@ -81,7 +81,7 @@ pub async fn prepare(
 pub async fn apply_rules(store: &Store, rules: &[Rule], now: Timestamp) -> Result<(), StoreError> {
     for rule in rules {
         if let Some(warning) = rule.never_alarms() {
-            tracing::warn!(robotId = rule.robot_id, "{warning}");
+            tracing::warn!(robotId = rule.robot_id.get(), "{warning}");
         }
         store.set_rule(rule, now).await?;
     }

@@ -15,7 +15,7 @@ use super::types::{
     ApplyOutcome, CloseOutcome, EndOutcome, EventInput, RuleChange, StartOutcome, StatusCheckId,
     StatusCheckRefs,
 };
-use crate::domain::{Alarm, EventClass, Rule, Session, SessionResult, SessionState};
+use crate::domain::{Alarm, EventClass, RobotId, Rule, Session, SessionResult, SessionState};
 
 /// `status_check_record.result` words (semantics §8).
 pub const RECORD_SUBSCRIBED: &str = "SUBSCRIBED";
@@ -124,7 +124,7 @@ pub async fn start_session(
 
 async fn find_session(
     tx: &mut Tx,
-    robot_id: u32,
+    robot_id: RobotId,
     date: &str,
 ) -> Result<Option<StatusCheckId>, StoreError> {
     let row = tx
@@ -400,7 +400,7 @@ async fn keep_subscription(
     tx: &mut Tx,
     subscription_id: u64,
     status_check_id: StatusCheckId,
-    robot_id: u32,
+    robot_id: RobotId,
     at: Timestamp,
 ) -> Result<(), StoreError> {
     tx.write(

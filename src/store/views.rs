@@ -12,7 +12,7 @@ use crate::domain::RobotId;
 /// The sessions of `robot_id` with local dates from `from` to `to` inclusive, in date order.
 pub async fn sessions(
     tx: &mut Tx,
-    robot_id: u32,
+    robot_id: RobotId,
     from: Date,
     to: Date,
 ) -> Result<Vec<SessionView>, StoreError> {
@@ -148,8 +148,7 @@ pub async fn due_windows(
             Ok(DueWindow {
                 status_check_id: StatusCheckId::new(r.id("status_check_id")?),
                 deadline: super::session_row::ms_to_ts(r.int("window_end_ms")?)?,
-                robot_id: RobotId::try_from(r.id("robot_id")?)
-                    .map_err(|_| StoreError::corrupt("robot_id out of range"))?,
+                robot_id: r.robot_id("robot_id")?,
                 window_start: super::session_row::ms_to_ts(r.int("window_start_ms")?)?,
             })
         })

@@ -2,6 +2,7 @@
 //! route, the retry policy of contracts §6 item 20, `Call-Ref` on every request, the history
 //! semantics of §6 item 1, and the fan-out to a real SQS queue (moto) in the envelope of contracts §2.2.
 
+use azi3_status_jobs::domain::RobotId;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -20,7 +21,7 @@ use jiff::{SignedDuration, Timestamp};
 
 const ACTIVITY: &str = "TOILET_ACTIVITY";
 const ALARM: &str = "NO_TOILET_ACTIVITY_ALARM";
-const ROBOT: u32 = 789;
+const ROBOT: RobotId = RobotId::new(789);
 
 /// Settings for tests: tiny backoff so retries cost milliseconds; a timeout short enough for
 /// stalls to be cheap and long enough for a loaded machine to answer a normal request.
@@ -165,7 +166,7 @@ async fn every_route_answers_as_the_contract_says() {
     );
     assert_eq!(
         client
-            .delete_subscription(ROBOT + 1, subscription.id, &call_ref)
+            .delete_subscription(RobotId::new(ROBOT.get() + 1), subscription.id, &call_ref)
             .await
             .unwrap(),
         Deletion::AlreadyGone
@@ -641,7 +642,7 @@ async fn history_is_deduplicated_sorted_and_bounded_by_created_since() {
         (-1.0, ROBOT, ACTIVITY),
         (0.0, ROBOT, ACTIVITY),
         (0.2, ROBOT, ACTIVITY),
-        (1.0, ROBOT + 1, ACTIVITY),
+        (1.0, RobotId::new(ROBOT.get() + 1), ACTIVITY),
         (1.0, ROBOT, ALARM),
         (3.0, ROBOT, ACTIVITY),
     ] {
@@ -727,7 +728,7 @@ async fn fan_out_messages_are_recorded_without_sqs() {
         .await
         .unwrap();
     let event = server.post_sensor_event(ROBOT, ACTIVITY);
-    server.post_sensor_event(ROBOT + 1, ACTIVITY);
+    server.post_sensor_event(RobotId::new(ROBOT.get() + 1), ACTIVITY);
     server.post_sensor_event(ROBOT, ALARM);
 
     let log = server.fan_out_log();

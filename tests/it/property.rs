@@ -5,6 +5,7 @@
 //! Every instant here is a whole minute, and every zone used has whole-minute offsets, so a
 //! minute walk visits every instant that matters. Instants are handled as unix minutes (`i64`).
 
+use azi3_status_jobs::domain::RobotId;
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
@@ -325,7 +326,7 @@ fn setup(c: &Case) -> Setup {
     };
     let hhmm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
     let rule = RuleInput {
-        robot_id: c.robot,
+        robot_id: RobotId::new(c.robot),
         timezone: zone.name.to_string(),
         start: hhmm(a),
         end: hhmm(b),
@@ -404,7 +405,7 @@ proptest! {
         );
         if let Some(s) = core {
             prop_assert_eq!(s.date, set.date);
-            prop_assert_eq!(s.robot_id, c.robot);
+            prop_assert_eq!(s.robot_id, RobotId::new(c.robot));
         }
     }
 

@@ -4,13 +4,13 @@
 //! everything else is local wall-clock time in the rule's zone.
 
 use azi3_status_jobs::domain::{
-    EventClass, Gap, PartialFinalWindow, Rule, RuleInput, Session, SessionOutcome, SessionResult,
-    SessionState, Step, evaluate, evaluate_steps, resolve,
+    EventClass, Gap, PartialFinalWindow, RobotId, Rule, RuleInput, Session, SessionOutcome,
+    SessionResult, SessionState, Step, evaluate, evaluate_steps, resolve,
 };
 use jiff::Timestamp;
 use jiff::civil::{Date, date, time};
 
-const ROBOT: u32 = 7;
+const ROBOT: RobotId = RobotId::new(7);
 
 fn rule(tz: &str, start: &str, end: &str, gap: &str, partial: &str) -> Rule {
     RuleInput {

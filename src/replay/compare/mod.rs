@@ -116,7 +116,7 @@ pub fn compare(settings: &[Rule], events: &EventSet, range: DateRange) -> Compar
         .and_then(|rule| range.resolve(rule, events));
     let first = settings.first();
     Comparison {
-        robot_id: first.map_or(0, |r| r.robot_id),
+        robot_id: first.map_or(RobotId::new(0), |r| r.robot_id),
         timezone: first.map_or_else(String::new, |r| r.timezone_name().to_string()),
         event_name: first.map_or_else(String::new, |r| r.watched_event.clone()),
         partial_final_window: first.map_or("ignore", |r| r.partial_final_window.as_str()),

@@ -52,7 +52,7 @@ impl<R: Read> CsvEvents<R> {
             file: file.to_string(),
             record: csv::ByteRecord::new(),
             day: DayStart::default(),
-            last_robot: (0, b"0".to_vec()),
+            last_robot: (RobotId::new(0), b"0".to_vec()),
         })
     }
 
@@ -287,7 +287,7 @@ mod tests {
         let mut rows = CsvEvents::new(data.as_bytes(), "e.csv").unwrap();
         let tz = madrid();
         let first = rows.next_row(&tz).unwrap().unwrap();
-        assert_eq!(first.robot_id, Some(7));
+        assert_eq!(first.robot_id, Some(RobotId::new(7)));
         assert_eq!(first.id, Some(&b"a"[..]));
         assert_eq!(first.event_name, Some(&b"TOILET_ACTIVITY"[..]));
         let second = rows.next_row(&tz).unwrap().unwrap();
@@ -328,7 +328,7 @@ mod tests {
         for _ in 0..5 {
             ids.push(rows.next_row(&tz).unwrap().unwrap().robot_id);
         }
-        assert_eq!(ids, [Some(7), Some(7), Some(8), Some(7), Some(0)]);
+        assert_eq!(ids, [7, 7, 8, 7, 0].map(|n| Some(RobotId::new(n))));
         let err = rows.next_row(&tz).unwrap_err().to_string();
         assert!(
             err.starts_with("e.csv:7: column `robot_id`: \"4294967296\""),

@@ -158,6 +158,7 @@ impl<R: BufRead> JsonlEvents<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replay::input::RobotId;
 
     fn madrid() -> TimeZone {
         TimeZone::get("Europe/Madrid").unwrap()
@@ -169,7 +170,10 @@ mod tests {
         let mut rows = JsonlEvents::new(data.as_bytes(), "e.jsonl");
         let tz = madrid();
         let first = rows.next_row(&tz).unwrap().unwrap();
-        assert_eq!((first.id, first.robot_id), (Some(&b"12"[..]), Some(3)));
+        assert_eq!(
+            (first.id, first.robot_id),
+            (Some(&b"12"[..]), Some(RobotId::new(3)))
+        );
         let second = rows.next_row(&tz).unwrap().unwrap();
         assert_eq!(
             (second.id, second.event_name),

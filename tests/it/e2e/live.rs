@@ -17,6 +17,7 @@ use crate::support::live::{
 use crate::support::megazord::{Fault, FaultSpan, MegazordRoute};
 use crate::support::service::Service;
 use crate::support::tcp_proxy::TcpProxy;
+use azi3_status_jobs::domain::RobotId;
 use azi3_status_jobs::numeric::count_f64;
 use jiff::{SignedDuration, Timestamp};
 
@@ -40,21 +41,21 @@ fn instance(id: &str) -> InstanceOptions {
 fn three_robots() -> Vec<RuleSpec> {
     vec![
         RuleSpec {
-            robot_id: 31,
+            robot_id: RobotId::new(31),
             timezone: "Europe/Amsterdam",
             start: "01:00",
             end: "07:00",
             gap: "45m",
         },
         RuleSpec {
-            robot_id: 32,
+            robot_id: RobotId::new(32),
             timezone: "America/New_York",
             start: "20:30",
             end: "01:30",
             gap: "30m",
         },
         RuleSpec {
-            robot_id: 33,
+            robot_id: RobotId::new(33),
             timezone: "Asia/Tokyo",
             start: "08:45",
             end: "13:45",
@@ -68,14 +69,14 @@ fn three_robots() -> Vec<RuleSpec> {
 fn two_robots(first_id: u32) -> Vec<RuleSpec> {
     vec![
         RuleSpec {
-            robot_id: first_id,
+            robot_id: RobotId::new(first_id),
             timezone: "Europe/Amsterdam",
             start: "01:00",
             end: "06:00",
             gap: "40m",
         },
         RuleSpec {
-            robot_id: first_id + 1,
+            robot_id: RobotId::new(first_id + 1),
             timezone: "America/New_York",
             start: "20:30",
             end: "00:30",
@@ -97,7 +98,7 @@ fn short_day(first_id: u32, speed: f64) -> DayPlan {
 const SHORT_DAY_END: &str = "2025-03-30T04:30:00Z";
 
 /// Posts each sensor event at its service instant.
-async fn drive(rig: &Rig, events: &[(Timestamp, u32)]) {
+async fn drive(rig: &Rig, events: &[(Timestamp, RobotId)]) {
     for &(at, robot) in events {
         rig.sleep_until(at).await;
         rig.server.post_sensor_event(robot, ACTIVITY);
@@ -294,7 +295,7 @@ async fn a_failing_or_stalling_megazord_delays_alarms_but_posts_each_once() {
         ),
     ];
     // No sensor events during the faults, so that windows fall due in them.
-    let events: Vec<(Timestamp, u32)> = plan_events(&rig, run_end, 0x5eed_0004)
+    let events: Vec<(Timestamp, RobotId)> = plan_events(&rig, run_end, 0x5eed_0004)
         .into_iter()
         .filter(|(t, _)| !spans.iter().any(|(from, to, _)| *t >= *from && *t <= *to))
         .collect();
@@ -409,7 +410,7 @@ async fn two_instances_at_once_give_the_same_result_without_duplicates() {
     // first's, so both instances find several alarms waiting at once.
     for robot_id in 83..86 {
         plan.rules.push(RuleSpec {
-            robot_id,
+            robot_id: RobotId::new(robot_id),
             ..plan.rules[0].clone()
         });
     }

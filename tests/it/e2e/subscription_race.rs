@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::support::live::{ACTIVITY, DayPlan, InstanceOptions, Rig, RuleSpec, tail};
 use crate::support::megazord::{Fault, FaultSpan, MegazordRoute};
+use azi3_status_jobs::domain::RobotId;
 use jiff::Timestamp;
 use sqlx::Connection;
 
@@ -28,7 +29,7 @@ async fn a_message_that_overtakes_its_subscription_is_not_a_dead_letter() {
             speed: 60.0,
             grace_seconds: 30,
             rules: vec![RuleSpec {
-                robot_id: 91,
+                robot_id: RobotId::new(91),
                 timezone: "Europe/Amsterdam",
                 start: "01:00",
                 end: "06:00",
@@ -57,13 +58,13 @@ async fn a_message_that_overtakes_its_subscription_is_not_a_dead_letter() {
                 server
                     .subscriptions()
                     .iter()
-                    .any(|s| s.robot_id == 91 && s.is_active)
+                    .any(|s| s.robot_id == RobotId::new(91) && s.is_active)
             })
             .await,
         "the session was never subscribed\n{}",
         tail(&service)
     );
-    let event = rig.server.post_sensor_event(91, ACTIVITY);
+    let event = rig.server.post_sensor_event(RobotId::new(91), ACTIVITY);
     // The event is recorded in the session (from the queue or from the history read)…
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {

@@ -14,6 +14,7 @@ use crate::support::live::{ACTIVITY, tail};
 use crate::support::megazord::{MegazordOptions, MegazordRoute, MegazordServer};
 use crate::support::service::{Service, ServiceOptions};
 use azi3_status_jobs::clock::SimulatedClock;
+use azi3_status_jobs::domain::RobotId;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
@@ -46,7 +47,7 @@ fn config(megazord_url: &str) -> String {
 }
 
 /// The robot a `GET …/robots/{id}/incomings` path is about.
-fn robot_of(path: &str) -> Option<u32> {
+fn robot_of(path: &str) -> Option<RobotId> {
     path.split('/')
         .skip_while(|part| *part != "robots")
         .nth(1)?
@@ -102,7 +103,7 @@ async fn an_event_between_an_early_read_and_the_close_still_moves_the_window() {
             .unsigned_abs(),
     )
     .await;
-    let read_early: BTreeSet<u32> = server
+    let read_early: BTreeSet<RobotId> = server
         .requests_to(MegazordRoute::GetIncomings)
         .iter()
         .filter(|r| r.received_at >= deadline)

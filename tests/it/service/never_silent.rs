@@ -5,6 +5,7 @@
 //! Needs `scripts/services.sh` (MariaDB on `AZI3_TEST_MYSQL_URL`, moto on
 //! `AZI3_TEST_SQS_ENDPOINT`).
 
+use azi3_status_jobs::domain::RobotId;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,8 +30,8 @@ const FLOOD_POSTS: usize = 300;
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Robot 7 is checked against the reference algorithm; robot 8 takes the flood.
-const CHECKED_ROBOT: u32 = 7;
-const FLOODED_ROBOT: u32 = 8;
+const CHECKED_ROBOT: RobotId = RobotId::new(7);
+const FLOODED_ROBOT: RobotId = RobotId::new(8);
 const FLOOD_DAY: &str = "2025-06-01";
 /// Service seconds per real second for the flood runs: the checked session (3 h) lasts 18 s.
 const FLOOD_SPEED: f64 = 600.0;
@@ -77,7 +78,7 @@ fn flood_args() -> Vec<String> {
     .to_vec()
 }
 
-fn events_path(robot_id: u32) -> String {
+fn events_path(robot_id: RobotId) -> String {
     format!("/internal/v1/status-jobs/robots/{robot_id}/events")
 }
 
@@ -134,7 +135,7 @@ async fn service_now(service: &Service) -> Timestamp {
 
 /// Posts events with fresh ids until one answers 202 `applied`, for at most [`PATIENCE`];
 /// panics with every answer otherwise.
-async fn post_until_applied(service: &Service, robot_id: u32, occurred_at: Option<Timestamp>) {
+async fn post_until_applied(service: &Service, robot_id: RobotId, occurred_at: Option<Timestamp>) {
     let deadline = Instant::now() + PATIENCE;
     let mut answers = BTreeMap::new();
     for attempt in 0.. {
@@ -308,8 +309,8 @@ async fn a_dropped_connection_flood_leaves_mariadb_serving() {
 // ---- one robot refused by Megazord ----------------------------------------------------------
 
 /// The robots Megazord serves, and the one it refuses.
-const GOOD_ROBOTS: [u32; 2] = [101, 102];
-const REFUSED_ROBOT: u32 = 103;
+const GOOD_ROBOTS: [RobotId; 2] = [RobotId::new(101), RobotId::new(102)];
+const REFUSED_ROBOT: RobotId = RobotId::new(103);
 /// Service seconds per real second.
 const REFUSAL_SPEED: f64 = 600.0;
 const REFUSAL_GRACE_SECONDS: u32 = 30;
@@ -351,7 +352,7 @@ async fn watch_until_failed(
 }
 
 /// Whether a JSON log line is an `error` naming `robot_id` (in a field or in its message).
-fn error_about_robot(line: &str, robot_id: u32) -> bool {
+fn error_about_robot(line: &str, robot_id: RobotId) -> bool {
     let Ok(entry) = serde_json::from_str::<Value>(line) else {
         return false;
     };
@@ -361,7 +362,7 @@ fn error_about_robot(line: &str, robot_id: u32) -> bool {
     {
         return false;
     }
-    fn names(value: &Value, robot_id: u32) -> bool {
+    fn names(value: &Value, robot_id: RobotId) -> bool {
         match value {
             Value::Number(n) => n.as_u64() == Some(u64::from(robot_id)),
             Value::String(s) => s
@@ -416,7 +417,7 @@ async fn one_robot_refused_by_megazord_silences_no_other_robot() {
         .await;
     // Sensor events of the served robots only, so that their deadlines differ from the
     // refused robot's.
-    let events: Vec<(Timestamp, u32)> = plan_events(&rig, run_end, 0x5eed_0103)
+    let events: Vec<(Timestamp, RobotId)> = plan_events(&rig, run_end, 0x5eed_0103)
         .into_iter()
         .filter(|(_, robot)| GOOD_ROBOTS.contains(robot))
         .collect();
@@ -522,7 +523,7 @@ async fn a_provider_missing_at_megazord_makes_the_service_not_ready_until_it_is_
             speed: 1.0,
             grace_seconds: 30,
             rules: vec![RuleSpec {
-                robot_id: 7,
+                robot_id: RobotId::new(7),
                 timezone: "Europe/Amsterdam",
                 start: "08:00",
                 end: "20:00",

@@ -6,6 +6,7 @@
 //! Needs MariaDB on `AZI3_TEST_MYSQL_URL` (`scripts/services.sh`).
 
 use super::support::{TestDb, admin_mysql, rule, started, ts};
+use azi3_status_jobs::domain::RobotId;
 use azi3_status_jobs::domain::Rule;
 use azi3_status_jobs::megazord::MegazordEventId;
 use azi3_status_jobs::store::{AlarmId, CloseOutcome, StatusCheckId};
@@ -14,7 +15,7 @@ use sqlx::AssertSqlSafe;
 
 fn robot(robot_id: u32) -> Rule {
     let mut rule = rule("08:00", "20:00", "60m");
-    rule.robot_id = robot_id;
+    rule.robot_id = RobotId::new(robot_id);
     rule
 }
 
@@ -306,7 +307,7 @@ async fn the_rules_fingerprint_changes_with_every_rule_change_only() {
         db.store.set_rule(&changed, now).await.unwrap();
         let edited = db.store.rules_fingerprint().await.unwrap();
         assert_ne!(edited, one, "{}: an edited rule", db.name);
-        db.store.disable_rule(7, now).await.unwrap();
+        db.store.disable_rule(RobotId::new(7), now).await.unwrap();
         assert_ne!(
             db.store.rules_fingerprint().await.unwrap(),
             edited,

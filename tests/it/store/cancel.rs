@@ -11,6 +11,7 @@
 //! the database, and the database must equal either what it held before or what the same
 //! operation run to completion gives on a second database that ran the same steps.
 
+use azi3_status_jobs::domain::RobotId;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use tokio::sync::Notify;
 const PATIENCE: Duration = Duration::from_secs(10);
 
 /// The robot of the session the probes use.
-const PROBE_ROBOT: u32 = 8;
+const PROBE_ROBOT: RobotId = RobotId::new(8);
 /// The `status_job_meta` key the probes write (left out of the comparison).
 const PROBE_KEY: &str = "cancel-probe";
 
@@ -312,7 +313,13 @@ async fn every_operation(pair: Pair) {
             s.set_rule(&r, now).await
         })
         .await;
-        let stored = pair.subject.store.rule(7).await.unwrap().unwrap();
+        let stored = pair
+            .subject
+            .store
+            .rule(RobotId::new(7))
+            .await
+            .unwrap()
+            .unwrap();
         let session = Session::on(&r, DAY).unwrap();
         let script = refs(&pair.subject.store).await;
         let drops = cancel_everywhere(&pair, "start_session", async |s: &Store| {
@@ -324,12 +331,16 @@ async fn every_operation(pair: Pair) {
         let id = pair
             .subject
             .store
-            .session_id(7, DAY)
+            .session_id(RobotId::new(7), DAY)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(
-            pair.reference.store.session_id(7, DAY).await.unwrap(),
+            pair.reference
+                .store
+                .session_id(RobotId::new(7), DAY)
+                .await
+                .unwrap(),
             Some(id),
             "{name}: the two databases gave the session different ids"
         );
@@ -378,7 +389,10 @@ async fn every_operation(pair: Pair) {
             s.due_windows(deadline, 100).await
         })
         .await;
-        cancel_everywhere(&pair, "rule", async |s: &Store| s.rule(7).await).await;
+        cancel_everywhere(&pair, "rule", async |s: &Store| {
+            s.rule(RobotId::new(7)).await
+        })
+        .await;
         cancel_everywhere(&pair, "close_window (alarm, drains)", async |s: &Store| {
             s.close_window(id, deadline, deadline).await
         })
@@ -400,7 +414,7 @@ async fn every_operation(pair: Pair) {
         })
         .await;
         cancel_everywhere(&pair, "sessions", async |s: &Store| {
-            s.sessions(7, DAY, DAY).await
+            s.sessions(RobotId::new(7), DAY, DAY).await
         })
         .await;
         cancel_everywhere(&pair, "refresh_poller_locks", async |s: &Store| {
@@ -440,7 +454,13 @@ async fn every_operation(pair: Pair) {
         .await;
 
         // The next day's session, ended as FAILED.
-        let stored = pair.subject.store.rule(7).await.unwrap().unwrap();
+        let stored = pair
+            .subject
+            .store
+            .rule(RobotId::new(7))
+            .await
+            .unwrap()
+            .unwrap();
         let next_day = Session::on(&shorter, date(2025, 3, 31)).unwrap();
         cancel_everywhere(&pair, "start_session (next day)", async |s: &Store| {
             s.start_session(&stored, next_day, "owner", script, now)
@@ -450,7 +470,7 @@ async fn every_operation(pair: Pair) {
         let id2 = pair
             .subject
             .store
-            .session_id(7, date(2025, 3, 31))
+            .session_id(RobotId::new(7), date(2025, 3, 31))
             .await
             .unwrap()
             .unwrap();
@@ -459,7 +479,7 @@ async fn every_operation(pair: Pair) {
         })
         .await;
         cancel_everywhere(&pair, "disable_rule", async |s: &Store| {
-            s.disable_rule(7, now).await
+            s.disable_rule(RobotId::new(7), now).await
         })
         .await;
         cancel_everywhere(&pair, "record_dead_letter", async |s: &Store| {

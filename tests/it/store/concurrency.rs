@@ -2,6 +2,7 @@
 //! and the same deadlines into one session at once end with exactly the records and alarms one
 //! worker alone gets.
 
+use azi3_status_jobs::domain::RobotId;
 use std::sync::Arc;
 
 use super::support::{TestDb, rule, started};
@@ -266,7 +267,7 @@ async fn instances_starting_the_same_session_at_once_make_one() {
         let r = rule("08:00", "20:00", "30m");
         let now = jiff::Timestamp::UNIX_EPOCH;
         db.store.set_rule(&r, now).await.unwrap();
-        let stored = db.store.rule(7).await.unwrap().unwrap();
+        let stored = db.store.rule(RobotId::new(7)).await.unwrap().unwrap();
         let session = azi3_status_jobs::domain::Session::on(&r, date(2025, 6, 2)).unwrap();
         let refs = super::support::refs(&db.store).await;
         let mut tasks = Vec::new();

@@ -3,6 +3,7 @@
 //! a second connection; SQLite: the transaction is abandoned), and every time the database
 //! holds exactly what it held before. Then the transition runs to completion.
 
+use azi3_status_jobs::domain::RobotId;
 use std::future::Future;
 
 use super::support::{TestDb, refs, rule, snapshot, ts};
@@ -89,7 +90,7 @@ async fn every_transition_is_all_or_nothing() {
         let now = ts("2025-03-30T06:00:00Z");
         let r = rule("08:00", "20:00", "2h");
         s.set_rule(&r, now).await.unwrap();
-        let stored = s.rule(7).await.unwrap().unwrap();
+        let stored = s.rule(RobotId::new(7)).await.unwrap().unwrap();
         let session = azi3_status_jobs::domain::Session::on(&r, date(2025, 3, 30)).unwrap();
         let refs = refs(s).await;
 
@@ -103,7 +104,7 @@ async fn every_transition_is_all_or_nothing() {
             db.name
         );
         let id = s
-            .sessions(7, date(2025, 3, 30), date(2025, 3, 30))
+            .sessions(RobotId::new(7), date(2025, 3, 30), date(2025, 3, 30))
             .await
             .unwrap()[0]
             .status_check_id;
@@ -188,7 +189,7 @@ async fn every_transition_is_all_or_nothing() {
 
         // A second session, ended as FAILED.
         let next_day = azi3_status_jobs::domain::Session::on(&shorter, date(2025, 3, 31)).unwrap();
-        let stored = s.rule(7).await.unwrap().unwrap();
+        let stored = s.rule(RobotId::new(7)).await.unwrap().unwrap();
         let id2 = s
             .start_session(&stored, next_day, "owner", refs, now)
             .await
@@ -198,7 +199,7 @@ async fn every_transition_is_all_or_nothing() {
             s.end_session(id2, SessionResult::Failed, now)
         })
         .await;
-        kill_everywhere(&db, "disable_rule", || s.disable_rule(7, now)).await;
+        kill_everywhere(&db, "disable_rule", || s.disable_rule(RobotId::new(7), now)).await;
         kill_everywhere(&db, "record_dead_letter", || {
             s.record_dead_letter("{", "not JSON", now)
         })

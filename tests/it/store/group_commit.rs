@@ -17,11 +17,11 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 
 /// Robots whose sessions run before the events arrive.
-const RUNNING: [RobotId; 3] = [7, 8, 11];
+const RUNNING: [RobotId; 3] = [RobotId::new(7), RobotId::new(8), RobotId::new(11)];
 /// A robot with a rule whose session the events start.
-const NOT_STARTED: RobotId = 12;
+const NOT_STARTED: RobotId = RobotId::new(12);
 /// A robot without a rule.
-const NO_RULE: RobotId = 99;
+const NO_RULE: RobotId = RobotId::new(99);
 
 /// The service time the events are taken in at (the session runs 06:00Z–20:00Z).
 fn now() -> Timestamp {

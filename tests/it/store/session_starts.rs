@@ -5,6 +5,7 @@
 //! Needs MariaDB on `AZI3_TEST_MYSQL_URL` (`scripts/services.sh`).
 
 use super::support::{TestDb, refs, rule, started, ts};
+use azi3_status_jobs::domain::RobotId;
 use azi3_status_jobs::domain::{Rule, Session};
 use azi3_status_jobs::store::{StartOutcome, StoredRule, ZoneDifference};
 
@@ -12,7 +13,7 @@ const OWNER: &str = "azi3-status-jobs:test";
 
 fn robot(robot_id: u32) -> Rule {
     let mut rule = rule("08:00", "20:00", "60m");
-    rule.robot_id = robot_id;
+    rule.robot_id = RobotId::new(robot_id);
     rule
 }
 
@@ -26,7 +27,12 @@ async fn sessions_started_together_each_get_the_outcome_they_would_alone() {
         let mut starts: Vec<(StoredRule, Session)> = Vec::new();
         for robot_id in [7, 8, 9] {
             db.store.set_rule(&robot(robot_id), now).await.unwrap();
-            let stored = db.store.rule(robot_id).await.unwrap().unwrap();
+            let stored = db
+                .store
+                .rule(RobotId::new(robot_id))
+                .await
+                .unwrap()
+                .unwrap();
             let session = Session::on(&stored.rule, date).unwrap();
             starts.push((stored, session));
         }
@@ -52,7 +58,7 @@ async fn sessions_started_together_each_get_the_outcome_they_would_alone() {
         let keys: Vec<_> = starts
             .iter()
             .map(|(stored, session)| (stored.rule.robot_id, session.date))
-            .chain([(10, date)])
+            .chain([(RobotId::new(10), date)])
             .collect();
         let found = db.store.started_sessions(&keys).await.unwrap();
         assert_eq!(found.len(), 3, "{}: robot 10 has no session", db.name);
@@ -99,14 +105,14 @@ async fn a_start_that_fails_in_a_batch_fails_alone() {
         let date = "2025-06-02".parse().unwrap();
         let now = ts("2025-06-02T06:00:00Z");
         db.store.set_rule(&robot(8), now).await.unwrap();
-        let good = db.store.rule(8).await.unwrap().unwrap();
+        let good = db.store.rule(RobotId::new(8)).await.unwrap().unwrap();
         let good_session = Session::on(&good.rule, date).unwrap();
         // A disabled rule starts no session.
         let mut disabled = good.clone();
-        disabled.rule.robot_id = 9;
+        disabled.rule.robot_id = RobotId::new(9);
         disabled.rule.enabled = false;
         let mut disabled_session = good_session;
-        disabled_session.robot_id = 9;
+        disabled_session.robot_id = RobotId::new(9);
 
         let outcomes = db
             .store
@@ -125,7 +131,7 @@ async fn a_start_that_fails_in_a_batch_fails_alone() {
         );
         let found = db
             .store
-            .started_sessions(&[(8, date), (9, date)])
+            .started_sessions(&[(RobotId::new(8), date), (RobotId::new(9), date)])
             .await
             .unwrap();
         assert_eq!(found.len(), 1, "{}", db.name);
@@ -151,7 +157,7 @@ async fn the_start_up_checks_read_the_rules_events_and_zone_differences_in_one_q
             "{}",
             db.name
         );
-        db.store.disable_rule(7, now).await.unwrap();
+        db.store.disable_rule(RobotId::new(7), now).await.unwrap();
         assert_eq!(
             db.store.enabled_rule_events().await.unwrap(),
             vec![
@@ -180,7 +186,7 @@ async fn the_start_up_checks_read_the_rules_events_and_zone_differences_in_one_q
             assert_eq!(
                 db.store.rule_zone_differences().await.unwrap(),
                 vec![ZoneDifference {
-                    robot_id: 7,
+                    robot_id: RobotId::new(7),
                     rule_zone: "Europe/Amsterdam".into(),
                     robot_zone: "Europe/London".into(),
                 }],

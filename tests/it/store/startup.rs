@@ -3,12 +3,13 @@
 
 use super::support::{TestDb, ts};
 use azi3_status_jobs::config::{Config, RuleConfig};
+use azi3_status_jobs::domain::RobotId;
 use azi3_status_jobs::store::{Prepared, StartupError, apply_rules, prepare};
 use jiff::Timestamp;
 
 fn rule_config(robot_id: u32, end: &str) -> RuleConfig {
     RuleConfig {
-        robot_id,
+        robot_id: RobotId::new(robot_id),
         timezone: "Europe/Amsterdam".into(),
         start: "08:00".into(),
         end: end.into(),
@@ -56,9 +57,9 @@ async fn rules_from_the_config_are_created_or_updated_and_others_left_alone() {
     assert_eq!(
         summary,
         vec![
-            (1, "21:00:00".to_string(), 2),
-            (2, "20:00:00".to_string(), 1),
-            (3, "21:00:00".to_string(), 1)
+            (RobotId::new(1), "21:00:00".to_string(), 2),
+            (RobotId::new(2), "20:00:00".to_string(), 1),
+            (RobotId::new(3), "21:00:00".to_string(), 1)
         ]
     );
     assert_eq!(

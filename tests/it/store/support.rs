@@ -1,6 +1,7 @@
 //! Shared set-up of the store tests: a throw-away database on each backend (a SQLite file in a
 //! temporary directory and a fresh MariaDB database), fixtures, and a dump of every table.
 
+use azi3_status_jobs::domain::RobotId;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use azi3_status_jobs::domain::{Rule, RuleInput, Session};
@@ -150,7 +151,7 @@ pub fn ts(s: &str) -> Timestamp {
 /// A rule of robot 7 in Europe/Amsterdam with the given times and gap.
 pub fn rule(start: &str, end: &str, gap: &str) -> Rule {
     RuleInput {
-        robot_id: 7,
+        robot_id: RobotId::new(7),
         timezone: "Europe/Amsterdam".into(),
         start: start.into(),
         end: end.into(),

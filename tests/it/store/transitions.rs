@@ -1,6 +1,7 @@
 //! The outcome of every store transition, on SQLite and on MariaDB.
 
 use super::support::{TestDb, refs, rule, snapshot, started, ts};
+use azi3_status_jobs::domain::RobotId;
 use azi3_status_jobs::domain::{EventClass, SessionResult, evaluate};
 use azi3_status_jobs::megazord::MegazordEventId;
 use azi3_status_jobs::store::{
@@ -45,7 +46,7 @@ async fn start_session_creates_the_shared_rows_once() {
     for db in TestDb::both().await {
         let r = rule("08:00", "20:00", "2h");
         let (id, session) = started(&db.store, &r, date(2025, 3, 30)).await;
-        let stored = db.store.rule(7).await.unwrap().unwrap();
+        let stored = db.store.rule(RobotId::new(7)).await.unwrap().unwrap();
         let again = db
             .store
             .start_session(
@@ -403,7 +404,15 @@ async fn rule_changes_follow_spec_section_6() {
         let now = ts("2025-03-30T07:00:00Z");
         let r = rule("08:00", "20:00", "2h");
         let (id, _) = started(&db.store, &r, date(2025, 3, 30)).await;
-        assert_eq!(db.store.rule(7).await.unwrap().unwrap().version, 1);
+        assert_eq!(
+            db.store
+                .rule(RobotId::new(7))
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            1
+        );
         let same = db.store.set_rule(&r, now).await.unwrap();
         assert!(!same.changed);
         assert_eq!(same.version, 1, "saving the same rule keeps the version");
@@ -437,17 +446,36 @@ async fn rule_changes_follow_spec_section_6() {
         assert_eq!(view.poller.unwrap().1, ts("2025-03-30T08:30:00Z"));
 
         // Disabling ends the session with DISABLED.
-        let disabled = db.store.disable_rule(7, now).await.unwrap().unwrap();
+        let disabled = db
+            .store
+            .disable_rule(RobotId::new(7), now)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(disabled.version, 4);
-        assert!(!db.store.rule(7).await.unwrap().unwrap().rule.enabled);
+        assert!(
+            !db.store
+                .rule(RobotId::new(7))
+                .await
+                .unwrap()
+                .unwrap()
+                .rule
+                .enabled
+        );
         let view = db.store.session(id).await.unwrap().unwrap();
         assert_eq!(
             (view.phase.as_str(), view.result.as_str()),
             ("COMPLETED", "DISABLED")
         );
         assert_eq!(view.poller, None);
-        assert!(db.store.disable_rule(8, now).await.unwrap().is_none());
-        let disabled_rule = db.store.rule(7).await.unwrap().unwrap();
+        assert!(
+            db.store
+                .disable_rule(RobotId::new(8), now)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let disabled_rule = db.store.rule(RobotId::new(7)).await.unwrap().unwrap();
         let next_day =
             azi3_status_jobs::domain::Session::on(&disabled_rule.rule, date(2025, 3, 31)).unwrap();
         let refused = db
@@ -624,7 +652,7 @@ async fn subscription_dead_letters_metadata_and_poller_locks() {
 
         let listed = db
             .store
-            .sessions(7, date(2025, 3, 29), date(2025, 3, 31))
+            .sessions(RobotId::new(7), date(2025, 3, 29), date(2025, 3, 31))
             .await
             .unwrap();
         assert_eq!(
@@ -633,7 +661,7 @@ async fn subscription_dead_letters_metadata_and_poller_locks() {
         );
         assert!(
             db.store
-                .sessions(7, date(2025, 4, 1), date(2025, 4, 2))
+                .sessions(RobotId::new(7), date(2025, 4, 1), date(2025, 4, 2))
                 .await
                 .unwrap()
                 .is_empty()
@@ -836,7 +864,7 @@ async fn a_rule_created_or_enabled_mid_session_watches_from_then_and_a_change_ke
         let r = rule("08:00", "20:00", "2h");
         let t = ts("2025-03-30T08:15:00Z");
         db.store.set_rule(&r, t).await.unwrap();
-        let stored = db.store.rule(7).await.unwrap().unwrap();
+        let stored = db.store.rule(RobotId::new(7)).await.unwrap().unwrap();
         assert_eq!(stored.watching_since, Some(t), "{}", db.name);
         let session = Session::on(&r, date(2025, 3, 30)).unwrap();
         let id = db
@@ -878,15 +906,27 @@ async fn a_rule_created_or_enabled_mid_session_watches_from_then_and_a_change_ke
             .set_rule(&changed, t + SignedDuration::from_hours(1))
             .await
             .unwrap();
-        let kept = db.store.rule(7).await.unwrap().unwrap().watching_since;
+        let kept = db
+            .store
+            .rule(RobotId::new(7))
+            .await
+            .unwrap()
+            .unwrap()
+            .watching_since;
         assert_eq!(kept, Some(t), "{}", db.name);
         let later = t + SignedDuration::from_hours(2);
-        db.store.disable_rule(7, later).await.unwrap();
+        db.store.disable_rule(RobotId::new(7), later).await.unwrap();
         db.store
             .set_rule(&changed, later + SignedDuration::from_mins(5))
             .await
             .unwrap();
-        let again = db.store.rule(7).await.unwrap().unwrap().watching_since;
+        let again = db
+            .store
+            .rule(RobotId::new(7))
+            .await
+            .unwrap()
+            .unwrap()
+            .watching_since;
         assert_eq!(
             again,
             Some(later + SignedDuration::from_mins(5)),
@@ -953,7 +993,7 @@ async fn megazord_tables_and_robot_zones_are_read_where_the_shared_schema_has_th
                     .unwrap(),
                 None
             );
-            assert_eq!(db.store.robot_zone(7).await.unwrap(), None);
+            assert_eq!(db.store.robot_zone(RobotId::new(7)).await.unwrap(), None);
             db.finish().await;
             continue;
         }
@@ -993,10 +1033,14 @@ async fn megazord_tables_and_robot_zones_are_read_where_the_shared_schema_has_th
             "megazord has no event provider \"azi-3-status-jobs\" and no active event schema [\"NO_TOILET_ACTIVITY_ALARM\"]"
         );
         assert_eq!(
-            db.store.robot_zone(7).await.unwrap().as_deref(),
+            db.store
+                .robot_zone(RobotId::new(7))
+                .await
+                .unwrap()
+                .as_deref(),
             Some("Europe/London")
         );
-        assert_eq!(db.store.robot_zone(8).await.unwrap(), None);
+        assert_eq!(db.store.robot_zone(RobotId::new(8)).await.unwrap(), None);
         for sql in [
             "INSERT INTO event_provider (name) VALUES ('azi-3-status-jobs')",
             "UPDATE event_schema SET is_active = 1",

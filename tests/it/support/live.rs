@@ -7,6 +7,7 @@
 //! `GET /v1/robots/{id}/sessions`) with what the core computes over the events the stand-in
 //! actually stored.
 
+use azi3_status_jobs::domain::RobotId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -34,7 +35,7 @@ const SUFFIX: &str = "azi-3-status-jobs";
 #[derive(Debug, Clone)]
 pub struct RuleSpec {
     /// The robot.
-    pub robot_id: u32,
+    pub robot_id: RobotId,
     /// IANA zone.
     pub timezone: &'static str,
     /// A, local.
@@ -320,7 +321,7 @@ impl Rig {
         until: Timestamp,
         patience: Duration,
     ) -> Vec<Expected> {
-        let robots: Vec<u32> = self.plan.rules.iter().map(|r| r.robot_id).collect();
+        let robots: Vec<RobotId> = self.plan.rules.iter().map(|r| r.robot_id).collect();
         self.settle_and_check_robots(service, until, patience, &robots)
             .await
     }
@@ -331,7 +332,7 @@ impl Rig {
         service: &Service,
         until: Timestamp,
         patience: Duration,
-        robots: &[u32],
+        robots: &[RobotId],
     ) -> Vec<Expected> {
         let expected: Vec<Expected> = self
             .expected(until)
@@ -509,7 +510,10 @@ pub struct Expected {
 }
 
 /// How many alarms were posted per `referenceId`, for the alarms of `robots`.
-pub fn alarm_post_counts_of(server: &MegazordServer, robots: &[u32]) -> BTreeMap<String, usize> {
+pub fn alarm_post_counts_of(
+    server: &MegazordServer,
+    robots: &[RobotId],
+) -> BTreeMap<String, usize> {
     let alarm_event = RuleInput::default().alarm_event;
     let mut counts = BTreeMap::new();
     for event in server.incoming_events() {
@@ -622,7 +626,7 @@ pub fn sensor_times(session: &Session, gap_minutes: i64, dice: &mut Dice) -> Vec
 }
 
 /// A robot's events over the run: every session of the run in `[from, until]`.
-pub fn plan_events(rig: &Rig, until: Timestamp, seed: u64) -> Vec<(Timestamp, u32)> {
+pub fn plan_events(rig: &Rig, until: Timestamp, seed: u64) -> Vec<(Timestamp, RobotId)> {
     let mut dice = Dice::new(seed);
     let mut out = Vec::new();
     for (rule, session) in rig.sessions(until) {

@@ -34,6 +34,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use azi3_status_jobs::domain::RobotId;
 use jiff::{RoundMode, Timestamp, TimestampRound, Unit};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -327,7 +328,7 @@ pub struct IncomingEvent {
     /// Auto-incremented id.
     pub id: u64,
     /// The robot.
-    pub robot_id: u32,
+    pub robot_id: RobotId,
     /// `event_schema.id`.
     pub event_type_id: u64,
     /// `event_schema.name`.
@@ -352,7 +353,7 @@ pub struct Subscription {
     /// Auto-incremented id.
     pub id: u64,
     /// The robot.
-    pub robot_id: u32,
+    pub robot_id: RobotId,
     /// The subscribed event names.
     pub event_names: Vec<String>,
     /// The queue suffix.
@@ -460,10 +461,10 @@ struct Data {
     schemas: Vec<(String, bool)>,
     incoming: Vec<IncomingEvent>,
     /// Indexes into `incoming` per robot, so that a history read costs what that robot has.
-    incoming_by_robot: HashMap<u32, Vec<usize>>,
+    incoming_by_robot: HashMap<RobotId, Vec<usize>>,
     subscriptions: Vec<Subscription>,
     /// Indexes into `subscriptions` per robot, so that fan-out costs what that robot has.
-    subscriptions_by_robot: HashMap<u32, Vec<usize>>,
+    subscriptions_by_robot: HashMap<RobotId, Vec<usize>>,
     /// Requests received per route.
     requests_per_route: BTreeMap<MegazordRoute, u64>,
     outgoing: Vec<OutgoingEvent>,
@@ -471,7 +472,7 @@ struct Data {
     faults: Vec<FaultRule>,
     random_faults: Option<RandomFaults>,
     /// Robots every request about which is answered with this status, unhandled.
-    refused_robots: BTreeMap<u32, u16>,
+    refused_robots: BTreeMap<RobotId, u16>,
     history_quirks: HistoryQuirks,
     /// Every fan-out message, in creation order.
     fan_out_log: Vec<FanOutMessage>,
@@ -530,7 +531,7 @@ impl Shared {
     /// Stores an incoming event and fans it out, as Megazord's create-incoming service does.
     fn store_incoming(
         &self,
-        robot_id: u32,
+        robot_id: RobotId,
         provider_name: &str,
         event_name: &str,
         level: Option<i64>,
@@ -627,7 +628,7 @@ impl Shared {
 
     /// The fault for a request to `route` about `robot` now, if one applies; uses it up.
     /// A refused robot comes first.
-    fn take_fault(&self, route: Option<MegazordRoute>, robot: Option<u32>) -> Option<Fault> {
+    fn take_fault(&self, route: Option<MegazordRoute>, robot: Option<RobotId>) -> Option<Fault> {
         let now = self.now();
         let mut data = self.data();
         if let Some(status) = robot.and_then(|r| data.refused_robots.get(&r)) {
@@ -695,7 +696,7 @@ fn outgoing_json(outgoing: &OutgoingEvent, source: &IncomingEvent) -> Value {
     })
 }
 
-fn outgoing_link(robot_id: u32, outgoing: &OutgoingEvent) -> String {
+fn outgoing_link(robot_id: RobotId, outgoing: &OutgoingEvent) -> String {
     format!(
         "/internal/v1/events/robots/{robot_id}/subscriptions/{}/outgoings/{}",
         outgoing.subscription_id, outgoing.id
@@ -862,7 +863,7 @@ impl MegazordServer {
 
     /// Posts an event as Sensara does (`providerName: "Sensara"`, no level, the SSE event id as
     /// `referenceId`) and fans it out. Panics when the event name is unknown.
-    pub fn post_sensor_event(&self, robot_id: u32, event_name: &str) -> IncomingEvent {
+    pub fn post_sensor_event(&self, robot_id: RobotId, event_name: &str) -> IncomingEvent {
         let reference = format!("sensara-{}", uuid::Uuid::now_v7().simple());
         self.post_event_as("Sensara", robot_id, event_name, &reference)
     }
@@ -872,7 +873,7 @@ impl MegazordServer {
     pub fn post_event_as(
         &self,
         provider_name: &str,
-        robot_id: u32,
+        robot_id: RobotId,
         event_name: &str,
         reference_id: &str,
     ) -> IncomingEvent {
@@ -990,7 +991,7 @@ impl MegazordServer {
     /// Answers every request about `robot_id` (subscriptions, history reads, event posts,
     /// outgoing reads) with `status`, without handling it, as Megazord does for a robot it
     /// does not know (404) or cannot serve (500); replaces an earlier refusal of the robot.
-    pub fn refuse_robot(&self, robot_id: u32, status: u16) {
+    pub fn refuse_robot(&self, robot_id: RobotId, status: u16) {
         status_code(status);
         self.shared.data().refused_robots.insert(robot_id, status);
     }
@@ -1306,7 +1307,7 @@ fn micros(latency: Duration) -> u64 {
 }
 
 /// The robot a request is about: `/internal/v1/events/robots/:robotId/…`.
-fn robot_of(path: &str) -> Option<u32> {
+fn robot_of(path: &str) -> Option<RobotId> {
     let mut segments = path.trim_matches('/').split('/');
     match (
         segments.next(),
@@ -1325,7 +1326,7 @@ fn status_code(status: u16) -> StatusCode {
     StatusCode::from_u16(status).expect("an injected status is a valid HTTP status")
 }
 
-fn robot_param(raw: &str) -> Result<u32, Box<Response>> {
+fn robot_param(raw: &str) -> Result<RobotId, Box<Response>> {
     raw.parse().map_err(|_| {
         Box::new(failure(
             StatusCode::BAD_REQUEST,
