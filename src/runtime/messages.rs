@@ -23,7 +23,48 @@ pub enum Rejection {
     UnknownSubscription(u64),
     /// The event cannot be found (no `sourceEvent`, and its link could not be read).
     #[error("payload.sourceEvent: {0}")]
-    NoEvent(String),
+    NoEvent(#[source] MissingEvent),
+}
+
+/// Why a message's event cannot be had. Links are quoted shortened, like any value from
+/// outside.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MissingEvent {
+    /// No `sourceEvent` and no `link.link`.
+    #[error("missing, and the message has no link")]
+    NoLink,
+    /// No `sourceEvent`, and the service runs without Megazord.
+    #[error("missing, and there is no Megazord to read {link}")]
+    NoMegazord {
+        /// The link, quoted shortened.
+        link: String,
+    },
+    /// No `sourceEvent`, and `link.link` is not an outgoing event's route.
+    #[error("missing, and link.link {link} is unusable: {reason}")]
+    UnusableLink {
+        /// The link, quoted shortened.
+        link: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No `sourceEvent`, and Megazord refused to give the linked outgoing event.
+    #[error("missing, and reading {link} failed: {error}")]
+    ReadFailed {
+        /// The link, quoted shortened.
+        link: String,
+        /// Megazord's refusal.
+        #[source]
+        error: MegazordError,
+    },
+    /// No `sourceEvent` in the message nor in the outgoing event it links to.
+    #[error("missing at {link} too")]
+    NotAtLink {
+        /// The link, quoted shortened.
+        link: String,
+    },
+    /// The event names no robot, and neither does its subscription or the message.
+    #[error("no robot: neither a known subscription nor sourceEvent.robotId nor to.robotId")]
+    NoRobot,
 }
 
 impl Rejection {
@@ -36,9 +77,11 @@ impl Rejection {
                 id.to_string(),
                 "not a subscription of this service".into(),
             ),
-            Rejection::NoEvent(reason) => {
-                ("payload.sourceEvent".into(), "null".into(), reason.clone())
-            }
+            Rejection::NoEvent(missing) => (
+                "payload.sourceEvent".into(),
+                "null".into(),
+                missing.to_string(),
+            ),
         }
     }
 }
@@ -126,10 +169,7 @@ impl Context {
             if let Some(id) = unrecorded {
                 return Ok(Err(Rejection::UnknownSubscription(id)));
             }
-            return Ok(Err(Rejection::NoEvent(
-                "no robot: neither a known subscription nor sourceEvent.robotId nor to.robotId"
-                    .to_string(),
-            )));
+            return Ok(Err(Rejection::NoEvent(MissingEvent::NoRobot)));
         };
         if let Some(id) = unrecorded {
             // Megazord fans an event out as soon as a subscription exists: the instance that
@@ -161,34 +201,43 @@ impl Context {
         &self,
         link: Option<&str>,
         call_ref: Option<&str>,
-    ) -> Result<Result<SourceEvent, String>, TakeError> {
+    ) -> Result<Result<SourceEvent, MissingEvent>, TakeError> {
         let Some(link) = link else {
-            return Ok(Err("missing, and the message has no link".to_string()));
+            return Ok(Err(MissingEvent::NoLink));
         };
         // The link comes from the message: quoted shortened, like any value from outside.
         let quoted = shorten_value(link);
         let Some(megazord) = self.megazord() else {
-            return Ok(Err(format!(
-                "missing, and there is no Megazord to read {quoted}"
-            )));
+            return Ok(Err(MissingEvent::NoMegazord { link: quoted }));
         };
         let parsed = match OutgoingLink::parse(link) {
             Ok(parsed) => parsed,
             Err(MegazordError::InvalidLink { reason, .. }) => {
-                return Ok(Err(format!(
-                    "missing, and link.link {quoted} is unusable: {reason}"
-                )));
+                return Ok(Err(MissingEvent::UnusableLink {
+                    link: quoted,
+                    reason,
+                }));
             }
-            Err(e) => return Ok(Err(format!("missing, and link.link is unusable: {e}"))),
+            Err(e) => {
+                return Ok(Err(MissingEvent::UnusableLink {
+                    link: quoted,
+                    reason: e.to_string(),
+                }));
+            }
         };
         let call_ref = CallRef::from_attribute(call_ref);
         let outgoing = match megazord.outgoing(&parsed, &call_ref).await {
             Ok(outgoing) => outgoing,
             Err(e) if e.is_transient() => return Err(TakeError::Megazord(e)),
-            Err(e) => return Ok(Err(format!("missing, and reading {quoted} failed: {e}"))),
+            Err(error) => {
+                return Ok(Err(MissingEvent::ReadFailed {
+                    link: quoted,
+                    error,
+                }));
+            }
         };
         let Some(event) = outgoing.source_event else {
-            return Ok(Err(format!("missing at {quoted} too")));
+            return Ok(Err(MissingEvent::NotAtLink { link: quoted }));
         };
         Ok(Ok(SourceEvent {
             id: event.id.get(),

@@ -30,7 +30,7 @@ pub use context::{Context, RuntimeSettings};
 pub use error::RuntimeError;
 pub use intake::{IntakeOutcome, WatchedEvent};
 pub use janitor::pass as housekeeping_pass;
-pub use messages::{MessageOutcome, Rejection, TakeError};
+pub use messages::{MessageOutcome, MissingEvent, Rejection, TakeError};
 
 /// The running background tasks.
 pub struct Tasks {
