@@ -69,6 +69,10 @@ const FETCH: u32 = 2000;
 const REFILL_AT: usize = FETCH as usize / 2;
 /// The longest the closer sleeps without looking (in case a wake-up was missed).
 const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// How soon after a window closes the closer looks again while sessions are failing: the close
+/// shows Megazord serving others, so a session past its failing limit can now be ended as
+/// `FAILED` (`Closer::expedite`, at the look).
+const LOOK_AFTER_CLOSE_WHILE_FAILING: Duration = Duration::from_millis(100);
 /// The pause after a look the store failed (the database unreachable).
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
@@ -328,7 +332,12 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             joined = closer.tasks.join_next_with_id(), if !closer.tasks.is_empty() => {
                 // A close may open a window that is due already (a short final window) or soon:
                 // looked at when it is, as no look has seen it yet.
-                if let Some(next) = closer.finished(&ctx, joined).await {
+                let closed_before = closer.last_closed;
+                let next = closer.finished(&ctx, joined).await;
+                if closer.last_closed != closed_before && closer.retries.len() > 0 {
+                    look_at = look_at.min(Instant::now() + LOOK_AFTER_CLOSE_WHILE_FAILING);
+                }
+                if let Some(next) = next {
                     look_at = look_at.min(Instant::now() + ctx.clock().wait_until(next));
                 }
                 if let Some(retry) = closer.next_retry() {

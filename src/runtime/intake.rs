@@ -164,7 +164,11 @@ impl Context {
             metrics::counter!(names::EVENTS, "outcome" => "no_session").increment(1);
             return Ok(IntakeOutcome::NoSession);
         }
-        if !classes.is_empty() {
+        // An event moves its session's deadline later (a window restarts at an event inside
+        // it), so the closer's next look is still early enough, unless the window restarted
+        // with a gap shorter than its own. Waking the closer for every event had it look at
+        // the store once per event under a flood of them.
+        if steps.iter().any(|s| s.deadline_earlier) {
             self.wake_closer();
         }
         Ok(IntakeOutcome::Applied {

@@ -369,6 +369,10 @@ pub struct SessionStep {
     pub start_attempted: bool,
     /// What applying the event did.
     pub applied: ApplyOutcome,
+    /// Whether the event moved the session's deadline earlier, which only a window restarted
+    /// with a gap shorter than its own does (the rule's gap shrank mid-window): the closer
+    /// must look again.
+    pub deadline_earlier: bool,
 }
 
 impl Store {
@@ -491,13 +495,15 @@ async fn take_in(tx: &mut Tx, request: &IntakeRequest) -> Result<IntakeRecord, S
                 StartOutcome::Existing(id) => (id, false),
             },
         };
-        let applied = transitions::apply_event(tx, status_check_id, input, now).await?;
+        let (applied, deadline_earlier) =
+            transitions::apply_event_reporting(tx, status_check_id, input, now).await?;
         steps.push(SessionStep {
             session,
             status_check_id,
             started,
             start_attempted,
             applied,
+            deadline_earlier,
         });
     }
     record.found = IntakeFound::Sessions(steps);

@@ -534,6 +534,7 @@ impl Batch {
                             started: false,
                             start_attempted,
                             applied: ApplyOutcome::NoSession,
+                            deadline_earlier: false,
                         });
                         continue;
                     };
@@ -548,35 +549,36 @@ impl Batch {
                 }
             };
             self.load_known_of(tx, status_check_id).await?;
-            let applied = self.apply(tx, status_check_id, input, now).await?;
+            let (applied, deadline_earlier) = self.apply(tx, status_check_id, input, now).await?;
             steps.push(SessionStep {
                 session,
                 status_check_id,
                 started,
                 start_attempted,
                 applied,
+                deadline_earlier,
             });
         }
         record.found = IntakeFound::Sessions(steps);
         Ok(record)
     }
 
-    /// [`transitions::apply_event`] on the session as the batch has it.
+    /// [`transitions::apply_event_reporting`] on the session as the batch has it.
     async fn apply(
         &mut self,
         tx: &mut Tx,
         status_check_id: StatusCheckId,
         event: EventInput,
         now: Timestamp,
-    ) -> Result<ApplyOutcome, StoreError> {
+    ) -> Result<(ApplyOutcome, bool), StoreError> {
         if !self.sessions.contains_key(&status_check_id) {
-            return Ok(ApplyOutcome::NoSession);
+            return Ok((ApplyOutcome::NoSession, false));
         }
         if !self
             .known
             .insert((status_check_id, event.incoming_event_id))
         {
-            return Ok(ApplyOutcome::Duplicate);
+            return Ok((ApplyOutcome::Duplicate, false));
         }
         let session = self
             .sessions
@@ -616,12 +618,13 @@ impl Batch {
             .sessions
             .get_mut(&status_check_id)
             .expect("checked above");
+        let earlier = row.state.window.end < before.state.window.end;
         if row != before {
             row.version = before.version + 1;
             session.changed_at = Some(now);
         }
         session.current = row.as_stored();
-        Ok(ApplyOutcome::Applied(class))
+        Ok((ApplyOutcome::Applied(class), earlier))
     }
 
     /// The pending events of a session, read first if the batch has not yet.

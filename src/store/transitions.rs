@@ -197,6 +197,18 @@ pub async fn apply_event(
     event: EventInput,
     now: Timestamp,
 ) -> Result<ApplyOutcome, StoreError> {
+    Ok(apply_event_reporting(tx, status_check_id, event, now)
+        .await?
+        .0)
+}
+
+/// [`apply_event`], also saying whether the event moved the session's deadline earlier.
+pub async fn apply_event_reporting(
+    tx: &mut Tx,
+    status_check_id: StatusCheckId,
+    event: EventInput,
+    now: Timestamp,
+) -> Result<(ApplyOutcome, bool), StoreError> {
     let copy = tx.take_copy(status_check_id, |c| c.pending_events == 0);
     let (mut row, basis) = match copy {
         Some(copy) => (copy, Basis::Copy),
@@ -204,11 +216,11 @@ pub async fn apply_event(
             let Some((row, known)) =
                 lock_session_for_event(tx, status_check_id, event.incoming_event_id).await?
             else {
-                return Ok(ApplyOutcome::NoSession);
+                return Ok((ApplyOutcome::NoSession, false));
             };
             if known {
                 tx.keep_copy(row);
-                return Ok(ApplyOutcome::Duplicate);
+                return Ok((ApplyOutcome::Duplicate, false));
             }
             (row, Basis::Locked)
         }
@@ -240,8 +252,9 @@ pub async fn apply_event(
     if class == EventClass::Observed {
         drain_pending(tx, &mut row).await?;
     }
+    let earlier = row.state.window.end < before.state.window.end;
     save(tx, &before, &mut row, now, basis).await?;
-    Ok(ApplyOutcome::Applied(class))
+    Ok((ApplyOutcome::Applied(class), earlier))
 }
 
 /// Closes the window whose deadline is `expected_deadline`, if it is still the current one.

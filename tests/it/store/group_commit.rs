@@ -477,3 +477,50 @@ async fn local_event_ids_in_a_batch_are_those_the_events_get_alone() {
         db.finish().await;
     }
 }
+
+/// Whether taking `event` in reported the deadline of its one session moved earlier.
+fn deadline_earlier(record: &IntakeRecord) -> bool {
+    match &record.found {
+        IntakeFound::Sessions(steps) => {
+            assert!(
+                matches!(steps[0].applied, ApplyOutcome::Applied(_)),
+                "{record:?}"
+            );
+            steps[0].deadline_earlier
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_event_reports_a_deadline_moved_earlier_only_after_the_gap_shrank() {
+    for db in TestDb::both().await {
+        let refs = prepare(&db.store).await;
+        // The first windows are 06:00Z–07:00Z. An event at 06:10Z moves one to 07:10Z: later.
+        let at = ts("2025-06-10T06:10:00Z");
+        let later = db
+            .store
+            .take_in(request(refs, RUNNING[0], 1, "TOILET_ACTIVITY", at))
+            .await
+            .unwrap();
+        assert!(!deadline_earlier(&later), "{}", db.name);
+        // The gap shrinks to 20 minutes: from the next window on, so the current ones still
+        // end at 07:00Z, and an event at 06:10Z restarts them as 06:10Z–06:30Z: earlier.
+        for (i, robot) in RUNNING[1..].iter().enumerate() {
+            let mut shorter = rule_of(*robot);
+            shorter.gap = "20m".parse().unwrap();
+            db.store
+                .set_rule(&shorter, ts("2025-06-10T06:05:00Z"))
+                .await
+                .unwrap();
+            let request = request(refs, *robot, 2 + i as u64, "TOILET_ACTIVITY", at);
+            let record = if i == 0 {
+                db.store.take_in(request).await.unwrap()
+            } else {
+                db.store.take_in_alone(request).await.unwrap()
+            };
+            assert!(deadline_earlier(&record), "{} robot {robot}", db.name);
+        }
+        db.finish().await;
+    }
+}
