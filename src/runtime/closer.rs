@@ -67,8 +67,13 @@ const FETCH: u32 = 2000;
 /// left queued, so that the reads never wait for a look (on SQLite a look waits for the single
 /// writer, which the closes keep busy).
 const REFILL_AT: usize = FETCH as usize / 2;
-/// The longest the closer sleeps without looking (in case a wake-up was missed).
-const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// The longest the closer sleeps without looking, in wall-clock time: a session another
+/// instance started after this closer's last look, with a deadline before the one this closer
+/// waits for, is closed by that instance, unless it stops; then this closer finds it within
+/// this much.
+const MAX_SLEEP: Duration = Duration::from_secs(10);
+/// The same bound in service time, for a simulated clock that runs faster than the wall clock.
+const MAX_SLEEP_SERVICE: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
 /// How soon after a window closes the closer looks again while sessions are failing: the close
 /// shows Megazord serving others, so a session past its failing limit can now be ended as
 /// `FAILED` (`Closer::expedite`, at the look).
@@ -397,7 +402,7 @@ impl Closer {
         self.rules.extend(rules);
         let queued_robots: HashSet<RobotId> = self.queued.iter().map(|w| w.robot_id).collect();
         self.rules.retain(|robot, _| queued_robots.contains(robot));
-        let mut next = Instant::now() + MAX_SLEEP;
+        let mut next = Instant::now() + MAX_SLEEP.min(ctx.clock().real_duration(MAX_SLEEP_SERVICE));
         if let Some(deadline) = next_deadline {
             next = next.min(Instant::now() + ctx.clock().wait_until(deadline));
         }
