@@ -1235,7 +1235,7 @@ async fn ingest_case(
 
 /// How long wrk posts events.
 fn budget_of(bench: &Bench) -> Duration {
-    Duration::from_secs(if bench.args.quick { 5 } else { 30 })
+    Duration::from_secs(if bench.args.quick { 3 } else { 30 })
 }
 
 /// Runs wrk with scripts/ingest.lua against the service for `budget`; returns the script's
