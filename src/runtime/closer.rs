@@ -74,10 +74,6 @@ const REFILL_AT: usize = FETCH as usize / 2;
 const MAX_SLEEP: Duration = Duration::from_secs(10);
 /// The same bound in service time, for a simulated clock that runs faster than the wall clock.
 const MAX_SLEEP_SERVICE: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
-/// How soon after a window closes the closer looks again while sessions are failing: the close
-/// shows Megazord serving others, so a session past its failing limit can now be ended as
-/// `FAILED` (`Closer::expedite`, at the look).
-const LOOK_AFTER_CLOSE_WHILE_FAILING: Duration = Duration::from_millis(100);
 /// The pause after a look the store failed (the database unreachable).
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
@@ -339,8 +335,11 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                 // looked at when it is, as no look has seen it yet.
                 let closed_before = closer.last_closed;
                 let next = closer.finished(&ctx, joined).await;
-                if closer.last_closed != closed_before && closer.retries.len() > 0 {
-                    look_at = look_at.min(Instant::now() + LOOK_AFTER_CLOSE_WHILE_FAILING);
+                if closer.last_closed != closed_before {
+                    // The close shows Megazord serving others: a session past its failing
+                    // limit is tried once more now (the retry below brings the look forward),
+                    // and ended as FAILED if that fails too.
+                    closer.expedite(&ctx);
                 }
                 if let Some(next) = next {
                     look_at = look_at.min(Instant::now() + ctx.clock().wait_until(next));
