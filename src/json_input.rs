@@ -27,7 +27,7 @@ use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, MapAccess, Vi
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
-use crate::domain::{ROBOT_ID_RANGE, RobotId, shorten_value};
+use crate::domain::{NotARobotId, ROBOT_ID_RANGE, RobotId, shorten_value};
 
 /// Why a JSON document could not be read.
 #[derive(Debug)]
@@ -158,7 +158,7 @@ impl<'de> Deserialize<'de> for RobotIdField {
             fn robot_id<E: de::Error>(n: Option<u64>) -> Result<RobotIdField, E> {
                 n.and_then(|n| RobotId::try_from(n).ok())
                     .map(RobotIdField)
-                    .ok_or_else(|| E::custom(format_args!("not a robot id ({ROBOT_ID_RANGE})")))
+                    .ok_or_else(|| E::custom(NotARobotId))
             }
         }
 

@@ -61,12 +61,8 @@ pub struct HttpState {
 
 /// Reads the `{robotId}` of a path; a bad one is a 400 naming it.
 fn parse_robot_id(raw: &str) -> Result<crate::domain::RobotId, ApiError> {
-    raw.parse().map_err(|_| {
-        ApiError::bad_request(
-            "robotId",
-            raw,
-            format!("not a robot id ({})", crate::domain::ROBOT_ID_RANGE),
-        )
+    raw.parse().map_err(|e: crate::domain::NotARobotId| {
+        ApiError::bad_request("robotId", raw, e.to_string())
     })
 }
 

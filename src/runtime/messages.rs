@@ -212,16 +212,14 @@ impl Context {
         };
         let parsed = match OutgoingLink::parse(link) {
             Ok(parsed) => parsed,
-            Err(MegazordError::InvalidLink { reason, .. }) => {
+            Err(e) => {
+                let reason = match e {
+                    MegazordError::InvalidLink { reason, .. } => reason,
+                    other => other.to_string(),
+                };
                 return Ok(Err(MissingEvent::UnusableLink {
                     link: quoted,
                     reason,
-                }));
-            }
-            Err(e) => {
-                return Ok(Err(MissingEvent::UnusableLink {
-                    link: quoted,
-                    reason: e.to_string(),
                 }));
             }
         };

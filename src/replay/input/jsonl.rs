@@ -158,7 +158,7 @@ impl<R: BufRead> JsonlEvents<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::input::RobotId;
+    use crate::domain::RobotId;
 
     fn madrid() -> TimeZone {
         TimeZone::get("Europe/Madrid").unwrap()
