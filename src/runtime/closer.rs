@@ -52,7 +52,7 @@ use super::error::RuntimeError;
 use super::retries::SessionRetries;
 use super::scheduler::replay_history;
 use super::together::Pool;
-use crate::domain::RobotId;
+use crate::domain::{RobotId, Session};
 use crate::megazord::CallRef;
 use crate::numeric::count_f64;
 use crate::store::{
@@ -603,6 +603,26 @@ impl Closer {
     }
 }
 
+/// Where a window's history read starts: the window's start `s`, except for the window that
+/// ends its session, whose read covers the whole session (from `S`, or from when the rule began
+/// watching).
+///
+/// An event whose queue message never came is still found by the read of the window it fell
+/// in, unless a later event restarted that window first: the later read starts at the later
+/// event. Such an event cannot change an alarm (the later event restarted the window anyway),
+/// but the session's record would lack it. The last read of the session finds it, and it is
+/// recorded as late; one read per session, no more.
+fn history_since(stored: &StoredRule, due: &DueWindow) -> Timestamp {
+    Session::containing(&stored.rule, due.deadline)
+        .find(|session| session.end == due.deadline)
+        .map_or(due.window_start, |session| {
+            stored
+                .watching_since
+                .map_or(session.start, |t| t.clamp(session.start, session.end))
+                .min(due.window_start)
+        })
+}
+
 /// Reads the window's history (in a read slot), waits for `u + grace`, then closes the
 /// window if no event has moved it meanwhile.
 async fn close(
@@ -617,7 +637,7 @@ async fn close(
         let stored = rule.ok_or(RuntimeError::NoRule(due.robot_id))?;
         let call_ref = CallRef::new();
         let began = Instant::now();
-        replay_history(ctx, &stored, due.window_start, &call_ref).await?;
+        replay_history(ctx, &stored, history_since(&stored, &due), &call_ref).await?;
         pace.timed(began.elapsed());
     }
     drop(slot);

@@ -7,4 +7,5 @@ mod config_cli;
 mod http;
 mod never_silent;
 mod scale;
+mod session_history;
 mod watchdog;
