@@ -201,11 +201,22 @@ struct Found {
     next_deadline: Option<Timestamp>,
 }
 
-/// Looks at the store: the due windows (at most `limit`), the rules of their robots unless
-/// `known`, and the next deadline.
+/// Looks at the store: the due windows that no other instance has claimed (at most `limit`,
+/// claimed for this one), the rules of their robots unless `known`, and the next deadline.
 async fn fetch(ctx: Context, limit: u32, known: HashSet<RobotId>) -> Result<Found, RuntimeError> {
     let now = ctx.now();
-    let due = ctx.store().due_windows(now, limit).await?;
+    let settings = ctx.settings();
+    // Every window fetched is due, so closed by `now + grace` unless its reads fail; the
+    // claim lasts as long again as an alarm's, which covers the longest a read can take with
+    // its retries. A window queued behind a burst is claimed again at each look.
+    let until = now
+        .checked_add(settings.grace)
+        .and_then(|t| t.checked_add(settings.alarm_lease))
+        .unwrap_or(Timestamp::MAX);
+    let due = ctx
+        .store()
+        .claim_due_windows(now, limit, &settings.owner, until)
+        .await?;
     let mut rules = HashMap::new();
     if ctx.megazord().is_some() {
         // Every window's rule (its watched event) in one read, not one read each.

@@ -16,6 +16,7 @@
 
 mod bulk;
 mod catalogue;
+mod close_claims;
 mod dashboard;
 mod error;
 #[cfg(feature = "testing")]

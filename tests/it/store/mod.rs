@@ -4,6 +4,7 @@
 
 mod bulk;
 mod cancel;
+mod close_claims;
 mod concurrency;
 mod dead_letters;
 mod faults;

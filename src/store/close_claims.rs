@@ -1,0 +1,121 @@
+//! Claims on due windows: which instance reads and closes a session's due window, and until
+//! when. Without them every instance read the history of every due window and tried to close
+//! it, and all but one close found the window closed already: with three instances, three times
+//! the history reads, and the close transactions waiting on each other's session row locks.
+
+use jiff::Timestamp;
+
+use super::error::StoreError;
+use super::session_row::{ms_to_ts, ts_to_ms};
+use super::sql::{Arg, Tx};
+use super::types::{DueWindow, StatusCheckId};
+use super::{BoxFuture, Store};
+
+impl Store {
+    /// Claims for `owner`, until `until` (service time), the running sessions whose deadline
+    /// is at or before `now` and that no other instance holds a live claim on: at most
+    /// `limit`, earliest deadline first. Sessions `owner` holds already are claimed again (the
+    /// claim is extended), so that a window queued behind a burst stays with its closer.
+    ///
+    /// A claim is not released by the close: the session's next window, when it is due before
+    /// the claim ends, is this instance's again, and anybody's after. An instance that dies
+    /// leaves its windows to the others once its claims end.
+    pub async fn claim_due_windows(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        until: Timestamp,
+    ) -> Result<Vec<DueWindow>, StoreError> {
+        self.run(|tx| -> BoxFuture<'_, Result<Vec<DueWindow>, StoreError>> {
+            let owner = owner.to_string();
+            Box::pin(async move { claim(tx, now, limit, &owner, until).await })
+        })
+        .await
+    }
+}
+
+/// Who may claim a session: nobody holds it, its claim ended, or `owner` holds it. Binds the
+/// service time and the owner.
+const CLAIMABLE: &str = "(closer_until_ms IS NULL OR closer_until_ms <= ? OR closer = ?)";
+
+async fn claim(
+    tx: &mut Tx,
+    now: Timestamp,
+    limit: u32,
+    owner: &str,
+    until: Timestamp,
+) -> Result<Vec<DueWindow>, StoreError> {
+    let now_ms = ts_to_ms(now);
+    let candidates = tx
+        .fetch_all(
+            &format!(
+                "SELECT status_check_id FROM status_job_session \
+                 WHERE result = 'PENDING' AND window_end_ms <= ? AND {CLAIMABLE} \
+                 ORDER BY window_end_ms, status_check_id LIMIT ?"
+            ),
+            &[now_ms.into(), now_ms.into(), owner.into(), limit.into()],
+        )
+        .await?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Arg> = candidates
+        .iter()
+        .map(|r| {
+            r.id("status_check_id")
+                .map(|id| StatusCheckId::new(id).into())
+        })
+        .collect::<Result<_, _>>()?;
+    let marks = vec!["?"; ids.len()].join(", ");
+    // The conditions again, under the rows' locks: another instance may have claimed some of
+    // them, or an event moved their deadline, since the read above. A claim of `owner`'s own
+    // is written again only when less than half of it is left, so that the looks during a
+    // burst do not rewrite every queued window's row.
+    let renew_before = now
+        .checked_add(until.duration_since(now) / 2)
+        .unwrap_or(until);
+    let mut args: Vec<Arg> = vec![owner.into(), ts_to_ms(until).into()];
+    args.extend(ids.iter().cloned());
+    args.extend([
+        now_ms.into(),
+        now_ms.into(),
+        owner.into(),
+        ts_to_ms(renew_before).into(),
+    ]);
+    tx.write(
+        &format!(
+            "UPDATE status_job_session SET closer = ?, closer_until_ms = ? \
+             WHERE status_check_id IN ({marks}) AND result = 'PENDING' AND window_end_ms <= ? \
+             AND (closer_until_ms IS NULL OR closer_until_ms <= ? \
+                  OR (closer = ? AND closer_until_ms < ?))"
+        ),
+        &args,
+    )
+    .await?;
+    tx.checkpoint().await?;
+    // What `owner` holds now: claimed above, or held already with more than half left.
+    let mut args = ids;
+    args.extend([owner.into(), now_ms.into(), now_ms.into()]);
+    let rows = tx
+        .fetch_all(
+            &format!(
+                "SELECT status_check_id, window_end_ms, robot_id, window_start_ms \
+                 FROM status_job_session WHERE status_check_id IN ({marks}) \
+                 AND closer = ? AND closer_until_ms > ? AND result = 'PENDING' \
+                 AND window_end_ms <= ? ORDER BY window_end_ms, status_check_id"
+            ),
+            &args,
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DueWindow {
+                status_check_id: StatusCheckId::new(r.id("status_check_id")?),
+                deadline: ms_to_ts(r.int("window_end_ms")?)?,
+                robot_id: r.robot_id("robot_id")?,
+                window_start: ms_to_ts(r.int("window_start_ms")?)?,
+            })
+        })
+        .collect()
+}

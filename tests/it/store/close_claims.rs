@@ -1,0 +1,165 @@
+//! Claims on due windows: several instances on one database share the due windows, each
+//! window claimed by one of them at a time; a claim that ended is anybody's to take.
+
+use std::collections::BTreeSet;
+
+use super::support::{TestDb, refs, ts};
+use azi3_status_jobs::domain::{RobotId, RuleInput, Session};
+use azi3_status_jobs::store::{CloseOutcome, StatusCheckId, Store};
+use jiff::civil::date;
+
+/// Robots 1..=`robots`, each with a running session on 2025-06-01 (08:00–20:00 in Amsterdam,
+/// gap 2 h): every first window ends at 08:00Z.
+async fn sessions(store: &Store, robots: u32) -> Vec<StatusCheckId> {
+    let now = ts("2025-06-01T05:00:00Z");
+    let mut ids = Vec::new();
+    for robot in 1..=robots {
+        let rule = RuleInput {
+            robot_id: RobotId::new(robot),
+            timezone: "Europe/Amsterdam".into(),
+            start: "08:00".into(),
+            end: "20:00".into(),
+            gap: "2h".into(),
+            ..RuleInput::default()
+        }
+        .validate()
+        .unwrap();
+        store.set_rule(&rule, now).await.unwrap();
+        let stored = store.rule(rule.robot_id).await.unwrap().unwrap();
+        let session = Session::on(&rule, date(2025, 6, 1)).unwrap();
+        let id = store
+            .start_session(&stored, session, "test", refs(store).await, now)
+            .await
+            .unwrap()
+            .status_check_id();
+        ids.push(id);
+    }
+    ids
+}
+
+fn ids_of(windows: &[azi3_status_jobs::store::DueWindow]) -> BTreeSet<StatusCheckId> {
+    windows.iter().map(|w| w.status_check_id).collect()
+}
+
+#[tokio::test]
+async fn a_due_window_is_one_instances_until_its_claim_ends() {
+    for db in TestDb::both().await {
+        let all: BTreeSet<StatusCheckId> = sessions(&db.store, 4).await.into_iter().collect();
+        let (deadline, until) = (ts("2025-06-01T08:00:00Z"), ts("2025-06-01T08:05:00Z"));
+
+        assert!(
+            db.store
+                .claim_due_windows(ts("2025-06-01T07:59:59Z"), 10, "a", until)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}: claimed before the deadline",
+            db.name
+        );
+        let a = db
+            .store
+            .claim_due_windows(deadline, 10, "a", until)
+            .await
+            .unwrap();
+        assert_eq!(ids_of(&a), all, "{}", db.name);
+        assert!(a.iter().all(|w| w.deadline == deadline), "{}", db.name);
+        assert!(
+            db.store
+                .claim_due_windows(deadline, 10, "b", until)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}: b took windows a holds",
+            db.name
+        );
+        // a claims its own again, for longer, once less than half of its claim is left.
+        let later = ts("2025-06-01T08:10:00Z");
+        let again = db
+            .store
+            .claim_due_windows(ts("2025-06-01T08:03:00Z"), 10, "a", later)
+            .await
+            .unwrap();
+        assert_eq!(ids_of(&again), all, "{}", db.name);
+        assert!(
+            db.store
+                .claim_due_windows(until, 10, "b", later)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}: b took windows whose claim was extended",
+            db.name
+        );
+        // The claim ended: b takes them, the earliest first when it asks for fewer.
+        let b = db
+            .store
+            .claim_due_windows(later, 2, "b", ts("2025-06-01T08:20:00Z"))
+            .await
+            .unwrap();
+        assert_eq!(b.len(), 2, "{}", db.name);
+        let first_two: BTreeSet<StatusCheckId> = all.iter().copied().take(2).collect();
+        assert_eq!(ids_of(&b), first_two, "{}", db.name);
+        let a = db
+            .store
+            .claim_due_windows(later, 10, "a", ts("2025-06-01T08:20:00Z"))
+            .await
+            .unwrap();
+        assert_eq!(
+            ids_of(&a),
+            all.difference(&first_two).copied().collect(),
+            "{}",
+            db.name
+        );
+
+        // A closed window's session is claimed again when its next window is due.
+        let closing = *first_two.first().unwrap();
+        let closed = db
+            .store
+            .close_window(closing, deadline, later)
+            .await
+            .unwrap();
+        let CloseOutcome::Closed {
+            next: Some(next), ..
+        } = closed
+        else {
+            panic!("{}: {closed:?}", db.name);
+        };
+        let next_due = db
+            .store
+            .claim_due_windows(next.end, 10, "c", ts("2025-06-01T10:05:00Z"))
+            .await
+            .unwrap();
+        assert!(
+            next_due.iter().any(|w| w.status_check_id == closing
+                && w.deadline == next.end
+                && w.window_start == deadline),
+            "{}: {next_due:?}",
+            db.name
+        );
+        db.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn two_instances_claiming_at_once_share_the_due_windows_without_overlap() {
+    for db in TestDb::both().await {
+        let all: BTreeSet<StatusCheckId> = sessions(&db.store, 60).await.into_iter().collect();
+        let other = db.another_instance().await;
+        let now = ts("2025-06-01T08:00:30Z");
+        let until = ts("2025-06-01T08:05:00Z");
+        let (a, b) = tokio::join!(
+            db.store.claim_due_windows(now, 100, "a", until),
+            other.claim_due_windows(now, 100, "b", until)
+        );
+        let (a, b) = (ids_of(&a.unwrap()), ids_of(&b.unwrap()));
+        assert!(
+            a.is_disjoint(&b),
+            "{}: both claimed {:?}",
+            db.name,
+            a.intersection(&b).collect::<Vec<_>>()
+        );
+        let union: BTreeSet<StatusCheckId> = a.union(&b).copied().collect();
+        assert_eq!(union, all, "{}: a {} and b {}", db.name, a.len(), b.len());
+        other.close().await;
+        db.finish().await;
+    }
+}
