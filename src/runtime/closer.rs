@@ -314,10 +314,11 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             closer.start_look(&ctx);
         }
         let head_at = closer.start_ready(&ctx);
-        let mut wake = look_at;
-        if let Some(at) = head_at {
-            wake = wake.min(Instant::now() + ctx.clock().wait_until(at));
-        }
+        let wake = wake_at(
+            closer.looking.is_some(),
+            look_at,
+            head_at.map(|at| Instant::now() + ctx.clock().wait_until(at)),
+        );
         tokio::select! {
             () = shutdown.cancelled() => return,
             found = async { closer.looking.as_mut().expect("a look is under way").await },
@@ -360,9 +361,23 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                 }
             }
             () = closer.read_freed.notified() => {}
-            () = tokio::time::sleep_until(wake) => {}
+            () = tokio::time::sleep_until(wake.unwrap_or(look_at)), if wake.is_some() => {}
             () = ctx.closer_woken() => look_at = Instant::now(),
         }
+    }
+}
+
+/// When the closer's loop wakes by itself: at `look_at`, unless a look is under way, and when
+/// the first queued window's read is due (`head`), if it waits for that.
+///
+/// While a look is under way its end is what the loop waits for, not `look_at`: a `look_at`
+/// already passed would wake the loop at once, again and again until the look returns (under
+/// load, seconds of a core taken from the database and from Megazord's reads).
+fn wake_at(looking: bool, look_at: Instant, head: Option<Instant>) -> Option<Instant> {
+    let look = (!looking).then_some(look_at);
+    match (look, head) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -692,5 +707,21 @@ async fn close(
             Ok(Some(deadline))
         }
         CloseOutcome::NotRunning => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_look_under_way_is_waited_for_not_a_look_time_already_passed() {
+        let now = Instant::now();
+        let passed = now - Duration::from_secs(1);
+        let head = now + Duration::from_millis(5);
+        assert_eq!(wake_at(true, passed, None), None);
+        assert_eq!(wake_at(true, passed, Some(head)), Some(head));
+        assert_eq!(wake_at(false, passed, Some(head)), Some(passed));
+        assert_eq!(wake_at(false, head, None), Some(head));
     }
 }
