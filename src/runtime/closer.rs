@@ -191,9 +191,9 @@ impl ReadPace {
 /// What one look at the store found.
 #[derive(Debug)]
 struct Found {
-    /// The most windows the look asked for.
-    limit: u32,
-    /// The due windows, earliest deadline first.
+    /// Whether the look saw as many windows as it asked for: more may be due.
+    more_due: bool,
+    /// The due windows this instance holds, earliest deadline first.
     due: Vec<DueWindow>,
     /// The rules of the due windows' robots that were not known when the look began.
     rules: HashMap<RobotId, StoredRule>,
@@ -208,15 +208,16 @@ async fn fetch(ctx: Context, limit: u32, known: HashSet<RobotId>) -> Result<Foun
     let settings = ctx.settings();
     // Every window fetched is due, so closed by `now + grace` unless its reads fail; the
     // claim lasts as long again as an alarm's, which covers the longest a read can take with
-    // its retries. A window queued behind a burst is claimed again at each look.
+    // its retries.
     let until = now
         .checked_add(settings.grace)
         .and_then(|t| t.checked_add(settings.alarm_lease))
         .unwrap_or(Timestamp::MAX);
-    let due = ctx
+    let claimed = ctx
         .store()
         .claim_due_windows(now, limit, &settings.owner, until)
         .await?;
+    let due = claimed.windows;
     let mut rules = HashMap::new();
     if ctx.megazord().is_some() {
         // Every window's rule (its watched event) in one read, not one read each.
@@ -231,7 +232,7 @@ async fn fetch(ctx: Context, limit: u32, known: HashSet<RobotId>) -> Result<Foun
     }
     let next_deadline = ctx.store().next_deadline_after(now).await?;
     Ok(Found {
-        limit,
+        more_due: claimed.more_due,
         due,
         rules,
         next_deadline,
@@ -399,13 +400,16 @@ impl Closer {
     /// a back-off; says when to look again.
     fn take_look(&mut self, ctx: &Context, found: Found) -> Instant {
         let Found {
-            limit,
+            more_due,
             due,
             rules,
             next_deadline,
         } = found;
         self.expedite(ctx);
-        self.more_due = due.len() >= limit as usize;
+        // Counted on what the look saw, not on what it holds: windows closed between its read
+        // and its claim are not held, and more may be due all the same (counted on what it
+        // held, 10,000 windows ending together waited up to the next timed look, 10 s).
+        self.more_due = more_due;
         let finished = std::mem::take(&mut self.finished_while_looking);
         if !self.more_due {
             // Every due window was seen: a session that is no longer among them was closed

@@ -11,6 +11,16 @@ use super::sql::{Arg, Tx};
 use super::types::{DueWindow, StatusCheckId};
 use super::{BoxFuture, Store};
 
+/// What a claim of due windows gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedWindows {
+    /// The due windows `owner` holds among those looked at, earliest deadline first.
+    pub windows: Vec<DueWindow>,
+    /// Whether as many windows were looked at as asked for: more may be due. (Fewer may be
+    /// held than were looked at: some closed, or moved on, meanwhile.)
+    pub more_due: bool,
+}
+
 impl Store {
     /// Claims for `owner`, until `until` (service time), the running sessions whose deadline
     /// is at or before `now` and that no other instance holds a live claim on: at most
@@ -26,8 +36,8 @@ impl Store {
         limit: u32,
         owner: &str,
         until: Timestamp,
-    ) -> Result<Vec<DueWindow>, StoreError> {
-        self.run(|tx| -> BoxFuture<'_, Result<Vec<DueWindow>, StoreError>> {
+    ) -> Result<ClaimedWindows, StoreError> {
+        self.run(|tx| -> BoxFuture<'_, Result<ClaimedWindows, StoreError>> {
             let owner = owner.to_string();
             Box::pin(async move { claim(tx, now, limit, &owner, until).await })
         })
@@ -45,7 +55,7 @@ async fn claim(
     limit: u32,
     owner: &str,
     until: Timestamp,
-) -> Result<Vec<DueWindow>, StoreError> {
+) -> Result<ClaimedWindows, StoreError> {
     let now_ms = ts_to_ms(now);
     let candidates = tx
         .fetch_all(
@@ -57,8 +67,12 @@ async fn claim(
             &[now_ms.into(), now_ms.into(), owner.into(), limit.into()],
         )
         .await?;
+    let more_due = candidates.len() >= usize::try_from(limit).unwrap_or(usize::MAX);
     if candidates.is_empty() {
-        return Ok(Vec::new());
+        return Ok(ClaimedWindows {
+            windows: Vec::new(),
+            more_due,
+        });
     }
     let ids: Vec<Arg> = candidates
         .iter()
@@ -100,7 +114,8 @@ async fn claim(
             &args,
         )
         .await?;
-    rows.iter()
+    let windows = rows
+        .iter()
         .map(|r| {
             Ok(DueWindow {
                 status_check_id: StatusCheckId::new(r.id("status_check_id")?),
@@ -109,5 +124,6 @@ async fn claim(
                 window_start: ms_to_ts(r.int("window_start_ms")?)?,
             })
         })
-        .collect()
+        .collect::<Result<_, StoreError>>()?;
+    Ok(ClaimedWindows { windows, more_due })
 }

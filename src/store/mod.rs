@@ -53,6 +53,7 @@ use jiff::{SignedDuration, Timestamp};
 
 pub use bulk::RulesFingerprint;
 pub use catalogue::{CatalogueGaps, ZoneDifference};
+pub use close_claims::ClaimedWindows;
 pub use dashboard::{DayView, SessionSummary, StoredEvent};
 pub use error::StoreError;
 #[cfg(feature = "testing")]

@@ -52,6 +52,7 @@ async fn a_due_window_is_one_instances_until_its_claim_ends() {
                 .claim_due_windows(ts("2025-06-01T07:59:59Z"), 10, "a", until)
                 .await
                 .unwrap()
+                .windows
                 .is_empty(),
             "{}: claimed before the deadline",
             db.name
@@ -60,7 +61,8 @@ async fn a_due_window_is_one_instances_until_its_claim_ends() {
             .store
             .claim_due_windows(deadline, 10, "a", until)
             .await
-            .unwrap();
+            .unwrap()
+            .windows;
         assert_eq!(ids_of(&a), all, "{}", db.name);
         assert!(a.iter().all(|w| w.deadline == deadline), "{}", db.name);
         assert!(
@@ -68,6 +70,7 @@ async fn a_due_window_is_one_instances_until_its_claim_ends() {
                 .claim_due_windows(deadline, 10, "b", until)
                 .await
                 .unwrap()
+                .windows
                 .is_empty(),
             "{}: b took windows a holds",
             db.name
@@ -78,14 +81,18 @@ async fn a_due_window_is_one_instances_until_its_claim_ends() {
             .store
             .claim_due_windows(ts("2025-06-01T08:03:00Z"), 10, "a", later)
             .await
-            .unwrap();
+            .unwrap()
+            .windows;
         assert_eq!(ids_of(&again), all, "{}", db.name);
-        // The claim ended: b takes them, the earliest first when it asks for fewer.
-        let b = db
+        // The claim ended: b takes them, the earliest first when it asks for fewer, and
+        // hears that more are due.
+        let claimed = db
             .store
             .claim_due_windows(until, 2, "b", later)
             .await
             .unwrap();
+        assert!(claimed.more_due, "{}", db.name);
+        let b = claimed.windows;
         assert_eq!(b.len(), 2, "{}", db.name);
         let first_two: BTreeSet<StatusCheckId> = all.iter().copied().take(2).collect();
         assert_eq!(ids_of(&b), first_two, "{}", db.name);
@@ -93,7 +100,8 @@ async fn a_due_window_is_one_instances_until_its_claim_ends() {
             .store
             .claim_due_windows(until, 10, "a", later)
             .await
-            .unwrap();
+            .unwrap()
+            .windows;
         assert_eq!(
             ids_of(&a),
             all.difference(&first_two).copied().collect(),
@@ -118,7 +126,8 @@ async fn a_due_window_is_one_instances_until_its_claim_ends() {
             .store
             .claim_due_windows(next.end, 10, "c", ts("2025-06-01T10:05:00Z"))
             .await
-            .unwrap();
+            .unwrap()
+            .windows;
         assert!(
             next_due.iter().any(|w| w.status_check_id == closing
                 && w.deadline == next.end
@@ -141,7 +150,7 @@ async fn two_instances_claiming_at_once_share_the_due_windows_without_overlap() 
             db.store.claim_due_windows(now, 100, "a", until),
             other.claim_due_windows(now, 100, "b", until)
         );
-        let (a, b) = (ids_of(&a.unwrap()), ids_of(&b.unwrap()));
+        let (a, b) = (ids_of(&a.unwrap().windows), ids_of(&b.unwrap().windows));
         assert!(
             a.is_disjoint(&b),
             "{}: both claimed {:?}",
