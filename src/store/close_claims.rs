@@ -3,6 +3,8 @@
 //! it, and all but one close found the window closed already: with three instances, three times
 //! the history reads, and the close transactions waiting on each other's session row locks.
 
+use std::collections::HashSet;
+
 use jiff::Timestamp;
 
 use super::error::StoreError;
@@ -24,8 +26,14 @@ pub struct ClaimedWindows {
 impl Store {
     /// Claims for `owner`, until `until` (service time), the running sessions whose deadline
     /// is at or before `now` and that no other instance holds a live claim on: at most
-    /// `limit`, earliest deadline first, those `owner` holds already among them (their claims
-    /// are left as they are).
+    /// `limit`, earliest deadline first, those `owner` holds already among them.
+    ///
+    /// `owner`'s own claims are written again (until `until`) once less than half of them is
+    /// left, so that a window queued behind a burst stays with its closer; except those of
+    /// `busy`, the windows `owner` is reading or closing right now, which are never written: a
+    /// batch of their closes may hold their rows' locks, and the look would wait for it (and
+    /// the batch for the look). A window is held by whoever its `closer` names, also after the
+    /// claim ended, until another instance takes it.
     ///
     /// A claim is not released by the close: the session's next window, when it is due before
     /// the claim ends, is this instance's again, and anybody's after. An instance that dies
@@ -36,10 +44,11 @@ impl Store {
         limit: u32,
         owner: &str,
         until: Timestamp,
+        busy: &HashSet<StatusCheckId>,
     ) -> Result<ClaimedWindows, StoreError> {
         self.run(|tx| -> BoxFuture<'_, Result<ClaimedWindows, StoreError>> {
-            let owner = owner.to_string();
-            Box::pin(async move { claim(tx, now, limit, &owner, until).await })
+            let (owner, busy) = (owner.to_string(), busy.clone());
+            Box::pin(async move { claim(tx, now, limit, &owner, until, &busy).await })
         })
         .await
     }
@@ -55,6 +64,7 @@ async fn claim(
     limit: u32,
     owner: &str,
     until: Timestamp,
+    busy: &HashSet<StatusCheckId>,
 ) -> Result<ClaimedWindows, StoreError> {
     let now_ms = ts_to_ms(now);
     let candidates = tx
@@ -74,42 +84,53 @@ async fn claim(
             more_due,
         });
     }
-    let ids: Vec<Arg> = candidates
+    let ids: Vec<StatusCheckId> = candidates
         .iter()
-        .map(|r| {
-            r.id("status_check_id")
-                .map(|id| StatusCheckId::new(id).into())
-        })
+        .map(|r| r.id("status_check_id").map(StatusCheckId::new))
         .collect::<Result<_, _>>()?;
-    let marks = vec!["?"; ids.len()].join(", ");
-    // The conditions again, under the rows' locks: another instance may have claimed some of
-    // them, or an event moved their deadline, since the read above. Windows `owner` holds
-    // already are not written again: they may be in a batch of closes right now, and the look
-    // would wait for its locks (and the batch for the look's), which slowed 10,000 windows
-    // ending together on MariaDB to five times the bare reads.
-    let mut args: Vec<Arg> = vec![owner.into(), ts_to_ms(until).into()];
-    args.extend(ids.iter().cloned());
-    args.extend([now_ms.into(), now_ms.into()]);
-    tx.write(
-        &format!(
-            "UPDATE status_job_session SET closer = ?, closer_until_ms = ? \
-             WHERE status_check_id IN ({marks}) AND result = 'PENDING' AND window_end_ms <= ? \
-             AND (closer_until_ms IS NULL OR closer_until_ms <= ?)"
-        ),
-        &args,
-    )
-    .await?;
-    tx.checkpoint().await?;
+    let free: Vec<Arg> = ids
+        .iter()
+        .filter(|id| !busy.contains(id))
+        .map(|&id| id.into())
+        .collect();
+    if !free.is_empty() {
+        // The conditions again, under the rows' locks: another instance may have claimed some
+        // of them, or an event moved their deadline, since the read above.
+        let renew_before = now
+            .checked_add(until.duration_since(now) / 2)
+            .unwrap_or(until);
+        let marks = vec!["?"; free.len()].join(", ");
+        let mut args: Vec<Arg> = vec![owner.into(), ts_to_ms(until).into()];
+        args.extend(free);
+        args.extend([
+            now_ms.into(),
+            now_ms.into(),
+            owner.into(),
+            ts_to_ms(renew_before).into(),
+        ]);
+        tx.write(
+            &format!(
+                "UPDATE status_job_session SET closer = ?, closer_until_ms = ? \
+                 WHERE status_check_id IN ({marks}) AND result = 'PENDING' \
+                 AND window_end_ms <= ? AND (closer_until_ms IS NULL OR closer_until_ms <= ? \
+                 OR (closer = ? AND closer_until_ms < ?))"
+            ),
+            &args,
+        )
+        .await?;
+        tx.checkpoint().await?;
+    }
     // What `owner` holds now: claimed above, or held already.
-    let mut args = ids;
-    args.extend([owner.into(), now_ms.into(), now_ms.into()]);
+    let marks = vec!["?"; ids.len()].join(", ");
+    let mut args: Vec<Arg> = ids.iter().map(|&id| id.into()).collect();
+    args.extend([owner.into(), now_ms.into()]);
     let rows = tx
         .fetch_all(
             &format!(
                 "SELECT status_check_id, window_end_ms, robot_id, window_start_ms \
                  FROM status_job_session WHERE status_check_id IN ({marks}) \
-                 AND closer = ? AND closer_until_ms > ? AND result = 'PENDING' \
-                 AND window_end_ms <= ? ORDER BY window_end_ms, status_check_id"
+                 AND closer = ? AND result = 'PENDING' AND window_end_ms <= ? \
+                 ORDER BY window_end_ms, status_check_id"
             ),
             &args,
         )
