@@ -203,25 +203,20 @@ struct Found {
 
 /// Looks at the store: the due windows that no other instance has claimed (at most `limit`,
 /// claimed for this one), the rules of their robots unless `known`, and the next deadline.
-async fn fetch(
-    ctx: Context,
-    limit: u32,
-    known: HashSet<RobotId>,
-    busy: HashSet<StatusCheckId>,
-) -> Result<Found, RuntimeError> {
+async fn fetch(ctx: Context, limit: u32, known: HashSet<RobotId>) -> Result<Found, RuntimeError> {
     let now = ctx.now();
     let settings = ctx.settings();
     // Every window fetched is due, so closed by `now + grace` unless its reads fail; the
     // claim lasts as long again as an alarm's, which covers the longest a read can take with
-    // its retries. A window queued behind a burst is claimed again at a later look; one being
-    // read or closed (`busy`) is not written meanwhile.
+    // its retries. A window still queued when it ends stays this instance's unless another
+    // instance, less busy, takes it.
     let until = now
         .checked_add(settings.grace)
         .and_then(|t| t.checked_add(settings.alarm_lease))
         .unwrap_or(Timestamp::MAX);
     let claimed = ctx
         .store()
-        .claim_due_windows(now, limit, &settings.owner, until, &busy)
+        .claim_due_windows(now, limit, &settings.owner, until)
         .await?;
     let due = claimed.windows;
     let mut rules = HashMap::new();
@@ -399,7 +394,6 @@ impl Closer {
             ctx.clone(),
             limit,
             rules_known,
-            self.started.clone(),
         ))));
     }
 

@@ -3,8 +3,6 @@
 //! it, and all but one close found the window closed already: with three instances, three times
 //! the history reads, and the close transactions waiting on each other's session row locks.
 
-use std::collections::HashSet;
-
 use jiff::Timestamp;
 
 use super::error::StoreError;
@@ -28,12 +26,11 @@ impl Store {
     /// is at or before `now` and that no other instance holds a live claim on: at most
     /// `limit`, earliest deadline first, those `owner` holds already among them.
     ///
-    /// `owner`'s own claims are written again (until `until`) once less than half of them is
-    /// left, so that a window queued behind a burst stays with its closer; except those of
-    /// `busy`, the windows `owner` is reading or closing right now, which are never written: a
-    /// batch of their closes may hold their rows' locks, and the look would wait for it (and
-    /// the batch for the look). A window is held by whoever its `closer` names, also after the
-    /// claim ended, until another instance takes it.
+    /// `owner`'s own claims are never written again: a window is held by whoever its `closer`
+    /// names, also after the claim ended, until another instance takes it. So a look never
+    /// waits for the locks of a batch of its own closes (nor the batch for the look), and an
+    /// instance that falls behind has the windows it has not got to taken by the others once
+    /// their claims end.
     ///
     /// A claim is not released by the close: the session's next window, when it is due before
     /// the claim ends, is this instance's again, and anybody's after. An instance that dies
@@ -44,11 +41,10 @@ impl Store {
         limit: u32,
         owner: &str,
         until: Timestamp,
-        busy: &HashSet<StatusCheckId>,
     ) -> Result<ClaimedWindows, StoreError> {
         self.run(|tx| -> BoxFuture<'_, Result<ClaimedWindows, StoreError>> {
-            let (owner, busy) = (owner.to_string(), busy.clone());
-            Box::pin(async move { claim(tx, now, limit, &owner, until, &busy).await })
+            let owner = owner.to_string();
+            Box::pin(async move { claim(tx, now, limit, &owner, until).await })
         })
         .await
     }
@@ -64,13 +60,12 @@ async fn claim(
     limit: u32,
     owner: &str,
     until: Timestamp,
-    busy: &HashSet<StatusCheckId>,
 ) -> Result<ClaimedWindows, StoreError> {
     let now_ms = ts_to_ms(now);
     let candidates = tx
         .fetch_all(
             &format!(
-                "SELECT status_check_id FROM status_job_session \
+                "SELECT status_check_id, closer FROM status_job_session \
                  WHERE result = 'PENDING' AND window_end_ms <= ? AND {CLAIMABLE} \
                  ORDER BY window_end_ms, status_check_id LIMIT ?"
             ),
@@ -88,40 +83,35 @@ async fn claim(
         .iter()
         .map(|r| r.id("status_check_id").map(StatusCheckId::new))
         .collect::<Result<_, _>>()?;
-    let free: Vec<Arg> = ids
-        .iter()
-        .filter(|id| !busy.contains(id))
-        .map(|&id| id.into())
-        .collect();
-    if !free.is_empty() {
+    // Rows `owner` holds are left alone: they may be in a batch of its closes right now, whose
+    // locks the look would wait for (and the batch for the look's).
+    let mut unheld = Vec::new();
+    for r in &candidates {
+        if r.opt_text("closer")?.as_deref() != Some(owner) {
+            unheld.push(Arg::from(StatusCheckId::new(r.id("status_check_id")?)));
+        }
+    }
+    if !unheld.is_empty() {
         // The conditions again, under the rows' locks: another instance may have claimed some
         // of them, or an event moved their deadline, since the read above.
-        let renew_before = now
-            .checked_add(until.duration_since(now) / 2)
-            .unwrap_or(until);
-        let marks = vec!["?"; free.len()].join(", ");
+        let unheld_marks = vec!["?"; unheld.len()].join(", ");
         let mut args: Vec<Arg> = vec![owner.into(), ts_to_ms(until).into()];
-        args.extend(free);
-        args.extend([
-            now_ms.into(),
-            now_ms.into(),
-            owner.into(),
-            ts_to_ms(renew_before).into(),
-        ]);
+        args.extend(unheld);
+        args.extend([now_ms.into(), now_ms.into(), owner.into()]);
         tx.write(
             &format!(
                 "UPDATE status_job_session SET closer = ?, closer_until_ms = ? \
-                 WHERE status_check_id IN ({marks}) AND result = 'PENDING' \
-                 AND window_end_ms <= ? AND (closer_until_ms IS NULL OR closer_until_ms <= ? \
-                 OR (closer = ? AND closer_until_ms < ?))"
+                 WHERE status_check_id IN ({unheld_marks}) AND result = 'PENDING' \
+                 AND window_end_ms <= ? \
+                 AND (closer IS NULL OR (closer_until_ms <= ? AND closer <> ?))"
             ),
             &args,
         )
         .await?;
         tx.checkpoint().await?;
     }
-    // What `owner` holds now: claimed above, or held already.
     let marks = vec!["?"; ids.len()].join(", ");
+    // What `owner` holds now: claimed above, or held already.
     let mut args: Vec<Arg> = ids.iter().map(|&id| id.into()).collect();
     args.extend([owner.into(), now_ms.into()]);
     let rows = tx

@@ -1,7 +1,7 @@
 //! Claims on due windows: several instances on one database share the due windows, each
 //! window claimed by one of them at a time; a claim that ended is anybody's to take.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use super::support::{TestDb, refs, ts};
 use azi3_status_jobs::domain::{RobotId, RuleInput, Session};
@@ -49,7 +49,7 @@ async fn a_due_window_is_one_instances_until_its_claim_ends() {
 
         assert!(
             db.store
-                .claim_due_windows(ts("2025-06-01T07:59:59Z"), 10, "a", until, &HashSet::new())
+                .claim_due_windows(ts("2025-06-01T07:59:59Z"), 10, "a", until)
                 .await
                 .unwrap()
                 .windows
@@ -59,7 +59,7 @@ async fn a_due_window_is_one_instances_until_its_claim_ends() {
         );
         let a = db
             .store
-            .claim_due_windows(deadline, 10, "a", until, &HashSet::new())
+            .claim_due_windows(deadline, 10, "a", until)
             .await
             .unwrap()
             .windows;
@@ -67,7 +67,7 @@ async fn a_due_window_is_one_instances_until_its_claim_ends() {
         assert!(a.iter().all(|w| w.deadline == deadline), "{}", db.name);
         assert!(
             db.store
-                .claim_due_windows(deadline, 10, "b", until, &HashSet::new())
+                .claim_due_windows(deadline, 10, "b", until)
                 .await
                 .unwrap()
                 .windows
@@ -75,28 +75,21 @@ async fn a_due_window_is_one_instances_until_its_claim_ends() {
             "{}: b took windows a holds",
             db.name
         );
-        // a finds its own again, and writes the claims it is not closing right now again,
-        // less than half of them being left.
-        let first = *all.first().unwrap();
-        let later = ts("2025-06-01T08:20:00Z");
+        // a holds its windows after its claim ended, until somebody takes them.
+        let later = ts("2025-06-01T08:10:00Z");
         let again = db
             .store
-            .claim_due_windows(
-                ts("2025-06-01T08:03:00Z"),
-                10,
-                "a",
-                later,
-                &HashSet::from([first]),
-            )
+            .claim_due_windows(later, 10, "a", ts("2025-06-01T08:30:00Z"))
             .await
             .unwrap()
             .windows;
         assert_eq!(ids_of(&again), all, "{}", db.name);
-        // The window a was closing kept its claim, which ended: b takes it, the earliest first
-        // when it asks for fewer, and hears that more may be due.
+        // The claim ended: b takes them, the earliest first when it asks for fewer, and hears
+        // that more may be due; a no longer holds what b took.
+        let first = *all.first().unwrap();
         let claimed = db
             .store
-            .claim_due_windows(until, 1, "b", later, &HashSet::new())
+            .claim_due_windows(later, 1, "b", ts("2025-06-01T08:30:00Z"))
             .await
             .unwrap();
         assert!(claimed.more_due, "{}", db.name);
@@ -108,7 +101,7 @@ async fn a_due_window_is_one_instances_until_its_claim_ends() {
         );
         let a = db
             .store
-            .claim_due_windows(until, 10, "a", later, &HashSet::new())
+            .claim_due_windows(later, 10, "a", ts("2025-06-01T08:30:00Z"))
             .await
             .unwrap();
         assert!(!a.more_due, "{}", db.name);
@@ -116,6 +109,25 @@ async fn a_due_window_is_one_instances_until_its_claim_ends() {
             ids_of(&a.windows),
             all.iter().copied().filter(|id| *id != first).collect(),
             "{}",
+            db.name
+        );
+        // Another instance takes what a still holds after its claims ended (a has fallen
+        // behind), but not what b claimed just now.
+        let c = db
+            .store
+            .claim_due_windows(later, 10, "c", ts("2025-06-01T08:30:00Z"))
+            .await
+            .unwrap()
+            .windows;
+        assert_eq!(ids_of(&c), ids_of(&a.windows), "{}", db.name);
+        assert!(
+            db.store
+                .claim_due_windows(later, 10, "a", ts("2025-06-01T08:30:00Z"))
+                .await
+                .unwrap()
+                .windows
+                .is_empty(),
+            "{}: a still holds windows c took",
             db.name
         );
 
@@ -134,13 +146,7 @@ async fn a_due_window_is_one_instances_until_its_claim_ends() {
         };
         let next_due = db
             .store
-            .claim_due_windows(
-                next.end,
-                10,
-                "c",
-                ts("2025-06-01T10:05:00Z"),
-                &HashSet::new(),
-            )
+            .claim_due_windows(next.end, 10, "c", ts("2025-06-01T10:05:00Z"))
             .await
             .unwrap()
             .windows;
@@ -162,10 +168,9 @@ async fn two_instances_claiming_at_once_share_the_due_windows_without_overlap() 
         let other = db.another_instance().await;
         let now = ts("2025-06-01T08:00:30Z");
         let until = ts("2025-06-01T08:05:00Z");
-        let none = HashSet::new();
         let (a, b) = tokio::join!(
-            db.store.claim_due_windows(now, 100, "a", until, &none),
-            other.claim_due_windows(now, 100, "b", until, &none)
+            db.store.claim_due_windows(now, 100, "a", until),
+            other.claim_due_windows(now, 100, "b", until)
         );
         let (a, b) = (ids_of(&a.unwrap().windows), ids_of(&b.unwrap().windows));
         assert!(
