@@ -50,6 +50,12 @@ impl Store {
     }
 }
 
+/// The most ids one statement names: MariaDB turns an `IN` list of 1,000 values or more
+/// (`in_predicate_conversion_threshold`) into a join with a table of them, which an `UPDATE`
+/// of a 2,000-window look paid for (100,000 windows ending together closed in 1.57x the bare
+/// reads, against 1.40x without claims).
+const IDS_PER_STATEMENT: usize = 500;
+
 /// Who may claim a session: nobody holds it, its claim ended, or `owner` holds it. Binds the
 /// service time and the owner.
 const CLAIMABLE: &str = "(closer_until_ms IS NULL OR closer_until_ms <= ? OR closer = ?)";
@@ -91,17 +97,17 @@ async fn claim(
             unheld.push(Arg::from(StatusCheckId::new(r.id("status_check_id")?)));
         }
     }
-    if !unheld.is_empty() {
+    for chunk in unheld.chunks(IDS_PER_STATEMENT) {
         // The conditions again, under the rows' locks: another instance may have claimed some
         // of them, or an event moved their deadline, since the read above.
-        let unheld_marks = vec!["?"; unheld.len()].join(", ");
+        let marks = vec!["?"; chunk.len()].join(", ");
         let mut args: Vec<Arg> = vec![owner.into(), ts_to_ms(until).into()];
-        args.extend(unheld);
+        args.extend(chunk.iter().cloned());
         args.extend([now_ms.into(), now_ms.into(), owner.into()]);
         tx.write(
             &format!(
                 "UPDATE status_job_session SET closer = ?, closer_until_ms = ? \
-                 WHERE status_check_id IN ({unheld_marks}) AND result = 'PENDING' \
+                 WHERE status_check_id IN ({marks}) AND result = 'PENDING' \
                  AND window_end_ms <= ? \
                  AND (closer IS NULL OR (closer_until_ms <= ? AND closer <> ?))"
             ),
@@ -110,31 +116,31 @@ async fn claim(
         .await?;
         tx.checkpoint().await?;
     }
-    let marks = vec!["?"; ids.len()].join(", ");
     // What `owner` holds now: claimed above, or held already.
-    let mut args: Vec<Arg> = ids.iter().map(|&id| id.into()).collect();
-    args.extend([owner.into(), now_ms.into()]);
-    let rows = tx
-        .fetch_all(
-            &format!(
-                "SELECT status_check_id, window_end_ms, robot_id, window_start_ms \
-                 FROM status_job_session WHERE status_check_id IN ({marks}) \
-                 AND closer = ? AND result = 'PENDING' AND window_end_ms <= ? \
-                 ORDER BY window_end_ms, status_check_id"
-            ),
-            &args,
-        )
-        .await?;
-    let windows = rows
-        .iter()
-        .map(|r| {
-            Ok(DueWindow {
+    let mut windows = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let mut args: Vec<Arg> = chunk.iter().map(|&id| id.into()).collect();
+        args.extend([owner.into(), now_ms.into()]);
+        let rows = tx
+            .fetch_all(
+                &format!(
+                    "SELECT status_check_id, window_end_ms, robot_id, window_start_ms \
+                     FROM status_job_session WHERE status_check_id IN ({marks}) \
+                     AND closer = ? AND result = 'PENDING' AND window_end_ms <= ?"
+                ),
+                &args,
+            )
+            .await?;
+        for r in &rows {
+            windows.push(DueWindow {
                 status_check_id: StatusCheckId::new(r.id("status_check_id")?),
                 deadline: ms_to_ts(r.int("window_end_ms")?)?,
                 robot_id: r.robot_id("robot_id")?,
                 window_start: ms_to_ts(r.int("window_start_ms")?)?,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
+            });
+        }
+    }
+    windows.sort_by_key(|w| (w.deadline, w.status_check_id));
     Ok(ClaimedWindows { windows, more_due })
 }
