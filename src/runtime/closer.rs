@@ -647,10 +647,7 @@ fn history_since(stored: &StoredRule, due: &DueWindow) -> Timestamp {
     Session::containing(&stored.rule, due.deadline)
         .find(|session| session.end == due.deadline)
         .map_or(due.window_start, |session| {
-            stored
-                .watching_since
-                .map_or(session.start, |t| t.clamp(session.start, session.end))
-                .min(due.window_start)
+            stored.watching_from(&session).min(due.window_start)
         })
 }
 

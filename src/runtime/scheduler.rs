@@ -519,10 +519,7 @@ async fn prepare(
         }
     }
     // A rule created or enabled after S watches from then on only (semantics §6).
-    let since = stored
-        .watching_since
-        .map_or(session.start, |t| t.clamp(session.start, session.end));
-    replay_history(ctx, stored, since, &call_ref).await
+    replay_history(ctx, stored, stored.watching_from(&session), &call_ref).await
 }
 
 /// Applies every watched event of the rule's robot that Megazord has since `since`.

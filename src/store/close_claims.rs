@@ -6,9 +6,10 @@
 use jiff::Timestamp;
 
 use super::error::StoreError;
-use super::session_row::{ms_to_ts, ts_to_ms};
+use super::session_row::ts_to_ms;
 use super::sql::{Arg, Tx};
 use super::types::{DueWindow, StatusCheckId};
+use super::views::due_window;
 use super::{BoxFuture, Store};
 
 /// What a claim of due windows gave.
@@ -85,16 +86,15 @@ async fn claim(
             more_due,
         });
     }
-    let ids: Vec<StatusCheckId> = candidates
-        .iter()
-        .map(|r| r.id("status_check_id").map(StatusCheckId::new))
-        .collect::<Result<_, _>>()?;
     // Rows `owner` holds are left alone: they may be in a batch of its closes right now, whose
     // locks the look would wait for (and the batch for the look's).
+    let mut ids = Vec::with_capacity(candidates.len());
     let mut unheld = Vec::new();
     for r in &candidates {
+        let id = StatusCheckId::new(r.id("status_check_id")?);
+        ids.push(id);
         if r.opt_text("closer")?.as_deref() != Some(owner) {
-            unheld.push(Arg::from(StatusCheckId::new(r.id("status_check_id")?)));
+            unheld.push(Arg::from(id));
         }
     }
     for chunk in unheld.chunks(IDS_PER_STATEMENT) {
@@ -133,12 +133,7 @@ async fn claim(
             )
             .await?;
         for r in &rows {
-            windows.push(DueWindow {
-                status_check_id: StatusCheckId::new(r.id("status_check_id")?),
-                deadline: ms_to_ts(r.int("window_end_ms")?)?,
-                robot_id: r.robot_id("robot_id")?,
-                window_start: ms_to_ts(r.int("window_start_ms")?)?,
-            });
+            windows.push(due_window(r)?);
         }
     }
     windows.sort_by_key(|w| (w.deadline, w.status_check_id));

@@ -7,7 +7,7 @@ use jiff::civil::Date;
 use serde::Serialize;
 
 use crate::domain::{
-    AlarmIdentity, EventClass, RobotId, Rule, SessionResult, SessionState, Window,
+    AlarmIdentity, EventClass, RobotId, Rule, Session, SessionResult, SessionState, Window,
 };
 use crate::megazord::MegazordEventId;
 
@@ -69,6 +69,15 @@ pub struct StoredRule {
     /// When it was created or last enabled (service time); a session running at that instant
     /// is watched from it, not from S (semantics §6). None for a rule stored before this was kept.
     pub watching_since: Option<Timestamp>,
+}
+
+impl StoredRule {
+    /// Where watching `session` of this rule starts: at S, or when the rule was created or
+    /// enabled if that was later (within the session; semantics §6).
+    pub fn watching_from(&self, session: &Session) -> Timestamp {
+        self.watching_since
+            .map_or(session.start, |t| t.clamp(session.start, session.end))
+    }
 }
 
 /// What saving a rule did.

@@ -5,7 +5,7 @@ use jiff::civil::Date;
 
 use super::error::StoreError;
 use super::session_row::{COLUMNS, SessionRow, ts_to_ms};
-use super::sql::Tx;
+use super::sql::{Row, Tx};
 use super::types::{DueWindow, RecordView, SessionView, StatusCheckId};
 use crate::domain::RobotId;
 
@@ -143,16 +143,18 @@ pub async fn due_windows(
             &[ts_to_ms(now).into(), limit.into()],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(DueWindow {
-                status_check_id: StatusCheckId::new(r.id("status_check_id")?),
-                deadline: super::session_row::ms_to_ts(r.int("window_end_ms")?)?,
-                robot_id: r.robot_id("robot_id")?,
-                window_start: super::session_row::ms_to_ts(r.int("window_start_ms")?)?,
-            })
-        })
-        .collect()
+    rows.iter().map(due_window).collect()
+}
+
+/// The due window of a row with `status_check_id`, `window_end_ms`, `robot_id` and
+/// `window_start_ms`.
+pub(super) fn due_window(r: &Row) -> Result<DueWindow, StoreError> {
+    Ok(DueWindow {
+        status_check_id: StatusCheckId::new(r.id("status_check_id")?),
+        deadline: super::session_row::ms_to_ts(r.int("window_end_ms")?)?,
+        robot_id: r.robot_id("robot_id")?,
+        window_start: super::session_row::ms_to_ts(r.int("window_start_ms")?)?,
+    })
 }
 
 fn seconds(s: i64) -> Result<Timestamp, StoreError> {
