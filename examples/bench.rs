@@ -682,15 +682,10 @@ fn migrate(bench: &Bench, config: &std::path::Path) -> Result<()> {
 async fn start_run(bench: &Bench, plan: RunPlan, what: &str) -> Result<Run> {
     let session_start: Timestamp = SESSION_START.parse()?;
     let clock_start = session_start - SignedDuration::from_secs(90);
-    let shared: Arc<OnceLock<SimulatedClock>> = Arc::new(OnceLock::new());
-    let clock = Arc::clone(&shared);
+    let (stand_in_clock, shared) = megazord::following_clock(clock_start);
     let server = MegazordServer::start(MegazordOptions {
         created_at_resolution: CreatedAtResolution::Millisecond,
-        ..MegazordOptions::default().with_clock(Arc::new(move || {
-            clock
-                .get()
-                .map_or(clock_start, |sim| sim.service_time_at(Timestamp::now()))
-        }))
+        ..MegazordOptions::default().with_clock(stand_in_clock)
     })
     .await;
     let db = bench.create_database(plan.backend, what).await?;

@@ -17,11 +17,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use azi3_status_jobs::clock::SimulatedClock;
 use azi3_status_jobs::domain::{RobotId, Rule, RuleInput, Session, evaluate};
 use azi3_status_jobs::numeric::{count_f64, millis};
 use jiff::civil::Date;
@@ -451,17 +450,12 @@ async fn run(
         .context("the queue URL ends in its name")?
         .to_string();
     let clock_start = plan.clock_start();
-    let shared: Arc<OnceLock<SimulatedClock>> = Arc::new(OnceLock::new());
-    let clock = Arc::clone(&shared);
+    let (stand_in_clock, shared) = super::megazord::following_clock(clock_start);
     let server = Arc::new(
         MegazordServer::start(MegazordOptions {
             created_at_resolution: CreatedAtResolution::Millisecond,
             ..MegazordOptions::default()
-                .with_clock(Arc::new(move || {
-                    clock
-                        .get()
-                        .map_or(clock_start, |sim| sim.service_time_at(Timestamp::now()))
-                }))
+                .with_clock(stand_in_clock)
                 .with_fan_out(SqsFanOut {
                     endpoint_url: moto.url(),
                     ..SqsFanOut::local(&status_queue_base)

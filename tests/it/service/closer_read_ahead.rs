@@ -7,13 +7,11 @@
 //! Needs nothing but the embedded database and the Megazord stand-in.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::support::live::{ACTIVITY, tail};
-use crate::support::megazord::{MegazordOptions, MegazordRoute, MegazordServer};
+use crate::support::megazord::{MegazordOptions, MegazordRoute, MegazordServer, following_clock};
 use crate::support::service::{Service, ServiceOptions};
-use azi3_status_jobs::clock::SimulatedClock;
 use azi3_status_jobs::domain::RobotId;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
@@ -61,15 +59,8 @@ async fn an_event_between_an_early_read_and_the_close_still_moves_the_window() {
     let deadline = ts("2025-06-01T09:00:00Z");
     let close_at = deadline + SignedDuration::from_secs(GRACE_SECONDS);
 
-    let clock: Arc<OnceLock<SimulatedClock>> = Arc::new(OnceLock::new());
-    let shared = Arc::clone(&clock);
-    let server =
-        MegazordServer::start(MegazordOptions::default().with_clock(Arc::new(move || {
-            shared
-                .get()
-                .map_or(clock_start, |sim| sim.service_time_at(Timestamp::now()))
-        })))
-        .await;
+    let (stand_in_clock, clock) = following_clock(clock_start);
+    let server = MegazordServer::start(MegazordOptions::default().with_clock(stand_in_clock)).await;
     let dir = tempfile::tempdir().unwrap();
     let service = Service::start(
         dir.path(),

@@ -9,16 +9,14 @@
 //!
 //! Needs `scripts/services.sh` (MariaDB on `AZI3_TEST_MYSQL_URL`).
 
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::support::live::{ThrowAwayDatabase, tail};
 use crate::support::megazord::{
-    CreatedAtResolution, MegazordOptions, MegazordRoute, MegazordServer,
+    CreatedAtResolution, MegazordOptions, MegazordRoute, MegazordServer, following_clock,
 };
 use crate::support::service::{Service, ServiceOptions};
 use crate::support::tcp_proxy::TcpProxy;
-use azi3_status_jobs::clock::SimulatedClock;
 use azi3_status_jobs::numeric::count_f64;
 use jiff::{SignedDuration, Timestamp};
 
@@ -90,15 +88,10 @@ async fn every_alarm_posted_once_and_on_time(backend: &str, database: &str) {
     let deadline = ts("2025-06-01T09:00:00Z");
     let close_at = deadline + SignedDuration::from_secs(GRACE_SECONDS);
 
-    let clock: Arc<OnceLock<SimulatedClock>> = Arc::new(OnceLock::new());
-    let shared = Arc::clone(&clock);
+    let (stand_in_clock, clock) = following_clock(clock_start);
     let server = MegazordServer::start(MegazordOptions {
         created_at_resolution: CreatedAtResolution::Millisecond,
-        ..MegazordOptions::default().with_clock(Arc::new(move || {
-            shared
-                .get()
-                .map_or(clock_start, |sim| sim.service_time_at(Timestamp::now()))
-        }))
+        ..MegazordOptions::default().with_clock(stand_in_clock)
     })
     .await;
     let proxy = TcpProxy::for_url(&server.base_url()).await;

@@ -4,11 +4,10 @@
 //!
 //! Needs nothing but the embedded database and the Megazord stand-in.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::support::live::{ACTIVITY, tail};
-use crate::support::megazord::{MegazordOptions, MegazordServer};
+use crate::support::megazord::{MegazordOptions, MegazordServer, following_clock};
 use crate::support::service::{Service, ServiceOptions};
 use azi3_status_jobs::clock::SimulatedClock;
 use azi3_status_jobs::domain::RobotId;
@@ -34,15 +33,8 @@ async fn until(sim: &SimulatedClock, t: Timestamp) {
 async fn an_event_never_delivered_before_a_later_one_is_recorded_at_the_session_end() {
     let clock_start = ts("2025-06-01T07:59:00Z");
     let robot = RobotId::new(7);
-    let clock: Arc<OnceLock<SimulatedClock>> = Arc::new(OnceLock::new());
-    let shared = Arc::clone(&clock);
-    let server =
-        MegazordServer::start(MegazordOptions::default().with_clock(Arc::new(move || {
-            shared
-                .get()
-                .map_or(clock_start, |sim| sim.service_time_at(Timestamp::now()))
-        })))
-        .await;
+    let (stand_in_clock, clock) = following_clock(clock_start);
+    let server = MegazordServer::start(MegazordOptions::default().with_clock(stand_in_clock)).await;
     let dir = tempfile::tempdir().unwrap();
     // One session, 08:00–09:00, gap 45 minutes: an event at 08:20 restarts the first window,
     // which then ends at E and is the session's last.

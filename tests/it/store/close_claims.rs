@@ -3,36 +3,19 @@
 
 use std::collections::BTreeSet;
 
-use super::support::{TestDb, refs, ts};
-use azi3_status_jobs::domain::{RobotId, RuleInput, Session};
+use super::support::{TestDb, rule, started, ts};
+use azi3_status_jobs::domain::RobotId;
 use azi3_status_jobs::store::{CloseOutcome, StatusCheckId, Store};
 use jiff::civil::date;
 
 /// Robots 1..=`robots`, each with a running session on 2025-06-01 (08:00–20:00 in Amsterdam,
 /// gap 2 h): every first window ends at 08:00Z.
 async fn sessions(store: &Store, robots: u32) -> Vec<StatusCheckId> {
-    let now = ts("2025-06-01T05:00:00Z");
     let mut ids = Vec::new();
     for robot in 1..=robots {
-        let rule = RuleInput {
-            robot_id: RobotId::new(robot),
-            timezone: "Europe/Amsterdam".into(),
-            start: "08:00".into(),
-            end: "20:00".into(),
-            gap: "2h".into(),
-            ..RuleInput::default()
-        }
-        .validate()
-        .unwrap();
-        store.set_rule(&rule, now).await.unwrap();
-        let stored = store.rule(rule.robot_id).await.unwrap().unwrap();
-        let session = Session::on(&rule, date(2025, 6, 1)).unwrap();
-        let id = store
-            .start_session(&stored, session, "test", refs(store).await, now)
-            .await
-            .unwrap()
-            .status_check_id();
-        ids.push(id);
+        let mut each = rule("08:00", "20:00", "2h");
+        each.robot_id = RobotId::new(robot);
+        ids.push(started(store, &each, date(2025, 6, 1)).await.0);
     }
     ids
 }

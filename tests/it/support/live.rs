@@ -21,7 +21,8 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
 use super::megazord::{
-    MegazordOptions, MegazordServer, SqsFanOut, create_named_queue, sqs_client, test_sqs_endpoint,
+    MegazordOptions, MegazordServer, SqsFanOut, create_named_queue, following_clock, sqs_client,
+    test_sqs_endpoint,
 };
 use super::service::{Service, ServiceOptions};
 use super::{mysql_base_url, unique_name};
@@ -138,16 +139,10 @@ impl Rig {
             .strip_suffix(&format!("-{SUFFIX}"))
             .expect("the queue URL ends in its name")
             .to_string();
-        let clock: Arc<OnceLock<SimulatedClock>> = Arc::new(OnceLock::new());
-        let shared = Arc::clone(&clock);
-        let start = plan.clock_start;
+        let (stand_in_clock, clock) = following_clock(plan.clock_start);
         let server = MegazordServer::start(
             MegazordOptions::default()
-                .with_clock(Arc::new(move || {
-                    shared
-                        .get()
-                        .map_or(start, |sim| sim.service_time_at(Timestamp::now()))
-                }))
+                .with_clock(stand_in_clock)
                 .with_fan_out(SqsFanOut::local(&status_queue_base)),
         )
         .await;

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -34,6 +34,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use azi3_status_jobs::clock::SimulatedClock;
 use azi3_status_jobs::domain::RobotId;
 use jiff::{RoundMode, Timestamp, TimestampRound, Unit};
 use serde_json::{Value, json};
@@ -223,6 +224,19 @@ impl Default for MegazordOptions {
             latency: Duration::ZERO,
         }
     }
+}
+
+/// A clock for the stand-in that follows the service's simulated clock, and stands at `start`
+/// until the test sets that clock (once the service has said what it is) in the returned cell.
+pub fn following_clock(start: Timestamp) -> (Clock, Arc<OnceLock<SimulatedClock>>) {
+    let cell: Arc<OnceLock<SimulatedClock>> = Arc::new(OnceLock::new());
+    let shared = Arc::clone(&cell);
+    let clock: Clock = Arc::new(move || {
+        shared
+            .get()
+            .map_or(start, |sim| sim.service_time_at(Timestamp::now()))
+    });
+    (clock, cell)
 }
 
 impl MegazordOptions {
