@@ -389,6 +389,16 @@ async fn every_operation(pair: Pair) {
             s.due_windows(deadline, 100).await
         })
         .await;
+        cancel_everywhere(&pair, "claim_due_windows", async |s: &Store| {
+            s.claim_due_windows(
+                deadline,
+                100,
+                "owner",
+                deadline + SignedDuration::from_mins(5),
+            )
+            .await
+        })
+        .await;
         cancel_everywhere(&pair, "rule", async |s: &Store| {
             s.rule(RobotId::new(7)).await
         })
