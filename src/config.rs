@@ -108,8 +108,8 @@ impl Default for HttpConfig {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServiceConfig {
-    /// This instance's name in poller locks (`azi-3-status-jobs:<instance_id>`); by default
-    /// the host name and process id.
+    /// This instance's name in poller locks and in claims on due windows
+    /// (`azi-3-status-jobs:<instance_id>`); by default the host name and process id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
     /// Seconds after a deadline before its window is closed (semantics §6).
