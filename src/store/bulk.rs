@@ -1,7 +1,7 @@
 //! Store reads and writes that serve many sessions at once: what lets thousands of windows
 //! ending in the same second, and thousands of rules, cost few round trips.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use jiff::Timestamp;
 
@@ -166,10 +166,13 @@ impl Store {
                 }
             }
         }
-        let due: HashSet<AlarmIdentity> = outcomes
+        let due: Vec<(StatusCheckId, AlarmIdentity)> = windows
             .iter()
-            .filter_map(|outcome| match outcome {
-                CloseOutcome::Closed { alarm, .. } => *alarm,
+            .zip(&outcomes)
+            .filter_map(|(&(status_check_id, _), outcome)| match outcome {
+                CloseOutcome::Closed {
+                    alarm: Some(alarm), ..
+                } => Some((status_check_id, *alarm)),
                 _ => None,
             })
             .collect();

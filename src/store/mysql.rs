@@ -154,19 +154,21 @@ pub async fn claim(
     // A lease too long for i64 milliseconds saturates: its claims never run out.
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     let expired = ts_to_ms(now).saturating_sub(lease_ms);
-    // One statement per state, each a range of the `(state, id)` index: a single statement
-    // with the three conditions ORed scans the table, which holds every alarm ever sent.
-    // Alarms whose claim ran out and failed ones go before pending ones: they are older.
+    // One statement per state, each a range of an index: a single statement with the three
+    // conditions ORed scans the table, which holds every alarm ever sent. Alarms whose claim
+    // ran out and failed ones go before pending ones: they are older. Those whose claim ran
+    // out are taken oldest claim first, in the order of the `(state, claimed_at_ms)` index:
+    // ordered by id, MariaDB walked every alarm being posted through `(state, id)` instead.
     let kinds: [(&str, Vec<Arg>); 3] = [
         (
-            "state = 'sending' AND claimed_at_ms < ?",
+            "state = 'sending' AND claimed_at_ms < ? ORDER BY claimed_at_ms",
             vec![expired.into()],
         ),
         (
-            "state = 'failed' AND retry_at_ms <= ?",
+            "state = 'failed' AND retry_at_ms <= ? ORDER BY id",
             vec![ts_to_ms(now).into()],
         ),
-        ("state = 'pending'", vec![]),
+        ("state = 'pending' ORDER BY id", vec![]),
     ];
     let mut ids: Vec<i64> = Vec::new();
     for (condition, mut args) in kinds {
@@ -178,7 +180,7 @@ pub async fn claim(
         let rows = tx
             .fetch_all(
                 &format!(
-                    "SELECT id FROM status_job_alarm WHERE {condition} ORDER BY id LIMIT ? \
+                    "SELECT id FROM status_job_alarm WHERE {condition} LIMIT ? \
                      FOR UPDATE SKIP LOCKED"
                 ),
                 &args,

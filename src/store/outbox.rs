@@ -11,7 +11,7 @@ use super::session_row::{SessionRow, ms_to_ts, ts_to_ms};
 use super::sql::{Arg, Row, Tx};
 use super::transitions::{Basis, RECORD_ALARM_SENT, insert_record, lock_session, save};
 use super::types::{AlarmId, OutboxAlarm, StatusCheckId};
-use crate::domain::{AlarmIdentity, RobotId};
+use crate::domain::AlarmIdentity;
 use crate::megazord::MegazordEventId;
 
 /// The columns [`from_row`] reads.
@@ -143,27 +143,34 @@ pub async fn mark_failed(
     Ok(changed > 0)
 }
 
-/// The alarms of `due` that this transaction wrote claimed by `owner` at `now` (the closes
-/// of [`crate::store::Store::close_windows_claiming`]), in one statement over the identity key.
+/// The alarms of `due` (each a session and the identity of the alarm its close made due) that
+/// this transaction wrote claimed by `owner` at `now` (the closes of
+/// [`crate::store::Store::close_windows_claiming`]), in one statement over the sessions' index.
 /// An identity whose alarm was in the outbox already (written unclaimed before) is not among
 /// them: it stays for the dispatcher's claims.
+///
+/// Read by session and sorted here, not with `ORDER BY id`: MariaDB answered that order from
+/// the `(state, id)` index and walked every alarm being posted (1,580 rows a statement while
+/// 10,000 windows ending together were closed), where the session index finds a batch's
+/// alarms directly.
 pub async fn claimed_on_close(
     tx: &mut Tx,
     owner: &str,
     now: Timestamp,
-    due: &HashSet<AlarmIdentity>,
+    due: &[(StatusCheckId, AlarmIdentity)],
 ) -> Result<Vec<OutboxAlarm>, StoreError> {
-    let mut robots: Vec<RobotId> = due.iter().map(|identity| identity.robot_id).collect();
-    robots.sort_unstable();
-    robots.dedup();
-    let marks = vec!["?"; robots.len()].join(", ");
-    let mut args: Vec<Arg> = vec![owner.into(), ts_to_ms(now).into()];
-    args.extend(robots.iter().map(|&robot| Arg::from(robot)));
+    let mut sessions: Vec<StatusCheckId> = due.iter().map(|&(id, _)| id).collect();
+    sessions.sort_unstable();
+    sessions.dedup();
+    let identities: HashSet<AlarmIdentity> = due.iter().map(|&(_, identity)| identity).collect();
+    let marks = vec!["?"; sessions.len()].join(", ");
+    let mut args: Vec<Arg> = sessions.iter().map(|&id| Arg::from(id)).collect();
+    args.extend([owner.into(), ts_to_ms(now).into()]);
     let rows = tx
         .fetch_all(
             &format!(
-                "SELECT {COLUMNS} FROM status_job_alarm WHERE state = 'sending' \
-                 AND claimed_by = ? AND claimed_at_ms = ? AND robot_id IN ({marks}) ORDER BY id"
+                "SELECT {COLUMNS} FROM status_job_alarm WHERE status_check_id IN ({marks}) \
+                 AND state = 'sending' AND claimed_by = ? AND claimed_at_ms = ?"
             ),
             &args,
         )
@@ -171,10 +178,11 @@ pub async fn claimed_on_close(
     let mut claimed = Vec::with_capacity(due.len());
     for row in &rows {
         let alarm = from_row(row)?;
-        if due.contains(&alarm.identity) {
+        if identities.contains(&alarm.identity) {
             claimed.push(alarm);
         }
     }
+    claimed.sort_unstable_by_key(|alarm| alarm.id);
     Ok(claimed)
 }
 
