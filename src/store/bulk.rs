@@ -134,7 +134,11 @@ impl Store {
         ids.dedup();
         let mut locked = if ids.len() == windows.len() {
             match transitions::lock_sessions(&mut tx, &ids).await {
-                Ok(rows) => Some(rows),
+                Ok(rows) => {
+                    // Each session once, each close's writes its own: sent grouped.
+                    tx.group_writes();
+                    Some(rows)
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "locking a batch of sessions failed: closing each alone");
                     tx.rollback().await;
@@ -275,6 +279,8 @@ async fn mark_sent_batch(
     }
     let mut sessions = transitions::lock_sessions(tx, &session_ids).await?;
     let locked = outbox::read_many(tx, &ids, true).await?;
+    // Each alarm and each session once, each mark's writes its own: sent grouped.
+    tx.group_writes();
     let mut outcomes = Vec::with_capacity(alarms.len());
     for &(alarm_id, megazord_id) in alarms {
         let Some(alarm) = locked.get(&alarm_id) else {

@@ -8,6 +8,7 @@
 //! same reason its writes go together with its `COMMIT` ([`Tx::write`]), and a connection that
 //! committed goes straight to the next transaction ([`IdleConnections`]).
 
+mod grouped;
 mod transaction;
 
 pub(crate) use transaction::MysqlTxConn;

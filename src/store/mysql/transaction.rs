@@ -30,6 +30,9 @@ pub struct MysqlTxConn {
     open: bool,
     /// `;`-terminated statements with their values written in, not yet sent.
     queued: String,
+    /// Writes held back to be sent grouped ([`super::grouped`]), when the transaction asked
+    /// for that: they go into `queued` before anything is sent.
+    grouped: Option<Vec<(String, Vec<Arg>)>>,
 }
 
 impl MysqlTxConn {
@@ -39,6 +42,7 @@ impl MysqlTxConn {
             idle,
             open: true,
             queued: String::new(),
+            grouped: None,
         }
     }
 
@@ -48,13 +52,36 @@ impl MysqlTxConn {
             .expect("the connection is taken only when the transaction ends")
     }
 
+    /// From now on, holds the writes back and sends them grouped by statement, each group as
+    /// one statement ([`super::grouped`]): only for a transaction none of whose writes depends
+    /// on another being made first.
+    pub(crate) fn group_writes(&mut self) {
+        self.grouped.get_or_insert_with(Vec::new);
+    }
+
     pub(crate) fn queue(&mut self, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
+        if let Some(held) = &mut self.grouped {
+            held.push((sql.to_string(), args.to_vec()));
+            return Ok(());
+        }
         inline_mysql(&mut self.queued, sql, args)?;
         self.queued.push(';');
         Ok(())
     }
 
+    /// Moves the writes held back into `queued`, grouped.
+    fn release_grouped(&mut self) -> Result<(), StoreError> {
+        if let Some(held) = &mut self.grouped
+            && !held.is_empty()
+        {
+            let held = std::mem::take(held);
+            super::grouped::render(&mut self.queued, &held)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn queue_first(&mut self, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
+        self.release_grouped()?;
         let mut first = String::new();
         inline_mysql(&mut first, sql, args)?;
         first.push(';');
@@ -103,6 +130,7 @@ impl MysqlTxConn {
         tagged: &[String],
         read: &mut ResultSets<'_>,
     ) -> Result<(), StoreError> {
+        self.release_grouped()?;
         let mut sql = std::mem::take(&mut self.queued);
         for (statement, (_, args)) in tagged.iter().zip(statements) {
             inline_mysql(&mut sql, statement, args)?;
@@ -126,7 +154,8 @@ impl MysqlTxConn {
     }
 
     /// Sends the queued writes, if any.
-    async fn flush(&mut self) -> Result<(), sqlx::Error> {
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        self.release_grouped()?;
         if self.queued.is_empty() {
             return Ok(());
         }
@@ -138,7 +167,8 @@ impl MysqlTxConn {
     }
 
     /// Sends the queued writes and `COMMIT`, in one round trip.
-    pub(crate) async fn commit(&mut self) -> Result<(), sqlx::Error> {
+    pub(crate) async fn commit(&mut self) -> Result<(), StoreError> {
+        self.release_grouped()?;
         let mut sql = std::mem::take(&mut self.queued);
         sql.push_str("COMMIT");
         let sent = sqlx::raw_sql(AssertSqlSafe(sql)).execute(self.conn()).await;
@@ -150,11 +180,11 @@ impl MysqlTxConn {
                 .await
                 .is_err()
             {
-                return sent.map(drop);
+                return Ok(sent.map(drop)?);
             }
         }
         self.open = false;
-        sent.map(drop)
+        Ok(sent.map(drop)?)
     }
 
     /// Kills this connection, as the fault hook does at a checkpoint, through `pool`.
@@ -178,7 +208,7 @@ impl MysqlTxConn {
 /// hexadecimal literal with a character-set introducer, so that no value can end its literal
 /// early whatever the server's SQL mode. The store's statements have no `?` other than
 /// placeholders.
-fn inline_mysql(out: &mut String, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
+pub(super) fn inline_mysql(out: &mut String, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
     use std::fmt::Write as _;
     let mut parts = sql.split('?');
     out.push_str(parts.next().unwrap_or_default());
