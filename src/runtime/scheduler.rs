@@ -69,6 +69,9 @@ struct Scheduler {
     /// The rules as last read, with the fingerprint they were read at: an unchanged rule set
     /// costs one small query per pass instead of reading every rule.
     rules: Option<(RulesFingerprint, Arc<Vec<StoredRule>>)>,
+    /// Sessions another instance started and is preparing, each left to it until the service
+    /// time given ([`left_to_starter`]); looked at again then.
+    elsewhere: HashMap<(RobotId, Date), Timestamp>,
 }
 
 /// What a failed session is retried under.
@@ -147,6 +150,13 @@ impl Scheduler {
                 }
                 let key = (rule.robot_id, date);
                 wanted.insert(key);
+                if let Some(&until) = self.elsewhere.get(&key) {
+                    if until > now {
+                        next_start = Some(next_start.map_or(until, |n| n.min(until)));
+                        continue;
+                    }
+                    self.elsewhere.remove(&key);
+                }
                 if self.known.contains_key(&key)
                     || self
                         .retries
@@ -165,6 +175,10 @@ impl Scheduler {
         self.run_jobs(ctx, jobs).await;
         // Forget sessions of dates that are no longer looked at (and of disabled rules).
         self.known.retain(|key, _| wanted.contains(key));
+        self.elsewhere.retain(|key, _| wanted.contains(key));
+        if let Some(&until) = self.elsewhere.values().min() {
+            next_start = Some(next_start.map_or(until, |n| n.min(until)));
+        }
         let known_ids: HashSet<StatusCheckId> = self.known.values().copied().collect();
         let wanted_robots: HashSet<RobotId> = wanted.iter().map(|(robot, _)| *robot).collect();
         self.retries.retain(|key, f| {
@@ -227,7 +241,7 @@ impl Scheduler {
                     });
                     for (robot_id, date, step) in steps {
                         match step {
-                            Step::Prepare(preparation) => ready.push_back(preparation),
+                            Step::Prepare(preparation) => ready.push_back(*preparation),
                             Step::Done(result) => self.settle(ctx, robot_id, date, result),
                         }
                     }
@@ -270,6 +284,10 @@ impl Scheduler {
     ) {
         match result {
             Ok(Started::Skipped) => {}
+            Ok(Started::Elsewhere(until)) => {
+                self.retries.forget(RetryKey::Start(robot_id));
+                self.elsewhere.insert((robot_id, date), until);
+            }
             Ok(Started::Waiting) => {
                 self.retries.forget(RetryKey::Start(robot_id));
             }
@@ -304,6 +322,9 @@ enum Started {
     Skipped,
     /// It exists and is waiting out a back-off of its own.
     Waiting,
+    /// Another instance started it and is preparing it; it is left to that instance until
+    /// this service time.
+    Elsewhere(Timestamp),
     /// It runs and is prepared.
     Prepared(StatusCheckId),
 }
@@ -314,7 +335,7 @@ type BatchStep = (RobotId, Date, Step);
 /// What is left to do for one session of a batch once it is looked up and started.
 enum Step {
     /// Subscribe it and replay its history.
-    Prepare(Preparation),
+    Prepare(Box<Preparation>),
     /// Nothing more: skipped, waiting, or failed.
     Done(Result<Started, (RetryKey, RuntimeError)>),
 }
@@ -381,17 +402,17 @@ async fn start_batch(
         let (robot_id, date) = (stored.rule.robot_id, session.date);
         match found.get(&(robot_id, date)) {
             Some(started) => {
-                steps.push((
-                    robot_id,
-                    date,
-                    prepare_step(
+                let step = match left_to_starter(&ctx, started, now) {
+                    Some(started) => Step::Done(Ok(started)),
+                    None => prepare_step(
                         stored,
                         session,
                         started.status_check_id,
-                        Some(*started),
+                        Some(started.clone()),
                         waiting,
                     ),
-                ));
+                };
+                steps.push((robot_id, date, step));
             }
             None if session.end <= now => {
                 steps.push((robot_id, date, Step::Done(Ok(Started::Skipped))));
@@ -403,6 +424,23 @@ async fn start_batch(
         }
     }
     let outcomes = ctx.start_sessions(&to_start, now).await;
+    // Sessions another instance started since the lookup (at S, instances start the same
+    // sessions at the same moment): looked up again, to know whether to leave them to it.
+    let raced: Vec<(RobotId, Date)> = to_start
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| matches!(outcome, Ok(StartOutcome::Existing(_))))
+        .map(|((stored, session), _)| (stored.rule.robot_id, session.date))
+        .collect();
+    let raced = if raced.is_empty() {
+        HashMap::new()
+    } else {
+        // Not found again, such a session is prepared here, as before the lookup.
+        ctx.store()
+            .started_sessions(&raced)
+            .await
+            .unwrap_or_default()
+    };
     for ((stored, session), outcome) in to_start.into_iter().zip(outcomes) {
         let (robot_id, date) = (stored.rule.robot_id, session.date);
         let step = match outcome {
@@ -412,15 +450,48 @@ async fn start_batch(
                     running: true,
                     end: session.end,
                     subscription_id: None,
+                    started_by: None,
                 };
                 prepare_step(stored, session, id, Some(found), waiting)
             }
-            Ok(StartOutcome::Existing(id)) => prepare_step(stored, session, id, None, waiting),
+            Ok(StartOutcome::Existing(id)) => match raced.get(&(robot_id, date)) {
+                Some(started) => match left_to_starter(&ctx, started, now) {
+                    Some(started) => Step::Done(Ok(started)),
+                    None => prepare_step(stored, session, id, Some(started.clone()), waiting),
+                },
+                None => prepare_step(stored, session, id, None, waiting),
+            },
             Err(e) => Step::Done(Err((RetryKey::Start(robot_id), e.into()))),
         };
         steps.push((robot_id, date, step));
     }
     steps
+}
+
+/// Whether a session another instance started is left to that instance, and how: several
+/// instances find the same sessions at S, and each session is prepared (subscribed, its history
+/// replayed) by the one that started it, not by every instance.
+///
+/// - Subscribed already: prepared there (or being), nothing to do here ([`Started::Prepared`]).
+/// - Not subscribed yet, started less than an alarm lease ago: left to its starter until then
+///   ([`Started::Elsewhere`]); looked at again after that, and prepared here if still not
+///   subscribed (its starter may have stopped).
+///
+/// `None` when this instance prepares it: it started it itself (after a restart, every running
+/// session it started is prepared again, which replays its history), or its starter's time is
+/// up.
+fn left_to_starter(ctx: &Context, started: &StartedSession, now: Timestamp) -> Option<Started> {
+    let (starter, at) = started.starter(&ctx.settings().owner)?;
+    if started.subscription_id.is_some() {
+        tracing::debug!(
+            statusCheckId = started.status_check_id.get(),
+            starter,
+            "session subscribed by the instance that started it: left to it"
+        );
+        return Some(Started::Prepared(started.status_check_id));
+    }
+    let until = at.checked_add(ctx.settings().alarm_lease).ok()?;
+    (until > now).then_some(Started::Elsewhere(until))
 }
 
 /// A found or started session is prepared, unless it is waiting out a back-off (`waiting`
@@ -435,12 +506,12 @@ fn prepare_step(
     if waiting.contains(&RetryKey::Session(id)) {
         return Step::Done(Ok(Started::Waiting));
     }
-    Step::Prepare(Preparation {
+    Step::Prepare(Box::new(Preparation {
         stored,
         session,
         id,
         found,
-    })
+    }))
 }
 
 /// Subscribes the session at Megazord (when it runs on and has no subscription) and replays
@@ -470,6 +541,7 @@ async fn prepare(
                 running: view.state.is_running(),
                 end: view.state.session.end,
                 subscription_id: view.subscription_id,
+                started_by: None,
             }
         }
     };

@@ -20,7 +20,7 @@ use crate::domain::{RobotId, Session, SessionResult};
 const LOOKUP_CHUNK: usize = 500;
 
 /// What preparing a started session needs to know of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartedSession {
     /// `status_check.id`.
     pub status_check_id: StatusCheckId,
@@ -30,6 +30,19 @@ pub struct StartedSession {
     pub end: Timestamp,
     /// `status_check.subscription_id`.
     pub subscription_id: Option<u64>,
+    /// The instance that started it, and when (service time): see [`StartedSession::starter`].
+    pub started_by: Option<(String, Timestamp)>,
+}
+
+impl StartedSession {
+    /// The instance that started the session and when, if another than `owner`: that instance
+    /// prepares it (subscription, history), and the others leave it to it.
+    pub fn starter(&self, owner: &str) -> Option<(&str, Timestamp)> {
+        self.started_by
+            .as_ref()
+            .filter(|(starter, _)| starter != owner)
+            .map(|(starter, at)| (starter.as_str(), *at))
+    }
 }
 
 impl Store {
@@ -58,7 +71,8 @@ impl Store {
                                 .fetch_all(
                                     &format!(
                                         "SELECT s.robot_id, s.status_check_id, s.result, \
-                                         s.session_end_ms, c.subscription_id \
+                                         s.session_end_ms, s.owner, s.created_at_ms, \
+                                         c.subscription_id \
                                          FROM status_job_session s \
                                          JOIN status_check c ON c.id = s.status_check_id \
                                          WHERE s.local_date = ? AND s.robot_id IN ({marks})"
@@ -93,6 +107,10 @@ impl Store {
                                                     })
                                                 })
                                                 .transpose()?,
+                                            started_by: Some((
+                                                r.text("owner")?,
+                                                ms_to_ts(r.int("created_at_ms")?)?,
+                                            )),
                                         },
                                     ))
                                 })

@@ -2,4 +2,5 @@
 //! and the Megazord stand-in, on a simulated clock.
 
 mod live;
+mod shared_starts;
 mod subscription_race;

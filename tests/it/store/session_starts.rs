@@ -63,7 +63,7 @@ async fn sessions_started_together_each_get_the_outcome_they_would_alone() {
         let found = db.store.started_sessions(&keys).await.unwrap();
         assert_eq!(found.len(), 3, "{}: robot 10 has no session", db.name);
         for ((stored, session), outcome) in starts.iter().zip(&outcomes) {
-            let one = found[&(stored.rule.robot_id, date)];
+            let one = &found[&(stored.rule.robot_id, date)];
             assert_eq!(
                 one.status_check_id,
                 outcome.status_check_id(),
