@@ -92,6 +92,8 @@ struct Job {
     index: usize,
     session: Session,
     today: Date,
+    /// Whether it was left to the instance that started it, whose time is up now.
+    was_left: bool,
 }
 
 impl Job {
@@ -150,13 +152,14 @@ impl Scheduler {
                 }
                 let key = (rule.robot_id, date);
                 wanted.insert(key);
-                if let Some(&until) = self.elsewhere.get(&key) {
-                    if until > now {
+                let was_left = match self.elsewhere.get(&key) {
+                    Some(&until) if until > now => {
                         next_start = Some(next_start.map_or(until, |n| n.min(until)));
                         continue;
                     }
-                    self.elsewhere.remove(&key);
-                }
+                    Some(_) => self.elsewhere.remove(&key).is_some(),
+                    None => false,
+                };
                 if self.known.contains_key(&key)
                     || self
                         .retries
@@ -169,6 +172,7 @@ impl Scheduler {
                     index,
                     session,
                     today,
+                    was_left,
                 });
             }
         }
@@ -398,11 +402,12 @@ async fn start_batch(
     let mut steps = Vec::with_capacity(jobs.len());
     let mut to_start = Vec::new();
     for job in jobs {
-        let (stored, session, today) = (job.stored().clone(), job.session, job.today);
+        let (stored, session, today, was_left) =
+            (job.stored().clone(), job.session, job.today, job.was_left);
         let (robot_id, date) = (stored.rule.robot_id, session.date);
         match found.get(&(robot_id, date)) {
             Some(started) => {
-                let step = match left_to_starter(&ctx, started, now) {
+                let step = match left_to_starter(&ctx, started, now, was_left) {
                     Some(started) => Step::Done(Ok(started)),
                     None => prepare_step(
                         stored,
@@ -455,7 +460,7 @@ async fn start_batch(
                 prepare_step(stored, session, id, Some(found), waiting)
             }
             Ok(StartOutcome::Existing(id)) => match raced.get(&(robot_id, date)) {
-                Some(started) => match left_to_starter(&ctx, started, now) {
+                Some(started) => match left_to_starter(&ctx, started, now, false) {
                     Some(started) => Step::Done(Ok(started)),
                     None => prepare_step(stored, session, id, Some(started.clone()), waiting),
                 },
@@ -468,20 +473,36 @@ async fn start_batch(
     steps
 }
 
-/// Whether a session another instance started is left to that instance, and how: several
-/// instances find the same sessions at S, and each session is prepared (subscribed, its history
-/// replayed) by the one that started it, not by every instance.
+/// Whether a session another instance started a short while ago is left to that instance, and
+/// how: several instances find the same sessions at S, and each session is prepared (subscribed,
+/// its history replayed) by the one that started it, not by every instance.
 ///
-/// - Subscribed already: prepared there (or being), nothing to do here ([`Started::Prepared`]).
-/// - Not subscribed yet, started less than an alarm lease ago: left to its starter until then
-///   ([`Started::Elsewhere`]); looked at again after that, and prepared here if still not
-///   subscribed (its starter may have stopped).
+/// Within an alarm lease of its start:
+/// - subscribed already: prepared there (or being), nothing to do here ([`Started::Prepared`]);
+/// - not subscribed yet: left to its starter until the lease is up ([`Started::Elsewhere`]),
+///   then looked at again (`was_left`): prepared there if subscribed by then, here if not
+///   (its starter may have stopped).
 ///
-/// `None` when this instance prepares it: it started it itself (after a restart, every running
-/// session it started is prepared again, which replays its history), or its starter's time is
-/// up.
-fn left_to_starter(ctx: &Context, started: &StartedSession, now: Timestamp) -> Option<Started> {
+/// `None` when this instance prepares it: it started it itself, or it was started longer ago
+/// than that (after a restart, every running session is prepared again, which replays its
+/// history, as it always was).
+fn left_to_starter(
+    ctx: &Context,
+    started: &StartedSession,
+    now: Timestamp,
+    was_left: bool,
+) -> Option<Started> {
     let (starter, at) = started.starter(&ctx.settings().owner)?;
+    if was_left {
+        return started
+            .subscription_id
+            .is_some()
+            .then_some(Started::Prepared(started.status_check_id));
+    }
+    let until = at.checked_add(ctx.settings().alarm_lease).ok()?;
+    if until <= now {
+        return None;
+    }
     if started.subscription_id.is_some() {
         tracing::debug!(
             statusCheckId = started.status_check_id.get(),
@@ -490,8 +511,7 @@ fn left_to_starter(ctx: &Context, started: &StartedSession, now: Timestamp) -> O
         );
         return Some(Started::Prepared(started.status_check_id));
     }
-    let until = at.checked_add(ctx.settings().alarm_lease).ok()?;
-    (until > now).then_some(Started::Elsewhere(until))
+    Some(Started::Elsewhere(until))
 }
 
 /// A found or started session is prepared, unless it is waiting out a back-off (`waiting`
