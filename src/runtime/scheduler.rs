@@ -152,12 +152,14 @@ impl Scheduler {
                 }
                 let key = (rule.robot_id, date);
                 wanted.insert(key);
+                // Left to its starter: not looked at before its time is up (the pass wakes
+                // then, below), and once more after.
                 let was_left = match self.elsewhere.get(&key) {
-                    Some(&until) if until > now => {
-                        next_start = Some(next_start.map_or(until, |n| n.min(until)));
-                        continue;
+                    Some(&until) if until > now => continue,
+                    Some(_) => {
+                        self.elsewhere.remove(&key);
+                        true
                     }
-                    Some(_) => self.elsewhere.remove(&key).is_some(),
                     None => false,
                 };
                 if self.known.contains_key(&key)

@@ -491,9 +491,6 @@ impl Tx {
         }
     }
 
-    /// As [`Tx::write`], but on MySQL ahead of the writes still waiting: for the write that
-    /// takes the lock every other transition takes first, so that no two transactions lock
-    /// the same rows in opposite orders. (SQLite's single writer holds every row already.)
     /// From now on, sends this transaction's writes grouped by statement on MySQL, each group
     /// as one multi-row statement (`store::mysql::grouped`): for a batch that writes the same
     /// kinds of rows for many sessions, each at most once, none of whose writes depends on
@@ -505,6 +502,9 @@ impl Tx {
         }
     }
 
+    /// As [`Tx::write`], but on MySQL ahead of the writes still waiting: for the write that
+    /// takes the lock every other transition takes first, so that no two transactions lock
+    /// the same rows in opposite orders. (SQLite's single writer holds every row already.)
     pub async fn write_first(&mut self, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
         match &mut self.inner {
             Inner::Mysql { tx, .. } => tx.queue_first(sql, args),

@@ -123,7 +123,9 @@ impl<'a> Update<'a> {
                 return None;
             }
             let expr = expr.trim();
-            assignments.push((column, expr, placeholders(expr)?));
+            // Every `?` is a placeholder, as `inline_mysql` takes them (the store's
+            // statements quote none).
+            assignments.push((column, expr, expr.matches('?').count()));
         }
         Some(Update {
             table,
@@ -200,12 +202,6 @@ fn is_name(s: &str) -> bool {
         .and_then(|s| s.strip_suffix('`'))
         .unwrap_or(s);
     !bare.is_empty() && bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// How many `?` a statement fragment holds: every one is a placeholder, as
-/// [`inline_mysql`] takes them (the store's statements quote no `?`).
-fn placeholders(fragment: &str) -> Option<usize> {
-    Some(fragment.matches('?').count())
 }
 
 /// The characters of `s` outside quoted text (`'…'`, `"…"`, `` `…` ``), with their offsets.
