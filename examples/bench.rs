@@ -104,6 +104,10 @@ struct Args {
     /// default.
     #[arg(long, value_name = "SECONDS")]
     seconds_per_start: Option<f64>,
+    /// Messages of the queue scenario in a full run (for 2,000 robots). moto walks every message
+    /// it holds on each call, so its rate falls as its queue grows.
+    #[arg(long, default_value_t = 2_000)]
+    queue_messages: usize,
     /// wrk, the ingest scenario's load generator (scripts/bench installs it when missing).
     #[arg(long, default_value = "wrk")]
     wrk: PathBuf,
@@ -1425,7 +1429,7 @@ fn queue_limit(bench: &Bench, messages: usize) -> Duration {
     if bench.args.quick {
         Duration::from_secs(120)
     } else {
-        Duration::from_secs(600) + times(Duration::from_millis(60), messages)
+        Duration::from_secs(300) + times(Duration::from_millis(400), messages)
     }
 }
 
@@ -1494,7 +1498,7 @@ async fn measure_queue(
         + if bench.args.quick {
             Duration::from_secs(8)
         } else {
-            Duration::from_secs(120) + times(Duration::from_millis(20), messages)
+            Duration::from_secs(120) + times(Duration::from_millis(150), messages)
         };
     let handled = loop {
         let handled = queue_finished(&run.service.metrics(&bench.http).await?) - before;
@@ -1515,21 +1519,24 @@ async fn measure_queue(
     progress(format!(
         "  {events_per_second:.0} messages/s; baseline: bare receive+delete on the same queue"
     ));
-    // The same number of messages again, sent first, then taken by a bare loop: receive ten,
-    // delete each. The killed service's last long poll (1 s) is still open at moto and would
-    // take the first messages out of sight for the visibility timeout: let it end first.
+    // The same number of messages again, sent the same way while a bare loop takes them:
+    // receive ten, delete each. Timed the same way too, from the first send to the last delete,
+    // so that both face the same queue (moto's every call walks all the messages it holds, so a
+    // queue filled first would make the baseline the slower). The killed service's last long
+    // poll (1 s) is still open at moto and would take the first messages out of sight for the
+    // visibility timeout: let it end first.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    send_bodies(
-        &client,
-        &queue_url,
-        queue_bodies(&subscriptions, robots, messages, 5_000_000, now),
-    )
-    .await?;
     let started = Instant::now();
+    let sender = tokio::spawn({
+        let client = client.clone();
+        let queue_url = queue_url.clone();
+        let bodies = queue_bodies(&subscriptions, robots, messages, 5_000_000, now);
+        async move { send_bodies(&client, &queue_url, bodies).await }
+    });
     let mut received = 0usize;
     let mut receive_calls = 0usize;
     let deadline =
-        Instant::now() + Duration::from_secs(120) + times(Duration::from_millis(20), messages);
+        Instant::now() + Duration::from_secs(120) + times(Duration::from_millis(150), messages);
     while received < messages && Instant::now() < deadline {
         let output = client
             .receive_message()
@@ -1554,12 +1561,13 @@ async fn measure_queue(
             done??;
         }
     }
+    sender.await??;
     let baseline = count_f64(received) / started.elapsed().as_secs_f64();
     let ratio = events_per_second / baseline;
     emit(
         "queue",
         json!({"backend": "mariadb", "robots_with_running_sessions": robots, "messages": messages,
-               "sender": "send_message_batch of 10, one at a time, while the service consumes; for the baseline, before it"}),
+               "sender": "send_message_batch of 10, one at a time, while the service (the baseline's loop) consumes"}),
         json!({"events_per_second": round3(events_per_second), "finished_done_or_dead_letter": handled, "left_to_retry": retried,
                "seconds": round3(seconds), "sending_took_seconds": round3(sent_after)}),
         json!({"bare_receive_delete_per_second": round3(baseline), "received": received, "receive_calls": receive_calls}),
@@ -1658,7 +1666,11 @@ async fn run_all(bench: &Bench) -> Result<usize> {
         }
     }
     if wanted("queue") {
-        let (robots, messages) = if quick { (100, 100) } else { (2_000, 10_000) };
+        let (robots, messages) = if quick {
+            (100, 100)
+        } else {
+            (2_000, bench.args.queue_messages)
+        };
         report("queue", queue_case(bench, &rate, robots, messages).await);
     }
     if wanted("dashboard") {

@@ -320,7 +320,7 @@ impl SqsConsumer {
         for (message, slot) in messages {
             handling.spawn(Arc::clone(&self).process(Arc::clone(&handler), message, slot));
         }
-        let mut finished = Vec::new();
+        let mut finished: Vec<Finished> = Vec::new();
         while let Some(done) = handling.join_next().await {
             match done {
                 Ok(Some(settled)) => finished.push(settled),
@@ -328,7 +328,15 @@ impl SqsConsumer {
                 Err(error) => log_task_failure(Err(error)),
             }
         }
+        // The slots go back together, once the deletes are done: released one by one, the
+        // receive loop would wake at the first and ask SQS for fewer messages than it could.
+        let mut slots = finished.iter_mut().filter_map(|f| f.slot.take());
+        let all = slots.next().map(|mut first| {
+            slots.for_each(|slot| first.merge(slot));
+            first
+        });
         self.delete_finished(finished).await;
+        drop(all);
     }
 
     /// Handles one message; returns it when it is to be deleted (a message to be retried has
@@ -399,7 +407,7 @@ impl SqsConsumer {
             Some(Finished {
                 receipt,
                 span: settle_span,
-                _slot: slot,
+                slot: Some(slot),
             })
         }
         .instrument(span)
@@ -611,7 +619,9 @@ where
 struct Finished {
     receipt: String,
     span: tracing::Span,
-    _slot: OwnedSemaphorePermit,
+    /// Held until the message is deleted; taken by [`SqsConsumer::process_received`] to give
+    /// back with the others of its receive.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 fn log_task_failure(finished: Result<(), tokio::task::JoinError>) {
