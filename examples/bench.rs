@@ -950,6 +950,18 @@ async fn deadlines_case(
         .iter()
         .map(|at| run.wall_seconds(deadline, *at))
         .collect();
+    let reads: Vec<f64> = run
+        .server
+        .requests_to(MegazordRoute::GetIncomings)
+        .iter()
+        .filter(|r| r.received_at >= deadline)
+        .map(|r| run.wall_seconds(deadline, r.received_at))
+        .collect();
+    progress(timeline(&[
+        ("history reads", &reads),
+        ("outbox commits", &to_outbox),
+        ("alarms posted", &to_post),
+    ]));
     let close_all = outbox
         .iter()
         .max()
@@ -1346,6 +1358,28 @@ async fn single_row_commits(db: &Database, rows: usize) -> Result<f64> {
             Ok(count_f64(rows) / seconds)
         }
     }
+}
+
+/// How many of each series fell into each quarter second after the deadline (wall clock),
+/// one line per series: where the time of a deadlines run went.
+fn timeline(series: &[(&str, &[f64])]) -> String {
+    const STEP: f64 = 0.25;
+    let last = series
+        .iter()
+        .flat_map(|(_, values)| values.iter().copied())
+        .fold(0.0_f64, f64::max);
+    let buckets = (last / STEP).floor() as usize + 1;
+    let mut text = format!("  per {STEP} s after the deadline:");
+    for (name, values) in series {
+        let mut counts = vec![0usize; buckets.min(400)];
+        for value in values.iter() {
+            let i = ((value.max(0.0) / STEP).floor() as usize).min(counts.len() - 1);
+            counts[i] += 1;
+        }
+        let counts: Vec<String> = counts.iter().map(ToString::to_string).collect();
+        text.push_str(&format!("\n    {name:>15}: {}", counts.join(" ")));
+    }
+    text
 }
 
 /// Status-queue messages as Megazord's `notify()` sends them (contracts §2.2), one per event,

@@ -47,10 +47,12 @@ const MAX_MARK_BATCH: usize = 64;
 const MYSQL_MARKERS: usize = 2;
 /// How many posted alarms may wait to be marked sent, per posting slot, before no new post
 /// starts: marks that cannot keep up slow the posts down instead of piling up without bound.
-/// Generous, because a mark only records what Megazord already has: at 4 per slot the
-/// MariaDB marks held the posts of 10,000 windows 1.1–1.4 s behind their closes, at 64 by
-/// 0.05 s (performance.md).
-const MARKS_PER_SLOT: usize = 64;
+/// Generous, because a mark only records what Megazord already has (an alarm posted but not
+/// marked is looked up before it is posted again): at 4 per slot the MariaDB marks held the
+/// posts of 10,000 windows 1.1–1.4 s behind their closes, at 64 by 0.05 s; on SQLite, where
+/// the marks wait for the closes' writer, 64 per slot stopped the posts for a second once
+/// some 4,000 alarms were waiting to be marked (performance.md, 2026-12-03 afternoon).
+const MARKS_PER_SLOT: usize = 256;
 
 /// Where a posted alarm is marked sent: by tasks that each take whatever marks have queued up
 /// meanwhile and write them in one transaction ([`Pool`]): one on SQLite (one writer, an
