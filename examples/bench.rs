@@ -1363,18 +1363,22 @@ async fn single_row_commits(db: &Database, rows: usize) -> Result<f64> {
 /// How many of each series fell into each quarter second after the deadline (wall clock),
 /// one line per series: where the time of a deadlines run went.
 fn timeline(series: &[(&str, &[f64])]) -> String {
-    const STEP: f64 = 0.25;
+    // The quarter second a time falls in (negative times in the first, NaN in the last).
+    let quarter = |seconds: f64| {
+        Duration::try_from_secs_f64(seconds.max(0.0)).map_or(usize::MAX, |d| {
+            usize::try_from(d.as_millis() / 250).unwrap_or(usize::MAX)
+        })
+    };
     let last = series
         .iter()
         .flat_map(|(_, values)| values.iter().copied())
         .fold(0.0_f64, f64::max);
-    let buckets = (last / STEP).floor() as usize + 1;
-    let mut text = format!("  per {STEP} s after the deadline:");
+    let buckets = quarter(last).saturating_add(1).min(400);
+    let mut text = String::from("  per 0.25 s after the deadline:");
     for (name, values) in series {
-        let mut counts = vec![0usize; buckets.min(400)];
+        let mut counts = vec![0usize; buckets];
         for value in values.iter() {
-            let i = ((value.max(0.0) / STEP).floor() as usize).min(counts.len() - 1);
-            counts[i] += 1;
+            counts[quarter(*value).min(buckets - 1)] += 1;
         }
         let counts: Vec<String> = counts.iter().map(ToString::to_string).collect();
         text.push_str(&format!("\n    {name:>15}: {}", counts.join(" ")));
