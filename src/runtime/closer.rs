@@ -77,12 +77,15 @@ const MAX_SLEEP_SERVICE: jiff::SignedDuration = jiff::SignedDuration::from_mins(
 /// The pause after a look the store failed (the database unreachable).
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-/// The most windows committed in one transaction. 256, not 64: with 10,000 windows ending
-/// together on SQLite, batches of 64 committed some 2,500 closes/s while the reads brought
+/// The most windows committed in one transaction on SQLite. 256, not 64: with 10,000 windows
+/// ending together, batches of 64 committed some 2,500 closes/s while the reads brought
 /// 3,900/s, and the closes fell a second behind the reads; with 256 they keep pace
-/// (performance.md, 2026-12-03 afternoon). Well below MariaDB's `IN`-list conversion threshold
-/// (1,000) for the batch's reads by id.
-const MAX_CLOSE_BATCH: usize = 256;
+/// (performance.md, 2026-12-03 afternoon).
+const SQLITE_MAX_CLOSE_BATCH: usize = 256;
+/// The same on MySQL, where two committers share the closes and each batch's writes are
+/// grouped (design 2.18). 256 there made 100,000 windows take 2.0× the bare reads where 64
+/// had taken 1.47× (on another machine; not measured side by side), so it stays at 64.
+const MYSQL_MAX_CLOSE_BATCH: usize = 64;
 /// How many tasks commit closes side by side on MySQL. Two, not four: with 10,000 windows
 /// ending together, four committers made batches so small that MariaDB's cost per statement
 /// slowed the history reads beside them to 1.5 times the bare reads; with two, closing keeps
@@ -113,11 +116,11 @@ struct Closes {
 impl Closes {
     /// Starts the committing tasks; they end with the last clone of the returned value.
     fn start(ctx: &Context) -> Closes {
-        let count = match ctx.store().dialect() {
-            Dialect::Sqlite => 1,
-            Dialect::Mysql => MYSQL_COMMITTERS,
+        let (count, batch) = match ctx.store().dialect() {
+            Dialect::Sqlite => (1, SQLITE_MAX_CLOSE_BATCH),
+            Dialect::Mysql => (MYSQL_COMMITTERS, MYSQL_MAX_CLOSE_BATCH),
         };
-        let committers = Pool::start(count, MAX_CLOSE_BATCH, || {
+        let committers = Pool::start(count, batch, || {
             let ctx = ctx.clone();
             move |windows: Vec<(StatusCheckId, Timestamp)>| {
                 let ctx = ctx.clone();
