@@ -83,8 +83,8 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// (performance.md, 2026-12-03 afternoon).
 const SQLITE_MAX_CLOSE_BATCH: usize = 256;
 /// The same on MySQL, where two committers share the closes and each batch's writes are
-/// grouped (design 2.18). 256 there made 100,000 windows take 2.0× the bare reads where 64
-/// had taken 1.47× (on another machine; not measured side by side), so it stays at 64.
+/// grouped (design 2.18). 256 made no difference there: 100,000 windows took 1.99× the bare
+/// reads with 256 and 1.93× with 64 on the same machine (performance.md, 2026-12-03 afternoon).
 const MYSQL_MAX_CLOSE_BATCH: usize = 64;
 /// How many tasks commit closes side by side on MySQL. Two, not four: with 10,000 windows
 /// ending together, four committers made batches so small that MariaDB's cost per statement
