@@ -1363,7 +1363,8 @@ async fn single_row_commits(db: &Database, rows: usize) -> Result<f64> {
 /// How many of each series fell into each quarter second after the deadline (wall clock),
 /// one line per series: where the time of a deadlines run went.
 fn timeline(series: &[(&str, &[f64])]) -> String {
-    // The quarter second a time falls in (negative times in the first, NaN in the last).
+    // The quarter second a time falls in (negative and NaN times in the first, as `f64::max`
+    // makes them 0).
     let quarter = |seconds: f64| {
         Duration::try_from_secs_f64(seconds.max(0.0)).map_or(usize::MAX, |d| {
             usize::try_from(d.as_millis() / 250).unwrap_or(usize::MAX)
@@ -1565,12 +1566,13 @@ async fn measure_queue(
     // visibility timeout: let it end first.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let started = Instant::now();
-    let sender = tokio::spawn({
+    // Aborted if the loop below fails: nothing keeps sending to a queue the run drops.
+    let sender = tokio_util::task::AbortOnDropHandle::new(tokio::spawn({
         let client = client.clone();
         let queue_url = queue_url.clone();
         let bodies = queue_bodies(&subscriptions, robots, messages, 5_000_000, now);
         async move { send_bodies(&client, &queue_url, bodies).await }
-    });
+    }));
     let mut received = 0usize;
     let mut receive_calls = 0usize;
     let deadline =
