@@ -152,19 +152,29 @@ async fn commit_closes(
     windows: &[(StatusCheckId, Timestamp)],
 ) -> Vec<Result<CloseOutcome, StoreError>> {
     let now = ctx.now();
-    if !ctx.handoff().has_room() {
-        return ctx.store().close_windows(windows, now).await;
-    }
-    let (outcomes, claimed) = ctx
-        .store()
-        .close_windows_claiming(windows, now, &ctx.settings().owner)
-        .await;
-    if !claimed.is_empty() {
+    let (outcomes, claimed) = if ctx.handoff().has_room() {
+        ctx.store()
+            .close_windows_claiming(windows, now, &ctx.settings().owner)
+            .await
+    } else {
+        (ctx.store().close_windows(windows, now).await, Vec::new())
+    };
+    let alarms = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(CloseOutcome::Closed { alarm: Some(_), .. })))
+        .count();
+    let handed = claimed.len();
+    if handed > 0 {
         match ctx.handoff().push(claimed, now) {
-            Ok(()) => ctx.wake_dispatcher(),
+            Ok(()) => ctx.hand_over(),
             // The dispatcher stopped while these closes committed.
             Err(unposted) => give_back(ctx, unposted).await,
         }
+    }
+    if alarms > handed {
+        // Written unclaimed (the hand-off queue was full, or the batch was closed window by
+        // window): for the dispatcher to claim from the store.
+        ctx.wake_dispatcher();
     }
     outcomes
 }
@@ -323,6 +333,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             closer.start_look(&ctx);
         }
         let head_at = closer.start_ready(&ctx);
+        ctx.set_closing(!closer.queued.is_empty() || !closer.started.is_empty());
         let wake = wake_at(
             closer.looking.is_some(),
             look_at,
@@ -701,9 +712,6 @@ async fn close(
                 result = %result,
                 "window closed"
             );
-            if alarm.is_some() {
-                ctx.wake_dispatcher();
-            }
             if next.is_none() {
                 // The session ended: the janitor removes its subscription.
                 ctx.wake_janitor();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::handoff::Handoff;
 use super::watchdog::Liveness;
@@ -27,6 +27,8 @@ struct Inner {
     alarm_poster: Option<MegazordClient>,
     closer: Notify,
     dispatcher: Notify,
+    handed: Notify,
+    closing: watch::Sender<bool>,
     scheduler: Notify,
     janitor: Notify,
     handoff: Handoff,
@@ -90,6 +92,8 @@ impl Context {
                 alarm_poster,
                 closer: Notify::new(),
                 dispatcher: Notify::new(),
+                handed: Notify::new(),
+                closing: watch::Sender::new(false),
                 scheduler: Notify::new(),
                 janitor: Notify::new(),
                 handoff: Handoff::default(),
@@ -138,9 +142,36 @@ impl Context {
         self.inner.closer.notified().await;
     }
 
-    /// Tells the dispatcher that an alarm is waiting.
+    /// Tells the dispatcher that an alarm is waiting in the store, for it to claim.
     pub fn wake_dispatcher(&self) {
         self.inner.dispatcher.notify_one();
+    }
+
+    /// Tells the dispatcher that alarms wait in the [`Context::handoff`] queue: unlike
+    /// [`Context::wake_dispatcher`], no reason to look at the store.
+    pub fn hand_over(&self) {
+        self.inner.handed.notify_one();
+    }
+
+    /// Waits for [`Context::hand_over`].
+    pub async fn handed_over(&self) {
+        self.inner.handed.notified().await;
+    }
+
+    /// Says whether the closer has windows to read or close (due, being read, or waiting
+    /// for their close): while it has, the dispatcher leaves marking posted alarms sent for
+    /// later, so that the bookkeeping does not take the database from the alarms still due.
+    pub fn set_closing(&self, busy: bool) {
+        self.inner.closing.send_if_modified(|was| {
+            let changed = *was != busy;
+            *was = busy;
+            changed
+        });
+    }
+
+    /// Follows [`Context::set_closing`].
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.inner.closing.subscribe()
     }
 
     /// The alarms the closer claimed for the dispatcher as it closed their windows.

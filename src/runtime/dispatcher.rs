@@ -53,6 +53,13 @@ const MYSQL_MARKERS: usize = 2;
 /// the marks wait for the closes' writer, 64 per slot stopped the posts for a second once
 /// some 4,000 alarms were waiting to be marked (performance.md, 2026-12-03 afternoon).
 const MARKS_PER_SLOT: usize = 256;
+/// How many posted alarms may wait to be marked sent while windows are being closed, before
+/// the oldest are marked all the same.
+const MAX_DEFERRED_MARKS: usize = 65_536;
+/// The longest a posted alarm waits to be marked sent while windows are being closed (wall
+/// clock), and never more than a quarter of its lease: an alarm whose claim ran out unmarked
+/// is looked up at Megazord before anyone posts it again, a lookup this spares.
+const MAX_MARK_DEFERRAL: Duration = Duration::from_secs(60);
 
 /// Where a posted alarm is marked sent: by tasks that each take whatever marks have queued up
 /// meanwhile and write them in one transaction ([`Pool`]): one on SQLite (one writer, an
@@ -98,6 +105,72 @@ impl Marks {
     }
 }
 
+/// Posted alarms waiting to be marked sent. Marking is bookkeeping: Megazord has the alarm,
+/// and one posted but not marked is looked up before anyone posts it again. While windows are
+/// being closed the marks wait, so that the database works for the alarms still due; with
+/// 10,000 windows ending together the marks took a third of MariaDB's statement time before
+/// the last alarm was posted (performance.md, 2026-12-03 evening). They wait no longer than
+/// [`MAX_MARK_DEFERRAL`] (and a quarter of the lease), and no more than
+/// [`MAX_DEFERRED_MARKS`] wait.
+struct Deferred {
+    waiting: std::collections::VecDeque<(AlarmId, MegazordEventId, tokio::time::Instant)>,
+    /// How long one may wait (wall clock).
+    longest: Duration,
+}
+
+impl Deferred {
+    fn new(ctx: &Context) -> Self {
+        let quarter_lease = ctx.clock().real_duration(ctx.settings().alarm_lease / 4);
+        Deferred::waiting_at_most(MAX_MARK_DEFERRAL.min(quarter_lease))
+    }
+
+    fn waiting_at_most(longest: Duration) -> Self {
+        Deferred {
+            waiting: std::collections::VecDeque::new(),
+            longest,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    fn push(&mut self, alarm_id: AlarmId, megazord_id: MegazordEventId) {
+        self.waiting
+            .push_back((alarm_id, megazord_id, tokio::time::Instant::now()));
+    }
+
+    /// The marks to make now: all of them unless windows are being closed (`urgent`), else
+    /// those that waited their longest, and the oldest beyond [`MAX_DEFERRED_MARKS`].
+    fn take_due(&mut self, urgent: bool) -> Vec<(AlarmId, MegazordEventId)> {
+        if !urgent {
+            return self.take_all();
+        }
+        let now = tokio::time::Instant::now();
+        let mut due = Vec::new();
+        while let Some(&(alarm_id, megazord_id, posted)) = self.waiting.front() {
+            if self.waiting.len() <= MAX_DEFERRED_MARKS && now < posted + self.longest {
+                break;
+            }
+            self.waiting.pop_front();
+            due.push((alarm_id, megazord_id));
+        }
+        due
+    }
+
+    fn take_all(&mut self) -> Vec<(AlarmId, MegazordEventId)> {
+        self.waiting.drain(..).map(|(a, m, _)| (a, m)).collect()
+    }
+
+    /// Resolves when the oldest mark has waited its longest (never while none waits).
+    async fn oldest_due(&self) {
+        match self.waiting.front() {
+            Some(&(_, _, posted)) => tokio::time::sleep_until(posted + self.longest).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// What became of one post.
 enum Posted {
     /// Megazord has the alarm: it is to be marked sent with this id.
@@ -114,17 +187,33 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let concurrency = ctx.settings().dispatch_concurrency.max(1);
     let mut in_flight: JoinSet<Result<Posted, RuntimeError>> = JoinSet::new();
     let mut marking: JoinSet<Result<bool, RuntimeError>> = JoinSet::new();
+    // Posted alarms not yet handed to the markers, oldest first, each with when it was posted:
+    // while the closer has windows to close, their marks wait (see `Deferred`).
+    let mut deferred = Deferred::new(&ctx);
+    let mut closing = ctx.closing();
     // When the earliest alarm whose post failed may be claimed again: the dispatcher looks
     // then, not only after its longest sleep.
     let mut next_retry: Option<tokio::time::Instant> = None;
-    // Set when the last claim found nothing to claim (or failed): no new claim is made until
-    // something changes (a post finished, a wake-up, a pause).
+    // Set when the last claim found fewer alarms than it had room for (or failed): no new
+    // claim from the store is made until something may have put alarms there (a wake-up, a
+    // failed post's retry instant, alarms given back) or the next timed look. Alarms the
+    // closer hands over do not end it: while windows close by the thousand, a claim after
+    // every hand-over found nothing, some 200 transactions for 10,000 windows beside the
+    // closes (performance.md, 2026-12-03 evening).
     let mut idle = false;
-    let mut pause = MAX_SLEEP;
+    // Whether the last claim filled its room: more may wait in the store, claimed as posts
+    // finish.
+    let mut backlog = false;
+    // When the store is looked at again even if nothing said so: alarms of an instance that
+    // died are found then, however busy this one is.
+    let mut look_at = tokio::time::Instant::now();
     loop {
         if shutdown.is_cancelled() {
             // Posts already started finish and are marked: nothing is left half-done. Alarms
             // handed over but not started go back to the store for whoever runs next.
+            for (alarm_id, megazord_id) in deferred.take_all() {
+                marks.spawn(&mut marking, alarm_id, megazord_id);
+            }
             while let Some(joined) = in_flight.join_next().await {
                 if let Ok(Ok(Posted::Sent(alarm, megazord_id))) = joined {
                     marks.spawn(&mut marking, alarm.id, megazord_id);
@@ -134,12 +223,20 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             give_back(&ctx, ctx.handoff().close()).await;
             return;
         }
+        if tokio::time::Instant::now() >= look_at {
+            idle = false;
+        }
+        let urgent = *closing.borrow() || !ctx.handoff().is_empty();
+        for (alarm_id, megazord_id) in deferred.take_due(urgent) {
+            marks.spawn(&mut marking, alarm_id, megazord_id);
+        }
         let room_to_mark = marking.len() < concurrency * MARKS_PER_SLOT;
         let free = concurrency.saturating_sub(in_flight.len());
         if free > 0 && room_to_mark && !ctx.handoff().is_empty() {
             let taken = ctx
                 .handoff()
                 .take(free, ctx.now(), ctx.settings().alarm_lease);
+            let gave_back = !taken.stale.is_empty();
             give_back(&ctx, taken.stale).await;
             // Taking handed-over alarms is a pass as much as a claim from the store is: the
             // watchdog must not think the dispatcher stalled while it works through them.
@@ -148,8 +245,10 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                 let (ctx, http) = (ctx.clone(), http.clone());
                 in_flight.spawn(async move { handle(&ctx, &http, alarm).await });
             }
-            // Alarms given back are claimable at once.
-            idle = false;
+            if gave_back {
+                // Alarms given back are claimable at once.
+                idle = false;
+            }
         }
         // Claims go in chunks while a backlog is being worked through (one claim per finished
         // post would be a transaction per alarm).
@@ -164,14 +263,15 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             match claim(&ctx, room).await {
                 Ok(alarms) => {
                     ctx.liveness().dispatcher_passed();
+                    look_at = tokio::time::Instant::now() + MAX_SLEEP;
                     let claimed = alarms.len();
                     for alarm in alarms {
                         let (ctx, http) = (ctx.clone(), http.clone());
                         in_flight.spawn(async move { handle(&ctx, &http, alarm).await });
                     }
-                    if claimed < room as usize {
+                    backlog = claimed == room as usize;
+                    if !backlog {
                         idle = true;
-                        pause = MAX_SLEEP;
                     }
                     if claimed > 0 {
                         continue;
@@ -180,7 +280,8 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming alarms failed; trying again");
                     idle = true;
-                    pause = RETRY_PAUSE;
+                    backlog = false;
+                    look_at = tokio::time::Instant::now() + RETRY_PAUSE;
                 }
             }
         }
@@ -189,7 +290,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             joined = in_flight.join_next(), if !in_flight.is_empty() => {
                 match joined {
                     Some(Ok(Ok(Posted::Sent(alarm, megazord_id)))) => {
-                        marks.spawn(&mut marking, alarm.id, megazord_id);
+                        deferred.push(alarm.id, megazord_id);
                     }
                     Some(Ok(Ok(Posted::RetryAfter(wait)))) => {
                         // A little after the retry instant, which the claim compares to the
@@ -203,7 +304,9 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                     Some(Err(e)) => tracing::error!(error = %e, "posting an alarm panicked"),
                     None => {}
                 }
-                idle = false;
+                if backlog {
+                    idle = false;
+                }
             }
             marked = marking.join_next(), if !marking.is_empty() => {
                 match marked {
@@ -216,14 +319,17 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                     _ => {}
                 }
             }
-            () = tokio::time::sleep(pause), if in_flight.is_empty() || idle => {
+            () = tokio::time::sleep_until(look_at), if in_flight.is_empty() || idle => {
                 idle = false;
             }
             () = sleep_until_retry(next_retry), if next_retry.is_some() => {
                 next_retry = None;
                 idle = false;
             }
+            () = deferred.oldest_due(), if !deferred.is_empty() => {}
+            Ok(()) = closing.changed(), if !deferred.is_empty() => {}
             () = ctx.dispatcher_woken() => idle = false,
+            () = ctx.handed_over() => {}
         }
     }
 }
@@ -423,6 +529,41 @@ mod tests {
     use super::*;
     use crate::domain::RobotId;
     use crate::megazord::Route;
+
+    #[tokio::test(start_paused = true)]
+    async fn marks_wait_while_windows_close_but_no_longer_than_their_longest() {
+        let mut deferred = Deferred::waiting_at_most(Duration::from_secs(10));
+        deferred.push(AlarmId::new(1), MegazordEventId::new(11));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        deferred.push(AlarmId::new(2), MegazordEventId::new(12));
+        // Windows are being closed: nothing is marked yet.
+        assert!(deferred.take_due(true).is_empty());
+        // The first has waited its longest: marked although windows are still being closed.
+        deferred.oldest_due().await;
+        assert_eq!(
+            deferred.take_due(true),
+            vec![(AlarmId::new(1), MegazordEventId::new(11))]
+        );
+        // No window left to close: every mark is made at once.
+        assert_eq!(
+            deferred.take_due(false),
+            vec![(AlarmId::new(2), MegazordEventId::new(12))]
+        );
+        assert!(deferred.is_empty());
+    }
+
+    #[test]
+    fn no_more_marks_wait_than_the_cap_while_windows_close() {
+        let mut deferred = Deferred::waiting_at_most(Duration::from_secs(3600));
+        for id in 0..=MAX_DEFERRED_MARKS {
+            let id = u64::try_from(id).unwrap();
+            deferred.push(AlarmId::new(id), MegazordEventId::new(id));
+        }
+        assert_eq!(
+            deferred.take_due(true),
+            vec![(AlarmId::new(0), MegazordEventId::new(0))]
+        );
+    }
 
     #[test]
     fn a_timed_out_post_is_looked_up_no_sooner_than_twice_the_request_timeout() {
