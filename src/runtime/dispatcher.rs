@@ -140,16 +140,15 @@ impl Deferred {
             .push_back((alarm_id, megazord_id, tokio::time::Instant::now()));
     }
 
-    /// The marks to make now: all of them unless windows are being closed (`urgent`), else
-    /// those that waited their longest, and the oldest beyond [`MAX_DEFERRED_MARKS`].
-    fn take_due(&mut self, urgent: bool) -> Vec<(AlarmId, MegazordEventId)> {
-        if !urgent {
-            return self.take_all();
-        }
+    /// The marks to make now, at most `room`, oldest first: all of them unless windows are
+    /// being closed (`urgent`), else those that waited their longest, and the oldest beyond
+    /// [`MAX_DEFERRED_MARKS`]. The others wait for the next call.
+    fn take_due(&mut self, urgent: bool, room: usize) -> Vec<(AlarmId, MegazordEventId)> {
         let now = tokio::time::Instant::now();
         let mut due = Vec::new();
         while let Some(&(alarm_id, megazord_id, posted)) = self.waiting.front() {
-            if self.waiting.len() <= MAX_DEFERRED_MARKS && now < posted + self.longest {
+            let overdue = self.waiting.len() > MAX_DEFERRED_MARKS || now >= posted + self.longest;
+            if due.len() >= room || (urgent && !overdue) {
                 break;
             }
             self.waiting.pop_front();
@@ -227,7 +226,8 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             idle = false;
         }
         let urgent = *closing.borrow() || !ctx.handoff().is_empty();
-        for (alarm_id, megazord_id) in deferred.take_due(urgent) {
+        let room = (concurrency * MARKS_PER_SLOT).saturating_sub(marking.len());
+        for (alarm_id, megazord_id) in deferred.take_due(urgent, room) {
             marks.spawn(&mut marking, alarm_id, megazord_id);
         }
         let room_to_mark = marking.len() < concurrency * MARKS_PER_SLOT;
@@ -326,7 +326,9 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                 next_retry = None;
                 idle = false;
             }
-            () = deferred.oldest_due(), if !deferred.is_empty() => {}
+            // Without room the next finished mark wakes the loop: waiting for an oldest mark
+            // that is due already would spin.
+            () = deferred.oldest_due(), if !deferred.is_empty() && room_to_mark => {}
             Ok(()) = closing.changed(), if !deferred.is_empty() => {}
             () = ctx.dispatcher_woken() => idle = false,
             () = ctx.handed_over() => {}
@@ -537,19 +539,32 @@ mod tests {
         tokio::time::advance(Duration::from_secs(4)).await;
         deferred.push(AlarmId::new(2), MegazordEventId::new(12));
         // Windows are being closed: nothing is marked yet.
-        assert!(deferred.take_due(true).is_empty());
+        assert!(deferred.take_due(true, usize::MAX).is_empty());
         // The first has waited its longest: marked although windows are still being closed.
         deferred.oldest_due().await;
         assert_eq!(
-            deferred.take_due(true),
+            deferred.take_due(true, usize::MAX),
             vec![(AlarmId::new(1), MegazordEventId::new(11))]
         );
         // No window left to close: every mark is made at once.
         assert_eq!(
-            deferred.take_due(false),
+            deferred.take_due(false, usize::MAX),
             vec![(AlarmId::new(2), MegazordEventId::new(12))]
         );
         assert!(deferred.is_empty());
+    }
+
+    #[test]
+    fn marks_are_made_no_faster_than_there_is_room_for_them() {
+        let mut deferred = Deferred::waiting_at_most(Duration::from_secs(10));
+        for id in 1..=3 {
+            deferred.push(AlarmId::new(id), MegazordEventId::new(id));
+        }
+        assert_eq!(deferred.take_due(false, 2).len(), 2);
+        assert_eq!(
+            deferred.take_due(false, 2),
+            vec![(AlarmId::new(3), MegazordEventId::new(3))]
+        );
     }
 
     #[test]
@@ -560,7 +575,7 @@ mod tests {
             deferred.push(AlarmId::new(id), MegazordEventId::new(id));
         }
         assert_eq!(
-            deferred.take_due(true),
+            deferred.take_due(true, usize::MAX),
             vec![(AlarmId::new(0), MegazordEventId::new(0))]
         );
     }
