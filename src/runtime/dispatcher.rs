@@ -190,6 +190,8 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let http = reqwest::Client::new();
     let marks = Marks::start(&ctx);
     let concurrency = ctx.settings().dispatch_concurrency.max(1);
+    // How many marks may be under way before no new post starts.
+    let mark_cap = concurrency * MARKS_PER_SLOT;
     let mut in_flight: JoinSet<Result<Posted, RuntimeError>> = JoinSet::new();
     let mut marking: JoinSet<Result<bool, RuntimeError>> = JoinSet::new();
     // Posted alarms not yet handed to the markers, oldest first, each with when it was posted:
@@ -234,11 +236,11 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             idle = false;
         }
         let urgent = *closing.borrow() || !ctx.handoff().is_empty();
-        let room = (concurrency * MARKS_PER_SLOT).saturating_sub(marking.len());
+        let room = mark_cap.saturating_sub(marking.len());
         for (alarm_id, megazord_id) in deferred.take_due(urgent, room) {
             marks.spawn(&mut marking, alarm_id, megazord_id);
         }
-        let room_to_mark = marking.len() < concurrency * MARKS_PER_SLOT;
+        let room_to_mark = marking.len() < mark_cap;
         let free = concurrency.saturating_sub(in_flight.len());
         if free > 0 && room_to_mark && !ctx.handoff().is_empty() {
             let taken = ctx
@@ -332,10 +334,11 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                     _ => {}
                 }
             }
-            () = tokio::time::sleep_until(look_at), if in_flight.is_empty() || idle => {
+            () = sleep_until_some(ahead(look_at)), if (in_flight.is_empty() || idle)
+                && ahead(look_at).is_some() => {
                 idle = false;
             }
-            () = sleep_until_retry(next_retry), if next_retry.is_some() => {
+            () = sleep_until_some(next_retry), if next_retry.is_some() => {
                 next_retry = None;
                 idle = false;
             }
@@ -375,8 +378,15 @@ pub(super) async fn give_back(ctx: &Context, alarms: Vec<OutboxAlarm>) {
     }
 }
 
+/// `at` while it lies ahead. A look time already passed has made the loop claim, or the loop
+/// cannot claim (its marks at their cap): sleeping until it would wake the loop at once, again
+/// and again, until the marks are made.
+fn ahead(at: tokio::time::Instant) -> Option<tokio::time::Instant> {
+    (at > tokio::time::Instant::now()).then_some(at)
+}
+
 /// Sleeps until `at` (forever without one; the caller only polls this with one).
-async fn sleep_until_retry(at: Option<tokio::time::Instant>) {
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
@@ -544,6 +554,15 @@ mod tests {
     use super::*;
     use crate::domain::RobotId;
     use crate::megazord::Route;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_look_time_already_passed_is_not_slept_until() {
+        let now = tokio::time::Instant::now();
+        assert_eq!(ahead(now), None);
+        assert_eq!(ahead(now - Duration::from_secs(1)), None);
+        let later = now + Duration::from_secs(30);
+        assert_eq!(ahead(later), Some(later));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn marks_wait_while_windows_close_but_no_longer_than_their_longest() {
