@@ -72,6 +72,11 @@ struct Scheduler {
     /// Sessions another instance started and is preparing, each left to it until the service
     /// time given ([`left_to_starter`]); looked at again then.
     elsewhere: HashMap<(RobotId, Date), Timestamp>,
+    /// Sessions found not to be started at all (ended before they could be, or of an older
+    /// rule), under the rules as last read: not looked up again until the rules change.
+    /// Yesterday's session of every rule is one of these all day, and looking them up again
+    /// at every pass was 1,500 lookups a pass with 100,000 rules.
+    skipped: HashSet<(RobotId, Date)>,
 }
 
 /// What a failed session is retried under.
@@ -114,6 +119,8 @@ impl Scheduler {
         }
         let rules = Arc::new(ctx.store().rules().await?);
         self.rules = Some((fingerprint, Arc::clone(&rules)));
+        // A changed rule may make a skipped session one to start.
+        self.skipped.clear();
         Ok(rules)
     }
 
@@ -143,6 +150,12 @@ impl Scheduler {
                 .into_iter()
                 .flatten()
             {
+                let key = (rule.robot_id, date);
+                // Skipped under these rules: its start is still past, nothing else to know.
+                if self.skipped.contains(&key) {
+                    wanted.insert(key);
+                    continue;
+                }
                 let Some(session) = Session::on(rule, date) else {
                     continue;
                 };
@@ -150,7 +163,6 @@ impl Scheduler {
                     next_start = Some(next_start.map_or(session.start, |n| n.min(session.start)));
                     continue;
                 }
-                let key = (rule.robot_id, date);
                 wanted.insert(key);
                 // Left to its starter: not looked at before its time is up (the pass wakes
                 // then, below), and once more after.
@@ -182,6 +194,7 @@ impl Scheduler {
         // Forget sessions of dates that are no longer looked at (and of disabled rules).
         self.known.retain(|key, _| wanted.contains(key));
         self.elsewhere.retain(|key, _| wanted.contains(key));
+        self.skipped.retain(|key| wanted.contains(key));
         if let Some(&until) = self.elsewhere.values().min() {
             next_start = Some(next_start.map_or(until, |n| n.min(until)));
         }
@@ -289,7 +302,9 @@ impl Scheduler {
         result: Result<Started, (RetryKey, RuntimeError)>,
     ) {
         match result {
-            Ok(Started::Skipped) => {}
+            Ok(Started::Skipped) => {
+                self.skipped.insert((robot_id, date));
+            }
             Ok(Started::Elsewhere(until)) => {
                 self.retries.forget(RetryKey::Start(robot_id));
                 self.elsewhere.insert((robot_id, date), until);
