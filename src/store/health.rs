@@ -10,28 +10,35 @@ use super::session_row::{ms_to_ts, ts_to_ms};
 /// Running windows past their closing time and alarms not yet posted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Backlog {
-    /// Running windows whose deadline is at or before the cutoff asked about.
+    /// Running windows whose deadline is at or before the cutoff asked about, counted up to
+    /// the cap asked for.
     pub overdue_windows: u64,
     /// The earliest deadline among them.
     pub oldest_overdue_deadline: Option<Timestamp>,
     /// The earliest deadline among all running windows, due or not.
     pub next_deadline: Option<Timestamp>,
-    /// Alarms in the outbox that are not yet sent.
+    /// Alarms in the outbox that are not yet sent, counted up to the cap asked for.
     pub unsent_alarms: u64,
-    /// The window end of the oldest of them.
+    /// The window end of the oldest of them (beyond the cap, of the first that many in the
+    /// order they were written).
     pub oldest_unsent_alarm: Option<Timestamp>,
 }
 
 impl Store {
     /// Counts the running windows whose deadline is at or before `cutoff` and the alarms not
-    /// yet sent. Both queries run on the indexes the closer and the dispatcher use.
-    pub async fn backlog(&self, cutoff: Timestamp) -> Result<Backlog, StoreError> {
+    /// yet sent, each up to `cap` (a count at the cap says at least that many). The queries run
+    /// on the indexes the closer and the dispatcher use, and read at most `cap` rows each.
+    pub async fn backlog(&self, cutoff: Timestamp, cap: u64) -> Result<Backlog, StoreError> {
         self.run(move |tx| {
             Box::pin(async move {
                 let windows = tx
                     .fetch_optional(
-                        "SELECT COUNT(*) AS backlog, MIN(window_end_ms) AS oldest FROM status_job_session \
-                         WHERE result = 'PENDING' AND window_end_ms <= ?",
+                        &format!(
+                            "SELECT COUNT(*) AS backlog, MIN(window_end_ms) AS oldest FROM \
+                             (SELECT window_end_ms FROM status_job_session \
+                              WHERE result = 'PENDING' AND window_end_ms <= ? \
+                              ORDER BY window_end_ms LIMIT {cap}) overdue"
+                        ),
                         &[ts_to_ms(cutoff).into()],
                     )
                     .await?;
@@ -43,8 +50,12 @@ impl Store {
                     .await?;
                 let alarms = tx
                     .fetch_optional(
-                        "SELECT COUNT(*) AS backlog, MIN(window_end_ms) AS oldest FROM status_job_alarm \
-                         WHERE state <> 'sent'",
+                        &format!(
+                            "SELECT COUNT(*) AS backlog, MIN(window_end_ms) AS oldest FROM \
+                             (SELECT window_end_ms FROM status_job_alarm \
+                              WHERE state IN ('pending', 'sending', 'failed') \
+                              LIMIT {cap}) unsent"
+                        ),
                         &[],
                     )
                     .await?;
