@@ -1,8 +1,13 @@
 //! Housekeeping: keep this instance's poller locks fresh (so a foreign teardown job never takes
 //! them, contracts §6 item 10), delete Megazord subscriptions of ended sessions (404 counts as
 //! gone), and end sessions abandoned for a day as `FAILED`.
+//!
+//! Only the poller locks are kept while windows wait to be closed: the rest reads every running
+//! session, and 100,000 windows ending together are closed faster without it (design 2.21).
 
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
@@ -12,28 +17,67 @@ use crate::megazord::{CallRef, Deletion};
 use crate::numeric::count_f64;
 use crate::telemetry::names;
 
-/// How often the janitor runs (wall-clock time).
+/// How often the janitor runs (wall-clock time), when no ended session wakes it sooner.
 const EVERY: Duration = Duration::from_secs(60);
+/// How often the poller locks are refreshed (wall-clock time); a row written within this time
+/// (its window moved) is left as it is, so that none is more than a minute old when the legacy
+/// cleanup looks.
+const POLLER_EVERY: Duration = Duration::from_secs(30);
+/// How many poller rows are refreshed in one transaction.
+const POLLER_CHUNK: usize = 500;
+/// How long the housekeeping beside the poller locks may be put off while windows are being
+/// closed.
+const PUT_OFF_AT_MOST: Duration = Duration::from_secs(600);
 
 /// Runs until `shutdown`.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
+    let closing = ctx.closing();
+    let mut last_full: Option<Instant> = None;
+    let mut last_refresh: Option<Instant> = None;
+    let mut woken = false;
     loop {
-        if let Err(e) = pass(&ctx).await {
+        let full_due = woken || last_full.is_none_or(|at| at.elapsed() >= EVERY);
+        let put_off =
+            *closing.borrow() && last_full.is_some_and(|at| at.elapsed() < PUT_OFF_AT_MOST);
+        let done = if full_due && !put_off {
+            pass(&ctx).await.map(|()| {
+                woken = false;
+                last_full = Some(Instant::now());
+                last_refresh = last_full;
+            })
+        } else if last_refresh.is_none_or(|at| at.elapsed() >= POLLER_EVERY) {
+            // Only the locks while windows are being closed: a wake then (a session ended)
+            // waits for them, its subscription with it.
+            refresh_poller_locks(&ctx)
+                .await
+                .map(|()| last_refresh = Some(Instant::now()))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = done {
             tracing::warn!(error = %e, "housekeeping failed; trying again");
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(EVERY) => {}
-            () = ctx.janitor_woken() => {}
+            () = tokio::time::sleep(POLLER_EVERY) => {}
+            () = ctx.janitor_woken() => woken = true,
         }
     }
+}
+
+/// Refreshes the poller locks this instance holds.
+async fn refresh_poller_locks(ctx: &Context) -> Result<(), RuntimeError> {
+    ctx.store()
+        .refresh_poller_locks(&ctx.settings().owner, POLLER_EVERY, POLLER_CHUNK)
+        .await?;
+    Ok(())
 }
 
 /// One round of housekeeping.
 pub async fn pass(ctx: &Context) -> Result<(), RuntimeError> {
     let store = ctx.store();
     let now = ctx.now();
-    store.refresh_poller_locks(&ctx.settings().owner).await?;
+    refresh_poller_locks(ctx).await?;
     let running = store.running_session_count().await?;
     metrics::gauge!(names::ACTIVE_SESSIONS).set(count_f64(running));
     let abandoned_before = now

@@ -514,13 +514,57 @@ impl Store {
         .await
     }
 
-    /// Refreshes `status_check_poller.updated_at` of the rows `owner` holds.
-    pub async fn refresh_poller_locks(&self, owner: &str) -> Result<u64, StoreError> {
-        self.run(move |tx| {
-            let owner = owner.to_string();
-            Box::pin(async move { service_data::refresh_poller_locks(tx, &owner).await })
-        })
-        .await
+    /// Refreshes `status_check_poller.updated_at` of the rows `owner` holds that were not
+    /// written within `fresh_for` (by the database's clock), `chunk` rows to a transaction;
+    /// returns how many it refreshed.
+    ///
+    /// A row is written whenever its window moves, so while windows close few rows need it.
+    /// One statement over every row held (100,000 with as many sessions) used to hold their
+    /// locks for seconds, while the closes of those same sessions waited for them.
+    pub async fn refresh_poller_locks(
+        &self,
+        owner: &str,
+        fresh_for: std::time::Duration,
+        chunk: usize,
+    ) -> Result<u64, StoreError> {
+        let fresh_for_seconds = i64::try_from(fresh_for.as_secs()).unwrap_or(i64::MAX);
+        let chunk = chunk.max(1);
+        let mut after = 0;
+        let mut refreshed = 0;
+        loop {
+            let ids = self
+                .run(move |tx| {
+                    let owner = owner.to_string();
+                    Box::pin(async move {
+                        service_data::stale_poller_locks(
+                            tx,
+                            &owner,
+                            after,
+                            fresh_for_seconds,
+                            chunk,
+                        )
+                        .await
+                    })
+                })
+                .await?;
+            let Some(&last) = ids.last() else {
+                return Ok(refreshed);
+            };
+            let full = ids.len() == chunk;
+            let ids = std::sync::Arc::new(ids);
+            refreshed += self
+                .run(move |tx| {
+                    let (owner, ids) = (owner.to_string(), std::sync::Arc::clone(&ids));
+                    Box::pin(
+                        async move { service_data::refresh_poller_locks(tx, &owner, &ids).await },
+                    )
+                })
+                .await?;
+            if !full {
+                return Ok(refreshed);
+            }
+            after = last;
+        }
     }
 
     /// The sessions of a robot with local dates `from..=to`, with their records.

@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::StoreError;
 use super::session_row::ts_to_ms;
-use super::sql::Tx;
+use super::sql::{Arg, Tx};
 
 /// The most of a dead letter's body that is kept, in bytes; the rest is known by its length
 /// and SHA-256 only.
@@ -180,12 +180,58 @@ pub async fn set_meta(
     tx.checkpoint().await
 }
 
-/// Refreshes `updated_at` of every poller row locked by `owner`, so that the legacy stale-lock
-/// cleanup never takes them (contracts §6 item 10). Returns how many rows it touched.
-pub async fn refresh_poller_locks(tx: &mut Tx, owner: &str) -> Result<u64, StoreError> {
+/// The ids of up to `limit` poller rows locked by `owner` after `after` (in id order) whose
+/// `updated_at` is older than `fresh_for_seconds` by the database's clock (or unset).
+pub async fn stale_poller_locks(
+    tx: &mut Tx,
+    owner: &str,
+    after: u64,
+    fresh_for_seconds: i64,
+    limit: usize,
+) -> Result<Vec<u64>, StoreError> {
+    let dialect = tx.dialect();
+    let sql = format!(
+        "SELECT status_check_id FROM status_check_poller \
+         WHERE lock_id = ? AND status_check_id > ? \
+         AND (updated_at IS NULL OR {} < {} - ?) \
+         ORDER BY status_check_id LIMIT {limit}",
+        dialect.epoch_seconds("updated_at"),
+        dialect.epoch_seconds("CURRENT_TIMESTAMP"),
+    );
+    let rows = tx
+        .fetch_all(
+            &sql,
+            &[
+                owner.into(),
+                super::sql::to_i64(after).into(),
+                fresh_for_seconds.into(),
+            ],
+        )
+        .await?;
+    rows.iter().map(|r| r.id("status_check_id")).collect()
+}
+
+/// Refreshes `updated_at` of the poller rows `ids` that `owner` still holds, so that the
+/// legacy stale-lock cleanup never takes them (contracts §6 item 10). Returns how many rows it
+/// touched.
+pub async fn refresh_poller_locks(
+    tx: &mut Tx,
+    owner: &str,
+    ids: &[u64],
+) -> Result<u64, StoreError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let marks = vec!["?"; ids.len()].join(", ");
+    let mut args: Vec<Arg> = Vec::with_capacity(ids.len() + 1);
+    args.push(owner.into());
+    args.extend(ids.iter().map(|id| super::sql::to_i64(*id).into()));
     tx.execute(
-        "UPDATE status_check_poller SET updated_at = CURRENT_TIMESTAMP WHERE lock_id = ?",
-        &[owner.into()],
+        &format!(
+            "UPDATE status_check_poller SET updated_at = CURRENT_TIMESTAMP \
+             WHERE lock_id = ? AND status_check_id IN ({marks})"
+        ),
+        &args,
     )
     .await
 }

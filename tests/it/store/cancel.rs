@@ -428,7 +428,8 @@ async fn every_operation(pair: Pair) {
         })
         .await;
         cancel_everywhere(&pair, "refresh_poller_locks", async |s: &Store| {
-            s.refresh_poller_locks("owner").await
+            s.refresh_poller_locks("owner", std::time::Duration::ZERO, 500)
+                .await
         })
         .await;
 

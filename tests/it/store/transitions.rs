@@ -5,10 +5,11 @@ use azi3_status_jobs::domain::RobotId;
 use azi3_status_jobs::domain::{EventClass, SessionResult, evaluate};
 use azi3_status_jobs::megazord::MegazordEventId;
 use azi3_status_jobs::store::{
-    ApplyOutcome, CloseOutcome, EndOutcome, EventInput, StartOutcome, StatusCheckId, Store,
+    ApplyOutcome, Arg, CloseOutcome, EndOutcome, EventInput, StartOutcome, StatusCheckId, Store,
 };
 use jiff::civil::date;
 use jiff::{SignedDuration, Timestamp};
+use std::time::Duration;
 
 fn event(id: u64, at: &str) -> EventInput {
     EventInput {
@@ -644,9 +645,15 @@ async fn subscription_dead_letters_metadata_and_poller_locks() {
             Some("two")
         );
 
-        assert_eq!(db.store.refresh_poller_locks("nobody").await.unwrap(), 0);
+        assert_eq!(
+            db.store
+                .refresh_poller_locks("nobody", Duration::ZERO, 500)
+                .await
+                .unwrap(),
+            0
+        );
         db.store
-            .refresh_poller_locks("azi3-status-jobs:test")
+            .refresh_poller_locks("azi3-status-jobs:test", Duration::ZERO, 500)
             .await
             .unwrap();
 
@@ -678,6 +685,107 @@ async fn subscription_dead_letters_metadata_and_poller_locks() {
                 .await
                 .unwrap()
                 .is_empty()
+        );
+        db.finish().await;
+    }
+}
+
+/// The watchdog's counts read no more rows than their cap: exact below it, the cap at it.
+#[tokio::test]
+async fn the_backlog_is_counted_up_to_its_cap() {
+    for db in TestDb::both().await {
+        let mut ids = Vec::new();
+        for robot in 1..=3 {
+            let mut r = rule("08:00", "20:00", "2h");
+            r.robot_id = RobotId::new(robot);
+            ids.push(started(&db.store, &r, date(2025, 4, 2)).await.0);
+        }
+        // Every first window ends at 10:00 local, 08:00Z.
+        let u = ts("2025-04-02T08:00:00Z");
+        let later = ts("2025-04-02T09:00:00Z");
+        for (cap, counted) in [(10, 3), (3, 3), (2, 2)] {
+            let backlog = db.store.backlog(later, cap).await.unwrap();
+            assert_eq!(backlog.overdue_windows, counted, "{}: cap {cap}", db.name);
+            assert_eq!(backlog.oldest_overdue_deadline, Some(u), "{}", db.name);
+            assert_eq!(backlog.unsent_alarms, 0, "{}", db.name);
+        }
+        for id in &ids {
+            db.store.close_window(*id, u, u).await.unwrap();
+        }
+        for (cap, counted) in [(10, 3), (2, 2)] {
+            let backlog = db.store.backlog(later, cap).await.unwrap();
+            assert_eq!(backlog.overdue_windows, 0, "{}: cap {cap}", db.name);
+            assert_eq!(backlog.unsent_alarms, counted, "{}: cap {cap}", db.name);
+            assert_eq!(backlog.oldest_unsent_alarm, Some(u), "{}", db.name);
+        }
+        db.finish().await;
+    }
+}
+
+/// The poller locks are refreshed a few rows to a transaction, every row held that was not
+/// written lately and no other.
+#[tokio::test]
+async fn poller_locks_are_refreshed_in_chunks_where_they_went_stale() {
+    for db in TestDb::both().await {
+        let mut ids = Vec::new();
+        for robot in 1..=7 {
+            let mut r = rule("08:00", "20:00", "2h");
+            r.robot_id = RobotId::new(robot);
+            ids.push(started(&db.store, &r, date(2025, 3, 30)).await.0);
+        }
+        let owner = "azi3-status-jobs:test";
+        // Just written: nothing is stale.
+        let fresh_for = Duration::from_secs(3600);
+        assert_eq!(
+            db.store
+                .refresh_poller_locks(owner, fresh_for, 2)
+                .await
+                .unwrap(),
+            0
+        );
+        // Five rows went stale; one of them is another instance's.
+        let stale: Vec<String> = ids[..5].iter().map(|id| id.get().to_string()).collect();
+        db.store
+            .execute_sql(
+                &format!(
+                    "UPDATE status_check_poller SET updated_at = '2000-01-01 00:00:00' \
+                     WHERE status_check_id IN ({})",
+                    stale.join(", ")
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        db.store
+            .execute_sql(
+                "UPDATE status_check_poller SET lock_id = 'azi3-status-jobs:other' \
+                 WHERE status_check_id = ?",
+                &[Arg::Int(i64::try_from(ids[0].get()).unwrap())],
+            )
+            .await
+            .unwrap();
+        // Two to a transaction: three chunks, the last one short.
+        assert_eq!(
+            db.store
+                .refresh_poller_locks(owner, fresh_for, 2)
+                .await
+                .unwrap(),
+            4
+        );
+        assert_eq!(
+            db.store
+                .refresh_poller_locks(owner, fresh_for, 2)
+                .await
+                .unwrap(),
+            0
+        );
+        // The other instance's row is left as it was.
+        assert_eq!(
+            db.store
+                .refresh_poller_locks("azi3-status-jobs:other", fresh_for, 2)
+                .await
+                .unwrap(),
+            1
         );
         db.finish().await;
     }
