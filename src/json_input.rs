@@ -182,7 +182,10 @@ impl<'de> Deserialize<'de> for RobotIdField {
             }
 
             fn visit_str<E: de::Error>(self, text: &str) -> Result<RobotIdField, E> {
-                Self::robot_id(text.trim().parse().ok())
+                // Digits only: `u64`'s parser would also take a sign ("+7").
+                let text = text.trim();
+                let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+                Self::robot_id(digits.then(|| text.parse().ok()).flatten())
             }
         }
 
@@ -256,6 +259,10 @@ mod tests {
                 "not a robot id (a whole number from 0 to 4294967295)"
             )
         );
+        for signed in ["+7", "-0", "7e0", ""] {
+            let e = field_error(&format!(r#"{{"robotId": "{signed}"}}"#));
+            assert_eq!(e.path, "robotId", "{signed:?}");
+        }
         let e = field_error(r#"{"eventName": "  "}"#);
         assert_eq!(
             (e.path.as_str(), e.value, e.reason.as_str()),

@@ -9,6 +9,7 @@ use super::intake::{IntakeOutcome, WatchedEvent};
 use crate::domain::shorten_value;
 use crate::megazord::{CallRef, MegazordError, OutgoingLink};
 use crate::queue::{MessageError, SourceEvent, parse_status_message};
+use crate::redact::redact_url;
 use crate::store::StoreError;
 use crate::telemetry::names;
 
@@ -205,8 +206,7 @@ impl Context {
         let Some(link) = link else {
             return Ok(Err(MissingEvent::NoLink));
         };
-        // The link comes from the message: quoted shortened, like any value from outside.
-        let quoted = shorten_value(link);
+        let quoted = quote_link(link);
         let Some(megazord) = self.megazord() else {
             return Ok(Err(MissingEvent::NoMegazord { link: quoted }));
         };
@@ -251,5 +251,32 @@ fn reason_label(rejection: &Rejection) -> &'static str {
         Rejection::Unreadable(_) => "unreadable",
         Rejection::UnknownSubscription(_) => "unknown_subscription",
         Rejection::NoEvent(_) => "no_event",
+    }
+}
+
+/// A message's link as a dead letter's reason or a log line quotes it: shortened, like any value
+/// from outside, and without a password or query value should the link be a whole URL.
+fn quote_link(link: &str) -> String {
+    shorten_value(&redact_url(link))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_link;
+
+    #[test]
+    fn a_link_is_quoted_without_its_credentials() {
+        assert_eq!(
+            quote_link("/internal/v1/events/robots/1/subscriptions/2/outgoings/3"),
+            "/internal/v1/events/robots/1/subscriptions/2/outgoings/3"
+        );
+        let quoted = quote_link("https://svc:hunter2@megazord.internal/x?token=abc");
+        assert!(
+            !quoted.contains("hunter2") && !quoted.contains("abc"),
+            "{quoted}"
+        );
+        assert!(quoted.contains("megazord.internal"), "{quoted}");
+        let quoted = quote_link("/outgoings/3?signature=s3cr3t");
+        assert!(!quoted.contains("s3cr3t"), "{quoted}");
     }
 }
