@@ -29,6 +29,40 @@ const POLLER_CHUNK: usize = 500;
 /// closed.
 const PUT_OFF_AT_MOST: Duration = Duration::from_secs(600);
 
+/// What one round of the janitor does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// Every piece of housekeeping ([`pass`]), the poller locks first.
+    Full,
+    /// Only the poller locks.
+    LocksOnly,
+    /// Nothing yet.
+    Nothing,
+}
+
+/// What the round at `now` does: the whole housekeeping when a minute has passed since the last
+/// or a session ended (`woken`), unless windows are being closed (`closing`) and the last was
+/// less than [`PUT_OFF_AT_MOST`] ago; else the poller locks when [`POLLER_EVERY`] has passed
+/// since they were last refreshed.
+fn round(
+    now: Instant,
+    closing: bool,
+    woken: bool,
+    last_full: Option<Instant>,
+    last_refresh: Option<Instant>,
+) -> Round {
+    let since = |at: Instant| now.saturating_duration_since(at);
+    let full_due = woken || last_full.is_none_or(|at| since(at) >= EVERY);
+    let put_off = closing && last_full.is_some_and(|at| since(at) < PUT_OFF_AT_MOST);
+    if full_due && !put_off {
+        Round::Full
+    } else if last_refresh.is_none_or(|at| since(at) >= POLLER_EVERY) {
+        Round::LocksOnly
+    } else {
+        Round::Nothing
+    }
+}
+
 /// Runs until `shutdown`.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let closing = ctx.closing();
@@ -36,23 +70,20 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let mut last_refresh: Option<Instant> = None;
     let mut woken = false;
     loop {
-        let full_due = woken || last_full.is_none_or(|at| at.elapsed() >= EVERY);
-        let put_off =
-            *closing.borrow() && last_full.is_some_and(|at| at.elapsed() < PUT_OFF_AT_MOST);
-        let done = if full_due && !put_off {
-            pass(&ctx).await.map(|()| {
+        // Read before the match: the watch's guard must not be held across an await.
+        let busy = *closing.borrow();
+        let done = match round(Instant::now(), busy, woken, last_full, last_refresh) {
+            Round::Full => pass(&ctx).await.map(|()| {
                 woken = false;
                 last_full = Some(Instant::now());
                 last_refresh = last_full;
-            })
-        } else if last_refresh.is_none_or(|at| at.elapsed() >= POLLER_EVERY) {
-            // Only the locks while windows are being closed: a wake then (a session ended)
-            // waits for them, its subscription with it.
-            refresh_poller_locks(&ctx)
+            }),
+            // While windows are being closed a wake (a session ended) waits for them, its
+            // subscription with it.
+            Round::LocksOnly => refresh_poller_locks(&ctx)
                 .await
-                .map(|()| last_refresh = Some(Instant::now()))
-        } else {
-            Ok(())
+                .map(|()| last_refresh = Some(Instant::now())),
+            Round::Nothing => Ok(()),
         };
         if let Err(e) = done {
             tracing::warn!(error = %e, "housekeeping failed; trying again");
@@ -130,4 +161,61 @@ pub async fn pass(ctx: &Context) -> Result<(), RuntimeError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn the_first_round_is_a_whole_one_even_while_windows_close() {
+        let now = Instant::now();
+        for closing in [false, true] {
+            assert_eq!(round(now, closing, false, None, None), Round::Full);
+        }
+    }
+
+    #[test]
+    fn a_whole_round_comes_every_minute_or_when_a_session_ended() {
+        let t0 = Instant::now();
+        let (last, refreshed) = (Some(t0), Some(t0));
+        assert_eq!(
+            round(t0 + MINUTE / 4, false, false, last, refreshed),
+            Round::Nothing
+        );
+        assert_eq!(
+            round(t0 + MINUTE / 4, false, true, last, refreshed),
+            Round::Full
+        );
+        assert_eq!(
+            round(t0 + MINUTE / 2, false, false, last, refreshed),
+            Round::LocksOnly
+        );
+        assert_eq!(
+            round(t0 + MINUTE, false, false, last, refreshed),
+            Round::Full
+        );
+    }
+
+    #[test]
+    fn while_windows_close_only_the_locks_are_kept_for_ten_minutes_at_most() {
+        let t0 = Instant::now();
+        let last = Some(t0);
+        // A session ended: its subscription waits for the closes.
+        assert_eq!(
+            round(t0 + MINUTE / 4, true, true, last, last),
+            Round::Nothing
+        );
+        assert_eq!(round(t0 + MINUTE, true, true, last, last), Round::LocksOnly);
+        assert_eq!(
+            round(t0 + 9 * MINUTE, true, false, last, Some(t0 + 9 * MINUTE)),
+            Round::Nothing
+        );
+        assert_eq!(
+            round(t0 + 10 * MINUTE, true, false, last, last),
+            Round::Full
+        );
+    }
 }
