@@ -60,9 +60,9 @@ const MYSQL_MARKERS: usize = 2;
 /// some 4,000 alarms were waiting to be marked (performance.md, 2026-12-03 afternoon).
 const MARKS_PER_SLOT: usize = 256;
 /// How many posted alarms may wait to be marked sent while windows are being closed, before
-/// the oldest are marked all the same: more than 100,000 windows ending together make, at
-/// 32 bytes a mark (4 MiB). At 65,536, the marks of the last third of such a burst took
-/// MariaDB's time from its closes.
+/// the oldest are marked all the same: room for the marks of more than 100,000 windows ending
+/// together, at 32 bytes a mark (4 MiB). At 65,536, the marks of the last third of such a burst
+/// were made while its windows were still being closed.
 const MAX_DEFERRED_MARKS: usize = 131_072;
 /// The longest a posted alarm waits to be marked sent while windows are being closed (wall
 /// clock), and never more than a quarter of its lease: an alarm whose claim ran out unmarked
