@@ -200,6 +200,7 @@ impl Application {
             address,
         } = self;
         crate::runtime::watchdog::run_setup_check(&ctx).await;
+        end_earlier_claims(&ctx).await;
         let stop = CancellationToken::new();
         let tasks = Tasks::start(&ctx, stop.clone());
         let mut probes: Vec<(&'static str, ReadinessProbe)> = Vec::new();
@@ -375,5 +376,31 @@ async fn wait_for_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+/// Makes the alarms an earlier process under this `instance_id` claimed claimable at once: killed
+/// after a close committed and before its alarm was posted (or marked), it would otherwise
+/// leave that alarm for the length of its lease (minutes). Runs before any task of this process
+/// claims; each such alarm is looked up at Megazord before it is posted again. When the store
+/// does not answer, the lease still frees them.
+async fn end_earlier_claims(ctx: &Context) {
+    let owner = &ctx.settings().owner;
+    let ended = tokio::time::timeout(
+        crate::runtime::watchdog::STORE_TIMEOUT,
+        ctx.store().end_earlier_claims(owner, ctx.now()),
+    )
+    .await;
+    match ended {
+        Ok(Ok(0)) => {}
+        Ok(Ok(alarms)) => tracing::info!(
+            alarms,
+            "alarms claimed by an earlier run of this instance are claimable again; each is looked up at Megazord before it is posted"
+        ),
+        Ok(Err(e)) => tracing::warn!(error = %e, kind = e.kind(),
+            "the claims of an earlier run of this instance were not ended; their lease frees them"),
+        Err(_) => tracing::warn!(
+            "the claims of an earlier run of this instance were not ended in time; their lease frees them"
+        ),
     }
 }

@@ -670,6 +670,22 @@ impl Store {
         .await
     }
 
+    /// Ends the alarm claims `owner` took before `before` (an earlier process under the same
+    /// `instance_id`): claimable at once instead of after their lease, each looked up at
+    /// Megazord before it is posted again. Run at start, before anything of this process
+    /// claims. Returns how many.
+    pub async fn end_earlier_claims(
+        &self,
+        owner: &str,
+        before: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.run(move |tx| {
+            let owner = owner.to_string();
+            Box::pin(async move { outbox::end_earlier_claims(tx, &owner, before).await })
+        })
+        .await
+    }
+
     /// Gives back alarms `owner` claimed and has not posted (it is stopping, or they waited
     /// too long for a posting slot): pending again, for any dispatcher to claim at once.
     pub async fn release_alarms(

@@ -186,6 +186,24 @@ pub async fn claimed_on_close(
     Ok(claimed)
 }
 
+/// Ends the claims `owner` holds from before `before`: those of an earlier process under the
+/// same `instance_id`, killed while it held them (posted and not yet marked, or not yet posted).
+/// They become claimable at once, as claims past their lease are, and whoever claims them
+/// looks each up at Megazord before posting it (its attempts count the earlier claim). Returns
+/// how many.
+pub async fn end_earlier_claims(
+    tx: &mut Tx,
+    owner: &str,
+    before: Timestamp,
+) -> Result<u64, StoreError> {
+    tx.execute(
+        "UPDATE status_job_alarm SET claimed_at_ms = 0 \
+         WHERE state = 'sending' AND claimed_by = ? AND claimed_at_ms < ?",
+        &[owner.into(), ts_to_ms(before).into()],
+    )
+    .await
+}
+
 /// Gives back alarms `owner` claimed and never posted: pending again, as if never claimed,
 /// for any dispatcher to claim at once rather than after the lease. An alarm no longer claimed
 /// by `owner` is left alone. Returns how many were given back.

@@ -690,6 +690,70 @@ async fn subscription_dead_letters_metadata_and_poller_locks() {
     }
 }
 
+/// A restarted process under the same instance id ends the claims its earlier process held:
+/// claimable at once, not after the lease, and counted as tried (looked up before posting).
+/// Another instance's claims and its own later ones stay.
+#[tokio::test]
+async fn a_restart_ends_only_the_earlier_claims_of_its_own_instance() {
+    for db in TestDb::both().await {
+        let mut ids = Vec::new();
+        for robot in 1..=3 {
+            let mut r = rule("08:00", "20:00", "2h");
+            r.robot_id = RobotId::new(robot);
+            ids.push(started(&db.store, &r, date(2025, 4, 2)).await.0);
+        }
+        let u = ts("2025-04-02T08:00:00Z");
+        for id in &ids {
+            db.store.close_window(*id, u, u).await.unwrap();
+        }
+        let lease = SignedDuration::from_mins(5);
+        let (claimed, restarted) = (ts("2025-04-02T08:01:00Z"), ts("2025-04-02T08:02:00Z"));
+        let mine = db
+            .store
+            .claim_alarms("me", 1, claimed, lease)
+            .await
+            .unwrap();
+        let theirs = db
+            .store
+            .claim_alarms("other", 1, claimed, lease)
+            .await
+            .unwrap();
+        let later = db
+            .store
+            .claim_alarms("me", 1, restarted, lease)
+            .await
+            .unwrap();
+        assert_eq!(
+            (mine.len(), theirs.len(), later.len()),
+            (1, 1, 1),
+            "{}",
+            db.name
+        );
+
+        assert_eq!(
+            db.store.end_earlier_claims("me", restarted).await.unwrap(),
+            1
+        );
+        // Within every lease: only the earlier claim of "me" is claimable.
+        let again = db
+            .store
+            .claim_alarms("me", 5, restarted, lease)
+            .await
+            .unwrap();
+        assert_eq!(
+            again.iter().map(|a| (a.id, a.attempts)).collect::<Vec<_>>(),
+            vec![(mine[0].id, 2)],
+            "{}",
+            db.name
+        );
+        assert_eq!(
+            db.store.end_earlier_claims("me", restarted).await.unwrap(),
+            0
+        );
+        db.finish().await;
+    }
+}
+
 /// The watchdog's counts read no more rows than their cap: exact below it, the cap at it.
 #[tokio::test]
 async fn the_backlog_is_counted_up_to_its_cap() {
