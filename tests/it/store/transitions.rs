@@ -690,18 +690,25 @@ async fn subscription_dead_letters_metadata_and_poller_locks() {
     }
 }
 
+/// Starts the session of robots `1..=robots` on `date`, each with the rule 08:00–20:00, gap 2 h,
+/// and returns their ids.
+async fn started_robots(store: &Store, robots: u32, date: jiff::civil::Date) -> Vec<StatusCheckId> {
+    let mut ids = Vec::new();
+    for robot in 1..=robots {
+        let mut r = rule("08:00", "20:00", "2h");
+        r.robot_id = RobotId::new(robot);
+        ids.push(started(store, &r, date).await.0);
+    }
+    ids
+}
+
 /// A restarted process under the same instance id ends the claims its earlier process held:
 /// claimable at once, not after the lease, and counted as tried (looked up before posting).
 /// Another instance's claims and its own later ones stay.
 #[tokio::test]
 async fn a_restart_ends_only_the_earlier_claims_of_its_own_instance() {
     for db in TestDb::both().await {
-        let mut ids = Vec::new();
-        for robot in 1..=3 {
-            let mut r = rule("08:00", "20:00", "2h");
-            r.robot_id = RobotId::new(robot);
-            ids.push(started(&db.store, &r, date(2025, 4, 2)).await.0);
-        }
+        let ids = started_robots(&db.store, 3, date(2025, 4, 2)).await;
         let u = ts("2025-04-02T08:00:00Z");
         for id in &ids {
             db.store.close_window(*id, u, u).await.unwrap();
@@ -758,12 +765,7 @@ async fn a_restart_ends_only_the_earlier_claims_of_its_own_instance() {
 #[tokio::test]
 async fn the_backlog_is_counted_up_to_its_cap() {
     for db in TestDb::both().await {
-        let mut ids = Vec::new();
-        for robot in 1..=3 {
-            let mut r = rule("08:00", "20:00", "2h");
-            r.robot_id = RobotId::new(robot);
-            ids.push(started(&db.store, &r, date(2025, 4, 2)).await.0);
-        }
+        let ids = started_robots(&db.store, 3, date(2025, 4, 2)).await;
         // Every first window ends at 10:00 local, 08:00Z.
         let u = ts("2025-04-02T08:00:00Z");
         let later = ts("2025-04-02T09:00:00Z");
@@ -791,12 +793,7 @@ async fn the_backlog_is_counted_up_to_its_cap() {
 #[tokio::test]
 async fn poller_locks_are_refreshed_in_chunks_where_they_went_stale() {
     for db in TestDb::both().await {
-        let mut ids = Vec::new();
-        for robot in 1..=7 {
-            let mut r = rule("08:00", "20:00", "2h");
-            r.robot_id = RobotId::new(robot);
-            ids.push(started(&db.store, &r, date(2025, 3, 30)).await.0);
-        }
+        let ids = started_robots(&db.store, 7, date(2025, 3, 30)).await;
         let owner = "azi3-status-jobs:test";
         // Just written: nothing is stale.
         let fresh_for = Duration::from_secs(3600);
