@@ -532,38 +532,29 @@ impl Store {
         let mut after = 0;
         let mut refreshed = 0;
         loop {
-            let ids = self
+            // One short transaction per chunk: the stale rows read (no lock), then refreshed.
+            let (found, last, touched) = self
                 .run(move |tx| {
                     let owner = owner.to_string();
                     Box::pin(async move {
-                        service_data::stale_poller_locks(
+                        let ids = service_data::stale_poller_locks(
                             tx,
                             &owner,
                             after,
                             fresh_for_seconds,
                             chunk,
                         )
-                        .await
+                        .await?;
+                        let touched = service_data::refresh_poller_locks(tx, &owner, &ids).await?;
+                        Ok((ids.len(), ids.last().copied(), touched))
                     })
                 })
                 .await?;
-            let Some(&last) = ids.last() else {
-                return Ok(refreshed);
-            };
-            let full = ids.len() == chunk;
-            let ids = std::sync::Arc::new(ids);
-            refreshed += self
-                .run(move |tx| {
-                    let (owner, ids) = (owner.to_string(), std::sync::Arc::clone(&ids));
-                    Box::pin(
-                        async move { service_data::refresh_poller_locks(tx, &owner, &ids).await },
-                    )
-                })
-                .await?;
-            if !full {
-                return Ok(refreshed);
+            refreshed += touched;
+            match last {
+                Some(last) if found == chunk => after = last,
+                _ => return Ok(refreshed),
             }
-            after = last;
         }
     }
 
