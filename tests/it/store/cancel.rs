@@ -412,6 +412,10 @@ async fn every_operation(pair: Pair) {
             s.claim_alarms("dispatcher", 10, deadline, lease).await
         })
         .await;
+        cancel_everywhere(&pair, "end_earlier_claims", async |s: &Store| {
+            s.end_earlier_claims("dispatcher", deadline).await
+        })
+        .await;
         let alarm = pair.subject.store.alarms_of(id).await.unwrap()[0].id;
         cancel_everywhere(&pair, "mark_alarm_failed_until", async |s: &Store| {
             s.mark_alarm_failed_until("dispatcher", alarm, "HTTP 502", deadline + lease, deadline)
