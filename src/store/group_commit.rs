@@ -19,7 +19,8 @@
 //! On SQLite one committer runs (one writer). On MySQL several run side by side, each on its
 //! own connection; pieces are spread over them by key (the robot), so that the events of one
 //! robot, and with them those of one session, are always applied by the same committer, in
-//! arrival order, and never in two concurrent batches.
+//! arrival order. A committer begins its next batch once the last one has sent its `COMMIT`
+//! (see [`commit_loop`]), so that the wait for the disk overlaps the next batch's work.
 
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
@@ -29,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use jiff::{SignedDuration, Timestamp};
 
 use super::lookups::event_id;
+use super::sql::CommitSignal;
 use super::types::{ApplyOutcome, EventInput, StartOutcome, StatusCheckId, StatusCheckRefs};
 use super::{BoxFuture, Dialect, Store, StoreError, Tx, intake_batch, rules, transitions};
 use crate::domain::{RobotId, Session};
@@ -158,25 +160,58 @@ fn stopped() -> StoreError {
 
 /// Takes whatever is waiting and applies it, batch after batch, until every store that could
 /// submit is gone.
+///
+/// A batch begins once the one before it has sent its `COMMIT` ([`CommitSignal`]), not once
+/// that `COMMIT` has come back: the wait for the log to reach the disk (about a millisecond on
+/// the machines measured, as long as the rest of a batch) overlaps the next batch's work. The
+/// earlier batch takes no lock and reads nothing after its `COMMIT` is sent, so the later one
+/// still applies its events after it: a row both touch is locked by the earlier batch when the
+/// later one reads it and stays so until the earlier one committed. At most two batches are in
+/// flight. A batch that fails runs its pieces alone before the next batch begins, except when
+/// its `COMMIT` itself fails: then the next batch has begun, and the failed batch's events are
+/// applied after it.
 async fn commit_loop(store: Store, mut queue: mpsc::Receiver<Submission>, max_batch: usize) {
     let mut waiting = Vec::with_capacity(max_batch);
+    let mut committing: Option<tokio::task::JoinHandle<()>> = None;
     while queue.recv_many(&mut waiting, max_batch).await > 0 {
         let batch = std::mem::take(&mut waiting);
+        let (signal, sent) = CommitSignal::new();
         // In a task of its own: a piece that panics loses its batch's answers (its callers
         // see the stage stopped), not the committer.
         let store = store.clone();
-        if let Err(e) = tokio::spawn(async move { commit_batch(&store, batch).await }).await {
-            tracing::error!(error = %e, "a group commit batch panicked; its callers got an error");
+        let running = tokio::spawn(async move { commit_batch(&store, batch, signal).await });
+        if let Some(earlier) = committing.take() {
+            report_panic(earlier.await);
         }
+        // Sent, or the batch ended (its signal dropped) without sending one.
+        let _ = sent.await;
+        committing = Some(running);
+    }
+    if let Some(last) = committing {
+        report_panic(last.await);
     }
 }
 
-/// Applies `batch` in one transaction, or each piece alone when the batch failed.
-async fn commit_batch(store: &Store, batch: Vec<Submission>) {
+fn report_panic(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = ended {
+        tracing::error!(error = %e, "a group commit batch panicked; its callers got an error");
+    }
+}
+
+/// Applies `batch` in one transaction, or each piece alone when the batch failed; `signal` is
+/// told when the batch's transaction sends its `COMMIT`.
+async fn commit_batch(store: &Store, batch: Vec<Submission>, signal: Arc<CommitSignal>) {
     let intakes: Option<Vec<Arc<IntakeRequest>>> = batch.iter().map(|s| s.intake.clone()).collect();
     let together = match intakes {
-        Some(requests) => take_in_together(store, requests).await,
-        None => run_together(store, batch.iter().map(|s| Arc::clone(&s.work)).collect()).await,
+        Some(requests) => take_in_together(store, requests, signal).await,
+        None => {
+            run_together(
+                store,
+                batch.iter().map(|s| Arc::clone(&s.work)).collect(),
+                signal,
+            )
+            .await
+        }
     };
     let pieces = batch.len() as u64;
     let error = match together {
@@ -196,11 +231,13 @@ async fn commit_batch(store: &Store, batch: Vec<Submission>) {
 async fn take_in_together(
     store: &Store,
     requests: Vec<Arc<IntakeRequest>>,
+    signal: Arc<CommitSignal>,
 ) -> Result<Vec<Box<dyn Any + Send>>, StoreError> {
     let requests = Arc::new(requests);
     store
         .run(move |tx| {
             let requests = Arc::clone(&requests);
+            tx.commit_signal = Some(Arc::clone(&signal));
             Box::pin(async move {
                 let each: Vec<&IntakeRequest> = requests.iter().map(|r| &**r).collect();
                 let records = intake_batch::take_in_batch(tx, &each).await?;
@@ -217,6 +254,7 @@ async fn take_in_together(
 async fn run_together(
     store: &Store,
     works: Vec<Arc<dyn Work>>,
+    signal: Arc<CommitSignal>,
 ) -> Result<Vec<Box<dyn Any + Send>>, StoreError> {
     let works = Arc::new(works);
     {
@@ -224,6 +262,7 @@ async fn run_together(
         store
             .run(move |tx| {
                 let works = Arc::clone(&works);
+                tx.commit_signal = Some(Arc::clone(&signal));
                 Box::pin(async move {
                     let mut outputs = Vec::with_capacity(works.len());
                     for work in works.iter() {
