@@ -1,11 +1,10 @@
 //! A group commit's events taken in with statements per batch instead of per event, in three
-//! round trips on MySQL: (1) the batch's local event ids (a multi-row `INSERT IGNORE` and one
-//! read), its robots' rules and the ids of the sessions their events may fall in (by the
-//! `(robot_id, local_date)` index, without locks); (2) those sessions by id, read under their
-//! row locks in id order, which of its events they have already and their pending events; then
-//! the core decides every event in memory, in arrival order; (3) multi-row inserts of the events
-//! and records and one update of the session rows, sent with the `COMMIT`. Per event there used
-//! to be some six round trips.
+//! round trips on MySQL: (1) its robots' rules, each with the ids of the sessions their events
+//! may fall in (by the `(robot_id, local_date)` index, without locks); (2) those sessions by id, read under
+//! their row locks in id order, and in one read both which of the batch's events they have
+//! already and their pending events; then the core decides every event in memory, in arrival
+//! order; (3) multi-row inserts of the events and records and one update of the session rows,
+//! sent with the `COMMIT`. Per event there used to be some six round trips.
 //!
 //! The sessions are locked by id, not by `(robot_id, local_date)`: MariaDB answered the latter,
 //! with `ORDER BY status_check_id`, by walking the primary key through every session, which
@@ -27,7 +26,7 @@ use jiff::Timestamp;
 
 use super::error::StoreError;
 use super::group_commit::{EventIdSource, IntakeFound, IntakeRecord, IntakeRequest, SessionStep};
-use super::lookups::{LOCAL_EVENT_ID_BASE, event_id, megazord_event_id};
+use super::lookups::event_id;
 use super::rules;
 use super::session_row::{COLUMNS, SessionRow, ms_to_ts, ts_to_ms, ts_to_sql};
 use super::sql::{Arg, Row, Tx};
@@ -42,9 +41,10 @@ const IDS_PER_STATEMENT: usize = 1000;
 
 /// What a statement of [`Batch::read_sessions`] reads.
 enum Read {
-    Session,
-    Known,
-    Pending,
+    /// Session rows, under their locks.
+    Sessions,
+    /// Events the sessions have: those of the batch and those pending.
+    Events,
 }
 
 /// Takes in `requests` in one open transaction, in their order; see the module documentation.
@@ -88,97 +88,38 @@ type SessionIds = HashMap<(RobotId, String), StatusCheckId>;
 
 /// The numeric id of every request's event, as [`super::lookups::event_id`] gives it, the
 /// rules of the requests' robots, and the ids of the sessions their events may fall in, in one
-/// round trip: a multi-row `INSERT` of the ids that need a local id, a read of those ids, a read
-/// of the rules and one of the sessions.
+/// round trip: one read of the rules joined with their sessions. Only an event without any id
+/// needs a statement of its own, for a fresh local id.
 async fn event_ids_and_rules(
     tx: &mut Tx,
     requests: &[&IntakeRequest],
 ) -> Result<(Vec<u64>, HashMap<RobotId, StoredRule>, SessionIds), StoreError> {
-    let named: Vec<&str> = distinct(requests.iter().filter_map(|r| match &r.event_id {
-        EventIdSource::External(Some(external)) if megazord_event_id(Some(external)).is_none() => {
-            Some(external.as_str())
-        }
-        _ => None,
-    }));
     let robots: Vec<RobotId> = distinct(requests.iter().map(|r| r.robot_id));
-    let mut statements = Vec::new();
-    for chunk in named.chunks(ROWS_PER_STATEMENT) {
-        let args: Vec<Arg> = chunk.iter().map(|&n| n.into()).collect();
-        statements.push((
-            format!(
-                "{} INTO status_job_event_id (external_id) VALUES {}",
-                tx.dialect().insert_ignore(),
-                repeat("(?)", chunk.len())
-            ),
-            args.clone(),
-        ));
-        statements.push((
-            format!(
-                "SELECT id, external_id FROM status_job_event_id WHERE external_id IN ({})",
-                repeat("?", chunk.len())
-            ),
-            args,
-        ));
-    }
-    let rules_from = statements.len();
-    for chunk in robots.chunks(ROWS_PER_STATEMENT) {
-        statements.push(rules::select_by_robots(chunk));
-    }
-    let sessions_from = statements.len();
     let dates: Vec<String> = candidate_dates(requests);
-    for chunk in robots.chunks(ROWS_PER_STATEMENT) {
-        let mut args: Vec<Arg> = chunk.iter().map(|&r| Arg::from(r)).collect();
-        args.extend(dates.iter().map(|d| Arg::from(d.clone())));
-        statements.push((
-            format!(
-                "SELECT status_check_id, robot_id, local_date FROM status_job_session \
-                 WHERE robot_id IN ({}) AND local_date IN ({})",
-                repeat("?", chunk.len()),
-                repeat("?", dates.len())
-            ),
-            args,
-        ));
-    }
+    let statements: Vec<(String, Vec<Arg>)> = robots
+        .chunks(ROWS_PER_STATEMENT)
+        .map(|chunk| rules::select_with_sessions(chunk, &dates))
+        .collect();
     let sets = tx.fetch_each(&statements).await?;
-    let mut local: HashMap<String, u64> = HashMap::with_capacity(named.len());
-    for row in sets[..rules_from].iter().flatten() {
-        local.insert(
-            row.text("external_id")?,
-            LOCAL_EVENT_ID_BASE + row.id("id")?,
-        );
-    }
     let mut rules = HashMap::with_capacity(robots.len());
-    for row in sets[rules_from..sessions_from].iter().flatten() {
-        let stored = rules::stored_rule(row)?;
-        rules.insert(stored.rule.robot_id, stored);
-    }
     let mut session_ids = SessionIds::new();
-    for row in sets[sessions_from..].iter().flatten() {
+    for row in sets.iter().flatten() {
         let robot = row.robot_id("robot_id")?;
-        session_ids.insert(
-            (robot, row.text("local_date")?),
-            StatusCheckId::new(row.id("status_check_id")?),
-        );
+        if let std::collections::hash_map::Entry::Vacant(e) = rules.entry(robot) {
+            e.insert(rules::stored_rule(row)?);
+        }
+        if row.opt_int("status_check_id")?.is_some() {
+            session_ids.insert(
+                (robot, row.text("local_date")?),
+                StatusCheckId::new(row.id("status_check_id")?),
+            );
+        }
     }
     let mut ids = Vec::with_capacity(requests.len());
     for request in requests {
         let id = match &request.event_id {
             EventIdSource::Known(id) => *id,
-            EventIdSource::External(Some(external)) => match megazord_event_id(Some(external)) {
-                Some(id) => id,
-                None => match local.get(external.as_str()) {
-                    Some(id) => *id,
-                    // Stored with other bytes that the column's collation takes as equal
-                    // (another case, trailing spaces): asked for alone, as the column compares.
-                    None => {
-                        let id = event_id(tx, Some(external)).await?;
-                        local.insert(external.clone(), id);
-                        id
-                    }
-                },
-            },
-            // Every event without an id is a new one.
-            EventIdSource::External(None) => event_id(tx, None).await?,
+            EventIdSource::External(external) => event_id(tx, external.as_deref()).await?,
         };
         ids.push(id);
     }
@@ -353,55 +294,68 @@ impl Batch {
                 ),
                 of_ids.clone(),
             ));
-            kinds.push(Read::Session);
-            for events in self.event_ids.chunks(IDS_PER_STATEMENT) {
+            kinds.push(Read::Sessions);
+            // The sessions' pending events and which of the batch's events they have, in one
+            // statement: a statement costs MariaDB more than the rows it reads, and one that
+            // looks each event up by its key costs more than one that reads whole sessions.
+            let mut chunks: Vec<&[u64]> = self.event_ids.chunks(IDS_PER_STATEMENT).collect();
+            if chunks.is_empty() {
+                chunks.push(&[]);
+            }
+            for (i, events) in chunks.into_iter().enumerate() {
                 let mut args = of_ids.clone();
                 args.extend(events.iter().map(|&id| Arg::from(id)));
+                let mut which = Vec::new();
+                if i == 0 {
+                    which.push("state = 'pending'".to_string());
+                }
+                if !events.is_empty() {
+                    which.push(format!(
+                        "incoming_event_id IN ({})",
+                        repeat("?", events.len())
+                    ));
+                }
                 statements.push((
                     format!(
-                        "SELECT status_check_id, incoming_event_id FROM status_job_event \
-                         WHERE status_check_id IN ({marks}) AND incoming_event_id IN ({})",
-                        repeat("?", events.len())
+                        "SELECT status_check_id, incoming_event_id, outgoing_event_id, \
+                         occurred_at_ms, state FROM status_job_event \
+                         WHERE status_check_id IN ({marks}) AND ({})",
+                        which.join(" OR ")
                     ),
                     args,
                 ));
-                kinds.push(Read::Known);
+                kinds.push(Read::Events);
             }
-            statements.push((
-                format!(
-                    "SELECT status_check_id, incoming_event_id, outgoing_event_id, occurred_at_ms \
-                     FROM status_job_event WHERE status_check_id IN ({marks}) AND state = 'pending'"
-                ),
-                of_ids,
-            ));
-            kinds.push(Read::Pending);
         }
         let sets = tx.fetch_each(&statements).await?;
-        let mut known = Vec::new();
+        let batch_events: HashSet<u64> = self.event_ids.iter().copied().collect();
         let mut pending = Vec::new();
         for (kind, rows) in kinds.into_iter().zip(sets) {
-            match kind {
-                Read::Session => {
-                    for row in &rows {
-                        let row = SessionRow::from_row(row)?;
-                        let id = row.status_check_id;
-                        self.add_session(row);
-                        // Everything the session had before the batch is read here.
-                        if let Some(s) = self.sessions.get_mut(&id) {
-                            s.known_loaded = true;
-                            s.pending = Some(BTreeMap::new());
-                        }
+            if let Read::Sessions = kind {
+                for row in &rows {
+                    let row = SessionRow::from_row(row)?;
+                    let id = row.status_check_id;
+                    self.add_session(row);
+                    // Everything the session had before the batch is read here.
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        s.known_loaded = true;
+                        s.pending = Some(BTreeMap::new());
                     }
                 }
-                Read::Known => known.extend(rows),
-                Read::Pending => pending.extend(rows),
+                continue;
             }
-        }
-        for row in known {
-            self.known.insert((
-                StatusCheckId::new(row.id("status_check_id")?),
-                row.id("incoming_event_id")?,
-            ));
+            for row in rows {
+                let incoming_event_id = row.id("incoming_event_id")?;
+                if batch_events.contains(&incoming_event_id) {
+                    self.known.insert((
+                        StatusCheckId::new(row.id("status_check_id")?),
+                        incoming_event_id,
+                    ));
+                }
+                if row.text("state")? == "pending" {
+                    pending.push(row);
+                }
+            }
         }
         self.add_pending(&pending)
     }

@@ -8,8 +8,13 @@ use super::session_row::{ms_to_ts, ts_to_ms};
 use super::{StatusCheckId, Store, StoreError, Tx};
 use crate::domain::RobotId;
 
-/// Local event ids start here, far above any Megazord incoming id, so the two never meet.
+/// Local event ids (of events taken in without an id) start here, far above any Megazord
+/// incoming id, so the two never meet.
 pub const LOCAL_EVENT_ID_BASE: u64 = 1 << 60;
+
+/// Ids of events taken in with an id that is not a Megazord incoming id
+/// ([`named_event_id`]) start here, far above the local ids.
+pub const NAMED_EVENT_ID_BASE: u64 = 1 << 62;
 
 /// A session found by a look-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,51 +212,60 @@ impl Store {
     }
 
     /// The numeric id of an event taken in over HTTP: a Megazord incoming id (a plain number)
-    /// is used as it is; any other id gets a local id, the same one every time; no id gets a
-    /// fresh local id (every such event is distinct).
+    /// is used as it is; any other id gives the same [`named_event_id`] every time; no id gets
+    /// a fresh local id (every such event is distinct).
     pub async fn event_id(&self, external_id: Option<&str>) -> Result<u64, StoreError> {
-        if let Some(id) = megazord_event_id(external_id) {
+        if let Some(id) = external_id.map(named_or_megazord_event_id) {
             return Ok(id);
         }
-        self.run(move |tx| {
-            let external_id = external_id.map(str::to_string);
-            Box::pin(async move { event_id(tx, external_id.as_deref()).await })
-        })
-        .await
+        self.run(move |tx| Box::pin(async move { event_id(tx, None).await }))
+            .await
     }
 }
 
-/// [`Store::event_id`] inside an open transaction.
+/// [`Store::event_id`] inside an open transaction: only an event without an id needs a
+/// statement.
 pub(crate) async fn event_id(tx: &mut Tx, external_id: Option<&str>) -> Result<u64, StoreError> {
-    if let Some(id) = megazord_event_id(external_id) {
+    if let Some(id) = external_id.map(named_or_megazord_event_id) {
         return Ok(id);
     }
-    if let Some(external) = external_id {
-        tx.execute(
-            &format!(
-                "{} INTO status_job_event_id (external_id) VALUES (?)",
-                tx.dialect().insert_ignore()
-            ),
-            &[external.into()],
+    let id = tx
+        .insert(
+            "INSERT INTO status_job_event_id (external_id) VALUES (NULL)",
+            &[],
         )
         .await?;
-        let row = tx
-            .fetch_optional(
-                "SELECT id FROM status_job_event_id WHERE external_id = ?",
-                &[external.into()],
-            )
-            .await?
-            .ok_or_else(|| StoreError::corrupt("event id vanished"))?;
-        Ok(LOCAL_EVENT_ID_BASE + row.id("id")?)
-    } else {
-        let id = tx
-            .insert(
-                "INSERT INTO status_job_event_id (external_id) VALUES (NULL)",
-                &[],
-            )
-            .await?;
-        Ok(LOCAL_EVENT_ID_BASE + id)
-    }
+    Ok(LOCAL_EVENT_ID_BASE + id)
+}
+
+/// A Megazord incoming id as it is, any other id as its [`named_event_id`].
+fn named_or_megazord_event_id(external_id: &str) -> u64 {
+    megazord_event_id(Some(external_id)).unwrap_or_else(|| named_event_id(external_id))
+}
+
+/// The numeric id of an event whose id is not a Megazord incoming id: the first eight bytes of
+/// the SHA-256 of its id, taken into `[NAMED_EVENT_ID_BASE, 2^63)`, so that it fits a signed
+/// 64-bit integer and meets neither Megazord's ids nor the local ids.
+///
+/// Computed, not looked up: taking an event in writes no row for its id, and every instance
+/// (and every version of the service) gives an id the same number. Ids are compared byte for
+/// byte: `"a"` and `"A"` are two events. Two ids could give the same number; within one
+/// session, where numbers are compared, that is one chance in 2^62 for each pair of its
+/// events, and the later of the two would be taken as a duplicate.
+///
+/// ```
+/// use azi3_status_jobs::store::{NAMED_EVENT_ID_BASE, named_event_id};
+/// let id = named_event_id("sensor-42");
+/// assert_eq!(id, named_event_id("sensor-42"));
+/// assert_ne!(id, named_event_id("Sensor-42"));
+/// assert!(id >= NAMED_EVENT_ID_BASE && id <= i64::MAX as u64);
+/// ```
+pub fn named_event_id(external_id: &str) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(external_id.as_bytes());
+    let mut first = [0_u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    NAMED_EVENT_ID_BASE | (u64::from_be_bytes(first) & (NAMED_EVENT_ID_BASE - 1))
 }
 
 /// A plain number below the local ids is a Megazord incoming id, used as it is.

@@ -62,7 +62,9 @@ pub use group_commit::{
     EventIdSource, GroupCommitSettings, IntakeFound, IntakeRecord, IntakeRequest, SessionStep,
 };
 pub use health::Backlog;
-pub use lookups::{LOCAL_EVENT_ID_BASE, LeftoverSubscription, SessionKey};
+pub use lookups::{
+    LOCAL_EVENT_ID_BASE, LeftoverSubscription, NAMED_EVENT_ID_BASE, SessionKey, named_event_id,
+};
 pub use migrate::{MigrationSet, PendingMigration, SERVICE_TABLE, SHARED_TABLE};
 pub use seed::{DESCRIPTION_NAME, MYSQL_SEED, SQLITE_SEED, TEMPLATE_VERSION, Template};
 pub use service_data::{DEAD_LETTER_BODY_LIMIT, DeadLetter, DeadLetterRetention};

@@ -224,6 +224,29 @@ pub fn select_by_robots(robots: &[RobotId]) -> (String, Vec<super::sql::Arg>) {
     )
 }
 
+/// The rules of `robots` (those that have one), each with the `status_check_id` and
+/// `local_date` of its robot's sessions on `dates` (a row per session; `NULL` for a rule
+/// without any), in one statement; [`stored_rule`] reads a row's rule.
+pub fn select_with_sessions(
+    robots: &[RobotId],
+    dates: &[String],
+) -> (String, Vec<super::sql::Arg>) {
+    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("r.{c}")).collect();
+    let mut args: Vec<super::sql::Arg> = dates.iter().map(|d| d.clone().into()).collect();
+    args.extend(robots.iter().map(|&r| super::sql::Arg::from(r)));
+    (
+        format!(
+            "SELECT {}, s.status_check_id, s.local_date FROM status_job_rule r \
+             LEFT JOIN status_job_session s ON s.robot_id = r.robot_id AND s.local_date IN ({}) \
+             WHERE r.robot_id IN ({})",
+            columns.join(", "),
+            vec!["?"; dates.len()].join(", "),
+            vec!["?"; robots.len()].join(", ")
+        ),
+        args,
+    )
+}
+
 /// The rules of `robots` (those that have one), in one statement.
 pub async fn get_many(tx: &mut Tx, robots: &[RobotId]) -> Result<Vec<StoredRule>, StoreError> {
     if robots.is_empty() {

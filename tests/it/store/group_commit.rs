@@ -8,7 +8,7 @@ use super::support::{
 use azi3_status_jobs::domain::{RobotId, Rule};
 use azi3_status_jobs::store::{
     ApplyOutcome, EventIdSource, GroupCommitSettings, IntakeFound, IntakeRecord, IntakeRequest,
-    StatusCheckRefs, Store, StoreError,
+    StatusCheckRefs, Store, StoreError, named_event_id,
 };
 use jiff::civil::date;
 use jiff::{SignedDuration, Timestamp};
@@ -416,7 +416,7 @@ async fn a_batch_of_every_kind_of_event_ends_as_the_events_one_by_one() {
 }
 
 #[tokio::test]
-async fn local_event_ids_in_a_batch_are_those_the_events_get_alone() {
+async fn event_ids_in_a_batch_are_those_the_events_get_alone() {
     for db in TestDb::both().await {
         let refs = prepare(&db.store).await;
         let at = ts("2025-06-10T06:30:00Z");
@@ -430,8 +430,15 @@ async fn local_event_ids_in_a_batch_are_those_the_events_get_alone() {
             .take_in_alone(posted(RUNNING[0], Some("sensor-a")))
             .await
             .unwrap();
-        // Whatever the column's collation makes of another case, the batch makes the same.
+        // Ids are compared byte for byte, on both databases: another case is another event.
         let other_case = db.store.event_id(Some("SENSOR-A")).await.unwrap();
+        assert_ne!(other_case, first.incoming_event_id, "{}", db.name);
+        assert_eq!(
+            first.incoming_event_id,
+            named_event_id("sensor-a"),
+            "{}",
+            db.name
+        );
         let got = db
             .store
             .take_in_as_one_batch(vec![
@@ -453,7 +460,8 @@ async fn local_event_ids_in_a_batch_are_those_the_events_get_alone() {
         let distinct: std::collections::BTreeSet<u64> =
             [ids[0], ids[1], ids[3], ids[4], ids[5]].into();
         assert_eq!(distinct.len(), 5, "{}: {ids:?}", db.name);
-        let applied: Vec<ApplyOutcome> = got[..6]
+        // SENSOR-A is not a duplicate of sensor-a.
+        let applied: Vec<ApplyOutcome> = got
             .iter()
             .map(|r| match &r.found {
                 IntakeFound::Sessions(s) => s[0].applied,
@@ -467,6 +475,7 @@ async fn local_event_ids_in_a_batch_are_those_the_events_get_alone() {
                 ApplyOutcome::Applied(Observed),
                 ApplyOutcome::Duplicate,
                 ApplyOutcome::Duplicate,
+                ApplyOutcome::Applied(Observed),
                 ApplyOutcome::Applied(Observed),
                 ApplyOutcome::Applied(Observed),
                 ApplyOutcome::Applied(Observed),
