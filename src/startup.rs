@@ -223,7 +223,7 @@ impl Application {
             ctx: ctx.clone(),
             metrics,
             token,
-            probes,
+            probes: probes.into(),
         };
         tracing::info!(address = %address, "listening on http://{address}");
         let http_stop = stop.clone();

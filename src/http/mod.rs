@@ -56,7 +56,7 @@ pub struct HttpState {
     /// The bearer token `/v1` and `/internal` require, if any.
     pub token: Option<Arc<str>>,
     /// Extra readiness checks (the queue).
-    pub probes: Vec<(&'static str, ReadinessProbe)>,
+    pub probes: Arc<[(&'static str, ReadinessProbe)]>,
 }
 
 /// Reads the `{robotId}` of a path; a bad one is a 400 naming it.

@@ -78,7 +78,7 @@ pub async fn ready(State(state): State<HttpState>) -> impl IntoResponse {
         ready &= megazord.is_ok();
         checks.insert("megazord".into(), check_json(&megazord));
     }
-    for (name, probe) in &state.probes {
+    for (name, probe) in state.probes.iter() {
         let result = probe().await;
         ready &= result.is_ok();
         checks.insert((*name).into(), check_json(&result));
