@@ -41,9 +41,10 @@ const IDS_PER_STATEMENT: usize = 1000;
 
 /// What a statement of [`Batch::read_sessions`] reads.
 enum Read {
-    /// Session rows, under their locks.
+    /// Session rows under their locks, each with its pending events and those of the batch's
+    /// first thousand it has.
     Sessions,
-    /// Events the sessions have: those of the batch and those pending.
+    /// The batch's events beyond the first thousand that the sessions have.
     Events,
 }
 
@@ -281,46 +282,53 @@ impl Batch {
             return Ok(());
         }
         ids.sort_unstable();
+        let session_columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("s.{c}")).collect();
+        let session_columns = session_columns.join(", ");
+        let mut event_chunks = self.event_ids.chunks(IDS_PER_STATEMENT);
+        let first_events = event_chunks.next().unwrap_or(&[]);
         let mut statements = Vec::new();
         let mut kinds = Vec::new();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let of_ids: Vec<Arg> = chunk.iter().map(|&id| Arg::from(id)).collect();
             let marks = repeat("?", chunk.len());
+            // Each session under its lock with its pending events and those of the batch's
+            // (the first thousand) it has, in one statement: a statement costs MariaDB more
+            // than the rows it reads. The events' rows are locked with their session's.
+            let mut args: Vec<Arg> = first_events.iter().map(|&id| Arg::from(id)).collect();
+            args.extend(of_ids.iter().cloned());
+            let batch_events = if first_events.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " OR e.incoming_event_id IN ({})",
+                    repeat("?", first_events.len())
+                )
+            };
             statements.push((
                 format!(
-                    "SELECT {COLUMNS} FROM status_job_session WHERE status_check_id IN ({marks}) \
-                     ORDER BY status_check_id{}",
+                    "SELECT {session_columns}, e.incoming_event_id AS event_id, \
+                     e.outgoing_event_id AS event_outgoing_id, \
+                     e.occurred_at_ms AS event_occurred_at_ms, e.state AS event_state \
+                     FROM status_job_session s LEFT JOIN status_job_event e \
+                     ON e.status_check_id = s.status_check_id \
+                     AND (e.state = 'pending'{batch_events}) \
+                     WHERE s.status_check_id IN ({marks}) ORDER BY s.status_check_id{}",
                     tx.dialect().for_update()
                 ),
-                of_ids.clone(),
+                args,
             ));
             kinds.push(Read::Sessions);
-            // The sessions' pending events and which of the batch's events they have, in one
-            // statement: a statement costs MariaDB more than the rows it reads, and one that
-            // looks each event up by its key costs more than one that reads whole sessions.
-            let mut chunks: Vec<&[u64]> = self.event_ids.chunks(IDS_PER_STATEMENT).collect();
-            if chunks.is_empty() {
-                chunks.push(&[]);
-            }
-            for (i, events) in chunks.into_iter().enumerate() {
+            for events in event_chunks.clone() {
                 let mut args = of_ids.clone();
                 args.extend(events.iter().map(|&id| Arg::from(id)));
-                let mut which = Vec::new();
-                if i == 0 {
-                    which.push("state = 'pending'".to_string());
-                }
-                if !events.is_empty() {
-                    which.push(format!(
-                        "incoming_event_id IN ({})",
-                        repeat("?", events.len())
-                    ));
-                }
                 statements.push((
                     format!(
-                        "SELECT status_check_id, incoming_event_id, outgoing_event_id, \
-                         occurred_at_ms, state FROM status_job_event \
-                         WHERE status_check_id IN ({marks}) AND ({})",
-                        which.join(" OR ")
+                        "SELECT status_check_id, incoming_event_id AS event_id, \
+                         outgoing_event_id AS event_outgoing_id, \
+                         occurred_at_ms AS event_occurred_at_ms, state AS event_state \
+                         FROM status_job_event \
+                         WHERE status_check_id IN ({marks}) AND incoming_event_id IN ({})",
+                        repeat("?", events.len())
                     ),
                     args,
                 ));
@@ -329,35 +337,60 @@ impl Batch {
         }
         let sets = tx.fetch_each(&statements).await?;
         let batch_events: HashSet<u64> = self.event_ids.iter().copied().collect();
-        let mut pending = Vec::new();
         for (kind, rows) in kinds.into_iter().zip(sets) {
-            if let Read::Sessions = kind {
-                for row in &rows {
-                    let row = SessionRow::from_row(row)?;
-                    let id = row.status_check_id;
-                    self.add_session(row);
-                    // Everything the session had before the batch is read here.
-                    if let Some(s) = self.sessions.get_mut(&id) {
-                        s.known_loaded = true;
-                        s.pending = Some(BTreeMap::new());
+            for row in &rows {
+                if let Read::Sessions = kind {
+                    let id = StatusCheckId::new(row.id("status_check_id")?);
+                    if !self.sessions.contains_key(&id) {
+                        self.add_session(SessionRow::from_row(row)?);
+                        // Everything the session had before the batch is read here.
+                        if let Some(s) = self.sessions.get_mut(&id) {
+                            s.known_loaded = true;
+                            s.pending = Some(BTreeMap::new());
+                        }
                     }
                 }
-                continue;
-            }
-            for row in rows {
-                let incoming_event_id = row.id("incoming_event_id")?;
-                if batch_events.contains(&incoming_event_id) {
-                    self.known.insert((
-                        StatusCheckId::new(row.id("status_check_id")?),
-                        incoming_event_id,
-                    ));
-                }
-                if row.text("state")? == "pending" {
-                    pending.push(row);
-                }
+                self.add_event_read(row, &batch_events)?;
             }
         }
-        self.add_pending(&pending)
+        Ok(())
+    }
+
+    /// Adds an event read with its session (`event_id`, `event_outgoing_id`,
+    /// `event_occurred_at_ms`, `event_state`; all `NULL` for none) to what the batch knows:
+    /// one of the batch's events it has, or one of its pending events.
+    fn add_event_read(&mut self, row: &Row, batch_events: &HashSet<u64>) -> Result<(), StoreError> {
+        if row.opt_int("event_id")?.is_none() {
+            return Ok(());
+        }
+        let status_check_id = StatusCheckId::new(row.id("status_check_id")?);
+        let incoming_event_id = row.id("event_id")?;
+        if batch_events.contains(&incoming_event_id) {
+            self.known.insert((status_check_id, incoming_event_id));
+        }
+        if row.text("event_state")? != "pending" {
+            return Ok(());
+        }
+        let occurred_at_ms = row.int("event_occurred_at_ms")?;
+        let event = EventInput {
+            incoming_event_id,
+            outgoing_event_id: row
+                .opt_int("event_outgoing_id")?
+                .map(|_| row.id("event_outgoing_id"))
+                .transpose()?,
+            occurred_at: ms_to_ts(occurred_at_ms)?,
+        };
+        if let Some(list) = self
+            .sessions
+            .get_mut(&status_check_id)
+            .and_then(|s| s.pending.as_mut())
+        {
+            list.insert(
+                (occurred_at_ms, incoming_event_id),
+                Pending { event, new: None },
+            );
+        }
+        Ok(())
     }
 
     /// Adds pending events read (`status_check_id, incoming_event_id, outgoing_event_id,

@@ -533,3 +533,40 @@ async fn an_event_reports_a_deadline_moved_earlier_only_after_the_gap_shrank() {
         db.finish().await;
     }
 }
+
+/// A batch holding more events than one read looks up at once (1,000) finds its duplicates
+/// among all of them: those of events taken in before it and those within it.
+#[tokio::test]
+async fn a_batch_of_more_than_a_thousand_events_finds_every_duplicate() {
+    for db in TestDb::both().await {
+        let refs = prepare(&db.store).await;
+        let at = |i: u64| ts("2025-06-10T08:00:00Z") + SignedDuration::from_secs(i as i64);
+        let event = |i: u64| {
+            request(
+                refs,
+                RUNNING[(i % 3) as usize],
+                100 + i,
+                "TOILET_ACTIVITY",
+                at(i),
+            )
+        };
+        // Taken in before the batch: the 1,200th and the 3rd event.
+        db.store.take_in_alone(event(1_199)).await.unwrap();
+        db.store.take_in_alone(event(2)).await.unwrap();
+        let mut batch: Vec<IntakeRequest> = (0..1_200).map(event).collect();
+        // Within the batch: the 1,101st again.
+        batch.push(event(1_100));
+        let got = db.store.take_in_as_one_batch(batch).await.unwrap();
+        let duplicates: Vec<usize> = got
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| match &r.found {
+                IntakeFound::Sessions(s) => s[0].applied == ApplyOutcome::Duplicate,
+                other => panic!("{}: {other:?}", db.name),
+            })
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(duplicates, [2, 1_199, 1_200], "{}", db.name);
+        db.finish().await;
+    }
+}
