@@ -540,7 +540,7 @@ async fn an_event_reports_a_deadline_moved_earlier_only_after_the_gap_shrank() {
 async fn a_batch_of_more_than_a_thousand_events_finds_every_duplicate() {
     for db in TestDb::both().await {
         let refs = prepare(&db.store).await;
-        let at = |i: u64| ts("2025-06-10T08:00:00Z") + SignedDuration::from_secs(i as i64);
+        let at = |i: u64| ts("2025-06-10T08:00:00Z") + SignedDuration::from_secs(i.cast_signed());
         let event = |i: u64| {
             request(
                 refs,
