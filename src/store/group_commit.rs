@@ -202,13 +202,15 @@ fn report_panic(ended: Result<(), tokio::task::JoinError>) {
 /// told when the batch's transaction sends its `COMMIT`.
 async fn commit_batch(store: &Store, batch: Vec<Submission>, signal: Arc<CommitSignal>) {
     let intakes: Option<Vec<Arc<IntakeRequest>>> = batch.iter().map(|s| s.intake.clone()).collect();
+    // The signal lives until the batch is done, so that the next batch waits for the pieces
+    // of a failed one to run alone.
     let together = match intakes {
-        Some(requests) => take_in_together(store, requests, signal).await,
+        Some(requests) => take_in_together(store, requests, Arc::clone(&signal)).await,
         None => {
             run_together(
                 store,
                 batch.iter().map(|s| Arc::clone(&s.work)).collect(),
-                signal,
+                Arc::clone(&signal),
             )
             .await
         }
@@ -225,6 +227,7 @@ async fn commit_batch(store: &Store, batch: Vec<Submission>, signal: Arc<CommitS
         Err(e) => e,
     };
     answer_failed(store, batch, error).await;
+    drop(signal);
 }
 
 /// Takes every event of a batch in, with statements per batch.
