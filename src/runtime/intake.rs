@@ -16,7 +16,8 @@ use crate::telemetry::names;
 pub struct WatchedEvent {
     /// The robot.
     pub robot_id: RobotId,
-    /// Megazord's `incoming_event.id` (or the local id of an event ingested over HTTP).
+    /// Megazord's `incoming_event.id` (or, for an event ingested over HTTP, the number its id
+    /// hashes to, or a local id when it had none).
     pub incoming_event_id: u64,
     /// Megazord's `outgoing_event.id` when it came through a subscription.
     pub outgoing_event_id: Option<u64>,

@@ -39,7 +39,8 @@ pub struct SessionSummary {
 /// One event a session took in, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
-    /// Megazord's `incoming_event.id`, or the local id of an event posted over HTTP.
+    /// Megazord's `incoming_event.id`, or for an event posted over HTTP the number its id hashes
+    /// to (a local id when it had none).
     pub incoming_event_id: u64,
     /// When it happened (as taken: an instant too far in the future is taken as its arrival).
     pub occurred_at: Timestamp,
