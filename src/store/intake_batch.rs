@@ -393,34 +393,6 @@ impl Batch {
         Ok(())
     }
 
-    /// Adds pending events read (`status_check_id, incoming_event_id, outgoing_event_id,
-    /// occurred_at_ms`) to their sessions' lists.
-    fn add_pending(&mut self, rows: &[Row]) -> Result<(), StoreError> {
-        for row in rows {
-            let status_check_id = StatusCheckId::new(row.id("status_check_id")?);
-            let occurred_at_ms = row.int("occurred_at_ms")?;
-            let event = EventInput {
-                incoming_event_id: row.id("incoming_event_id")?,
-                outgoing_event_id: row
-                    .opt_int("outgoing_event_id")?
-                    .map(|_| row.id("outgoing_event_id"))
-                    .transpose()?,
-                occurred_at: ms_to_ts(occurred_at_ms)?,
-            };
-            if let Some(list) = self
-                .sessions
-                .get_mut(&status_check_id)
-                .and_then(|s| s.pending.as_mut())
-            {
-                list.insert(
-                    (occurred_at_ms, event.incoming_event_id),
-                    Pending { event, new: None },
-                );
-            }
-        }
-        Ok(())
-    }
-
     /// Reads the events of a session started (or found started) during the batch that it has
     /// of the batch's.
     async fn load_known_of(
@@ -464,12 +436,17 @@ impl Batch {
         }
         let rows = tx
             .fetch_all(
-                "SELECT status_check_id, incoming_event_id, outgoing_event_id, occurred_at_ms \
-                 FROM status_job_event WHERE status_check_id = ? AND state = 'pending'",
+                "SELECT status_check_id, incoming_event_id AS event_id, \
+                 outgoing_event_id AS event_outgoing_id, occurred_at_ms AS event_occurred_at_ms, \
+                 state AS event_state FROM status_job_event \
+                 WHERE status_check_id = ? AND state = 'pending'",
                 &[status_check_id.into()],
             )
             .await?;
-        self.add_pending(&rows)
+        for row in &rows {
+            self.add_event_read(row, &HashSet::new())?;
+        }
+        Ok(())
     }
 
     /// One request, as `take_in` does it alone.
