@@ -19,8 +19,7 @@
 //! On SQLite one committer runs (one writer). On MySQL several run side by side, each on its
 //! own connection; pieces are spread over them by key (the robot), so that the events of one
 //! robot, and with them those of one session, are always applied by the same committer, in
-//! arrival order. A committer begins its next batch once the last one has sent its `COMMIT`
-//! (see [`commit_loop`]), so that the wait for the disk overlaps the next batch's work.
+//! arrival order, and never in two concurrent batches.
 
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
@@ -30,7 +29,6 @@ use tokio::sync::{mpsc, oneshot};
 use jiff::{SignedDuration, Timestamp};
 
 use super::lookups::event_id;
-use super::sql::CommitSignal;
 use super::types::{ApplyOutcome, EventInput, StartOutcome, StatusCheckId, StatusCheckRefs};
 use super::{BoxFuture, Dialect, Store, StoreError, Tx, intake_batch, rules, transitions};
 use crate::domain::{RobotId, Session};
@@ -160,60 +158,25 @@ fn stopped() -> StoreError {
 
 /// Takes whatever is waiting and applies it, batch after batch, until every store that could
 /// submit is gone.
-///
-/// A batch begins once the one before it has sent its `COMMIT` ([`CommitSignal`]), not once
-/// that `COMMIT` has come back: the wait for the log to reach the disk (about a millisecond on
-/// the machines measured, as long as the rest of a batch) overlaps the next batch's work. The
-/// earlier batch takes no lock and reads nothing after its `COMMIT` is sent, so the later one
-/// still applies its events after it: a row both touch is locked by the earlier batch when the
-/// later one reads it and stays so until the earlier one committed. At most two batches are in
-/// flight. A batch that fails runs its pieces alone before the next batch begins, except when
-/// its `COMMIT` itself fails: then the next batch has begun, and the failed batch's events are
-/// applied after it.
 async fn commit_loop(store: Store, mut queue: mpsc::Receiver<Submission>, max_batch: usize) {
     let mut waiting = Vec::with_capacity(max_batch);
-    let mut committing: Option<tokio::task::JoinHandle<()>> = None;
     while queue.recv_many(&mut waiting, max_batch).await > 0 {
         let batch = std::mem::take(&mut waiting);
-        let (signal, sent) = CommitSignal::new();
         // In a task of its own: a piece that panics loses its batch's answers (its callers
         // see the stage stopped), not the committer.
         let store = store.clone();
-        let running = tokio::spawn(async move { commit_batch(&store, batch, signal).await });
-        if let Some(earlier) = committing.take() {
-            report_panic(earlier.await);
+        if let Err(e) = tokio::spawn(async move { commit_batch(&store, batch).await }).await {
+            tracing::error!(error = %e, "a group commit batch panicked; its callers got an error");
         }
-        // Sent, or the batch ended (its signal dropped) without sending one.
-        let _ = sent.await;
-        committing = Some(running);
-    }
-    if let Some(last) = committing {
-        report_panic(last.await);
     }
 }
 
-fn report_panic(ended: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = ended {
-        tracing::error!(error = %e, "a group commit batch panicked; its callers got an error");
-    }
-}
-
-/// Applies `batch` in one transaction, or each piece alone when the batch failed; `signal` is
-/// told when the batch's transaction sends its `COMMIT`.
-async fn commit_batch(store: &Store, batch: Vec<Submission>, signal: Arc<CommitSignal>) {
+/// Applies `batch` in one transaction, or each piece alone when the batch failed.
+async fn commit_batch(store: &Store, batch: Vec<Submission>) {
     let intakes: Option<Vec<Arc<IntakeRequest>>> = batch.iter().map(|s| s.intake.clone()).collect();
-    // The signal lives until the batch is done, so that the next batch waits for the pieces
-    // of a failed one to run alone.
     let together = match intakes {
-        Some(requests) => take_in_together(store, requests, Arc::clone(&signal)).await,
-        None => {
-            run_together(
-                store,
-                batch.iter().map(|s| Arc::clone(&s.work)).collect(),
-                Arc::clone(&signal),
-            )
-            .await
-        }
+        Some(requests) => take_in_together(store, requests).await,
+        None => run_together(store, batch.iter().map(|s| Arc::clone(&s.work)).collect()).await,
     };
     let pieces = batch.len() as u64;
     let error = match together {
@@ -227,20 +190,17 @@ async fn commit_batch(store: &Store, batch: Vec<Submission>, signal: Arc<CommitS
         Err(e) => e,
     };
     answer_failed(store, batch, error).await;
-    drop(signal);
 }
 
 /// Takes every event of a batch in, with statements per batch.
 async fn take_in_together(
     store: &Store,
     requests: Vec<Arc<IntakeRequest>>,
-    signal: Arc<CommitSignal>,
 ) -> Result<Vec<Box<dyn Any + Send>>, StoreError> {
     let requests = Arc::new(requests);
     store
         .run(move |tx| {
             let requests = Arc::clone(&requests);
-            tx.commit_signal = Some(Arc::clone(&signal));
             Box::pin(async move {
                 let each: Vec<&IntakeRequest> = requests.iter().map(|r| &**r).collect();
                 let records = intake_batch::take_in_batch(tx, &each).await?;
@@ -257,7 +217,6 @@ async fn take_in_together(
 async fn run_together(
     store: &Store,
     works: Vec<Arc<dyn Work>>,
-    signal: Arc<CommitSignal>,
 ) -> Result<Vec<Box<dyn Any + Send>>, StoreError> {
     let works = Arc::new(works);
     {
@@ -265,7 +224,6 @@ async fn run_together(
         store
             .run(move |tx| {
                 let works = Arc::clone(&works);
-                tx.commit_signal = Some(Arc::clone(&signal));
                 Box::pin(async move {
                     let mut outputs = Vec::with_capacity(works.len());
                     for work in works.iter() {
