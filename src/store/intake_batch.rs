@@ -1,8 +1,8 @@
 //! A group commit's events taken in with statements per batch instead of per event, in three
 //! round trips on MySQL: (1) its robots' rules, each with the ids of the sessions their events
-//! may fall in (by the `(robot_id, local_date)` index, without locks); (2) those sessions by id, read under
-//! their row locks in id order, and in one read both which of the batch's events they have
-//! already and their pending events; then the core decides every event in memory, in arrival
+//! may fall in (by the `(robot_id, local_date)` index, without locks); (2) those sessions by id,
+//! read under their row locks in id order, each with its pending events and the batch's events
+//! it has already, in one statement; then the core decides every event in memory, in arrival
 //! order; (3) multi-row inserts of the events and records and one update of the session rows,
 //! sent with the `COMMIT`. Per event there used to be some six round trips.
 //!
@@ -29,7 +29,7 @@ use super::group_commit::{EventIdSource, IntakeFound, IntakeRecord, IntakeReques
 use super::lookups::event_id;
 use super::rules;
 use super::session_row::{COLUMNS, SessionRow, ms_to_ts, ts_to_ms, ts_to_sql};
-use super::sql::{Arg, Row, Tx};
+use super::sql::{Arg, Row, Tx, qualified};
 use super::transitions::{self, event_state, lock_session, record_result};
 use super::types::{ApplyOutcome, EventInput, StartOutcome, StatusCheckId, StoredRule};
 use crate::domain::{EventClass, RobotId, Session};
@@ -38,6 +38,12 @@ use crate::domain::{EventClass, RobotId, Session};
 const ROWS_PER_STATEMENT: usize = 200;
 /// Event ids per `IN` list.
 const IDS_PER_STATEMENT: usize = 1000;
+
+/// A `status_job_event` row's columns under the names [`Batch::add_event_read`] reads (those
+/// the sessions' read gives its joined events).
+const EVENT_AS_READ: &str = "status_check_id, incoming_event_id AS event_id, \
+     outgoing_event_id AS event_outgoing_id, occurred_at_ms AS event_occurred_at_ms, \
+     state AS event_state";
 
 /// What a statement of [`Batch::read_sessions`] reads.
 enum Read {
@@ -282,8 +288,7 @@ impl Batch {
             return Ok(());
         }
         ids.sort_unstable();
-        let session_columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("s.{c}")).collect();
-        let session_columns = session_columns.join(", ");
+        let session_columns = qualified(COLUMNS, "s");
         let mut event_chunks = self.event_ids.chunks(IDS_PER_STATEMENT);
         let first_events = event_chunks.next().unwrap_or(&[]);
         let mut statements = Vec::new();
@@ -323,10 +328,7 @@ impl Batch {
                 args.extend(events.iter().map(|&id| Arg::from(id)));
                 statements.push((
                     format!(
-                        "SELECT status_check_id, incoming_event_id AS event_id, \
-                         outgoing_event_id AS event_outgoing_id, \
-                         occurred_at_ms AS event_occurred_at_ms, state AS event_state \
-                         FROM status_job_event \
+                        "SELECT {EVENT_AS_READ} FROM status_job_event \
                          WHERE status_check_id IN ({marks}) AND incoming_event_id IN ({})",
                         repeat("?", events.len())
                     ),
@@ -436,10 +438,10 @@ impl Batch {
         }
         let rows = tx
             .fetch_all(
-                "SELECT status_check_id, incoming_event_id AS event_id, \
-                 outgoing_event_id AS event_outgoing_id, occurred_at_ms AS event_occurred_at_ms, \
-                 state AS event_state FROM status_job_event \
-                 WHERE status_check_id = ? AND state = 'pending'",
+                &format!(
+                    "SELECT {EVENT_AS_READ} FROM status_job_event \
+                     WHERE status_check_id = ? AND state = 'pending'"
+                ),
                 &[status_check_id.into()],
             )
             .await?;

@@ -240,7 +240,7 @@ pub(crate) async fn event_id(tx: &mut Tx, external_id: Option<&str>) -> Result<u
 
 /// A Megazord incoming id as it is, any other id as its [`named_event_id`].
 fn named_or_megazord_event_id(external_id: &str) -> u64 {
-    megazord_event_id(Some(external_id)).unwrap_or_else(|| named_event_id(external_id))
+    megazord_event_id(external_id).unwrap_or_else(|| named_event_id(external_id))
 }
 
 /// The numeric id of an event whose id is not a Megazord incoming id: the first eight bytes of
@@ -269,8 +269,7 @@ pub fn named_event_id(external_id: &str) -> u64 {
 }
 
 /// A plain number below the local ids is a Megazord incoming id, used as it is.
-pub(crate) fn megazord_event_id(external_id: Option<&str>) -> Option<u64> {
-    let id = external_id?;
+fn megazord_event_id(id: &str) -> Option<u64> {
     let n = id.parse::<u64>().ok()?;
     (n < LOCAL_EVENT_ID_BASE && n.to_string() == id).then_some(n)
 }

@@ -231,7 +231,6 @@ pub fn select_with_sessions(
     robots: &[RobotId],
     dates: &[String],
 ) -> (String, Vec<super::sql::Arg>) {
-    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("r.{c}")).collect();
     let mut args: Vec<super::sql::Arg> = dates.iter().map(|d| d.clone().into()).collect();
     args.extend(robots.iter().map(|&r| super::sql::Arg::from(r)));
     (
@@ -239,7 +238,7 @@ pub fn select_with_sessions(
             "SELECT {}, s.status_check_id, s.local_date FROM status_job_rule r \
              LEFT JOIN status_job_session s ON s.robot_id = r.robot_id AND s.local_date IN ({}) \
              WHERE r.robot_id IN ({})",
-            columns.join(", "),
+            super::sql::qualified(COLUMNS, "r"),
             vec!["?"; dates.len()].join(", "),
             vec!["?"; robots.len()].join(", ")
         ),

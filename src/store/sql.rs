@@ -154,6 +154,16 @@ impl<T: Into<Arg>> From<Option<T>> for Arg {
     }
 }
 
+/// `columns` (a list as `"a, b, c"`) each qualified with `alias`, for a statement that joins
+/// tables: `qualified("a, b", "s")` is `"s.a, s.b"`.
+pub(crate) fn qualified(columns: &str, alias: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// An id as the databases store it. Ids never reach 2^63; one that did would be a corrupt
 /// input, and saturating keeps it from aliasing a real row.
 pub fn to_i64(v: u64) -> i64 {
@@ -595,6 +605,12 @@ mod tests {
         let mut read = ResultSets::of(statement);
         read.push(names.iter().copied(), values).unwrap();
         read.into_rows().remove(0)
+    }
+
+    #[test]
+    fn columns_are_qualified_each_with_the_alias() {
+        assert_eq!(qualified("a, b_c, `order`", "s"), "s.a, s.b_c, s.`order`");
+        assert_eq!(qualified("id", "r"), "r.id");
     }
 
     #[test]
