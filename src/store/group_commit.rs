@@ -19,9 +19,12 @@
 //! On SQLite one committer runs (one writer). On MySQL several run side by side, each on its
 //! own connection; pieces are spread over them by key (the robot), so that the events of one
 //! robot, and with them those of one session, are always applied by the same committer, in
-//! arrival order, and never in two concurrent batches.
+//! arrival order. A committer begins its next batch while the last one waits for its `COMMIT`
+//! when the two share no key (see [`commit_loop`]), so that the wait for the disk overlaps the
+//! next batch's work.
 
 use std::any::Any;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot};
@@ -29,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use jiff::{SignedDuration, Timestamp};
 
 use super::lookups::event_id;
+use super::sql::CommitSignal;
 use super::types::{ApplyOutcome, EventInput, StartOutcome, StatusCheckId, StatusCheckRefs};
 use super::{BoxFuture, Dialect, Store, StoreError, Tx, intake_batch, rules, transitions};
 use crate::domain::{RobotId, Session};
@@ -74,6 +78,8 @@ type Reply = Box<dyn FnOnce(Result<Box<dyn Any + Send>, StoreError>) + Send>;
 
 /// One caller's piece and where its answer goes.
 struct Submission {
+    /// What the piece reads and writes lies with this key alone (the robot).
+    key: u64,
     work: Arc<dyn Work>,
     /// The event, when the piece takes one in: a batch of such pieces is taken in with
     /// statements per batch ([`super::intake_batch`]), `work` being what each runs alone.
@@ -118,6 +124,7 @@ impl Store {
         });
         queue
             .send(Submission {
+                key,
                 work,
                 intake,
                 reply,
@@ -156,27 +163,120 @@ fn stopped() -> StoreError {
     StoreError::Invalid("the group commit stage stopped".into())
 }
 
+/// Batches of one committer in flight at once: the one reading and deciding, and the one
+/// before it waiting for its `COMMIT` (1: one after the other). A third (measured on MariaDB with 32 clients) found the
+/// queue empty more often and made the batches smaller, for no more events a second.
+const IN_FLIGHT: usize = 2;
+
 /// Takes whatever is waiting and applies it, batch after batch, until every store that could
 /// submit is gone.
+///
+/// A batch begins once the batch before it has sent its `COMMIT` ([`CommitSignal`]), not once
+/// that `COMMIT` has come back: the wait for the log to reach the disk (about a millisecond on
+/// the machines measured, as long as the rest of a batch) overlaps the next batch's work. So
+/// that this changes no outcome, a batch shares no key (robot) with a batch in flight:
+/// everything a piece reads and writes lies with its key, so they touch no row in common,
+/// whatever becomes of the earlier batch (on MySQL its writes travel with its `COMMIT` and may
+/// still fail, and then its pieces run alone, or it runs again after a lost lock race, while
+/// the later one goes on). A piece whose key a batch in flight has, and every piece of that key
+/// after it, waits for a batch after that one is done, its pieces run alone included: the
+/// pieces of one key are applied in arrival order, those of different keys in any. On SQLite
+/// the later batch waits for the one writer connection, so only the order of the two matters
+/// there: the pieces of a failed batch, run alone, come after it. At most [`IN_FLIGHT`] batches are
+/// in flight.
 async fn commit_loop(store: Store, mut queue: mpsc::Receiver<Submission>, max_batch: usize) {
-    let mut waiting = Vec::with_capacity(max_batch);
-    while queue.recv_many(&mut waiting, max_batch).await > 0 {
-        let batch = std::mem::take(&mut waiting);
+    // In arrival order, not yet in a batch.
+    let mut waiting: Vec<Submission> = Vec::with_capacity(max_batch);
+    // Oldest first, each with its keys.
+    let mut in_flight: VecDeque<(tokio::task::JoinHandle<()>, HashSet<u64>)> = VecDeque::new();
+    loop {
+        // The oldest are done before the next batch begins.
+        while in_flight.len() >= IN_FLIGHT
+            && let Some((earlier, _)) = in_flight.pop_front()
+        {
+            report_panic(earlier.await);
+        }
+        if waiting.is_empty() {
+            if queue.recv_many(&mut waiting, max_batch).await == 0 {
+                break;
+            }
+        } else {
+            while waiting.len() < max_batch
+                && let Ok(submission) = queue.try_recv()
+            {
+                waiting.push(submission);
+            }
+        }
+        let busy: HashSet<u64> = in_flight
+            .iter()
+            .flat_map(|(_, keys)| keys.iter().copied())
+            .collect();
+        let (batch, held) = next_batch(std::mem::take(&mut waiting), &busy, max_batch);
+        waiting = held;
+        if batch.is_empty() {
+            // Every waiting piece has a key of a batch in flight.
+            if let Some((earlier, _)) = in_flight.pop_front() {
+                report_panic(earlier.await);
+            }
+            continue;
+        }
+        let keys: HashSet<u64> = batch.iter().map(|s| s.key).collect();
+        let (signal, sent) = CommitSignal::new();
         // In a task of its own: a piece that panics loses its batch's answers (its callers
         // see the stage stopped), not the committer.
         let store = store.clone();
-        if let Err(e) = tokio::spawn(async move { commit_batch(&store, batch).await }).await {
-            tracing::error!(error = %e, "a group commit batch panicked; its callers got an error");
-        }
+        let running = tokio::spawn(async move { commit_batch(&store, batch, signal).await });
+        // Sent, or the batch ended (its signal dropped) without sending one.
+        let _ = sent.await;
+        in_flight.push_back((running, keys));
+    }
+    for (last, _) in in_flight {
+        report_panic(last.await);
     }
 }
 
-/// Applies `batch` in one transaction, or each piece alone when the batch failed.
-async fn commit_batch(store: &Store, batch: Vec<Submission>) {
+/// Splits `waiting` (in arrival order) into the next batch, at most `max_batch` pieces none of
+/// whose keys is `busy`, and the pieces held back, in their order: those beyond the batch, and
+/// those of a busy key with every piece of their key after them.
+fn next_batch(
+    waiting: Vec<Submission>,
+    busy: &HashSet<u64>,
+    max_batch: usize,
+) -> (Vec<Submission>, Vec<Submission>) {
+    let mut blocked = busy.clone();
+    let mut batch = Vec::with_capacity(waiting.len().min(max_batch));
+    let mut held = Vec::new();
+    for submission in waiting {
+        if batch.len() < max_batch && !blocked.contains(&submission.key) {
+            batch.push(submission);
+        } else {
+            blocked.insert(submission.key);
+            held.push(submission);
+        }
+    }
+    (batch, held)
+}
+
+fn report_panic(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = ended {
+        tracing::error!(error = %e, "a group commit batch panicked; its callers got an error");
+    }
+}
+
+/// Applies `batch` in one transaction, or each piece alone when the batch failed; `signal` is
+/// told when the batch's transaction sends its `COMMIT`.
+async fn commit_batch(store: &Store, batch: Vec<Submission>, signal: Arc<CommitSignal>) {
     let intakes: Option<Vec<Arc<IntakeRequest>>> = batch.iter().map(|s| s.intake.clone()).collect();
     let together = match intakes {
-        Some(requests) => take_in_together(store, requests).await,
-        None => run_together(store, batch.iter().map(|s| Arc::clone(&s.work)).collect()).await,
+        Some(requests) => take_in_together(store, requests, signal).await,
+        None => {
+            run_together(
+                store,
+                batch.iter().map(|s| Arc::clone(&s.work)).collect(),
+                signal,
+            )
+            .await
+        }
     };
     let pieces = batch.len() as u64;
     let error = match together {
@@ -196,14 +296,18 @@ async fn commit_batch(store: &Store, batch: Vec<Submission>) {
 async fn take_in_together(
     store: &Store,
     requests: Vec<Arc<IntakeRequest>>,
+    signal: Arc<CommitSignal>,
 ) -> Result<Vec<Box<dyn Any + Send>>, StoreError> {
     let requests = Arc::new(requests);
+    let copies = store.robots.clone();
     store
         .run(move |tx| {
             let requests = Arc::clone(&requests);
+            let copies = copies.clone();
+            tx.commit_signal = Some(Arc::clone(&signal));
             Box::pin(async move {
                 let each: Vec<&IntakeRequest> = requests.iter().map(|r| &**r).collect();
-                let records = intake_batch::take_in_batch(tx, &each).await?;
+                let records = intake_batch::take_in_batch(tx, &each, &copies).await?;
                 Ok(records
                     .into_iter()
                     .map(|r| Box::new(r) as Box<dyn Any + Send>)
@@ -217,6 +321,7 @@ async fn take_in_together(
 async fn run_together(
     store: &Store,
     works: Vec<Arc<dyn Work>>,
+    signal: Arc<CommitSignal>,
 ) -> Result<Vec<Box<dyn Any + Send>>, StoreError> {
     let works = Arc::new(works);
     {
@@ -224,6 +329,7 @@ async fn run_together(
         store
             .run(move |tx| {
                 let works = Arc::clone(&works);
+                tx.commit_signal = Some(Arc::clone(&signal));
                 Box::pin(async move {
                     let mut outputs = Vec::with_capacity(works.len());
                     for work in works.iter() {
@@ -403,11 +509,13 @@ impl Store {
         requests: Vec<IntakeRequest>,
     ) -> Result<Vec<IntakeRecord>, StoreError> {
         let requests = Arc::new(requests);
+        let copies = self.robots.clone();
         self.run(move |tx| {
             let requests = Arc::clone(&requests);
+            let copies = copies.clone();
             Box::pin(async move {
                 let each: Vec<&IntakeRequest> = requests.iter().collect();
-                intake_batch::take_in_batch(tx, &each).await
+                intake_batch::take_in_batch(tx, &each, &copies).await
             })
         })
         .await
@@ -508,4 +616,57 @@ async fn take_in(tx: &mut Tx, request: &IntakeRequest) -> Result<IntakeRecord, S
     }
     record.found = IntakeFound::Sessions(steps);
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nothing(_: &mut Tx) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn piece(key: u64) -> Submission {
+        Submission {
+            key,
+            work: Arc::new(nothing),
+            intake: None,
+            reply: Box::new(|_| {}),
+        }
+    }
+
+    fn keys(pieces: &[Submission]) -> Vec<u64> {
+        pieces.iter().map(|s| s.key).collect()
+    }
+
+    #[test]
+    fn without_a_batch_committing_the_next_batch_is_the_first_pieces() {
+        let waiting = [1, 2, 1, 3].map(piece).into_iter().collect();
+        let (batch, held) = next_batch(waiting, &HashSet::new(), 3);
+        assert_eq!((keys(&batch), keys(&held)), (vec![1, 2, 1], vec![3]));
+    }
+
+    #[test]
+    fn a_key_of_the_batch_committing_is_held_with_every_later_piece_of_it() {
+        let busy = HashSet::from([2]);
+        let waiting = [1, 2, 3, 2, 4].map(piece).into_iter().collect();
+        let (batch, held) = next_batch(waiting, &busy, 256);
+        assert_eq!((keys(&batch), keys(&held)), (vec![1, 3, 4], vec![2, 2]));
+    }
+
+    #[test]
+    fn pieces_beyond_a_full_batch_wait_in_their_order() {
+        let waiting = [1, 2, 5, 3, 5].map(piece).into_iter().collect();
+        let (batch, held) = next_batch(waiting, &HashSet::new(), 2);
+        assert_eq!((keys(&batch), keys(&held)), (vec![1, 2], vec![5, 3, 5]));
+    }
+
+    #[test]
+    fn every_piece_of_a_busy_key_waits_and_none_is_lost() {
+        let busy = HashSet::from([1, 2]);
+        let waiting = [1, 2, 1].map(piece).into_iter().collect();
+        let (batch, held) = next_batch(waiting, &busy, 256);
+        assert!(batch.is_empty());
+        assert_eq!(keys(&held), vec![1, 2, 1]);
+    }
 }

@@ -6,6 +6,12 @@
 //! order; (3) multi-row inserts of the events and records and one update of the session rows,
 //! sent with the `COMMIT`. Per event there used to be some six round trips.
 //!
+//! Round trip (1) is mostly saved: the store keeps what it last read of each robot
+//! ([`super::robot_copies`]), and a batch whose every robot and date it holds locks the
+//! sessions by those ids at once, reading the rules and ids again in the same round trip. When
+//! what it reads differs from what it guessed (a rule changed, a session was started), it
+//! decides on what it read and locks the sessions again by that: two round trips, as before.
+//!
 //! The sessions are locked by id, not by `(robot_id, local_date)`: MariaDB answered the latter,
 //! with `ORDER BY status_check_id`, by walking the primary key through every session, which
 //! cost 60 % of its time at 200 robots (the slow query log's `Rows_examined`) and grows with
@@ -27,6 +33,7 @@ use jiff::Timestamp;
 use super::error::StoreError;
 use super::group_commit::{EventIdSource, IntakeFound, IntakeRecord, IntakeRequest, SessionStep};
 use super::lookups::event_id;
+use super::robot_copies::{Lookups, RobotCopies};
 use super::rules;
 use super::session_row::{COLUMNS, SessionRow, ms_to_ts, ts_to_ms, ts_to_sql};
 use super::sql::{Arg, Row, Tx, qualified};
@@ -47,6 +54,8 @@ const EVENT_AS_READ: &str = "status_check_id, incoming_event_id AS event_id, \
 
 /// What a statement of [`Batch::read_sessions`] reads.
 enum Read {
+    /// Rules with their sessions' ids, to check a guess from copies.
+    Lookup,
     /// Session rows under their locks, each with its pending events and those of the batch's
     /// first thousand it has.
     Sessions,
@@ -55,24 +64,60 @@ enum Read {
 }
 
 /// Takes in `requests` in one open transaction, in their order; see the module documentation.
+/// `copies` may save the first round trip.
 pub(super) async fn take_in_batch(
     tx: &mut Tx,
     requests: &[&IntakeRequest],
+    copies: &RobotCopies,
 ) -> Result<Vec<IntakeRecord>, StoreError> {
-    let (event_ids, rules, session_ids) = event_ids_and_rules(tx, requests).await?;
-    let plans: Vec<Plan> = requests
-        .iter()
-        .zip(&event_ids)
-        .map(|(request, id)| Plan::of(request, *id, rules.get(&request.robot_id)))
+    let event_ids = event_ids(tx, requests).await?;
+    let robots: Vec<RobotId> = distinct(requests.iter().map(|r| r.robot_id));
+    let dates: Vec<String> = candidate_dates(requests);
+    let lookup: Vec<(String, Vec<Arg>)> = robots
+        .chunks(ROWS_PER_STATEMENT)
+        .map(|chunk| rules::select_with_sessions(chunk, &dates))
         .collect();
+    let guess = copies.guess(&robots, &dates);
+    let mut lookups = match &guess {
+        Some(guess) => guess.clone(),
+        None => {
+            let read = lookups_of(&tx.fetch_each(&lookup).await?)?;
+            copies.keep(&robots, &dates, &read);
+            read
+        }
+    };
     let mut batch = Batch::default();
-    batch.read_sessions(tx, &plans, &session_ids).await?;
+    // A guess is read again with the sessions' locks, and checked.
+    let check: &[(String, Vec<Arg>)] = if guess.is_some() { &lookup } else { &[] };
+    let mut plans = plans_of(requests, &event_ids, &lookups);
+    if let Some(read) = batch
+        .read_sessions(tx, &plans, &lookups.sessions, check)
+        .await?
+        && read != lookups
+    {
+        // The guess was stale: decide on what was read, with every session it names locked.
+        copies.keep(&robots, &dates, &read);
+        lookups = read;
+        plans = plans_of(requests, &event_ids, &lookups);
+        batch = Batch::default();
+        batch
+            .read_sessions(tx, &plans, &lookups.sessions, &[])
+            .await?;
+    }
     let mut records = Vec::with_capacity(plans.len());
     for (plan, request) in plans.into_iter().zip(requests) {
         records.push(batch.take_in(tx, plan, request).await?);
     }
     batch.write(tx).await?;
     Ok(records)
+}
+
+fn plans_of(requests: &[&IntakeRequest], event_ids: &[u64], lookups: &Lookups) -> Vec<Plan> {
+    requests
+        .iter()
+        .zip(event_ids)
+        .map(|(request, id)| Plan::of(request, *id, lookups.rules.get(&request.robot_id)))
+        .collect()
 }
 
 /// The values in their first order, each once.
@@ -90,38 +135,9 @@ fn repeat(item: &str, n: usize) -> String {
     vec![item; n].join(", ")
 }
 
-/// The sessions found by [`event_ids_and_rules`], by `(robot_id, local_date)`.
-type SessionIds = HashMap<(RobotId, String), StatusCheckId>;
-
-/// The numeric id of every request's event, as [`super::lookups::event_id`] gives it, the
-/// rules of the requests' robots, and the ids of the sessions their events may fall in, in one
-/// round trip: one read of the rules joined with their sessions. Only an event without any id
-/// needs a statement of its own, for a fresh local id.
-async fn event_ids_and_rules(
-    tx: &mut Tx,
-    requests: &[&IntakeRequest],
-) -> Result<(Vec<u64>, HashMap<RobotId, StoredRule>, SessionIds), StoreError> {
-    let robots: Vec<RobotId> = distinct(requests.iter().map(|r| r.robot_id));
-    let dates: Vec<String> = candidate_dates(requests);
-    let statements: Vec<(String, Vec<Arg>)> = robots
-        .chunks(ROWS_PER_STATEMENT)
-        .map(|chunk| rules::select_with_sessions(chunk, &dates))
-        .collect();
-    let sets = tx.fetch_each(&statements).await?;
-    let mut rules = HashMap::with_capacity(robots.len());
-    let mut session_ids = SessionIds::new();
-    for row in sets.iter().flatten() {
-        let robot = row.robot_id("robot_id")?;
-        if let std::collections::hash_map::Entry::Vacant(e) = rules.entry(robot) {
-            e.insert(rules::stored_rule(row)?);
-        }
-        if row.opt_int("status_check_id")?.is_some() {
-            session_ids.insert(
-                (robot, row.text("local_date")?),
-                StatusCheckId::new(row.id("status_check_id")?),
-            );
-        }
-    }
+/// The numeric id of every request's event, as [`super::lookups::event_id`] gives it: only an
+/// event without any id needs a statement, for a fresh local id.
+async fn event_ids(tx: &mut Tx, requests: &[&IntakeRequest]) -> Result<Vec<u64>, StoreError> {
     let mut ids = Vec::with_capacity(requests.len());
     for request in requests {
         let id = match &request.event_id {
@@ -130,7 +146,25 @@ async fn event_ids_and_rules(
         };
         ids.push(id);
     }
-    Ok((ids, rules, session_ids))
+    Ok(ids)
+}
+
+/// The rules and session ids the rows of [`rules::select_with_sessions`] give.
+fn lookups_of(sets: &[Vec<Row>]) -> Result<Lookups, StoreError> {
+    let mut lookups = Lookups::default();
+    for row in sets.iter().flatten() {
+        let robot = row.robot_id("robot_id")?;
+        if let std::collections::hash_map::Entry::Vacant(e) = lookups.rules.entry(robot) {
+            e.insert(rules::stored_rule(row)?);
+        }
+        if row.opt_int("status_check_id")?.is_some() {
+            lookups.sessions.insert(
+                (robot, row.text("local_date")?),
+                StatusCheckId::new(row.id("status_check_id")?),
+            );
+        }
+    }
+    Ok(lookups)
 }
 
 /// Every local date whose session may hold one of the requests' events, whatever the rule:
@@ -271,28 +305,27 @@ impl Batch {
 
     /// Reads the sessions of the plans that exist (`found`) under their row locks, in id
     /// order, which of the batch's events they have, and their pending events, in one round
-    /// trip.
+    /// trip, after `lookup` (statements of [`rules::select_with_sessions`], none when the
+    /// rules and ids were just read), whose read it gives back.
     async fn read_sessions(
         &mut self,
         tx: &mut Tx,
         plans: &[Plan],
-        found: &SessionIds,
-    ) -> Result<(), StoreError> {
+        found: &HashMap<(RobotId, String), StatusCheckId>,
+        lookup: &[(String, Vec<Arg>)],
+    ) -> Result<Option<Lookups>, StoreError> {
         self.event_ids = distinct(plans.iter().map(|p| p.record.incoming_event_id));
         let mut ids: Vec<StatusCheckId> =
             distinct(plans.iter().flat_map(|p| p.sessions.iter()).map(key))
                 .iter()
                 .filter_map(|k| found.get(k).copied())
                 .collect();
-        if ids.is_empty() {
-            return Ok(());
-        }
         ids.sort_unstable();
         let session_columns = qualified(COLUMNS, "s");
         let mut event_chunks = self.event_ids.chunks(IDS_PER_STATEMENT);
         let first_events = event_chunks.next().unwrap_or(&[]);
-        let mut statements = Vec::new();
-        let mut kinds = Vec::new();
+        let mut statements: Vec<(String, Vec<Arg>)> = lookup.to_vec();
+        let mut kinds: Vec<Read> = lookup.iter().map(|_| Read::Lookup).collect();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let of_ids: Vec<Arg> = chunk.iter().map(|&id| Arg::from(id)).collect();
             let marks = repeat("?", chunk.len());
@@ -337,9 +370,18 @@ impl Batch {
                 kinds.push(Read::Events);
             }
         }
+        if statements.is_empty() {
+            return Ok(None);
+        }
         let sets = tx.fetch_each(&statements).await?;
+        let looked_up = (!lookup.is_empty())
+            .then(|| lookups_of(&sets[..lookup.len()]))
+            .transpose()?;
         let batch_events: HashSet<u64> = self.event_ids.iter().copied().collect();
         for (kind, rows) in kinds.into_iter().zip(sets) {
+            if let Read::Lookup = kind {
+                continue;
+            }
             for row in &rows {
                 if let Read::Sessions = kind {
                     let id = StatusCheckId::new(row.id("status_check_id")?);
@@ -355,7 +397,7 @@ impl Batch {
                 self.add_event_read(row, &batch_events)?;
             }
         }
-        Ok(())
+        Ok(looked_up)
     }
 
     /// Adds an event read with its session (`event_id`, `event_outgoing_id`,

@@ -28,6 +28,7 @@ mod lookups;
 mod migrate;
 mod mysql;
 mod outbox;
+mod robot_copies;
 mod rules;
 mod seed;
 mod service_data;
@@ -111,6 +112,7 @@ pub struct Store {
     #[cfg(feature = "testing")]
     fault: Arc<FaultPlan>,
     copies: session_copies::SessionCopies,
+    robots: robot_copies::RobotCopies,
     group: Arc<group_commit::GroupCommit>,
 }
 
@@ -148,6 +150,7 @@ impl Store {
             fault: Arc::default(),
             // Until `migrate` finds the version check enforced.
             copies: session_copies::SessionCopies::new(false),
+            robots: robot_copies::RobotCopies::default(),
             group: Arc::default(),
         })
     }
@@ -163,6 +166,7 @@ impl Store {
     /// Closes every connection.
     pub async fn close(&self) {
         self.copies.clear();
+        self.robots.clear();
         match &self.backend {
             Backend::Mysql(p) => {
                 p.idle.clear();

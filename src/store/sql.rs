@@ -382,6 +382,38 @@ pub(crate) struct Tx {
     pub(crate) decided_on_copy: bool,
     /// Session rows as this transaction leaves them, to be kept as copies once it commits.
     pub(crate) kept: Vec<SessionRow>,
+    /// Told when the transaction sends its `COMMIT`.
+    pub(crate) commit_signal: Option<Arc<CommitSignal>>,
+}
+
+/// Tells one waiter that a transaction has sent its `COMMIT` (on MySQL with the writes that go
+/// with it): it reads nothing more, so the group commit may begin a batch that shares no key
+/// with it. The waiter is also woken, told nothing, when the last holder of the signal drops
+/// it without a `COMMIT` sent.
+pub(crate) struct CommitSignal(std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
+
+impl CommitSignal {
+    /// A signal and what waits for it.
+    pub(crate) fn new() -> (Arc<CommitSignal>, tokio::sync::oneshot::Receiver<()>) {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        (
+            Arc::new(CommitSignal(std::sync::Mutex::new(Some(sender)))),
+            receiver,
+        )
+    }
+
+    /// Tells the waiter, the first time only.
+    fn fire(&self) {
+        let sender = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(sender) = sender {
+            // The waiter may be gone: nothing waits for the next batch any more.
+            let _ = sender.send(());
+        }
+    }
 }
 
 impl Tx {
@@ -396,6 +428,7 @@ impl Tx {
             may_decide_on_copies: true,
             decided_on_copy: false,
             kept: Vec::new(),
+            commit_signal: None,
         }
     }
 
@@ -586,6 +619,9 @@ impl Tx {
 
     /// Makes everything the transaction did permanent.
     pub async fn commit(self) -> Result<(), StoreError> {
+        if let Some(signal) = &self.commit_signal {
+            signal.fire();
+        }
         match self.inner {
             Inner::Mysql { mut tx, .. } => tx.commit().await?,
             Inner::Sqlite(mut w) => w.commit().await?,

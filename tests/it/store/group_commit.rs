@@ -570,3 +570,180 @@ async fn a_batch_of_more_than_a_thousand_events_finds_every_duplicate() {
         db.finish().await;
     }
 }
+
+/// Events of [`POISONED`] and above fail when their row is written: on MySQL a batch's writes
+/// go with its `COMMIT`, so the batch fails there, after the next batch may have begun.
+const POISONED: u64 = 5000;
+
+async fn poison(db: &TestDb) {
+    let trigger = if db.name == "sqlite" {
+        "CREATE TRIGGER poisoned_event BEFORE INSERT ON status_job_event \
+         WHEN NEW.incoming_event_id >= 5000 BEGIN SELECT RAISE(ABORT, 'poisoned event'); END"
+    } else {
+        "CREATE TRIGGER poisoned_event BEFORE INSERT ON status_job_event FOR EACH ROW \
+         IF NEW.incoming_event_id >= 5000 THEN \
+         SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'poisoned event'; END IF"
+    };
+    db.store.execute_sql_script(trigger).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_robots_events_keep_their_order_when_a_batch_fails_at_its_commit() {
+    // Six robots, small batches: one batch often shares no robot with the one before it, and
+    // may begin while that one commits; one that shares a robot must wait for it.
+    let extra = [RobotId::new(21), RobotId::new(22), RobotId::new(23)];
+    let robots = [
+        RUNNING[0], RUNNING[1], RUNNING[2], extra[0], extra[1], extra[2],
+    ];
+    let settings = GroupCommitSettings {
+        max_batch: 3,
+        mysql_committers: 1,
+    };
+    for case in 0..4u64 {
+        let batched = TestDb::both().await;
+        let alone = TestDb::both().await;
+        for (b, a) in batched.into_iter().zip(alone) {
+            assert!(b.store.set_group_commit(settings));
+            for db in [&b, &a] {
+                prepare(&db.store).await;
+                for robot in extra {
+                    started(&db.store, &rule_of(robot), date(2025, 6, 10)).await;
+                }
+                poison(db).await;
+            }
+            let refs = refs(&b.store).await;
+            let start = ts("2025-06-10T06:05:00Z");
+            // Each robot's events out of order, so that applying two of them the other way
+            // round gives other classes; every seventh event fails; each is delivered again
+            // two events later, mostly in the next batch: whichever of the two is applied
+            // first is the one taken, the other a duplicate.
+            let event = |i: u64| {
+                let robot = robots[usize::try_from((i * (case + 5)) % 11 % 6).expect("below 6")];
+                let minutes = i64::try_from(i * 53 % 700).expect("below 700");
+                let id = if i % 7 == 3 { POISONED + i } else { 3000 + i };
+                request(
+                    refs,
+                    robot,
+                    id,
+                    "TOILET_ACTIVITY",
+                    start + SignedDuration::from_mins(minutes),
+                )
+            };
+            let mut order = Vec::new();
+            for i in 0..40u64 {
+                order.push(event(i));
+                if i >= 2 {
+                    order.push(event(i - 2));
+                }
+            }
+            let got = together(&b.store, &order).await;
+            let want = one_at_a_time(&a.store, &order).await;
+            for ((r, g), w) in order.iter().zip(&got).zip(&want) {
+                if matches!(r.event_id, EventIdSource::Known(id) if id >= POISONED) {
+                    assert!(g.is_err() && w.is_err(), "{}: {g:?} {w:?}", b.name);
+                } else {
+                    assert_eq!(
+                        g, w,
+                        "{} case {case}: robot {} event {:?}",
+                        b.name, r.robot_id, r.event_id
+                    );
+                }
+            }
+            assert_eq!(
+                rows(&b.store).await,
+                rows(&a.store).await,
+                "{} case {case}",
+                b.name
+            );
+            b.finish().await;
+            a.finish().await;
+        }
+    }
+}
+
+/// The one session step of `record`.
+fn only_step(record: &IntakeRecord) -> &azi3_status_jobs::store::SessionStep {
+    match &record.found {
+        IntakeFound::Sessions(steps) if steps.len() == 1 => &steps[0],
+        other => panic!("not one session: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_rule_another_instance_changed_is_the_one_the_next_batch_applies() {
+    for db in TestDb::both().await {
+        let refs = prepare(&db.store).await;
+        let other = db.another_instance().await;
+        let robot = RUNNING[0];
+        let event = |id: u64, minute: u32| {
+            request(
+                refs,
+                robot,
+                id,
+                "TOILET_ACTIVITY",
+                ts(&format!("2025-06-10T07:{minute:02}:00Z")),
+            )
+        };
+        // This instance has read the robot's rule and session.
+        let first = db.store.take_in(event(1, 0)).await.unwrap();
+        assert!(matches!(
+            only_step(&first).applied,
+            ApplyOutcome::Applied(_)
+        ));
+        // Another instance watches another event for it, then stops watching it.
+        let mut changed = rule_of(robot);
+        changed.watched_event = "DOOR_OPENED".to_string();
+        other.set_rule(&changed, now()).await.unwrap();
+        let second = db.store.take_in(event(2, 10)).await.unwrap();
+        assert_eq!(second.found, IntakeFound::OtherEvent, "{}", db.name);
+        changed.enabled = false;
+        other.set_rule(&changed, now()).await.unwrap();
+        let third = db.store.take_in(event(3, 20)).await.unwrap();
+        assert_eq!(third.found, IntakeFound::NoRule, "{}", db.name);
+        other.close().await;
+        db.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_session_another_instance_started_is_found_by_the_next_batch() {
+    for db in TestDb::both().await {
+        let refs = prepare(&db.store).await;
+        let other = db.another_instance().await;
+        let at = ts("2025-06-10T07:00:00Z");
+        // This instance reads the robot without a session: the event is not its watched one.
+        let first = db
+            .store
+            .take_in(request(refs, NOT_STARTED, 1, "DOOR_OPENED", at))
+            .await
+            .unwrap();
+        assert_eq!(first.found, IntakeFound::OtherEvent);
+        // Another instance starts the session.
+        let stored = other.rule(NOT_STARTED).await.unwrap().unwrap();
+        let session = azi3_status_jobs::domain::Session::on(&stored.rule, date(2025, 6, 10))
+            .expect("a session that day");
+        other
+            .start_session(&stored, session, "azi3-status-jobs:other", refs, now())
+            .await
+            .unwrap();
+        // The next event finds it started, as one taken in alone does.
+        let second = db
+            .store
+            .take_in(request(refs, NOT_STARTED, 2, "TOILET_ACTIVITY", at))
+            .await
+            .unwrap();
+        let step = only_step(&second);
+        assert!(
+            !step.start_attempted && !step.started,
+            "{}: {step:?}",
+            db.name
+        );
+        assert!(
+            matches!(step.applied, ApplyOutcome::Applied(_)),
+            "{}",
+            db.name
+        );
+        other.close().await;
+        db.finish().await;
+    }
+}
