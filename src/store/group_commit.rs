@@ -164,8 +164,9 @@ fn stopped() -> StoreError {
 }
 
 /// Batches of one committer in flight at once: the one reading and deciding, and the one
-/// before it waiting for its `COMMIT` (1: one after the other). A third (measured on MariaDB with 32 clients) found the
-/// queue empty more often and made the batches smaller, for no more events a second.
+/// before it waiting for its `COMMIT` (1: one after the other). A third (measured on MariaDB
+/// with 32 clients) found the queue empty more often and made the batches smaller, for no more
+/// events a second.
 const IN_FLIGHT: usize = 2;
 
 /// Takes whatever is waiting and applies it, batch after batch, until every store that could
@@ -182,8 +183,8 @@ const IN_FLIGHT: usize = 2;
 /// after it, waits for a batch after that one is done, its pieces run alone included: the
 /// pieces of one key are applied in arrival order, those of different keys in any. On SQLite
 /// the later batch waits for the one writer connection, so only the order of the two matters
-/// there: the pieces of a failed batch, run alone, come after it. At most [`IN_FLIGHT`] batches are
-/// in flight.
+/// there: the pieces of a failed batch, run alone, come after it. At most [`IN_FLIGHT`]
+/// batches are in flight.
 async fn commit_loop(store: Store, mut queue: mpsc::Receiver<Submission>, max_batch: usize) {
     // In arrival order, not yet in a batch.
     let mut waiting: Vec<Submission> = Vec::with_capacity(max_batch);
