@@ -9,14 +9,17 @@
 //! here is needed for correctness, only for speed: an empty set of copies gives the same
 //! outcomes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use jiff::civil::Date;
 
 use super::types::{StatusCheckId, StoredRule};
 use crate::domain::RobotId;
 
-/// How many robots keep a copy (a few hundred bytes each): room for a 100,000-resident
-/// installation. When full, the set starts again empty.
+/// How many robots keep a copy (about 460 bytes each: 45 MiB for 100,000 robots, measured by
+/// filling the set): room for a 100,000-resident installation. When full, the set starts again
+/// empty.
 const CAPACITY: usize = 131_072;
 
 /// Dates a robot keeps (the intake looks at four around each event's UTC date); the earliest
@@ -35,8 +38,31 @@ pub(crate) struct Lookups {
 /// One robot as last read.
 struct RobotCopy {
     rule: Option<StoredRule>,
-    /// Each date looked at, with its session's id when it had one.
-    dates: BTreeMap<String, Option<StatusCheckId>>,
+    /// Each date looked at, with its session's id when it had one, in date order (a few: kept
+    /// as dates, not text, as a copy is kept for every robot).
+    dates: Vec<(Date, Option<StatusCheckId>)>,
+}
+
+impl RobotCopy {
+    /// `None` for a date not looked at; `Some(None)` for one looked at without a session.
+    fn session_on(&self, date: Date) -> Option<Option<StatusCheckId>> {
+        self.dates
+            .binary_search_by_key(&date, |(d, _)| *d)
+            .ok()
+            .map(|at| self.dates[at].1)
+    }
+
+    fn set(&mut self, date: Date, id: Option<StatusCheckId>) {
+        match self.dates.binary_search_by_key(&date, |(d, _)| *d) {
+            Ok(at) => self.dates[at].1 = id,
+            Err(at) => self.dates.insert(at, (date, id)),
+        }
+    }
+}
+
+/// `dates` as dates; `None` when one is not a date (they are the intake's own).
+fn parsed(dates: &[String]) -> Option<Vec<Date>> {
+    dates.iter().map(|d| d.parse().ok()).collect()
 }
 
 /// Robots by id, shared by the clones of a [`super::Store`].
@@ -49,6 +75,7 @@ impl RobotCopies {
     /// What a read of `robots` on `dates` gave when last made, when every robot was read on
     /// every one of those dates.
     pub(crate) fn guess(&self, robots: &[RobotId], dates: &[String]) -> Option<Lookups> {
+        let parsed = parsed(dates)?;
         let copies = self.lock();
         let mut lookups = Lookups::default();
         for robot in robots {
@@ -56,9 +83,9 @@ impl RobotCopies {
             if let Some(rule) = &copy.rule {
                 lookups.rules.insert(*robot, rule.clone());
             }
-            for date in dates {
-                if let Some(id) = copy.dates.get(date)? {
-                    lookups.sessions.insert((*robot, date.clone()), *id);
+            for (date, text) in parsed.iter().zip(dates) {
+                if let Some(id) = copy.session_on(*date)? {
+                    lookups.sessions.insert((*robot, text.clone()), id);
                 }
             }
         }
@@ -67,6 +94,9 @@ impl RobotCopies {
 
     /// Keeps what a read of `robots` on `dates` gave.
     pub(crate) fn keep(&self, robots: &[RobotId], dates: &[String], read: &Lookups) {
+        let Some(parsed) = parsed(dates) else {
+            return;
+        };
         let mut copies = self.lock();
         for robot in robots {
             if copies.len() >= CAPACITY && !copies.contains_key(robot) {
@@ -74,15 +104,15 @@ impl RobotCopies {
             }
             let copy = copies.entry(*robot).or_insert_with(|| RobotCopy {
                 rule: None,
-                dates: BTreeMap::new(),
+                dates: Vec::new(),
             });
             copy.rule = read.rules.get(robot).cloned();
-            for date in dates {
-                let id = read.sessions.get(&(*robot, date.clone())).copied();
-                copy.dates.insert(date.clone(), id);
+            for (date, text) in parsed.iter().zip(dates) {
+                copy.set(*date, read.sessions.get(&(*robot, text.clone())).copied());
             }
-            while copy.dates.len() > DATES_PER_ROBOT {
-                copy.dates.pop_first();
+            if copy.dates.len() > DATES_PER_ROBOT {
+                let over = copy.dates.len() - DATES_PER_ROBOT;
+                copy.dates.drain(..over);
             }
         }
     }
@@ -135,5 +165,18 @@ mod tests {
         assert_eq!(copies.guess(&[robot], &dates(&[1])), None);
         assert_eq!(copies.guess(&[robot], &dates(&[2])), None);
         assert!(copies.guess(&[robot], &dates(&[3, 10])).is_some());
+    }
+
+    #[test]
+    fn a_date_read_again_takes_what_was_read_last() {
+        let copies = RobotCopies::default();
+        let robot = RobotId::new(7);
+        copies.keep(&[robot], &dates(&[11, 10]), &Lookups::default());
+        let mut started = Lookups::default();
+        started
+            .sessions
+            .insert((robot, "2025-06-10".into()), StatusCheckId::new(3));
+        copies.keep(&[robot], &dates(&[10]), &started);
+        assert_eq!(copies.guess(&[robot], &dates(&[10, 11])), Some(started));
     }
 }
