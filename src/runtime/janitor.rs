@@ -65,7 +65,7 @@ fn round(
 
 /// Runs until `shutdown`.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
-    let closing = ctx.closing();
+    let mut closing = ctx.closing();
     let mut last_full: Option<Instant> = None;
     let mut last_refresh: Option<Instant> = None;
     let mut woken = false;
@@ -92,6 +92,9 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(POLLER_EVERY) => {}
             () = ctx.janitor_woken() => woken = true,
+            // A wake put off while windows were closed is taken as soon as they are, not a
+            // poller period later: the ended session's subscription goes with it.
+            Ok(()) = closing.changed(), if woken => {}
         }
     }
 }
