@@ -212,7 +212,7 @@ async fn commit_loop(store: Store, mut queue: mpsc::Receiver<Submission>, max_ba
             .iter()
             .flat_map(|(_, keys)| keys.iter().copied())
             .collect();
-        let (batch, held) = next_batch(std::mem::take(&mut waiting), &busy, max_batch);
+        let (batch, held) = next_batch(std::mem::take(&mut waiting), busy, max_batch);
         waiting = held;
         if batch.is_empty() {
             // Every waiting piece has a key of a batch in flight.
@@ -241,10 +241,11 @@ async fn commit_loop(store: Store, mut queue: mpsc::Receiver<Submission>, max_ba
 /// those of a busy key with every piece of their key after them.
 fn next_batch(
     waiting: Vec<Submission>,
-    busy: &HashSet<u64>,
+    busy: HashSet<u64>,
     max_batch: usize,
 ) -> (Vec<Submission>, Vec<Submission>) {
-    let mut blocked = busy.clone();
+    // The busy keys, and those of every piece held back so far.
+    let mut blocked = busy;
     let mut batch = Vec::with_capacity(waiting.len().min(max_batch));
     let mut held = Vec::new();
     for submission in waiting {
@@ -643,7 +644,7 @@ mod tests {
     #[test]
     fn without_a_batch_committing_the_next_batch_is_the_first_pieces() {
         let waiting = [1, 2, 1, 3].map(piece).into_iter().collect();
-        let (batch, held) = next_batch(waiting, &HashSet::new(), 3);
+        let (batch, held) = next_batch(waiting, HashSet::new(), 3);
         assert_eq!((keys(&batch), keys(&held)), (vec![1, 2, 1], vec![3]));
     }
 
@@ -651,14 +652,14 @@ mod tests {
     fn a_key_of_the_batch_committing_is_held_with_every_later_piece_of_it() {
         let busy = HashSet::from([2]);
         let waiting = [1, 2, 3, 2, 4].map(piece).into_iter().collect();
-        let (batch, held) = next_batch(waiting, &busy, 256);
+        let (batch, held) = next_batch(waiting, busy, 256);
         assert_eq!((keys(&batch), keys(&held)), (vec![1, 3, 4], vec![2, 2]));
     }
 
     #[test]
     fn pieces_beyond_a_full_batch_wait_in_their_order() {
         let waiting = [1, 2, 5, 3, 5].map(piece).into_iter().collect();
-        let (batch, held) = next_batch(waiting, &HashSet::new(), 2);
+        let (batch, held) = next_batch(waiting, HashSet::new(), 2);
         assert_eq!((keys(&batch), keys(&held)), (vec![1, 2], vec![5, 3, 5]));
     }
 
@@ -666,7 +667,7 @@ mod tests {
     fn every_piece_of_a_busy_key_waits_and_none_is_lost() {
         let busy = HashSet::from([1, 2]);
         let waiting = [1, 2, 1].map(piece).into_iter().collect();
-        let (batch, held) = next_batch(waiting, &busy, 256);
+        let (batch, held) = next_batch(waiting, busy, 256);
         assert!(batch.is_empty());
         assert_eq!(keys(&held), vec![1, 2, 1]);
     }

@@ -77,18 +77,17 @@ pub(super) async fn take_in_batch(
         .chunks(ROWS_PER_STATEMENT)
         .map(|chunk| rules::select_with_sessions(chunk, &dates))
         .collect();
-    let guess = copies.guess(&robots, &dates);
-    let mut lookups = match &guess {
-        Some(guess) => guess.clone(),
+    // A guess is read again with the sessions' locks, and checked.
+    let (mut lookups, check): (Lookups, &[(String, Vec<Arg>)]) = match copies.guess(&robots, &dates)
+    {
+        Some(guess) => (guess, &lookup),
         None => {
             let read = lookups_of(&tx.fetch_each(&lookup).await?)?;
             copies.keep(&robots, &dates, &read);
-            read
+            (read, &[])
         }
     };
     let mut batch = Batch::default();
-    // A guess is read again with the sessions' locks, and checked.
-    let check: &[(String, Vec<Arg>)] = if guess.is_some() { &lookup } else { &[] };
     let mut plans = plans_of(requests, &event_ids, &lookups);
     if let Some(read) = batch
         .read_sessions(tx, &plans, &lookups.sessions, check)
