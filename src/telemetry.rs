@@ -24,6 +24,9 @@ pub mod names {
     pub const DEAD_LETTERS: &str = "dead_letters_total";
     /// Sessions started, by `outcome` (created, existing).
     pub const SESSIONS_STARTED: &str = "sessions_started_total";
+    /// Sessions this instance took over from another that stopped keeping them (their poller
+    /// rows not refreshed for two minutes), or that no instance kept.
+    pub const SESSIONS_TAKEN_OVER: &str = "sessions_taken_over_total";
     /// Transitions decided on this instance's copy of a session row, by `outcome`: current
     /// (committed), stale (run again from a locked read: another transaction had moved the row
     /// on, or the event was taken already).

@@ -1,6 +1,7 @@
 //! What every runtime task shares: the store, the clock, the clients and the wake-up signals.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -10,7 +11,7 @@ use super::handoff::Handoff;
 use super::watchdog::Liveness;
 use crate::clock::Clock;
 use crate::megazord::MegazordClient;
-use crate::store::{DeadLetterRetention, StatusCheckRefs, Store};
+use crate::store::{DeadLetterRetention, StatusCheckId, StatusCheckRefs, Store};
 
 /// Shared by the scheduler, the closer, the dispatcher, the janitor, the queue consumer and the
 /// HTTP routes. Cheap to clone.
@@ -31,6 +32,8 @@ struct Inner {
     closing: watch::Sender<bool>,
     scheduler: Notify,
     janitor: Notify,
+    /// Sessions the janitor took over, for the scheduler to prepare.
+    taken_over: Mutex<HashSet<StatusCheckId>>,
     handoff: Handoff,
     liveness: Liveness,
 }
@@ -96,6 +99,7 @@ impl Context {
                 closing: watch::Sender::new(false),
                 scheduler: Notify::new(),
                 janitor: Notify::new(),
+                taken_over: Mutex::new(HashSet::new()),
                 handoff: Handoff::default(),
                 liveness: Liveness::default(),
             }),
@@ -202,6 +206,28 @@ impl Context {
     /// Waits for [`Context::wake_janitor`].
     pub async fn janitor_woken(&self) {
         self.inner.janitor.notified().await;
+    }
+
+    /// Tells the scheduler that this instance took over `sessions` from an instance that went
+    /// quiet: it prepares them (subscription, history) as its own.
+    pub fn prepare_again(&self, sessions: impl IntoIterator<Item = StatusCheckId>) {
+        self.inner
+            .taken_over
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(sessions);
+        self.wake_scheduler();
+    }
+
+    /// The sessions handed to [`Context::prepare_again`] since the last call.
+    pub fn taken_over(&self) -> HashSet<StatusCheckId> {
+        std::mem::take(
+            &mut *self
+                .inner
+                .taken_over
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// What the tasks report about themselves and what the watchdog found.

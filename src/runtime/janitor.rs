@@ -1,10 +1,12 @@
 //! Housekeeping: keep this instance's poller locks fresh (so a foreign teardown job never takes
-//! them, contracts §6 item 10), delete Megazord subscriptions of ended sessions (404 counts as
-//! gone), and end sessions abandoned for a day as `FAILED`.
+//! them, contracts §6 item 10), take over the sessions of instances that stopped keeping theirs,
+//! delete Megazord subscriptions of ended sessions (404 counts as gone), and end sessions
+//! abandoned for a day as `FAILED`.
 //!
 //! Only the poller locks are kept while windows wait to be closed: the rest reads every running
 //! session, and 100,000 windows ending together are closed faster without it (design 2.21).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -25,6 +27,10 @@ const EVERY: Duration = Duration::from_secs(60);
 const POLLER_EVERY: Duration = Duration::from_secs(30);
 /// How many poller rows are refreshed in one transaction.
 const POLLER_CHUNK: usize = 500;
+/// How long another instance's poller row may go unrefreshed before this one takes its session
+/// over: a live instance refreshes its rows every [`POLLER_EVERY`], so four of its rounds
+/// have been missed.
+const QUIET_FOR: Duration = Duration::from_secs(120);
 /// How long the housekeeping beside the poller locks may be put off while windows are being
 /// closed.
 const PUT_OFF_AT_MOST: Duration = Duration::from_secs(600);
@@ -107,11 +113,46 @@ async fn refresh_poller_locks(ctx: &Context) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// Takes over the running sessions whose poller rows no instance keeps (their instance stopped,
+/// or the legacy cleanup released them), so that their poller locks are kept fresh again and
+/// their history replayed here.
+async fn take_over_quiet_sessions(ctx: &Context) -> Result<(), RuntimeError> {
+    let taken = ctx
+        .store()
+        .take_over_quiet_sessions(
+            &ctx.settings().owner,
+            u32::try_from(QUIET_FOR.as_secs()).unwrap_or(u32::MAX),
+            POLLER_CHUNK,
+        )
+        .await?;
+    if taken.is_empty() {
+        return Ok(());
+    }
+    let mut from: BTreeMap<&str, usize> = BTreeMap::new();
+    for session in &taken {
+        *from
+            .entry(session.from.as_deref().unwrap_or("none"))
+            .or_default() += 1;
+    }
+    for (holder, sessions) in from {
+        tracing::warn!(
+            from = holder,
+            sessions,
+            quietForSeconds = QUIET_FOR.as_secs(),
+            "took over the sessions of an instance that stopped keeping them; preparing them here"
+        );
+    }
+    metrics::counter!(names::SESSIONS_TAKEN_OVER).increment(taken.len() as u64);
+    ctx.prepare_again(taken.iter().map(|t| t.status_check_id));
+    Ok(())
+}
+
 /// One round of housekeeping.
 pub async fn pass(ctx: &Context) -> Result<(), RuntimeError> {
     let store = ctx.store();
     let now = ctx.now();
     refresh_poller_locks(ctx).await?;
+    take_over_quiet_sessions(ctx).await?;
     let running = store.running_session_count().await?;
     metrics::gauge!(names::ACTIVE_SESSIONS).set(count_f64(running));
     let abandoned_before = now

@@ -19,7 +19,9 @@ use super::intake::WatchedEvent;
 use super::retries::SessionRetries;
 use crate::domain::{RobotId, Session};
 use crate::megazord::CallRef;
-use crate::store::{RulesFingerprint, StartOutcome, StartedSession, StatusCheckId, StoredRule};
+use crate::store::{
+    PollerLock, RulesFingerprint, StartOutcome, StartedSession, StatusCheckId, StoredRule,
+};
 
 /// How often the scheduler looks when nothing else wakes it: rules edited with the `rules`
 /// command take effect within this time. A look that finds the rule set's fingerprint
@@ -77,6 +79,9 @@ struct Scheduler {
     /// Yesterday's session of every rule is one of these all day, and looking them up again
     /// at every pass was 1,500 lookups a pass with 100,000 rules.
     skipped: HashSet<(RobotId, Date)>,
+    /// Known sessions that another instance keeps, or none does: prepared here once this
+    /// instance takes them over (the janitor, [`Context::prepare_again`]).
+    kept_elsewhere: HashSet<StatusCheckId>,
 }
 
 /// What a failed session is retried under.
@@ -135,6 +140,14 @@ impl Scheduler {
     /// change applies to sessions that have not started).
     async fn pass(&mut self, ctx: &Context) -> Result<Option<Timestamp>, RuntimeError> {
         let now = ctx.now();
+        // Sessions this instance took over since the last pass: looked up again, and prepared.
+        let taken = ctx.taken_over();
+        if !taken.is_empty() {
+            let again: HashSet<StatusCheckId> =
+                taken.intersection(&self.kept_elsewhere).copied().collect();
+            self.known.retain(|_, id| !again.contains(id));
+            self.kept_elsewhere.retain(|id| !again.contains(id));
+        }
         let mut next_start: Option<Timestamp> = None;
         let mut wanted = HashSet::new();
         let mut jobs = Vec::new();
@@ -199,6 +212,7 @@ impl Scheduler {
             next_start = Some(next_start.map_or(until, |n| n.min(until)));
         }
         let known_ids: HashSet<StatusCheckId> = self.known.values().copied().collect();
+        self.kept_elsewhere.retain(|id| known_ids.contains(id));
         let wanted_robots: HashSet<RobotId> = wanted.iter().map(|(robot, _)| *robot).collect();
         self.retries.retain(|key, f| {
             !matches!(key, RetryKey::Session(id) if known_ids.contains(&id))
@@ -324,6 +338,11 @@ impl Scheduler {
                 }
                 self.known.insert((robot_id, date), session_id);
             }
+            Ok(Started::KeptElsewhere(session_id)) => {
+                self.retries.forget(RetryKey::Start(robot_id));
+                self.known.insert((robot_id, date), session_id);
+                self.kept_elsewhere.insert(session_id);
+            }
             Err((retry_key, e)) => {
                 if retry_key != RetryKey::Start(robot_id) {
                     self.retries.forget(RetryKey::Start(robot_id));
@@ -348,6 +367,10 @@ enum Started {
     Elsewhere(Timestamp),
     /// It runs and is prepared.
     Prepared(StatusCheckId),
+    /// It runs and another instance keeps it (holds its poller row), which prepared it; or
+    /// none does, and the instance that takes it over prepares it. Prepared here only once
+    /// this instance takes it over ([`Context::prepare_again`]).
+    KeptElsewhere(StatusCheckId),
 }
 
 /// A session of a batch and what is left to do for it.
@@ -473,6 +496,7 @@ async fn start_batch(
                     end: session.end,
                     subscription_id: None,
                     started_by: None,
+                    poller: PollerLock::Held(ctx.settings().owner.clone()),
                 };
                 prepare_step(stored, session, id, Some(found), waiting)
             }
@@ -490,45 +514,53 @@ async fn start_batch(
     steps
 }
 
-/// Whether a session another instance started a short while ago is left to that instance, and
-/// how: several instances find the same sessions at S, and each session is prepared (subscribed,
-/// its history replayed) by the one that started it, not by every instance.
+/// Whether a found session is left to another instance, and how.
 ///
-/// Within an alarm lease of its start:
+/// Several instances find the same sessions at S, and each session is prepared (subscribed,
+/// its history replayed) by the one that started it, not by every instance. Within an alarm
+/// lease of its start by another instance:
 /// - subscribed already: prepared there (or being), nothing to do here ([`Started::Prepared`]);
 /// - not subscribed yet: left to its starter until the lease is up ([`Started::Elsewhere`]),
 ///   then looked at again (`was_left`): prepared there if subscribed by then, here if not
 ///   (its starter may have stopped).
 ///
-/// `None` when this instance prepares it: it started it itself, or it was started longer ago
-/// than that (after a restart, every running session is prepared again, which replays its
-/// history, as it always was).
+/// Later, and after a restart, a session is prepared by the instance that keeps it (holds its
+/// poller row): another instance keeps it, or none does and the instance that takes it over
+/// prepares it ([`Started::KeptElsewhere`]). A restarted instance so replays the history of
+/// its own sessions only, not of every running session.
+///
+/// `None` when this instance prepares it.
 fn left_to_starter(
     ctx: &Context,
     started: &StartedSession,
     now: Timestamp,
     was_left: bool,
 ) -> Option<Started> {
-    let (starter, at) = started.starter(&ctx.settings().owner)?;
-    if was_left {
-        return started
-            .subscription_id
-            .is_some()
-            .then_some(Started::Prepared(started.status_check_id));
+    let owner = &ctx.settings().owner;
+    if let Some((starter, at)) = started.starter(owner) {
+        if was_left {
+            return started
+                .subscription_id
+                .is_some()
+                .then_some(Started::Prepared(started.status_check_id));
+        }
+        if let Ok(until) = at.checked_add(ctx.settings().alarm_lease)
+            && until > now
+        {
+            if started.subscription_id.is_some() {
+                tracing::debug!(
+                    statusCheckId = started.status_check_id.get(),
+                    starter,
+                    "session subscribed by the instance that started it: left to it"
+                );
+                return Some(Started::Prepared(started.status_check_id));
+            }
+            return Some(Started::Elsewhere(until));
+        }
     }
-    let until = at.checked_add(ctx.settings().alarm_lease).ok()?;
-    if until <= now {
-        return None;
-    }
-    if started.subscription_id.is_some() {
-        tracing::debug!(
-            statusCheckId = started.status_check_id.get(),
-            starter,
-            "session subscribed by the instance that started it: left to it"
-        );
-        return Some(Started::Prepared(started.status_check_id));
-    }
-    Some(Started::Elsewhere(until))
+    started
+        .kept_elsewhere(owner)
+        .then_some(Started::KeptElsewhere(started.status_check_id))
 }
 
 /// A found or started session is prepared, unless it is waiting out a back-off (`waiting`
@@ -579,6 +611,11 @@ async fn prepare(
                 end: view.state.session.end,
                 subscription_id: view.subscription_id,
                 started_by: None,
+                poller: match view.poller {
+                    None => PollerLock::Absent,
+                    Some((_, _, None)) => PollerLock::Released,
+                    Some((_, _, Some(holder))) => PollerLock::Held(holder),
+                },
             }
         }
     };

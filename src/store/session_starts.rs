@@ -32,6 +32,19 @@ pub struct StartedSession {
     pub subscription_id: Option<u64>,
     /// The instance that started it, and when (service time): see [`StartedSession::starter`].
     pub started_by: Option<(String, Timestamp)>,
+    /// Who keeps it: see [`StartedSession::kept_elsewhere`].
+    pub poller: PollerLock,
+}
+
+/// A session's `status_check_poller` row as far as who keeps the session goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollerLock {
+    /// There is no poller row (the session ended, or was just started here).
+    Absent,
+    /// The row holds no lock: the legacy stale-lock cleanup released it.
+    Released,
+    /// The row's `lock_id`: the owner id of the instance that keeps the session.
+    Held(String),
 }
 
 impl StartedSession {
@@ -42,6 +55,18 @@ impl StartedSession {
             .as_ref()
             .filter(|(starter, _)| starter != owner)
             .map(|(starter, at)| (starter.as_str(), *at))
+    }
+
+    /// Whether the session runs and its poller row is not `owner`'s: another instance keeps
+    /// it (it prepared it), or none does and one will take it over
+    /// ([`Store::take_over_quiet_sessions`]), preparing it then.
+    pub fn kept_elsewhere(&self, owner: &str) -> bool {
+        self.running
+            && match &self.poller {
+                PollerLock::Absent => false,
+                PollerLock::Released => true,
+                PollerLock::Held(holder) => holder != owner,
+            }
     }
 }
 
@@ -72,9 +97,12 @@ impl Store {
                                     &format!(
                                         "SELECT s.robot_id, s.status_check_id, s.result, \
                                          s.session_end_ms, s.owner, s.created_at_ms, \
-                                         c.subscription_id \
+                                         c.subscription_id, \
+                                         p.status_check_id AS poller_id, p.lock_id \
                                          FROM status_job_session s \
                                          JOIN status_check c ON c.id = s.status_check_id \
+                                         LEFT JOIN status_check_poller p \
+                                         ON p.status_check_id = s.status_check_id \
                                          WHERE s.local_date = ? AND s.robot_id IN ({marks})"
                                     ),
                                     &args,
@@ -111,6 +139,14 @@ impl Store {
                                                 r.text("owner")?,
                                                 ms_to_ts(r.int("created_at_ms")?)?,
                                             )),
+                                            poller: match (
+                                                r.opt_int("poller_id")?,
+                                                r.opt_text("lock_id")?,
+                                            ) {
+                                                (None, _) => PollerLock::Absent,
+                                                (Some(_), None) => PollerLock::Released,
+                                                (Some(_), Some(holder)) => PollerLock::Held(holder),
+                                            },
                                         },
                                     ))
                                 })

@@ -1,7 +1,9 @@
 //! Sessions that start at the same S on several instances are prepared once: the instance
 //! that started a session subscribes it and replays its history, and the others leave it to
 //! that instance (before, every instance read every session's history at S, and subscribed
-//! those it found unsubscribed, deleting the spare again).
+//! those it found unsubscribed, deleting the spare again). Later, an instance that starts
+//! prepares only the sessions nobody keeps: those of an instance that went quiet, which it
+//! takes over.
 //!
 //! Needs `scripts/services.sh` (MariaDB on `AZI3_TEST_MYSQL_URL`, moto on
 //! `AZI3_TEST_SQS_ENDPOINT`).
@@ -9,10 +11,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::support::live::{DayPlan, InstanceOptions, Rig, RuleSpec, tail};
+use crate::support::live::{DayPlan, InstanceOptions, Rig, RuleSpec, counter, metrics_text, tail};
 use crate::support::megazord::MegazordRoute;
 use azi3_status_jobs::domain::RobotId;
 use jiff::Timestamp;
+use sqlx::Connection;
 
 const ROBOTS: u32 = 12;
 
@@ -20,22 +23,23 @@ const ROBOTS: u32 = 12;
 fn calls_per_robot(rig: &Rig, route: MegazordRoute) -> BTreeMap<u32, usize> {
     let mut calls = BTreeMap::new();
     for request in rig.server.requests_to(route) {
-        let robot = request
-            .path
-            .split('/')
-            .skip_while(|segment| *segment != "robots")
-            .nth(1)
-            .and_then(|id| id.parse::<u32>().ok())
-            .expect("a robot route");
+        let robot = robot_of(&request.path).expect("a robot route");
         *calls.entry(robot).or_insert(0) += 1;
     }
     calls
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_two_instances_find_at_s_are_subscribed_and_replayed_once() {
-    // S is 08:00 in Amsterdam (06:00 UTC), three service minutes (3 s) after the clock starts:
-    // both instances are up before it.
+/// The robot a Megazord route names.
+fn robot_of(path: &str) -> Option<u32> {
+    path.split('/')
+        .skip_while(|segment| *segment != "robots")
+        .nth(1)
+        .and_then(|id| id.parse::<u32>().ok())
+}
+
+/// Twelve robots watched from 08:00 in Amsterdam (06:00 UTC), three service minutes (3 s)
+/// after the clock starts, at 60 times the wall clock.
+async fn twelve_robots(test: &str) -> Rig {
     let start: Timestamp = "2025-06-02T05:57:00Z".parse().unwrap();
     let rules = (1..=ROBOTS)
         .map(|robot| RuleSpec {
@@ -46,8 +50,8 @@ async fn sessions_two_instances_find_at_s_are_subscribed_and_replayed_once() {
             gap: "2h",
         })
         .collect();
-    let rig = Rig::new(
-        "sharedstarts",
+    Rig::new(
+        test,
         DayPlan {
             clock_start: start,
             speed: 60.0,
@@ -55,21 +59,19 @@ async fn sessions_two_instances_find_at_s_are_subscribed_and_replayed_once() {
             rules,
         },
     )
-    .await;
-    let a = rig
-        .start_service(InstanceOptions {
-            instance_id: "a".into(),
-            ..InstanceOptions::default()
-        })
-        .await;
-    let b = rig
-        .start_service(InstanceOptions {
-            instance_id: "b".into(),
-            ..InstanceOptions::default()
-        })
-        .await;
-    let subscribed = rig
-        .server
+    .await
+}
+
+fn instance(id: &str) -> InstanceOptions {
+    InstanceOptions {
+        instance_id: id.into(),
+        ..InstanceOptions::default()
+    }
+}
+
+/// Waits until every robot's session has an active subscription at Megazord.
+async fn every_robot_subscribed(rig: &Rig) -> bool {
+    rig.server
         .wait_for(Duration::from_secs(30), |server| {
             let active = server.subscriptions();
             (1..=ROBOTS).all(|robot| {
@@ -78,9 +80,31 @@ async fn sessions_two_instances_find_at_s_are_subscribed_and_replayed_once() {
                     .any(|s| s.robot_id == RobotId::new(robot) && s.is_active)
             })
         })
-        .await;
+        .await
+}
+
+/// The `lock_id` of every poller row: the instance that keeps each session.
+async fn keepers(rig: &Rig) -> BTreeMap<u64, Option<String>> {
+    let mut db = sqlx::MySqlConnection::connect(&rig.database_url)
+        .await
+        .unwrap();
+    let rows: Vec<(u64, Option<String>)> =
+        sqlx::query_as("SELECT status_check_id, lock_id FROM status_check_poller")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    db.close().await.ok();
+    rows.into_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_two_instances_find_at_s_are_subscribed_and_replayed_once() {
+    // Both instances are up before S.
+    let rig = twelve_robots("sharedstarts").await;
+    let a = rig.start_service(instance("a")).await;
+    let b = rig.start_service(instance("b")).await;
     assert!(
-        subscribed,
+        every_robot_subscribed(&rig).await,
         "not every session was subscribed\n--- a\n{}\n--- b\n{}",
         tail(&a),
         tail(&b)
@@ -104,5 +128,105 @@ async fn sessions_two_instances_find_at_s_are_subscribed_and_replayed_once() {
         tail(&a),
         tail(&b)
     );
+    rig.finish().await;
+}
+
+/// An instance that starts after the sessions leaves those another instance keeps (before, it
+/// replayed the history of every running session started longer than an alarm lease ago);
+/// once that instance has gone quiet, its sessions are taken over, each by one instance, and
+/// prepared there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_instance_leaves_kept_sessions_and_takes_over_those_of_a_quiet_one() {
+    let rig = twelve_robots("takeover").await;
+    let mut a = rig.start_service(instance("a")).await;
+    assert!(
+        every_robot_subscribed(&rig).await,
+        "not every session was subscribed\n{}",
+        tail(&a)
+    );
+    // b starts past an alarm lease (under ten service minutes here) after S, and has room for
+    // its first passes.
+    rig.sleep_until("2025-06-02T06:12:00Z".parse().unwrap())
+        .await;
+    let b = rig.start_service(instance("b")).await;
+    rig.sleep_until("2025-06-02T06:20:00Z".parse().unwrap())
+        .await;
+    let every_robot = |n: usize| -> BTreeMap<u32, usize> { (1..=ROBOTS).map(|r| (r, n)).collect() };
+    assert_eq!(
+        calls_per_robot(&rig, MegazordRoute::GetIncomings),
+        every_robot(1),
+        "b replayed sessions a keeps\n--- a\n{}\n--- b\n{}",
+        tail(&a),
+        tail(&b)
+    );
+    let kept = keepers(&rig).await;
+    assert!(
+        kept.values()
+            .all(|k| k.as_deref() == Some("azi-3-status-jobs:a")),
+        "{kept:?}"
+    );
+
+    // a stops, and its poller rows go unrefreshed for long (set back by hand: the janitor
+    // counts wall-clock minutes).
+    a.terminate();
+    let mut db = sqlx::MySqlConnection::connect(&rig.database_url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE status_check_poller SET updated_at = updated_at - INTERVAL 10 MINUTE \
+         WHERE lock_id = 'azi-3-status-jobs:a'",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    db.close().await.ok();
+    // A new instance takes them over as it starts.
+    let c = rig.start_service(instance("c")).await;
+    let replayed = rig
+        .server
+        .wait_for(Duration::from_secs(30), |server| {
+            let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+            for request in server.requests_to(MegazordRoute::GetIncomings) {
+                if let Some(robot) = robot_of(&request.path) {
+                    *counts.entry(robot).or_default() += 1;
+                }
+            }
+            counts == every_robot(2)
+        })
+        .await;
+    assert!(
+        replayed,
+        "the quiet instance's sessions were not replayed once more: {:?}\n--- b\n{}\n--- c\n{}",
+        calls_per_robot(&rig, MegazordRoute::GetIncomings),
+        tail(&b),
+        tail(&c)
+    );
+    // Room for a second preparation to show.
+    let later = rig.now() + jiff::SignedDuration::from_mins(5);
+    rig.sleep_until(later).await;
+    assert_eq!(
+        calls_per_robot(&rig, MegazordRoute::GetIncomings),
+        every_robot(2),
+        "each session taken over is prepared once\n--- b\n{}\n--- c\n{}",
+        tail(&b),
+        tail(&c)
+    );
+    assert_eq!(
+        calls_per_robot(&rig, MegazordRoute::CreateSubscription),
+        every_robot(1),
+        "subscribed sessions are not subscribed again"
+    );
+    let kept = keepers(&rig).await;
+    assert_eq!(kept.len(), ROBOTS as usize, "{kept:?}");
+    assert!(
+        kept.values().all(|k| matches!(
+            k.as_deref(),
+            Some("azi-3-status-jobs:b" | "azi-3-status-jobs:c")
+        )),
+        "{kept:?}"
+    );
+    let taken = counter(&metrics_text(&b).await, "sessions_taken_over_total", "")
+        + counter(&metrics_text(&c).await, "sessions_taken_over_total", "");
+    assert_eq!(taken, f64::from(ROBOTS));
     rig.finish().await;
 }

@@ -9,6 +9,7 @@ mod concurrency;
 mod dead_letters;
 mod faults;
 mod group_commit;
+mod poller_takeover;
 mod seed;
 mod session_starts;
 mod startup;

@@ -1,0 +1,193 @@
+//! Sessions whose instance went quiet are taken over through their poller rows: only running
+//! sessions of this service, only rows that are unlocked or not refreshed for the time given,
+//! each row by one instance when several look at once.
+//!
+//! Needs MariaDB on `AZI3_TEST_MYSQL_URL` (`scripts/services.sh`).
+
+use std::collections::BTreeSet;
+
+use super::support::{TestDb, rule, started};
+use azi3_status_jobs::domain::RobotId;
+use azi3_status_jobs::store::{StatusCheckId, Store, TakenOver};
+use jiff::civil::date;
+
+/// The owner `started` gives every session.
+const STARTER: &str = "azi3-status-jobs:test";
+const TAKER: &str = "azi3-status-jobs:b";
+const QUIET_FOR: u32 = 120;
+
+async fn started_robots(store: &Store, robots: u32) -> Vec<StatusCheckId> {
+    let mut ids = Vec::new();
+    for robot in 1..=robots {
+        let mut r = rule("08:00", "20:00", "2h");
+        r.robot_id = RobotId::new(robot);
+        ids.push(started(store, &r, date(2025, 3, 30)).await.0);
+    }
+    ids
+}
+
+fn list(ids: &[StatusCheckId]) -> String {
+    ids.iter()
+        .map(|id| id.get().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Makes the poller rows of `ids` look unrefreshed for years.
+async fn quiet(store: &Store, ids: &[StatusCheckId]) {
+    store
+        .execute_sql(
+            &format!(
+                "UPDATE status_check_poller SET updated_at = '2000-01-01 00:00:00' \
+                 WHERE status_check_id IN ({})",
+                list(ids)
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+}
+
+/// Each session's poller `lock_id`, in id order.
+async fn holders(store: &Store, ids: &[StatusCheckId]) -> Vec<Option<String>> {
+    store
+        .select_sql(&[&format!(
+            "SELECT lock_id FROM status_check_poller WHERE status_check_id IN ({}) \
+             ORDER BY status_check_id",
+            list(ids)
+        )])
+        .await
+        .unwrap()
+        .remove(0)
+        .into_iter()
+        .map(|mut row| row.remove(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn only_running_sessions_whose_poller_nobody_keeps_are_taken_over() {
+    for db in TestDb::both().await {
+        let ids = started_robots(&db.store, 7).await;
+        // 0–2: the starter went quiet. 3: the starter keeps it. 4: the legacy cleanup released
+        // its lock (just now). 5: quiet, but the session is over. 6: quiet, but the taker's own.
+        quiet(&db.store, &[ids[0], ids[1], ids[2], ids[5], ids[6]]).await;
+        db.store
+            .execute_sql(
+                &format!(
+                    "UPDATE status_check_poller SET lock_id = NULL WHERE status_check_id = {}",
+                    ids[4].get()
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        db.store
+            .execute_sql(
+                &format!(
+                    "UPDATE status_job_session SET result = 'SUCCESS' WHERE status_check_id = {}",
+                    ids[5].get()
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        db.store
+            .execute_sql(
+                &format!(
+                    "UPDATE status_check_poller SET lock_id = '{TAKER}' WHERE status_check_id = {}",
+                    ids[6].get()
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+
+        // Two rows to a transaction: three of them, the last one short.
+        let taken = db
+            .store
+            .take_over_quiet_sessions(TAKER, QUIET_FOR, 2)
+            .await
+            .unwrap();
+        let expected: Vec<TakenOver> = [
+            (0, Some(STARTER)),
+            (1, Some(STARTER)),
+            (2, Some(STARTER)),
+            (4, None),
+        ]
+        .into_iter()
+        .map(|(i, from)| TakenOver {
+            status_check_id: ids[i],
+            robot_id: RobotId::new(u32::try_from(i).unwrap() + 1),
+            from: from.map(str::to_string),
+        })
+        .collect();
+        assert_eq!(taken, expected, "{}", db.name);
+
+        let taker = Some(TAKER.to_string());
+        let starter = Some(STARTER.to_string());
+        assert_eq!(
+            holders(&db.store, &ids).await,
+            vec![
+                taker.clone(),
+                taker.clone(),
+                taker.clone(),
+                starter.clone(),
+                taker.clone(),
+                starter,
+                taker,
+            ],
+            "{}",
+            db.name
+        );
+        // Refreshed as they were taken: nothing is left to take.
+        assert_eq!(
+            db.store
+                .take_over_quiet_sessions(TAKER, QUIET_FOR, 2)
+                .await
+                .unwrap(),
+            Vec::new(),
+            "{}",
+            db.name
+        );
+        db.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn two_instances_looking_at_once_take_each_session_once() {
+    for db in TestDb::both().await {
+        let ids = started_robots(&db.store, 40).await;
+        quiet(&db.store, &ids).await;
+        let (b, c) = tokio::join!(
+            db.store.take_over_quiet_sessions(TAKER, QUIET_FOR, 3),
+            db.store
+                .take_over_quiet_sessions("azi3-status-jobs:c", QUIET_FOR, 3),
+        );
+        let (b, c) = (b.unwrap(), c.unwrap());
+        let by_b: BTreeSet<StatusCheckId> = b.iter().map(|t| t.status_check_id).collect();
+        let by_c: BTreeSet<StatusCheckId> = c.iter().map(|t| t.status_check_id).collect();
+        assert!(
+            by_b.is_disjoint(&by_c),
+            "{}: taken by both: {:?}",
+            db.name,
+            by_b.intersection(&by_c).collect::<Vec<_>>()
+        );
+        let all: BTreeSet<StatusCheckId> = ids.iter().copied().collect();
+        assert_eq!(
+            by_b.union(&by_c).copied().collect::<BTreeSet<_>>(),
+            all,
+            "{}",
+            db.name
+        );
+        // What each was told it took is what the rows say.
+        for (id, holder) in ids.iter().zip(holders(&db.store, &ids).await) {
+            let expected = if by_b.contains(id) {
+                TAKER
+            } else {
+                "azi3-status-jobs:c"
+            };
+            assert_eq!(holder.as_deref(), Some(expected), "{}: {id:?}", db.name);
+        }
+        db.finish().await;
+    }
+}
