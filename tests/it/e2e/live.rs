@@ -428,10 +428,11 @@ async fn two_instances_at_once_give_the_same_result_without_duplicates() {
     let second: Service = rig.start_service(options("b")).await;
     let events = plan_events(&rig, run_end, 0x5eed_0006);
     drive(&rig, &events).await;
-    rig.settle_and_check(&first, run_end, PATIENCE).await;
+    let expected = rig.settle_and_check(&first, run_end, PATIENCE).await;
     rig.settle_and_check(&second, run_end, PATIENCE).await;
     let windows = |text: &str| counter(text, "windows_closed_total", "");
     let sent = |text: &str| counter(text, "alarms_total", "outcome=\"sent\"");
+    let events = |text: &str| counter(text, "events_total", "");
     let (a, b) = (metrics_text(&first).await, metrics_text(&second).await);
     eprintln!(
         "e2e two instances: windows closed a={} b={}, alarms sent a={} b={}, wall {:.1} s",
@@ -441,15 +442,23 @@ async fn two_instances_at_once_give_the_same_result_without_duplicates() {
         sent(&b),
         wall.elapsed().as_secs_f64()
     );
-    // Both instances did the work: each closed windows and posted alarms.
+    // Both instances took part: each took in events from the queue. The closes may fall to
+    // either, however lopsided (whichever claims a due window first closes it, and under load
+    // one instance claimed 19 of 20); between them every alarm was sent once.
     for (name, text) in [("a", &a), ("b", &b)] {
         assert!(
-            windows(text) >= 1.0 && sent(text) >= 1.0,
-            "instance {name} closed {} windows and sent {} alarms",
+            events(text) >= 1.0,
+            "instance {name} took in no event: closed {} windows, sent {} alarms",
             windows(text),
             sent(text)
         );
     }
+    let alarms: usize = expected.iter().map(|e| e.alarms.len()).sum();
+    assert_eq!(
+        sent(&a) + sent(&b),
+        count_f64(alarms),
+        "alarms sent by a and b together"
+    );
     // No subscription is left behind at Megazord: every one either instance made (the spares of
     // a lost race included) is deleted once its session has ended.
     let deadline = Instant::now() + PATIENCE;

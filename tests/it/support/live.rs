@@ -705,5 +705,6 @@ pub fn counter(text: &str, name: &str, labels: &str) -> f64 {
         .filter(|line| line.starts_with(name) && line.contains(labels))
         .filter(|line| line[name.len()..].starts_with(['{', ' ']))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        // Not `sum`, which gives -0 for no line.
+        .fold(0.0, |total, value| total + value)
 }
