@@ -59,15 +59,19 @@ impl Store {
     }
 }
 
-/// `WHERE` condition on `status_check_poller p` of a row no instance but `?` (the owner)
-/// keeps and that is not this owner's: no lock, or another's not refreshed for the time given.
+/// `WHERE` condition on `status_check_poller p` of a row that no instance keeps and that is
+/// not the owner's (the one `?`): no lock, or another's not refreshed for the time given.
+/// The first of its two conditions names only indexed columns: MariaDB reads the few unlocked
+/// or unrefreshed rows by those two indexes (`sort_union` in `EXPLAIN`, with 100,000 rows),
+/// not every row.
 fn quiet(dialect: Dialect, quiet_for_seconds: u32) -> String {
     let before = match dialect {
         Dialect::Mysql => format!("CURRENT_TIMESTAMP - INTERVAL {quiet_for_seconds} SECOND"),
         Dialect::Sqlite => format!("datetime('now', '-{quiet_for_seconds} seconds')"),
     };
     format!(
-        "(p.lock_id IS NULL OR (p.lock_id <> ? AND (p.updated_at IS NULL OR p.updated_at < {before})))"
+        "(p.lock_id IS NULL OR p.updated_at IS NULL OR p.updated_at < {before}) \
+         AND (p.lock_id IS NULL OR p.lock_id <> ?)"
     )
 }
 
