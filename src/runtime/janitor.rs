@@ -115,36 +115,37 @@ async fn refresh_poller_locks(ctx: &Context) -> Result<(), RuntimeError> {
 
 /// Takes over the running sessions whose poller rows no instance keeps (their instance stopped,
 /// or the legacy cleanup released them), so that their poller locks are kept fresh again and
-/// their history replayed here.
+/// their history replayed here. Each round is handed to the scheduler as soon as it is taken: a later round that fails
+/// loses none of it.
 async fn take_over_quiet_sessions(ctx: &Context) -> Result<(), RuntimeError> {
-    let taken = ctx
-        .store()
-        .take_over_quiet_sessions(
-            &ctx.settings().owner,
-            u32::try_from(QUIET_FOR.as_secs()).unwrap_or(u32::MAX),
-            POLLER_CHUNK,
-        )
-        .await?;
-    if taken.is_empty() {
-        return Ok(());
-    }
-    let mut from: BTreeMap<&str, usize> = BTreeMap::new();
-    for session in &taken {
-        *from
-            .entry(session.from.as_deref().unwrap_or("none"))
-            .or_default() += 1;
-    }
+    let quiet_for = u32::try_from(QUIET_FOR.as_secs()).unwrap_or(u32::MAX);
+    let mut from: BTreeMap<String, usize> = BTreeMap::new();
+    let mut after = 0;
+    let result = loop {
+        let round = match ctx
+            .store()
+            .take_over_quiet_sessions(&ctx.settings().owner, quiet_for, after, POLLER_CHUNK)
+            .await
+        {
+            Ok(round) => round,
+            Err(e) => break Err(e.into()),
+        };
+        for session in &round.taken {
+            let holder = session.from.as_deref().unwrap_or("none");
+            *from.entry(holder.to_string()).or_default() += 1;
+        }
+        metrics::counter!(names::SESSIONS_TAKEN_OVER).increment(round.taken.len() as u64);
+        ctx.prepare_again(round.taken.iter().map(|t| t.status_check_id));
+        match round.next {
+            Some(next) => after = next,
+            None => break Ok(()),
+        }
+    };
     for (holder, sessions) in from {
-        tracing::warn!(
-            from = holder,
-            sessions,
-            quietForSeconds = QUIET_FOR.as_secs(),
-            "took over the sessions of an instance that stopped keeping them; preparing them here"
-        );
+        tracing::warn!(from = %holder, sessions, quietForSeconds = QUIET_FOR.as_secs(),
+            "took over the sessions of an instance that stopped keeping them; preparing them here");
     }
-    metrics::counter!(names::SESSIONS_TAKEN_OVER).increment(taken.len() as u64);
-    ctx.prepare_again(taken.iter().map(|t| t.status_check_id));
-    Ok(())
+    result
 }
 
 /// One round of housekeeping.
@@ -152,7 +153,10 @@ pub async fn pass(ctx: &Context) -> Result<(), RuntimeError> {
     let store = ctx.store();
     let now = ctx.now();
     refresh_poller_locks(ctx).await?;
-    take_over_quiet_sessions(ctx).await?;
+    // A failed take-over is tried again by the next round; it holds up no other housekeeping.
+    if let Err(e) = take_over_quiet_sessions(ctx).await {
+        tracing::warn!(error = %e, "sessions of quiet instances not taken over yet");
+    }
     let running = store.running_session_count().await?;
     metrics::gauge!(names::ACTIVE_SESSIONS).set(count_f64(running));
     let abandoned_before = now

@@ -27,35 +27,35 @@ pub struct TakenOver {
     pub from: Option<String>,
 }
 
+/// One round of [`Store::take_over_quiet_sessions`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TakeOverRound {
+    /// The sessions taken, in id order.
+    pub taken: Vec<TakenOver>,
+    /// Where the next round begins (its `after`) when there may be more; `None` when none
+    /// is left.
+    pub next: Option<u64>,
+}
+
 impl Store {
-    /// Takes over, for `owner`, every running session of this service whose poller row no
-    /// instance keeps: its `lock_id` is unset, or is another instance's and its `updated_at`
-    /// lies more than `quiet_for_seconds` in the past by the database's clock. `chunk` rows to
-    /// a transaction. Returns the sessions taken, in id order.
+    /// Takes over, for `owner`, up to `limit` running sessions of this service with ids above
+    /// `after` whose poller row no instance keeps: its `lock_id` is unset, or is another
+    /// instance's and its `updated_at` lies more than `quiet_for_seconds` in the past by the
+    /// database's clock. One transaction; call again from [`TakeOverRound::next`] while it is
+    /// set, so that a failure loses no round already taken.
     pub async fn take_over_quiet_sessions(
         &self,
         owner: &str,
         quiet_for_seconds: u32,
-        chunk: usize,
-    ) -> Result<Vec<TakenOver>, StoreError> {
-        let chunk = chunk.max(1);
-        let mut after = 0;
-        let mut taken = Vec::new();
-        loop {
-            let (looked_at, last, mut round) = self
-                .run(move |tx| -> BoxFuture<'_, Result<_, StoreError>> {
-                    let owner = owner.to_string();
-                    Box::pin(
-                        async move { take_over(tx, &owner, quiet_for_seconds, after, chunk).await },
-                    )
-                })
-                .await?;
-            taken.append(&mut round);
-            match last {
-                Some(last) if looked_at == chunk => after = last,
-                _ => return Ok(taken),
-            }
-        }
+        after: u64,
+        limit: usize,
+    ) -> Result<TakeOverRound, StoreError> {
+        let limit = limit.max(1);
+        self.run(move |tx| -> BoxFuture<'_, Result<_, StoreError>> {
+            let owner = owner.to_string();
+            Box::pin(async move { take_over(tx, &owner, quiet_for_seconds, after, limit).await })
+        })
+        .await
     }
 }
 
@@ -75,15 +75,14 @@ fn quiet(dialect: Dialect, quiet_for_seconds: u32) -> String {
     )
 }
 
-/// One chunk of [`Store::take_over_quiet_sessions`]: the rows after id `after`. Returns how
-/// many rows it looked at, the last one's id, and those it took.
+/// [`Store::take_over_quiet_sessions`] in its transaction.
 async fn take_over(
     tx: &mut Tx,
     owner: &str,
     quiet_for_seconds: u32,
     after: u64,
     limit: usize,
-) -> Result<(usize, Option<u64>, Vec<TakenOver>), StoreError> {
+) -> Result<TakeOverRound, StoreError> {
     let quiet = quiet(tx.dialect(), quiet_for_seconds);
     // Read without locks: most rows are kept, and the update below checks each again under
     // its lock.
@@ -99,7 +98,7 @@ async fn take_over(
         )
         .await?;
     let Some(last) = found_last(&candidates)? else {
-        return Ok((0, None, Vec::new()));
+        return Ok(TakeOverRound::default());
     };
     let mut found = Vec::with_capacity(candidates.len());
     for row in &candidates {
@@ -142,9 +141,9 @@ async fn take_over(
         .map(|r| r.id("status_check_id"))
         .collect::<Result<_, _>>()?;
     tx.checkpoint().await?;
-    let looked_at = found.len();
+    let next = (found.len() == limit).then_some(last);
     found.retain(|t| taken.contains(&t.status_check_id.get()));
-    Ok((looked_at, Some(last), found))
+    Ok(TakeOverRound { taken: found, next })
 }
 
 /// The id of the last row read, if any.

@@ -9,6 +9,24 @@ use std::collections::BTreeSet;
 use super::support::{TestDb, rule, started};
 use azi3_status_jobs::domain::RobotId;
 use azi3_status_jobs::store::{StatusCheckId, Store, TakenOver};
+
+/// Every round of [`Store::take_over_quiet_sessions`] for `owner`, `limit` rows each: what
+/// each took.
+async fn take_over_all(store: &Store, owner: &str, limit: usize) -> Vec<Vec<TakenOver>> {
+    let mut rounds = Vec::new();
+    let mut after = 0;
+    loop {
+        let round = store
+            .take_over_quiet_sessions(owner, QUIET_FOR, after, limit)
+            .await
+            .unwrap();
+        rounds.push(round.taken);
+        match round.next {
+            Some(next) => after = next,
+            None => return rounds,
+        }
+    }
+}
 use jiff::civil::date;
 
 /// The owner `started` gives every session.
@@ -103,11 +121,14 @@ async fn only_running_sessions_whose_poller_nobody_keeps_are_taken_over() {
             .unwrap();
 
         // Two rows to a transaction: three of them, the last one short.
-        let taken = db
-            .store
-            .take_over_quiet_sessions(TAKER, QUIET_FOR, 2)
-            .await
-            .unwrap();
+        let rounds = take_over_all(&db.store, TAKER, 2).await;
+        assert_eq!(
+            rounds.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![2, 2, 0],
+            "{}",
+            db.name
+        );
+        let taken: Vec<TakenOver> = rounds.concat();
         let expected: Vec<TakenOver> = [
             (0, Some(STARTER)),
             (1, Some(STARTER)),
@@ -141,11 +162,8 @@ async fn only_running_sessions_whose_poller_nobody_keeps_are_taken_over() {
         );
         // Refreshed as they were taken: nothing is left to take.
         assert_eq!(
-            db.store
-                .take_over_quiet_sessions(TAKER, QUIET_FOR, 2)
-                .await
-                .unwrap(),
-            Vec::new(),
+            take_over_all(&db.store, TAKER, 2).await,
+            vec![Vec::new()],
             "{}",
             db.name
         );
@@ -159,11 +177,10 @@ async fn two_instances_looking_at_once_take_each_session_once() {
         let ids = started_robots(&db.store, 40).await;
         quiet(&db.store, &ids).await;
         let (b, c) = tokio::join!(
-            db.store.take_over_quiet_sessions(TAKER, QUIET_FOR, 3),
-            db.store
-                .take_over_quiet_sessions("azi3-status-jobs:c", QUIET_FOR, 3),
+            take_over_all(&db.store, TAKER, 3),
+            take_over_all(&db.store, "azi3-status-jobs:c", 3),
         );
-        let (b, c) = (b.unwrap(), c.unwrap());
+        let (b, c) = (b.concat(), c.concat());
         let by_b: BTreeSet<StatusCheckId> = b.iter().map(|t| t.status_check_id).collect();
         let by_c: BTreeSet<StatusCheckId> = c.iter().map(|t| t.status_check_id).collect();
         assert!(
