@@ -3,8 +3,9 @@
 //! delete Megazord subscriptions of ended sessions (404 counts as gone), and end sessions
 //! abandoned for a day as `FAILED`.
 //!
-//! Only the poller locks are kept while windows wait to be closed: the rest reads every running
-//! session, and 100,000 windows ending together are closed faster without it (design 2.21).
+//! Only the poller locks are kept (and quiet instances' sessions taken over) while windows wait
+//! to be closed: the rest reads every running session, and 100,000 windows ending together are
+//! closed faster without it (design 2.21).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::Context;
 use super::error::RuntimeError;
-use crate::megazord::{CallRef, Deletion};
+use crate::megazord::{CallRef, Deletion, MegazordClient};
 use crate::numeric::count_f64;
 use crate::telemetry::names;
 
@@ -28,9 +29,12 @@ const POLLER_EVERY: Duration = Duration::from_secs(30);
 /// How many poller rows are refreshed in one transaction.
 const POLLER_CHUNK: usize = 500;
 /// How long another instance's poller row may go unrefreshed before this one takes its session
-/// over: a live instance refreshes its rows every [`POLLER_EVERY`], so four of its rounds
-/// have been missed.
+/// over. A live instance refreshes every [`POLLER_EVERY`] the rows it has not written for as
+/// long, so none of its rows is much more than a minute old; twice that means it stopped.
 const QUIET_FOR: Duration = Duration::from_secs(120);
+/// How long one round may spend deleting subscriptions at Megazord: a round refreshes the
+/// poller locks first, and the next must come in time.
+const DELETES_AT_MOST: Duration = Duration::from_secs(20);
 /// How long the housekeeping beside the poller locks may be put off while windows are being
 /// closed.
 const PUT_OFF_AT_MOST: Duration = Duration::from_secs(600);
@@ -86,7 +90,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             }),
             // While windows are being closed a wake (a session ended) waits for them, its
             // subscription with it.
-            Round::LocksOnly => refresh_poller_locks(&ctx)
+            Round::LocksOnly => keep_poller_locks(&ctx)
                 .await
                 .map(|()| last_refresh = Some(Instant::now())),
             Round::Nothing => Ok(()),
@@ -105,18 +109,23 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
     }
 }
 
-/// Refreshes the poller locks this instance holds.
-async fn refresh_poller_locks(ctx: &Context) -> Result<(), RuntimeError> {
+/// Refreshes the poller locks this instance holds, then takes over the sessions nobody keeps:
+/// both every [`POLLER_EVERY`], also while windows are being closed.
+async fn keep_poller_locks(ctx: &Context) -> Result<(), RuntimeError> {
     ctx.store()
         .refresh_poller_locks(&ctx.settings().owner, POLLER_EVERY, POLLER_CHUNK)
         .await?;
+    // A failed take-over is tried again by the next round; it holds up no other housekeeping.
+    if let Err(e) = take_over_quiet_sessions(ctx).await {
+        tracing::warn!(error = %e, "sessions of quiet instances not taken over yet");
+    }
     Ok(())
 }
 
 /// Takes over the running sessions whose poller rows no instance keeps (their instance stopped,
 /// or the legacy cleanup released them), so that their poller locks are kept fresh again and
-/// their history replayed here. Each round is handed to the scheduler as soon as it is taken: a later round that fails
-/// loses none of it.
+/// their history replayed here. Each round is handed to the scheduler as soon as it is taken:
+/// a later round that fails loses none of it.
 async fn take_over_quiet_sessions(ctx: &Context) -> Result<(), RuntimeError> {
     let quiet_for = u32::try_from(QUIET_FOR.as_secs()).unwrap_or(u32::MAX);
     let mut from: BTreeMap<String, usize> = BTreeMap::new();
@@ -152,11 +161,7 @@ async fn take_over_quiet_sessions(ctx: &Context) -> Result<(), RuntimeError> {
 pub async fn pass(ctx: &Context) -> Result<(), RuntimeError> {
     let store = ctx.store();
     let now = ctx.now();
-    refresh_poller_locks(ctx).await?;
-    // A failed take-over is tried again by the next round; it holds up no other housekeeping.
-    if let Err(e) = take_over_quiet_sessions(ctx).await {
-        tracing::warn!(error = %e, "sessions of quiet instances not taken over yet");
-    }
+    keep_poller_locks(ctx).await?;
     let running = store.running_session_count().await?;
     metrics::gauge!(names::ACTIVE_SESSIONS).set(count_f64(running));
     let abandoned_before = now
@@ -188,6 +193,27 @@ pub async fn pass(ctx: &Context) -> Result<(), RuntimeError> {
     let Some(megazord) = ctx.megazord() else {
         return Ok(());
     };
+    // Bounded, so that a slow Megazord never keeps the poller locks from their next refresh;
+    // a delete cut short is tried again by the next round.
+    match tokio::time::timeout(DELETES_AT_MOST, delete_ended_subscriptions(ctx, megazord)).await {
+        Ok(done) => done,
+        Err(_) => {
+            tracing::warn!(
+                seconds = DELETES_AT_MOST.as_secs(),
+                "deleting the subscriptions of ended sessions took too long; the rest wait for the next round"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Deletes up to 100 subscriptions of ended sessions at Megazord (404 counts as gone).
+async fn delete_ended_subscriptions(
+    ctx: &Context,
+    megazord: &MegazordClient,
+) -> Result<(), RuntimeError> {
+    let store = ctx.store();
+    let now = ctx.now();
     for leftover in store.ended_subscriptions(100).await? {
         let call_ref = CallRef::new();
         match megazord

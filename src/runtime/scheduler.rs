@@ -63,8 +63,9 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
 /// What the scheduler remembers between passes.
 #[derive(Debug, Default)]
 struct Scheduler {
-    /// Sessions this process has started or found, and prepared; after a restart every
-    /// running session is prepared again, which replays its history.
+    /// Sessions this process has started or found, and prepared or left to the instance that
+    /// keeps them; after a restart, the sessions this instance keeps are prepared again, which
+    /// replays their history.
     known: HashMap<(RobotId, Date), StatusCheckId>,
     /// Sessions whose start or preparation failed, each waiting out its own back-off.
     retries: SessionRetries<RetryKey>,
@@ -79,9 +80,6 @@ struct Scheduler {
     /// Yesterday's session of every rule is one of these all day, and looking them up again
     /// at every pass was 1,500 lookups a pass with 100,000 rules.
     skipped: HashSet<(RobotId, Date)>,
-    /// Known sessions that another instance keeps, or none does: prepared here once this
-    /// instance takes them over (the janitor, [`Context::prepare_again`]).
-    kept_elsewhere: HashSet<StatusCheckId>,
 }
 
 /// What a failed session is retried under.
@@ -140,13 +138,14 @@ impl Scheduler {
     /// change applies to sessions that have not started).
     async fn pass(&mut self, ctx: &Context) -> Result<Option<Timestamp>, RuntimeError> {
         let now = ctx.now();
-        // Sessions this instance took over since the last pass: looked up again, and prepared.
+        // Sessions this instance took over since the last pass: looked up again, and prepared
+        // here, however they were known (left to the instance that kept them, or to their
+        // starter). One looked up between the take-over's commit and this pass was prepared
+        // here already, and is prepared once more: a second history read, which changes
+        // nothing.
         let taken = ctx.taken_over();
         if !taken.is_empty() {
-            let again: HashSet<StatusCheckId> =
-                taken.intersection(&self.kept_elsewhere).copied().collect();
-            self.known.retain(|_, id| !again.contains(id));
-            self.kept_elsewhere.retain(|id| !again.contains(id));
+            self.known.retain(|_, id| !taken.contains(id));
         }
         let mut next_start: Option<Timestamp> = None;
         let mut wanted = HashSet::new();
@@ -212,7 +211,6 @@ impl Scheduler {
             next_start = Some(next_start.map_or(until, |n| n.min(until)));
         }
         let known_ids: HashSet<StatusCheckId> = self.known.values().copied().collect();
-        self.kept_elsewhere.retain(|id| known_ids.contains(id));
         let wanted_robots: HashSet<RobotId> = wanted.iter().map(|(robot, _)| *robot).collect();
         self.retries.retain(|key, f| {
             !matches!(key, RetryKey::Session(id) if known_ids.contains(&id))
@@ -341,7 +339,6 @@ impl Scheduler {
             Ok(Started::KeptElsewhere(session_id)) => {
                 self.retries.forget(RetryKey::Start(robot_id));
                 self.known.insert((robot_id, date), session_id);
-                self.kept_elsewhere.insert(session_id);
             }
             Err((retry_key, e)) => {
                 if retry_key != RetryKey::Start(robot_id) {
@@ -537,6 +534,10 @@ fn left_to_starter(
     was_left: bool,
 ) -> Option<Started> {
     let owner = &ctx.settings().owner;
+    // Taken over from its starter: this instance keeps it now.
+    if started.running && started.poller == PollerLock::Held(owner.clone()) {
+        return None;
+    }
     if let Some((starter, at)) = started.starter(owner) {
         if was_left {
             return started

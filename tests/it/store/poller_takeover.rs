@@ -89,38 +89,17 @@ async fn only_running_sessions_whose_poller_nobody_keeps_are_taken_over() {
         // 0–2: the starter went quiet. 3: the starter keeps it. 4: the legacy cleanup released
         // its lock (just now). 5: quiet, but the session is over. 6: quiet, but the taker's own.
         quiet(&db.store, &[ids[0], ids[1], ids[2], ids[5], ids[6]]).await;
-        db.store
-            .execute_sql(
-                &format!(
-                    "UPDATE status_check_poller SET lock_id = NULL WHERE status_check_id = {}",
-                    ids[4].get()
-                ),
-                &[],
-            )
-            .await
-            .unwrap();
-        db.store
-            .execute_sql(
-                &format!(
-                    "UPDATE status_job_session SET result = 'SUCCESS' WHERE status_check_id = {}",
-                    ids[5].get()
-                ),
-                &[],
-            )
-            .await
-            .unwrap();
-        db.store
-            .execute_sql(
-                &format!(
-                    "UPDATE status_check_poller SET lock_id = '{TAKER}' WHERE status_check_id = {}",
-                    ids[6].get()
-                ),
-                &[],
-            )
-            .await
-            .unwrap();
+        let taker_holds = format!("UPDATE status_check_poller SET lock_id = '{TAKER}'");
+        for (sql, id) in [
+            ("UPDATE status_check_poller SET lock_id = NULL", ids[4]),
+            ("UPDATE status_job_session SET result = 'SUCCESS'", ids[5]),
+            (taker_holds.as_str(), ids[6]),
+        ] {
+            let sql = format!("{sql} WHERE status_check_id = {}", id.get());
+            db.store.execute_sql(&sql, &[]).await.unwrap();
+        }
 
-        // Two rows to a transaction: three of them, the last one short.
+        // Two rows to a transaction: two full rounds, and a last one that finds none.
         let rounds = take_over_all(&db.store, TAKER, 2).await;
         assert_eq!(
             rounds.iter().map(Vec::len).collect::<Vec<_>>(),
