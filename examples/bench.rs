@@ -1552,7 +1552,8 @@ async fn measure_queue(
         .lines()
         .filter(|l| l.starts_with("queue_messages_total") && l.contains("outcome=\"retry\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>();
+        // Not `sum`, which gives -0 for no line.
+        .fold(0.0, |total, value| total + value);
     run.service.kill().await;
     let events_per_second = handled / seconds;
     progress(format!(
