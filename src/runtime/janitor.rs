@@ -7,7 +7,7 @@
 //! to be closed: the rest reads every running session, and 100,000 windows ending together are
 //! closed faster without it (design 2.21).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -18,6 +18,7 @@ use super::context::Context;
 use super::error::RuntimeError;
 use crate::megazord::{CallRef, Deletion, MegazordClient};
 use crate::numeric::count_f64;
+use crate::store::StatusCheckId;
 use crate::telemetry::names;
 
 /// How often the janitor runs (wall-clock time), when no ended session wakes it sooner.
@@ -124,30 +125,49 @@ async fn keep_poller_locks(ctx: &Context) -> Result<(), RuntimeError> {
 
 /// Takes over the running sessions whose poller rows no instance keeps (their instance stopped,
 /// or the legacy cleanup released them), so that their poller locks are kept fresh again and
-/// their history replayed here. Each round is handed to the scheduler as soon as it is taken:
-/// a later round that fails loses none of it.
+/// their history replayed here. Each round of [`POLLER_CHUNK`] rows is handed to the scheduler
+/// as soon as it is taken, so that a later round that fails loses none of it; a round whose
+/// take-over failed is handed over too, since its `COMMIT` may have gone through.
 async fn take_over_quiet_sessions(ctx: &Context) -> Result<(), RuntimeError> {
+    let store = ctx.store();
+    let owner = &ctx.settings().owner;
     let quiet_for = u32::try_from(QUIET_FOR.as_secs()).unwrap_or(u32::MAX);
     let mut from: BTreeMap<String, usize> = BTreeMap::new();
     let mut after = 0;
     let result = loop {
-        let round = match ctx
-            .store()
-            .take_over_quiet_sessions(&ctx.settings().owner, quiet_for, after, POLLER_CHUNK)
+        let quiet = match store
+            .quiet_sessions(owner, quiet_for, after, POLLER_CHUNK)
             .await
         {
-            Ok(round) => round,
+            Ok(quiet) => quiet,
             Err(e) => break Err(e.into()),
         };
-        for session in &round.taken {
-            let holder = session.from.as_deref().unwrap_or("none");
+        let (Some(last), more) = (quiet.last(), quiet.len() == POLLER_CHUNK) else {
+            break Ok(());
+        };
+        after = last.status_check_id.get();
+        let ids: Vec<StatusCheckId> = quiet.iter().map(|q| q.status_check_id).collect();
+        let taken = match store.take_over_sessions(owner, quiet_for, &ids).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                // Its `COMMIT` may have gone through all the same: the scheduler looks each of
+                // them up again, and prepares those this instance keeps.
+                ctx.prepare_again(ids);
+                break Err(e.into());
+            }
+        };
+        let taken_set: HashSet<StatusCheckId> = taken.iter().copied().collect();
+        for session in quiet
+            .iter()
+            .filter(|q| taken_set.contains(&q.status_check_id))
+        {
+            let holder = session.held_by.as_deref().unwrap_or("none");
             *from.entry(holder.to_string()).or_default() += 1;
         }
-        metrics::counter!(names::SESSIONS_TAKEN_OVER).increment(round.taken.len() as u64);
-        ctx.prepare_again(round.taken.iter().map(|t| t.status_check_id));
-        match round.next {
-            Some(next) => after = next,
-            None => break Ok(()),
+        metrics::counter!(names::SESSIONS_TAKEN_OVER).increment(taken.len() as u64);
+        ctx.prepare_again(taken);
+        if !more {
+            break Ok(());
         }
     };
     for (holder, sessions) in from {

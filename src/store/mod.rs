@@ -68,7 +68,7 @@ pub use lookups::{
     LOCAL_EVENT_ID_BASE, LeftoverSubscription, NAMED_EVENT_ID_BASE, SessionKey, named_event_id,
 };
 pub use migrate::{MigrationSet, PendingMigration, SERVICE_TABLE, SHARED_TABLE};
-pub use poller_takeover::{TakeOverRound, TakenOver};
+pub use poller_takeover::QuietSession;
 pub use seed::{DESCRIPTION_NAME, MYSQL_SEED, SQLITE_SEED, TEMPLATE_VERSION, Template};
 pub use service_data::{DEAD_LETTER_BODY_LIMIT, DeadLetter, DeadLetterRetention};
 pub use session_starts::{PollerLock, StartedSession};

@@ -5,9 +5,15 @@
 //! minute (contracts §6 item 10). An instance that stops for good (scaled down, or restarted
 //! under another `instance_id`) leaves its rows to go stale: the legacy stale-lock cleanup
 //! would then release them, and the legacy teardown take the sessions. Any other instance
-//! takes such a row over, one row at a time, by setting its own `lock_id` only where the row
-//! is still stale under the row's lock: two instances that look at once take each row once.
-//! The taker prepares the session again (subscription, history), as a restart did before.
+//! takes such a row over by setting its own `lock_id` only where the row is still stale under
+//! the row's lock: two instances that look at once take each row once. The taker prepares the
+//! session again (subscription, history), as a restart did before.
+//!
+//! Finding the rows ([`Store::quiet_sessions`]) and taking them ([`Store::take_over_sessions`])
+//! are two calls, so that a caller whose take-over failed still knows which sessions it may
+//! have taken: when the `COMMIT`'s answer is lost, the rows may be the caller's all the same.
+
+use std::collections::HashSet;
 
 use super::error::StoreError;
 use super::sql::{Arg, Dialect, Tx, to_i64};
@@ -15,45 +21,78 @@ use super::types::StatusCheckId;
 use super::{BoxFuture, Store};
 use crate::domain::RobotId;
 
-/// A session taken over from the instance that kept it.
+/// A running session whose poller row no instance keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TakenOver {
+pub struct QuietSession {
     /// `status_check.id`.
     pub status_check_id: StatusCheckId,
     /// Its robot.
     pub robot_id: RobotId,
-    /// The `lock_id` its poller row held before; `None` when the row held no lock (the
-    /// legacy cleanup released it).
-    pub from: Option<String>,
-}
-
-/// One round of [`Store::take_over_quiet_sessions`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TakeOverRound {
-    /// The sessions taken, in id order.
-    pub taken: Vec<TakenOver>,
-    /// Where the next round begins (its `after`) when there may be more; `None` when none
-    /// is left.
-    pub next: Option<u64>,
+    /// The `lock_id` its poller row holds; `None` when it holds no lock (the legacy cleanup
+    /// released it).
+    pub held_by: Option<String>,
 }
 
 impl Store {
-    /// Takes over, for `owner`, up to `limit` running sessions of this service with ids above
-    /// `after` whose poller row no instance keeps: its `lock_id` is unset, or is another
-    /// instance's and its `updated_at` lies more than `quiet_for_seconds` in the past by the
-    /// database's clock. One transaction; call again from [`TakeOverRound::next`] while it is
-    /// set, so that a failure loses no round already taken.
-    pub async fn take_over_quiet_sessions(
+    /// Up to `limit` running sessions of this service with ids above `after`, in id order,
+    /// whose poller row no instance keeps and that is not `owner`'s: its `lock_id` is unset, or
+    /// is another instance's and its `updated_at` lies more than `quiet_for_seconds` in the
+    /// past by the database's clock. Read without locks.
+    pub async fn quiet_sessions(
         &self,
         owner: &str,
         quiet_for_seconds: u32,
         after: u64,
         limit: usize,
-    ) -> Result<TakeOverRound, StoreError> {
+    ) -> Result<Vec<QuietSession>, StoreError> {
         let limit = limit.max(1);
         self.run(move |tx| -> BoxFuture<'_, Result<_, StoreError>> {
             let owner = owner.to_string();
-            Box::pin(async move { take_over(tx, &owner, quiet_for_seconds, after, limit).await })
+            Box::pin(async move {
+                let rows = tx
+                    .fetch_all(
+                        &format!(
+                            "SELECT p.status_check_id, p.lock_id, s.robot_id \
+                             FROM status_check_poller p \
+                             JOIN status_job_session s ON s.status_check_id = p.status_check_id \
+                             WHERE p.status_check_id > ? AND s.result = 'PENDING' AND {} \
+                             ORDER BY p.status_check_id LIMIT {limit}",
+                            quiet(tx.dialect(), quiet_for_seconds)
+                        ),
+                        &[to_i64(after).into(), owner.into()],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(QuietSession {
+                            status_check_id: StatusCheckId::new(row.id("status_check_id")?),
+                            robot_id: row.robot_id("robot_id")?,
+                            held_by: row.opt_text("lock_id")?,
+                        })
+                    })
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    /// Takes over, for `owner`, those of `sessions` whose poller row is still as
+    /// [`Store::quiet_sessions`] found it (checked again under each row's lock), in one
+    /// transaction; returns those it took. Another instance may have taken some first, or
+    /// their instance refreshed them.
+    pub async fn take_over_sessions(
+        &self,
+        owner: &str,
+        quiet_for_seconds: u32,
+        sessions: &[StatusCheckId],
+    ) -> Result<Vec<StatusCheckId>, StoreError> {
+        if sessions.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(move |tx| -> BoxFuture<'_, Result<_, StoreError>> {
+            let owner = owner.to_string();
+            let sessions = sessions.to_vec();
+            Box::pin(async move { take_over(tx, &owner, quiet_for_seconds, &sessions).await })
         })
         .await
     }
@@ -75,43 +114,15 @@ fn quiet(dialect: Dialect, quiet_for_seconds: u32) -> String {
     )
 }
 
-/// [`Store::take_over_quiet_sessions`] in its transaction.
+/// [`Store::take_over_sessions`] in its transaction.
 async fn take_over(
     tx: &mut Tx,
     owner: &str,
     quiet_for_seconds: u32,
-    after: u64,
-    limit: usize,
-) -> Result<TakeOverRound, StoreError> {
-    let quiet = quiet(tx.dialect(), quiet_for_seconds);
-    // Read without locks: most rows are kept, and the update below checks each again under
-    // its lock.
-    let candidates = tx
-        .fetch_all(
-            &format!(
-                "SELECT p.status_check_id, p.lock_id, s.robot_id FROM status_check_poller p \
-                 JOIN status_job_session s ON s.status_check_id = p.status_check_id \
-                 WHERE p.status_check_id > ? AND s.result = 'PENDING' AND {quiet} \
-                 ORDER BY p.status_check_id LIMIT {limit}"
-            ),
-            &[to_i64(after).into(), owner.into()],
-        )
-        .await?;
-    let Some(last) = found_last(&candidates)? else {
-        return Ok(TakeOverRound::default());
-    };
-    let mut found = Vec::with_capacity(candidates.len());
-    for row in &candidates {
-        found.push(TakenOver {
-            status_check_id: StatusCheckId::new(row.id("status_check_id")?),
-            robot_id: row.robot_id("robot_id")?,
-            from: row.opt_text("lock_id")?,
-        });
-    }
-    let marks = vec!["?"; found.len()].join(", ");
-    let ids = found
-        .iter()
-        .map(|t| Arg::from(to_i64(t.status_check_id.get())));
+    sessions: &[StatusCheckId],
+) -> Result<Vec<StatusCheckId>, StoreError> {
+    let marks = vec!["?"; sessions.len()].join(", ");
+    let ids = sessions.iter().map(|id| Arg::from(to_i64(id.get())));
     let mut args: Vec<Arg> = vec![owner.into()];
     args.extend(ids.clone());
     args.push(owner.into());
@@ -119,7 +130,8 @@ async fn take_over(
     tx.execute(
         &format!(
             "UPDATE status_check_poller AS p SET lock_id = ?, updated_at = CURRENT_TIMESTAMP \
-             WHERE p.status_check_id IN ({marks}) AND {quiet}"
+             WHERE p.status_check_id IN ({marks}) AND {}",
+            quiet(tx.dialect(), quiet_for_seconds)
         ),
         &args,
     )
@@ -127,7 +139,7 @@ async fn take_over(
     // Which of them are this owner's now: another instance may have taken some first.
     let mut args: Vec<Arg> = vec![owner.into()];
     args.extend(ids);
-    let taken = tx
+    let rows = tx
         .fetch_all(
             &format!(
                 "SELECT status_check_id FROM status_check_poller \
@@ -136,17 +148,14 @@ async fn take_over(
             &args,
         )
         .await?;
-    let taken: std::collections::HashSet<u64> = taken
+    let taken: HashSet<u64> = rows
         .iter()
         .map(|r| r.id("status_check_id"))
         .collect::<Result<_, _>>()?;
     tx.checkpoint().await?;
-    let next = (found.len() == limit).then_some(last);
-    found.retain(|t| taken.contains(&t.status_check_id.get()));
-    Ok(TakeOverRound { taken: found, next })
-}
-
-/// The id of the last row read, if any.
-fn found_last(rows: &[super::sql::Row]) -> Result<Option<u64>, StoreError> {
-    rows.last().map(|r| r.id("status_check_id")).transpose()
+    Ok(sessions
+        .iter()
+        .copied()
+        .filter(|id| taken.contains(&id.get()))
+        .collect())
 }

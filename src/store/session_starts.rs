@@ -59,7 +59,7 @@ impl StartedSession {
 
     /// Whether the session runs and its poller row is not `owner`'s: another instance keeps
     /// it (it prepared it), or none does and one will take it over
-    /// ([`Store::take_over_quiet_sessions`]), preparing it then.
+    /// ([`Store::take_over_sessions`]), preparing it then.
     pub fn kept_elsewhere(&self, owner: &str) -> bool {
         self.running
             && match &self.poller {

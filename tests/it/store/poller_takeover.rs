@@ -8,26 +8,39 @@ use std::collections::BTreeSet;
 
 use super::support::{TestDb, rule, started};
 use azi3_status_jobs::domain::RobotId;
-use azi3_status_jobs::store::{StatusCheckId, Store, TakenOver};
+use azi3_status_jobs::store::{QuietSession, StatusCheckId, Store};
+use jiff::civil::date;
 
-/// Every round of [`Store::take_over_quiet_sessions`] for `owner`, `limit` rows each: what
-/// each took.
-async fn take_over_all(store: &Store, owner: &str, limit: usize) -> Vec<Vec<TakenOver>> {
+/// Every round of finding quiet sessions and taking them over for `owner`, `limit` rows each,
+/// as the janitor goes: what each round took.
+async fn take_over_all(store: &Store, owner: &str, limit: usize) -> Vec<Vec<QuietSession>> {
     let mut rounds = Vec::new();
     let mut after = 0;
     loop {
-        let round = store
-            .take_over_quiet_sessions(owner, QUIET_FOR, after, limit)
+        let quiet = store
+            .quiet_sessions(owner, QUIET_FOR, after, limit)
             .await
             .unwrap();
-        rounds.push(round.taken);
-        match round.next {
-            Some(next) => after = next,
-            None => return rounds,
+        let ids: Vec<StatusCheckId> = quiet.iter().map(|q| q.status_check_id).collect();
+        let taken = store
+            .take_over_sessions(owner, QUIET_FOR, &ids)
+            .await
+            .unwrap();
+        let more = quiet.len() == limit;
+        if let Some(last) = quiet.last() {
+            after = last.status_check_id.get();
+        }
+        rounds.push(
+            quiet
+                .into_iter()
+                .filter(|q| taken.contains(&q.status_check_id))
+                .collect(),
+        );
+        if !more {
+            return rounds;
         }
     }
 }
-use jiff::civil::date;
 
 /// The owner `started` gives every session.
 const STARTER: &str = "azi3-status-jobs:test";
@@ -107,18 +120,18 @@ async fn only_running_sessions_whose_poller_nobody_keeps_are_taken_over() {
             "{}",
             db.name
         );
-        let taken: Vec<TakenOver> = rounds.concat();
-        let expected: Vec<TakenOver> = [
+        let taken: Vec<QuietSession> = rounds.concat();
+        let expected: Vec<QuietSession> = [
             (0, Some(STARTER)),
             (1, Some(STARTER)),
             (2, Some(STARTER)),
             (4, None),
         ]
         .into_iter()
-        .map(|(i, from)| TakenOver {
+        .map(|(i, held_by)| QuietSession {
             status_check_id: ids[i],
             robot_id: RobotId::new(u32::try_from(i).unwrap() + 1),
-            from: from.map(str::to_string),
+            held_by: held_by.map(str::to_string),
         })
         .collect();
         assert_eq!(taken, expected, "{}", db.name);
