@@ -131,12 +131,11 @@ async fn keep_poller_locks(ctx: &Context) -> Result<(), RuntimeError> {
 async fn take_over_quiet_sessions(ctx: &Context) -> Result<(), RuntimeError> {
     let store = ctx.store();
     let owner = &ctx.settings().owner;
-    let quiet_for = u32::try_from(QUIET_FOR.as_secs()).unwrap_or(u32::MAX);
     let mut from: BTreeMap<String, usize> = BTreeMap::new();
     let mut after = 0;
     let result = loop {
         let quiet = match store
-            .quiet_sessions(owner, quiet_for, after, POLLER_CHUNK)
+            .quiet_sessions(owner, QUIET_FOR, after, POLLER_CHUNK)
             .await
         {
             Ok(quiet) => quiet,
@@ -147,7 +146,7 @@ async fn take_over_quiet_sessions(ctx: &Context) -> Result<(), RuntimeError> {
         };
         after = last.status_check_id.get();
         let ids: Vec<StatusCheckId> = quiet.iter().map(|q| q.status_check_id).collect();
-        let taken = match store.take_over_sessions(owner, quiet_for, &ids).await {
+        let taken = match store.take_over_sessions(owner, QUIET_FOR, &ids).await {
             Ok(taken) => taken,
             Err(e) => {
                 // Its `COMMIT` may have gone through all the same: the scheduler looks each of

@@ -535,7 +535,7 @@ fn left_to_starter(
 ) -> Option<Started> {
     let owner = &ctx.settings().owner;
     // Taken over from its starter: this instance keeps it now.
-    if started.running && started.poller == PollerLock::Held(owner.clone()) {
+    if started.running && started.poller.is_held_by(owner) {
         return None;
     }
     if let Some((starter, at)) = started.starter(owner) {
@@ -613,9 +613,8 @@ async fn prepare(
                 subscription_id: view.subscription_id,
                 started_by: None,
                 poller: match view.poller {
+                    Some((_, _, lock_id)) => PollerLock::of(true, lock_id),
                     None => PollerLock::Absent,
-                    Some((_, _, None)) => PollerLock::Released,
-                    Some((_, _, Some(holder))) => PollerLock::Held(holder),
                 },
             }
         }

@@ -14,6 +14,7 @@
 //! have taken: when the `COMMIT`'s answer is lost, the rows may be the caller's all the same.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use super::error::StoreError;
 use super::sql::{Arg, Dialect, Tx, to_i64};
@@ -36,16 +37,17 @@ pub struct QuietSession {
 impl Store {
     /// Up to `limit` running sessions of this service with ids above `after`, in id order,
     /// whose poller row no instance keeps and that is not `owner`'s: its `lock_id` is unset, or
-    /// is another instance's and its `updated_at` lies more than `quiet_for_seconds` in the
-    /// past by the database's clock. Read without locks.
+    /// is another instance's and its `updated_at` lies more than `quiet_for` (whole seconds) in
+    /// the past by the database's clock. Read without locks.
     pub async fn quiet_sessions(
         &self,
         owner: &str,
-        quiet_for_seconds: u32,
+        quiet_for: Duration,
         after: u64,
         limit: usize,
     ) -> Result<Vec<QuietSession>, StoreError> {
         let limit = limit.max(1);
+        let quiet_for_seconds = quiet_for.as_secs();
         self.run(move |tx| -> BoxFuture<'_, Result<_, StoreError>> {
             let owner = owner.to_string();
             Box::pin(async move {
@@ -83,12 +85,13 @@ impl Store {
     pub async fn take_over_sessions(
         &self,
         owner: &str,
-        quiet_for_seconds: u32,
+        quiet_for: Duration,
         sessions: &[StatusCheckId],
     ) -> Result<Vec<StatusCheckId>, StoreError> {
         if sessions.is_empty() {
             return Ok(Vec::new());
         }
+        let quiet_for_seconds = quiet_for.as_secs();
         self.run(move |tx| -> BoxFuture<'_, Result<_, StoreError>> {
             let owner = owner.to_string();
             let sessions = sessions.to_vec();
@@ -103,7 +106,7 @@ impl Store {
 /// The first of its two conditions names only indexed columns: MariaDB reads the few unlocked
 /// or unrefreshed rows by those two indexes (`sort_union` in `EXPLAIN`, with 100,000 rows),
 /// not every row.
-fn quiet(dialect: Dialect, quiet_for_seconds: u32) -> String {
+fn quiet(dialect: Dialect, quiet_for_seconds: u64) -> String {
     let before = match dialect {
         Dialect::Mysql => format!("CURRENT_TIMESTAMP - INTERVAL {quiet_for_seconds} SECOND"),
         Dialect::Sqlite => format!("datetime('now', '-{quiet_for_seconds} seconds')"),
@@ -118,11 +121,11 @@ fn quiet(dialect: Dialect, quiet_for_seconds: u32) -> String {
 async fn take_over(
     tx: &mut Tx,
     owner: &str,
-    quiet_for_seconds: u32,
+    quiet_for_seconds: u64,
     sessions: &[StatusCheckId],
 ) -> Result<Vec<StatusCheckId>, StoreError> {
     let marks = vec!["?"; sessions.len()].join(", ");
-    let ids = sessions.iter().map(|id| Arg::from(to_i64(id.get())));
+    let ids = sessions.iter().map(|id| Arg::from(*id));
     let mut args: Vec<Arg> = vec![owner.into()];
     args.extend(ids.clone());
     args.push(owner.into());

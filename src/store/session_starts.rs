@@ -47,6 +47,22 @@ pub enum PollerLock {
     Held(String),
 }
 
+impl PollerLock {
+    /// From whether the session has a poller row and the row's `lock_id`.
+    pub fn of(row: bool, lock_id: Option<String>) -> PollerLock {
+        match (row, lock_id) {
+            (false, _) => PollerLock::Absent,
+            (true, None) => PollerLock::Released,
+            (true, Some(holder)) => PollerLock::Held(holder),
+        }
+    }
+
+    /// Whether the row holds `owner`'s lock.
+    pub fn is_held_by(&self, owner: &str) -> bool {
+        matches!(self, PollerLock::Held(holder) if holder == owner)
+    }
+}
+
 impl StartedSession {
     /// The instance that started the session and when, if another than `owner`: that instance
     /// prepares it (subscription, history), and the others leave it to it.
@@ -61,12 +77,7 @@ impl StartedSession {
     /// it (it prepared it), or none does and one will take it over
     /// ([`Store::take_over_sessions`]), preparing it then.
     pub fn kept_elsewhere(&self, owner: &str) -> bool {
-        self.running
-            && match &self.poller {
-                PollerLock::Absent => false,
-                PollerLock::Released => true,
-                PollerLock::Held(holder) => holder != owner,
-            }
+        self.running && self.poller != PollerLock::Absent && !self.poller.is_held_by(owner)
     }
 }
 
@@ -139,14 +150,10 @@ impl Store {
                                                 r.text("owner")?,
                                                 ms_to_ts(r.int("created_at_ms")?)?,
                                             )),
-                                            poller: match (
-                                                r.opt_int("poller_id")?,
+                                            poller: PollerLock::of(
+                                                r.opt_int("poller_id")?.is_some(),
                                                 r.opt_text("lock_id")?,
-                                            ) {
-                                                (None, _) => PollerLock::Absent,
-                                                (Some(_), None) => PollerLock::Released,
-                                                (Some(_), Some(holder)) => PollerLock::Held(holder),
-                                            },
+                                            ),
                                         },
                                     ))
                                 })

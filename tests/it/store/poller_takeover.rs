@@ -5,6 +5,7 @@
 //! Needs MariaDB on `AZI3_TEST_MYSQL_URL` (`scripts/services.sh`).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use super::support::{TestDb, rule, started};
 use azi3_status_jobs::domain::RobotId;
@@ -45,7 +46,7 @@ async fn take_over_all(store: &Store, owner: &str, limit: usize) -> Vec<Vec<Quie
 /// The owner `started` gives every session.
 const STARTER: &str = "azi3-status-jobs:test";
 const TAKER: &str = "azi3-status-jobs:b";
-const QUIET_FOR: u32 = 120;
+const QUIET_FOR: Duration = Duration::from_secs(120);
 
 async fn started_robots(store: &Store, robots: u32) -> Vec<StatusCheckId> {
     let mut ids = Vec::new();
