@@ -43,9 +43,25 @@ impl Store {
         owner: &str,
         until: Timestamp,
     ) -> Result<ClaimedWindows, StoreError> {
+        self.claim_windows_due_by(now, now, limit, owner, until)
+            .await
+    }
+
+    /// [`Store::claim_due_windows`] for the windows whose deadline is at or before `due_by`,
+    /// which may lie after `now`: the closer claims the windows about to end a moment before
+    /// they do, so that their history reads start at their deadlines rather than after a look
+    /// that starts there. Another instance's claim counts as ended at `now`, not `due_by`.
+    pub async fn claim_windows_due_by(
+        &self,
+        now: Timestamp,
+        due_by: Timestamp,
+        limit: u32,
+        owner: &str,
+        until: Timestamp,
+    ) -> Result<ClaimedWindows, StoreError> {
         self.run(|tx| -> BoxFuture<'_, Result<ClaimedWindows, StoreError>> {
             let owner = owner.to_string();
-            Box::pin(async move { claim(tx, now, limit, &owner, until).await })
+            Box::pin(async move { claim(tx, now, due_by.max(now), limit, &owner, until).await })
         })
         .await
     }
@@ -64,11 +80,13 @@ const CLAIMABLE: &str = "(closer_until_ms IS NULL OR closer_until_ms <= ? OR clo
 async fn claim(
     tx: &mut Tx,
     now: Timestamp,
+    due_by: Timestamp,
     limit: u32,
     owner: &str,
     until: Timestamp,
 ) -> Result<ClaimedWindows, StoreError> {
     let now_ms = ts_to_ms(now);
+    let due_by_ms = ts_to_ms(due_by);
     let candidates = tx
         .fetch_all(
             &format!(
@@ -76,7 +94,7 @@ async fn claim(
                  WHERE result = 'PENDING' AND window_end_ms <= ? AND {CLAIMABLE} \
                  ORDER BY window_end_ms, status_check_id LIMIT ?"
             ),
-            &[now_ms.into(), now_ms.into(), owner.into(), limit.into()],
+            &[due_by_ms.into(), now_ms.into(), owner.into(), limit.into()],
         )
         .await?;
     let more_due = candidates.len() >= usize::try_from(limit).unwrap_or(usize::MAX);
@@ -103,7 +121,7 @@ async fn claim(
         let marks = vec!["?"; chunk.len()].join(", ");
         let mut args: Vec<Arg> = vec![owner.into(), ts_to_ms(until).into()];
         args.extend(chunk.iter().cloned());
-        args.extend([now_ms.into(), now_ms.into(), owner.into()]);
+        args.extend([due_by_ms.into(), now_ms.into(), owner.into()]);
         tx.write(
             &format!(
                 "UPDATE status_job_session SET closer = ?, closer_until_ms = ? \
@@ -121,7 +139,7 @@ async fn claim(
     for chunk in ids.chunks(IDS_PER_STATEMENT) {
         let marks = vec!["?"; chunk.len()].join(", ");
         let mut args: Vec<Arg> = chunk.iter().map(|&id| id.into()).collect();
-        args.extend([owner.into(), now_ms.into()]);
+        args.extend([owner.into(), due_by_ms.into()]);
         let rows = tx
             .fetch_all(
                 &format!(

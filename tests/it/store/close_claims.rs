@@ -168,3 +168,55 @@ async fn two_instances_claiming_at_once_share_the_due_windows_without_overlap() 
         db.finish().await;
     }
 }
+
+/// The closer claims the windows about to end a moment before they do: those due by the
+/// horizon are claimed, none after it, and another instance's claim still counts until it
+/// ends by the clock (`now`), not by the horizon.
+#[tokio::test]
+async fn windows_about_to_end_are_claimed_before_their_deadline_by_the_clock_of_now() {
+    for db in TestDb::both().await {
+        let all: BTreeSet<StatusCheckId> = sessions(&db.store, 4).await.into_iter().collect();
+        let deadline = ts("2025-06-01T08:00:00Z");
+        let before = ts("2025-06-01T07:59:45Z");
+        let not_yet = db
+            .store
+            .claim_windows_due_by(before, ts("2025-06-01T07:59:59Z"), 10, "a", deadline)
+            .await
+            .unwrap();
+        assert!(not_yet.windows.is_empty(), "{}: {not_yet:?}", db.name);
+
+        // `b` holds every window until 07:59:50, five seconds after `a` looks ahead.
+        let b = db
+            .store
+            .claim_windows_due_by(before, deadline, 10, "b", ts("2025-06-01T07:59:50Z"))
+            .await
+            .unwrap()
+            .windows;
+        assert_eq!(ids_of(&b), all, "{}: b looking ahead", db.name);
+        assert!(b.iter().all(|w| w.deadline == deadline), "{}", db.name);
+        let while_held = db
+            .store
+            .claim_windows_due_by(before, deadline, 10, "a", ts("2025-06-01T08:05:00Z"))
+            .await
+            .unwrap();
+        assert!(
+            while_held.windows.is_empty(),
+            "{}: a took windows b holds until after now: {while_held:?}",
+            db.name
+        );
+        let after_b = db
+            .store
+            .claim_windows_due_by(
+                ts("2025-06-01T07:59:50Z"),
+                deadline,
+                10,
+                "a",
+                ts("2025-06-01T08:05:00Z"),
+            )
+            .await
+            .unwrap()
+            .windows;
+        assert_eq!(ids_of(&after_b), all, "{}: a once b's claim ended", db.name);
+        db.finish().await;
+    }
+}
