@@ -127,8 +127,10 @@ impl MegazordSettings {
 #[derive(Clone)]
 pub struct MegazordClient {
     http: reqwest::Client,
-    /// `base_url` without a trailing slash, so route paths append to it.
-    base: String,
+    /// `base_url`, parsed once: a request's URL is this with the route's path segments
+    /// appended, not a string parsed again on every call (parsing, with its host's IDNA
+    /// check, was about 2 % of the service's CPU while 10,000 windows closed).
+    base: Url,
     settings: MegazordSettings,
 }
 
@@ -190,9 +192,15 @@ impl MegazordClient {
                 key: "base_url",
                 reason: format!("cannot make an HTTP client: {}", error_chain(e)),
             })?;
+        let base = Url::parse(settings.base_url.trim_end_matches('/')).map_err(|e| {
+            MegazordError::InvalidSettings {
+                key: "base_url",
+                reason: format!("{:?} is not a URL: {e}", redact_url(&settings.base_url)),
+            }
+        })?;
         Ok(MegazordClient {
             http,
-            base: settings.base_url.trim_end_matches('/').to_string(),
+            base,
             settings,
         })
     }
@@ -222,9 +230,7 @@ impl MegazordClient {
             route: Route::CreateSubscription,
             robot_id,
             method: Method::POST,
-            url: self.url(&format!(
-                "/internal/v1/events/robots/{robot_id}/subscriptions"
-            )),
+            url: self.url(robot_id, &["subscriptions"]),
             body: Some(to_json(&body)),
             call_ref,
         };
@@ -250,9 +256,7 @@ impl MegazordClient {
             route: Route::DeleteSubscription,
             robot_id,
             method: Method::DELETE,
-            url: self.url(&format!(
-                "/internal/v1/events/robots/{robot_id}/subscriptions/{subscription_id}"
-            )),
+            url: self.url(robot_id, &["subscriptions", &subscription_id.to_string()]),
             body: None,
             call_ref,
         };
@@ -284,7 +288,7 @@ impl MegazordClient {
             route: Route::PostIncoming,
             robot_id,
             method: Method::POST,
-            url: self.url(&format!("/internal/v1/events/robots/{robot_id}/incomings")),
+            url: self.url(robot_id, &["incomings"]),
             body: Some(to_json(&body)),
             call_ref,
         };
@@ -316,7 +320,7 @@ impl MegazordClient {
     ) -> Result<Vec<IncomingEvent>, MegazordError> {
         let since_second =
             created_since.as_second() - i64::from(created_since.subsec_nanosecond() < 0);
-        let mut url = self.url(&format!("/internal/v1/events/robots/{robot_id}/incomings"));
+        let mut url = self.url(robot_id, &["incomings"]);
         url.query_pairs_mut()
             .append_pair(QUERY_EVENT_NAME, event_name)
             .append_pair(QUERY_CREATED_SINCE, &(since_second - 1).to_string());
@@ -361,7 +365,15 @@ impl MegazordClient {
             route: Route::GetOutgoing,
             robot_id: link.robot_id,
             method: Method::GET,
-            url: self.url(&link.to_string()),
+            url: self.url(
+                link.robot_id,
+                &[
+                    "subscriptions",
+                    &link.subscription_id.to_string(),
+                    "outgoings",
+                    &link.outgoing_id.to_string(),
+                ],
+            ),
             body: None,
             call_ref,
         };
@@ -369,9 +381,18 @@ impl MegazordClient {
         decode(&call, &answer)
     }
 
-    fn url(&self, path: &str) -> Url {
-        // The base was checked in `new` and the paths are built from numbers and literals.
-        Url::parse(&format!("{}{path}", self.base)).expect("base_url was validated")
+    /// `{base_url}/internal/v1/events/robots/{robot_id}/{route…}`.
+    fn url(&self, robot_id: RobotId, route: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        {
+            // An http(s) URL (checked in `new`) always has path segments.
+            let mut segments = url.path_segments_mut().expect("an http(s) URL");
+            segments
+                .pop_if_empty()
+                .extend(["internal", "v1", "events", "robots", &robot_id.to_string()])
+                .extend(route);
+        }
+        url
     }
 
     /// Runs a call with retries; returns the final answer or the error of the last attempt.
@@ -623,8 +644,42 @@ mod tests {
         assert_eq!(settings.request_timeout_ms, 10_000);
         let client = MegazordClient::new(settings).unwrap();
         assert_eq!(
-            client.url("/internal/v1/x").as_str(),
-            "http://127.0.0.1:8881/internal/v1/x"
+            client.url(RobotId::new(7), &["incomings"]).as_str(),
+            "http://127.0.0.1:8881/internal/v1/events/robots/7/incomings"
         );
+    }
+
+    #[test]
+    fn route_paths_follow_the_base_urls_own_path_with_or_without_trailing_slashes() {
+        let robot = RobotId::new(42);
+        for (base, expected) in [
+            (
+                "http://megazord:8080",
+                "http://megazord:8080/internal/v1/events/robots/42/subscriptions/9",
+            ),
+            (
+                "http://megazord:8080/",
+                "http://megazord:8080/internal/v1/events/robots/42/subscriptions/9",
+            ),
+            (
+                "https://gw.example/events",
+                "https://gw.example/events/internal/v1/events/robots/42/subscriptions/9",
+            ),
+            (
+                "https://gw.example/events//",
+                "https://gw.example/events/internal/v1/events/robots/42/subscriptions/9",
+            ),
+        ] {
+            let client = MegazordClient::new(MegazordSettings {
+                base_url: base.into(),
+                ..Default::default()
+            })
+            .unwrap();
+            assert_eq!(
+                client.url(robot, &["subscriptions", "9"]).as_str(),
+                expected,
+                "base {base}"
+            );
+        }
     }
 }
