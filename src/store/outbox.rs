@@ -166,17 +166,18 @@ pub async fn claimed_on_close(
     let marks = vec!["?"; sessions.len()].join(", ");
     let mut args: Vec<Arg> = sessions.iter().map(|&id| Arg::from(id)).collect();
     args.extend([owner.into(), ts_to_ms(now).into()]);
-    let rows = tx
-        .fetch_all(
-            &format!(
+    // Read in the same round trip as the batch's writes that made them, which wait for it.
+    let sets = tx
+        .fetch_each(&[(
+            format!(
                 "SELECT {COLUMNS} FROM status_job_alarm WHERE status_check_id IN ({marks}) \
                  AND state = 'sending' AND claimed_by = ? AND claimed_at_ms = ?"
             ),
-            &args,
-        )
+            args,
+        )])
         .await?;
     let mut claimed = Vec::with_capacity(due.len());
-    for row in &rows {
+    for row in sets.iter().flatten() {
         let alarm = from_row(row)?;
         if identities.contains(&alarm.identity) {
             claimed.push(alarm);
