@@ -25,7 +25,9 @@
 //!   ([`CloseOutcome::Stale`]).
 //!
 //! Reads run up to `close_concurrency` at once, each on a task of its own; a window that has
-//! been read no longer holds a slot while it waits for its close. On SQLite (one writer, an
+//! been read no longer holds a slot while it waits for its close. Up to as many tasks again
+//! wait for a slot ([`WAITING_PER_SLOT`]), so that a read that ends hands its slot straight
+//! to the next window's task rather than through the closer's loop. On SQLite (one writer, an
 //! fsync per commit) the closes that are ready together are committed together by one task;
 //! on MySQL by a few such tasks side by side on the pool ([`Closes`]), each session's close
 //! still all or nothing.
@@ -102,6 +104,12 @@ const MYSQL_MAX_CLOSE_BATCH: usize = 64;
 /// slowed the history reads beside them to 1.5 times the bare reads; with two, closing keeps
 /// pace with the reads (performance.md, 2026-12-02, late).
 const MYSQL_COMMITTERS: usize = 2;
+
+/// How many windows' tasks may wait for a read slot, per slot, besides those reading: a slot
+/// freed goes straight to a waiting task (the semaphore wakes it), where it went through the
+/// closer's loop, which then started the next task: two hand-overs between tasks per read,
+/// each a wait for a busy core while thousands of windows close.
+const WAITING_PER_SLOT: usize = 1;
 
 /// The wall-clock time a history read is assumed to take before one has been timed: generous,
 /// so that a burst's first reads start early rather than late.
@@ -285,14 +293,31 @@ fn look_time(ctx: &Context, deadline: Timestamp) -> Instant {
     Instant::now() + ctx.clock().wait_until(at)
 }
 
-/// A history read's slot: freeing it tells the closer that another read may start.
+/// A window's place among those reading or waiting to read: freeing it tells the closer that
+/// another window's task may start.
 struct ReadSlot {
-    _permit: OwnedSemaphorePermit,
+    _admitted: OwnedSemaphorePermit,
+    /// One of the `close_concurrency` reads, once the task has it.
+    reading: Option<OwnedSemaphorePermit>,
+    reads: Arc<Semaphore>,
     freed: Arc<Notify>,
+}
+
+impl ReadSlot {
+    /// Waits for one of the reads (the semaphore is fair: tasks get them in the order they
+    /// asked, the order their windows were started in).
+    async fn read(&mut self) {
+        if self.reading.is_none() {
+            // The semaphore is never closed.
+            self.reading = Arc::clone(&self.reads).acquire_owned().await.ok();
+        }
+    }
 }
 
 impl Drop for ReadSlot {
     fn drop(&mut self) {
+        // The read first: the next waiting task may read before the closer starts another.
+        self.reading.take();
         self.freed.notify_one();
     }
 }
@@ -326,6 +351,8 @@ struct Closer {
     by_task: HashMap<tokio::task::Id, DueWindow>,
     /// `close_concurrency` history reads at once.
     reads: Arc<Semaphore>,
+    /// Windows reading or waiting to read: `close_concurrency` × (1 + [`WAITING_PER_SLOT`]).
+    admitted: Arc<Semaphore>,
     /// Told whenever a read's slot is freed.
     read_freed: Arc<Notify>,
     pace: Arc<ReadPace>,
@@ -347,6 +374,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
         tasks: JoinSet::new(),
         by_task: HashMap::new(),
         reads: Arc::new(Semaphore::new(concurrency)),
+        admitted: Arc::new(Semaphore::new(concurrency * (1 + WAITING_PER_SLOT))),
         read_freed: Arc::new(Notify::new()),
         pace: Arc::default(),
     };
@@ -508,7 +536,14 @@ impl Closer {
             return deadline;
         }
         let concurrency = ctx.settings().close_concurrency.max(1);
-        let rounds_ahead = self.queued.len().div_ceil(concurrency).saturating_sub(1);
+        // Started windows waiting for a read slot read before the queued ones.
+        let reading = concurrency.saturating_sub(self.reads.available_permits());
+        let waiting = (concurrency * (1 + WAITING_PER_SLOT))
+            .saturating_sub(self.admitted.available_permits())
+            .saturating_sub(reading);
+        let rounds_ahead = (self.queued.len() + waiting)
+            .div_ceil(concurrency)
+            .saturating_sub(1);
         if rounds_ahead == 0 {
             return close_at;
         }
@@ -518,7 +553,8 @@ impl Closer {
         close_at.checked_sub(lead).unwrap_or(deadline).max(deadline)
     }
 
-    /// Starts the queued windows whose read is due, as long as read slots are free; returns
+    /// Starts the queued windows whose read is due, as long as places among those reading or
+    /// waiting to read are free; returns
     /// when the next one's read is due, if it waits for that rather than for a slot.
     fn start_ready(&mut self, ctx: &Context) -> Option<Timestamp> {
         while let Some(head) = self.queued.front() {
@@ -526,13 +562,15 @@ impl Closer {
             if at > ctx.now() {
                 return Some(at);
             }
-            let Ok(permit) = Arc::clone(&self.reads).try_acquire_owned() else {
+            let Ok(admitted) = Arc::clone(&self.admitted).try_acquire_owned() else {
                 return None;
             };
             let window = self.queued.pop_front()?;
             let rule = self.rules.get(&window.robot_id).cloned();
             let slot = ReadSlot {
-                _permit: permit,
+                _admitted: admitted,
+                reading: None,
+                reads: Arc::clone(&self.reads),
                 freed: Arc::clone(&self.read_freed),
             };
             let (task_ctx, closes, pace) =
@@ -703,10 +741,11 @@ async fn close(
     ctx: &Context,
     closes: &Closes,
     pace: &ReadPace,
-    slot: ReadSlot,
+    mut slot: ReadSlot,
     due: DueWindow,
     rule: Option<StoredRule>,
 ) -> Result<Option<Timestamp>, RuntimeError> {
+    slot.read().await;
     if ctx.megazord().is_some() {
         let stored = rule.ok_or(RuntimeError::NoRule(due.robot_id))?;
         let call_ref = CallRef::new();
