@@ -429,6 +429,7 @@ impl Config {
         }
         self.rules()?;
         self.clock.check()?;
+        self.service.check_sizes()?;
         if let Some(token) = self.http_token() {
             let chars = token.chars().count();
             if chars < MIN_TOKEN_CHARS {
@@ -448,6 +449,33 @@ impl Config {
         }
         if let Some(queue) = &self.queue {
             queue.validate().map_err(|e| ConfigError(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The most any of the service's concurrencies and batch sizes may be: far above what one
+/// instance can use, and below where a semaphore of twice as many permits (the closer keeps
+/// one of `2 × close_concurrency`) or a batch's statements would fail.
+pub const MAX_SIZE: usize = 100_000;
+
+impl ServiceConfig {
+    /// Checks that every concurrency and batch size is from 1 to [`MAX_SIZE`]: 0 was taken as 1
+    /// without a word, and a typo of a few digits too many would fail only once the work it
+    /// sizes began. The error names the key and the value.
+    pub fn check_sizes(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("close_concurrency", self.close_concurrency),
+            ("dispatch_concurrency", self.dispatch_concurrency),
+            ("prepare_concurrency", self.prepare_concurrency),
+            ("ingest_batch_max", self.ingest_batch_max),
+            ("ingest_committers", self.ingest_committers),
+        ] {
+            if !(1..=MAX_SIZE).contains(&value) {
+                return Err(ConfigError(format!(
+                    "service.{key} = {value}: must be from 1 to {MAX_SIZE}"
+                )));
+            }
         }
         Ok(())
     }
@@ -662,6 +690,30 @@ mod tests {
 
     const RULE: &str =
         "[[rules]]\nrobot_id = 7\ntimezone = \"UTC\"\nstart = \"08:00\"\nend = \"20:00\"\n";
+
+    #[test]
+    fn concurrencies_and_batch_sizes_outside_one_to_the_maximum_are_refused_naming_the_key() {
+        for (text, expected) in [
+            (
+                "[service]\nclose_concurrency = 0\n",
+                "service.close_concurrency = 0: must be from 1 to 100000",
+            ),
+            (
+                "[service]\ndispatch_concurrency = 6400000000\n",
+                "service.dispatch_concurrency = 6400000000: must be from 1 to 100000",
+            ),
+            (
+                "[service]\ningest_committers = 0\n",
+                "service.ingest_committers = 0: must be from 1 to 100000",
+            ),
+        ] {
+            let err = from_toml(text).unwrap_err();
+            assert!(err.0.contains(expected), "{text:?}: {err}");
+        }
+        let config =
+            from_toml("[service]\nclose_concurrency = 100000\ningest_batch_max = 1\n").unwrap();
+        assert_eq!(config.service.close_concurrency, MAX_SIZE);
+    }
 
     #[test]
     fn an_unknown_key_anywhere_is_named_with_the_nearest_known_key() {
