@@ -111,6 +111,11 @@ const MYSQL_COMMITTERS: usize = 2;
 /// each a wait for a busy core while thousands of windows close.
 const WAITING_PER_SLOT: usize = 1;
 
+/// How many windows may be reading or waiting to read at once, for `concurrency` reads.
+fn admissions(concurrency: usize) -> usize {
+    concurrency.saturating_mul(1 + WAITING_PER_SLOT)
+}
+
 /// The wall-clock time a history read is assumed to take before one has been timed: generous,
 /// so that a burst's first reads start early rather than late.
 const FIRST_READ_ESTIMATE: Duration = Duration::from_millis(100);
@@ -351,7 +356,7 @@ struct Closer {
     by_task: HashMap<tokio::task::Id, DueWindow>,
     /// `close_concurrency` history reads at once.
     reads: Arc<Semaphore>,
-    /// Windows reading or waiting to read: `close_concurrency` × (1 + [`WAITING_PER_SLOT`]).
+    /// Windows reading or waiting to read: [`admissions`] of `close_concurrency`.
     admitted: Arc<Semaphore>,
     /// Told whenever a read's slot is freed.
     read_freed: Arc<Notify>,
@@ -374,7 +379,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
         tasks: JoinSet::new(),
         by_task: HashMap::new(),
         reads: Arc::new(Semaphore::new(concurrency)),
-        admitted: Arc::new(Semaphore::new(concurrency * (1 + WAITING_PER_SLOT))),
+        admitted: Arc::new(Semaphore::new(admissions(concurrency))),
         read_freed: Arc::new(Notify::new()),
         pace: Arc::default(),
     };
@@ -538,7 +543,7 @@ impl Closer {
         let concurrency = ctx.settings().close_concurrency.max(1);
         // Started windows waiting for a read slot read before the queued ones.
         let reading = concurrency.saturating_sub(self.reads.available_permits());
-        let waiting = (concurrency * (1 + WAITING_PER_SLOT))
+        let waiting = admissions(concurrency)
             .saturating_sub(self.admitted.available_permits())
             .saturating_sub(reading);
         let rounds_ahead = (self.queued.len() + waiting)
