@@ -12,6 +12,13 @@
 //! what it reads differs from what it guessed (a rule changed, a session was started), it
 //! decides on what it read and locks the sessions again by that: two round trips, as before.
 //!
+//! Round trip (2) is saved too when every session the batch's events fall in has a copy of its
+//! row ([`super::session_copies`]) with no events pending: the batch is decided on the copies
+//! and on the event ids this instance knows the sessions have, and its writes and `COMMIT` are
+//! its one round trip ([`Batch::on_copies`]). The session rows go first, each with its version
+//! checked; a copy that turns out stale (or an event the session had unknown to this instance)
+//! fails the transaction before its `COMMIT`, and it runs again from locked reads.
+//!
 //! The sessions are locked by id, not by `(robot_id, local_date)`: MariaDB answered the latter,
 //! with `ORDER BY status_check_id`, by walking the primary key through every session, which
 //! cost 60 % of its time at 200 robots (the slow query log's `Rows_examined`) and grows with
@@ -73,13 +80,19 @@ pub(super) async fn take_in_batch(
     let event_ids = event_ids(tx, requests).await?;
     let robots: Vec<RobotId> = distinct(requests.iter().map(|r| r.robot_id));
     let dates: Vec<String> = candidate_dates(requests);
+    let guess = copies.guess(&robots, &dates);
+    if let Some(guess) = &guess {
+        let plans = plans_of(requests, &event_ids, guess);
+        if let Some(batch) = Batch::on_copies(tx, &plans, guess) {
+            return batch.take_in_all(tx, plans, requests).await;
+        }
+    }
     let lookup: Vec<(String, Vec<Arg>)> = robots
         .chunks(ROWS_PER_STATEMENT)
         .map(|chunk| rules::select_with_sessions(chunk, &dates))
         .collect();
     // A guess is read again with the sessions' locks, and checked.
-    let (mut lookups, check): (Lookups, &[(String, Vec<Arg>)]) = match copies.guess(&robots, &dates)
-    {
+    let (mut lookups, check): (Lookups, &[(String, Vec<Arg>)]) = match guess {
         Some(guess) => (guess, &lookup),
         None => {
             let read = lookups_of(&tx.fetch_each(&lookup).await?)?;
@@ -103,12 +116,7 @@ pub(super) async fn take_in_batch(
             .read_sessions(tx, &plans, &lookups.sessions, &[])
             .await?;
     }
-    let mut records = Vec::with_capacity(plans.len());
-    for (plan, request) in plans.into_iter().zip(requests) {
-        records.push(batch.take_in(tx, plan, request).await?);
-    }
-    batch.write(tx).await?;
-    Ok(records)
+    batch.take_in_all(tx, plans, requests).await
 }
 
 fn plans_of(requests: &[&IntakeRequest], event_ids: &[u64], lookups: &Lookups) -> Vec<Plan> {
@@ -271,6 +279,9 @@ struct NewRecord {
 
 #[derive(Default)]
 struct Batch {
+    /// Whether its sessions are this instance's copies of them, not rows read under their
+    /// locks: each is then written, if only to check its version.
+    on_copies: bool,
     /// By `(robot_id, local_date)`.
     ids: HashMap<(RobotId, String), StatusCheckId>,
     /// By `status_check_id`.
@@ -287,6 +298,73 @@ struct Batch {
 }
 
 impl Batch {
+    /// A batch decided on this instance's copies, without a read: when every event is its
+    /// robot's watched event under the rule guessed from [`RobotCopies`], lies in sessions
+    /// that all exist in that guess, and each of those sessions has a copy of that rule's
+    /// version with no pending events. Which of the batch's events they have is what this
+    /// instance knows of them ([`super::session_copies`]). Writing each session row checks its
+    /// version ([`super::session_copies`]): a copy moved on since, a rule changed since (which
+    /// moves every running session of its robot on) or an event taken in unseen fails the
+    /// transaction before its `COMMIT`, and it runs again from locked reads. `None` (and no
+    /// copy taken) when any of this does not hold.
+    fn on_copies(tx: &mut Tx, plans: &[Plan], lookups: &Lookups) -> Option<Batch> {
+        // The rule version each session's copy must have.
+        let mut rule_versions: BTreeMap<StatusCheckId, u64> = BTreeMap::new();
+        for plan in plans {
+            let stored = plan.rule.as_ref()?;
+            if plan.sessions.is_empty() {
+                return None;
+            }
+            for session in &plan.sessions {
+                let id = *lookups.sessions.get(&key(session))?;
+                rule_versions.insert(id, stored.version);
+            }
+        }
+        let ids: Vec<StatusCheckId> = rule_versions.keys().copied().collect();
+        let rows = tx.take_copies(&ids, |row| {
+            row.pending_events == 0
+                && row.state.is_running()
+                && rule_versions.get(&row.status_check_id) == Some(&row.rule_version)
+        })?;
+        tx.copies.count_batch_on_copies();
+        let mut batch = Batch {
+            on_copies: true,
+            event_ids: distinct(plans.iter().map(|p| p.record.incoming_event_id)),
+            ..Batch::default()
+        };
+        for row in rows {
+            let id = row.status_check_id;
+            batch.add_session(row);
+            if let Some(s) = batch.sessions.get_mut(&id) {
+                s.known_loaded = true;
+                s.pending = Some(BTreeMap::new());
+            }
+        }
+        let batch_events: HashSet<u64> = batch.event_ids.iter().copied().collect();
+        batch.known.extend(
+            tx.copies
+                .seen_of(&ids)
+                .into_iter()
+                .filter(|(_, event)| batch_events.contains(event)),
+        );
+        Some(batch)
+    }
+
+    /// Takes in every request, in order, and queues the writes.
+    async fn take_in_all(
+        mut self,
+        tx: &mut Tx,
+        plans: Vec<Plan>,
+        requests: &[&IntakeRequest],
+    ) -> Result<Vec<IntakeRecord>, StoreError> {
+        let mut records = Vec::with_capacity(plans.len());
+        for (plan, request) in plans.into_iter().zip(requests) {
+            records.push(self.take_in(tx, plan, request).await?);
+        }
+        self.write(tx).await?;
+        Ok(records)
+    }
+
     fn add_session(&mut self, row: SessionRow) {
         let id = row.status_check_id;
         self.ids.insert(key(&row.state.session), id);
@@ -703,8 +781,18 @@ impl Batch {
         });
     }
 
-    /// Everything the batch decided, as writes that go to the database with the `COMMIT`.
+    /// Everything the batch decided, as writes that go to the database with the `COMMIT`: the
+    /// session rows first, in id order (decided on copies, their version checks are what
+    /// proves the copies current, and they take the sessions' locks before any other row's,
+    /// as every transition does), then the events and records.
     async fn write(self, tx: &mut Tx) -> Result<(), StoreError> {
+        let saved: Vec<(&SessionRow, &SessionRow, Option<Timestamp>)> = self
+            .sessions
+            .values()
+            .filter(|s| self.on_copies || s.changed_at.is_some())
+            .map(|s| (&s.read, &s.current, s.changed_at))
+            .collect();
+        transitions::save_applied_many(tx, &saved).await?;
         for chunk in self.new_events.chunks(ROWS_PER_STATEMENT) {
             let mut args = Vec::with_capacity(chunk.len() * 6);
             for e in chunk {
@@ -760,15 +848,10 @@ impl Batch {
             .await?;
             tx.checkpoint().await?;
         }
-        let changed: Vec<(&SessionRow, &SessionRow, Timestamp)> = self
-            .sessions
-            .values()
-            .filter_map(|s| s.changed_at.map(|at| (&s.read, &s.current, at)))
-            .collect();
-        transitions::save_applied_many(tx, &changed).await?;
         for session in self.sessions.values() {
             tx.keep_copy(session.current.clone());
         }
+        tx.keep_seen(self.known);
         Ok(())
     }
 }

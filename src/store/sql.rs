@@ -382,6 +382,9 @@ pub(crate) struct Tx {
     pub(crate) decided_on_copy: bool,
     /// Session rows as this transaction leaves them, to be kept as copies once it commits.
     pub(crate) kept: Vec<SessionRow>,
+    /// `(status_check_id, incoming_event_id)` of events its sessions have, to be noted beside
+    /// their copies once it commits.
+    pub(crate) kept_seen: Vec<(StatusCheckId, u64)>,
     /// Told when the transaction sends its `COMMIT`.
     pub(crate) commit_signal: Option<Arc<CommitSignal>>,
 }
@@ -428,6 +431,7 @@ impl Tx {
             may_decide_on_copies: true,
             decided_on_copy: false,
             kept: Vec::new(),
+            kept_seen: Vec::new(),
             commit_signal: None,
         }
     }
@@ -447,6 +451,26 @@ impl Tx {
         }
         self.decided_on_copy = true;
         Some(copy)
+    }
+
+    /// Takes this instance's copies of every session of `ids` when each has one that
+    /// `usable` accepts, or none of them.
+    pub(crate) fn take_copies(
+        &mut self,
+        ids: &[StatusCheckId],
+        usable: impl Fn(&SessionRow) -> bool,
+    ) -> Option<Vec<SessionRow>> {
+        if !self.may_decide_on_copies || !self.copies.enabled() {
+            return None;
+        }
+        let copies = self.copies.take_all(ids, usable)?;
+        self.decided_on_copy = true;
+        Some(copies)
+    }
+
+    /// Notes, once the transaction commits, that these sessions have these events.
+    pub(crate) fn keep_seen(&mut self, events: impl IntoIterator<Item = (StatusCheckId, u64)>) {
+        self.kept_seen.extend(events);
     }
 
     /// Keeps `row`, as the database holds it, as the session's copy if the transaction
@@ -629,6 +653,7 @@ impl Tx {
         for row in self.kept {
             self.copies.keep(row);
         }
+        self.copies.keep_seen(self.kept_seen);
         Ok(())
     }
 }

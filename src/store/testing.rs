@@ -19,6 +19,12 @@ impl Store {
         self.copies.holds(status_check_id)
     }
 
+    /// How many group commits of events this store decided on its copies, without a read
+    /// (`src/store/intake_batch.rs`), whether they then committed or ran again.
+    pub fn intake_batches_on_copies(&self) -> u64 {
+        self.copies.batches_on_copies()
+    }
+
     /// This store with every transition reading its session row under the lock, as when every
     /// copy is stale; for comparing the two in a benchmark.
     pub fn without_session_copies(&self) -> Store {

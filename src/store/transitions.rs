@@ -617,26 +617,29 @@ async fn mirror(tx: &mut Tx, before: &SessionState, row: &SessionRow) -> Result<
 }
 
 /// Writes a session row that events changed since it was read under the lock in this
-/// transaction (`row` carries its next version, one more per event that changed it), and the
-/// shared rows that mirror it, as [`save`] does after each of those events; `now` is the
-/// service time of the last of them.
+/// transaction, or since the copy it was decided on (`row` carries its next version, one more
+/// per event that changed it), and the shared rows that mirror it, as [`save`] does after each
+/// of those events; `now` is the service time of the last of them. `None`: no event changed
+/// it, and only its version is checked, as what proves a copy current.
 pub(super) async fn save_applied(
     tx: &mut Tx,
     read: &SessionRow,
     row: &SessionRow,
-    now: Timestamp,
+    now: Option<Timestamp>,
 ) -> Result<(), StoreError> {
     let id = row.status_check_id;
     let (assignments, mut args) = row.changed_assignments(read);
-    args.extend([
-        ts_to_ms(now).into(),
-        read.version.into(),
-        row.version.into(),
-        id.into(),
-    ]);
+    let touched = match now {
+        Some(now) => {
+            args.push(ts_to_ms(now).into());
+            "updated_at_ms = ?, "
+        }
+        None => "",
+    };
+    args.extend([read.version.into(), row.version.into(), id.into()]);
     tx.write(
         &format!(
-            "UPDATE status_job_session SET {assignments}updated_at_ms = ?, \
+            "UPDATE status_job_session SET {assignments}{touched}\
              version = CASE WHEN version = ? THEN ? ELSE 0 END WHERE status_check_id = ?"
         ),
         &args,
@@ -650,11 +653,11 @@ pub(super) async fn save_applied(
 /// the pollers of those whose window moved, instead of one or two per session. Each row's
 /// version check stays its own (a mismatch fails the statement, and the transaction with it);
 /// a session that ended is mirrored alone, as [`mirror`] does (events never end one, so this is
-/// the exception). `changed` is `(as read under the lock, as written, service time of its last
-/// change)`, in the order the rows were locked.
+/// the exception). `changed` is `(as read under the lock or copied, as written, service time
+/// of its last change)`, in `status_check_id` order.
 pub(super) async fn save_applied_many(
     tx: &mut Tx,
-    changed: &[(&SessionRow, &SessionRow, Timestamp)],
+    changed: &[(&SessionRow, &SessionRow, Option<Timestamp>)],
 ) -> Result<(), StoreError> {
     if let [(read, row, at)] = changed {
         return save_applied(tx, read, row, *at).await;
@@ -703,7 +706,7 @@ fn case_by_id(ids: usize, then: &str, otherwise: &str) -> String {
 
 /// One `UPDATE` of every session row of `chunk`: each state column changed in one of them,
 /// the time and the checked version, each a `CASE` on the row's id.
-fn sessions_update(chunk: &[(&SessionRow, &SessionRow, Timestamp)]) -> (String, Vec<Arg>) {
+fn sessions_update(chunk: &[(&SessionRow, &SessionRow, Option<Timestamp>)]) -> (String, Vec<Arg>) {
     let olds: Vec<Vec<Arg>> = chunk.iter().map(|(read, _, _)| read.state_args()).collect();
     let news: Vec<Vec<Arg>> = chunk.iter().map(|(_, row, _)| row.state_args()).collect();
     let mut sets = Vec::new();
@@ -724,13 +727,19 @@ fn sessions_update(chunk: &[(&SessionRow, &SessionRow, Timestamp)]) -> (String, 
             args.push(news[r][i].clone());
         }
     }
-    sets.push(format!(
-        "updated_at_ms = {}",
-        case_by_id(chunk.len(), "?", "updated_at_ms")
-    ));
-    for (_, row, at) in chunk {
-        args.push(row.status_check_id.into());
-        args.push(ts_to_ms(*at).into());
+    let touched: Vec<(StatusCheckId, Timestamp)> = chunk
+        .iter()
+        .filter_map(|(_, row, at)| at.map(|at| (row.status_check_id, at)))
+        .collect();
+    if !touched.is_empty() {
+        sets.push(format!(
+            "updated_at_ms = {}",
+            case_by_id(touched.len(), "?", "updated_at_ms")
+        ));
+        for (id, at) in touched {
+            args.push(id.into());
+            args.push(ts_to_ms(at).into());
+        }
     }
     // A version other than the expected one becomes 0, which `ck_status_job_session_version`
     // refuses, as in [`save`].

@@ -747,3 +747,196 @@ async fn a_session_another_instance_started_is_found_by_the_next_batch() {
         db.finish().await;
     }
 }
+
+/// Batches after the first, whose robots and sessions this instance has read and kept, are
+/// decided on its copies without a read: with duplicates of events taken in batches before
+/// and within the batch, events that wait (the batch after them reads again, as the copy has
+/// events pending) and events that apply those waiting, they end as the events one by one.
+#[tokio::test]
+async fn batches_decided_on_copies_end_as_the_events_one_by_one() {
+    let batched = TestDb::both().await;
+    let alone = TestDb::both().await;
+    for (b, a) in batched.into_iter().zip(alone) {
+        let refs = prepare(&b.store).await;
+        assert_eq!(prepare(&a.store).await, refs);
+        let at = |t: &str| ts(&format!("2025-06-10T{t}Z"));
+        // The first batch reads the robots and their sessions.
+        let first: Vec<IntakeRequest> = RUNNING
+            .iter()
+            .zip(900..)
+            .map(|(robot, id)| request(refs, *robot, id, "TOILET_ACTIVITY", at("06:05:00")))
+            .collect();
+        b.store.take_in_as_one_batch(first.clone()).await.unwrap();
+        one_at_a_time(&a.store, &first).await;
+        let [ra, rb, rc] = RUNNING;
+        let e = |robot, id, t: &str| request(refs, robot, id, "TOILET_ACTIVITY", at(t));
+        let waves: Vec<Vec<IntakeRequest>> = vec![
+            vec![
+                e(ra, 11, "06:10:00"),
+                e(rb, 21, "06:15:00"),
+                e(rc, 31, "06:20:00"),
+                e(ra, 12, "06:30:00"),
+            ],
+            // A repeat of the batch before, a late event, and a repeat within the batch.
+            vec![
+                e(ra, 12, "06:30:00"),
+                e(rb, 22, "06:50:00"),
+                e(ra, 13, "06:08:00"),
+                e(rb, 22, "06:50:00"),
+            ],
+            vec![
+                e(rb, 23, "07:30:00"),
+                e(rc, 32, "06:55:00"),
+                e(ra, 14, "07:20:00"),
+                e(rb, 21, "06:15:00"),
+            ],
+            // Robot c's event waits (its window ends at 07:55): the batches after read its
+            // session under the lock until one reaches it.
+            vec![e(rc, 34, "09:30:00"), e(ra, 15, "08:00:00")],
+            vec![e(rc, 35, "07:50:00"), e(rb, 24, "08:20:00")],
+            vec![e(rc, 36, "08:40:00"), e(ra, 16, "08:50:00")],
+            // Applied: c's copy has no event pending any more.
+            vec![
+                e(ra, 17, "09:40:00"),
+                e(rb, 25, "09:10:00"),
+                e(rc, 37, "10:20:00"),
+            ],
+            vec![
+                first[0].clone(),
+                e(rc, 34, "09:30:00"),
+                e(rb, 23, "07:30:00"),
+            ],
+        ];
+        let before = b.store.intake_batches_on_copies();
+        for (n, wave) in waves.iter().enumerate() {
+            let got = b.store.take_in_as_one_batch(wave.clone()).await.unwrap();
+            let want = one_at_a_time(&a.store, wave).await;
+            for ((r, g), w) in wave.iter().zip(&got).zip(&want) {
+                assert_eq!(
+                    Ok(g),
+                    w.as_ref(),
+                    "{} wave {n}: robot {} event {:?} at {}",
+                    b.name,
+                    r.robot_id,
+                    r.event_id,
+                    r.occurred_at
+                );
+            }
+            assert_eq!(
+                rows(&b.store).await,
+                rows(&a.store).await,
+                "{} wave {n}",
+                b.name
+            );
+        }
+        let on_copies = b.store.intake_batches_on_copies() - before;
+        assert!(
+            on_copies >= 5,
+            "{}: {on_copies} of {} batches decided on copies",
+            b.name,
+            waves.len()
+        );
+        b.finish().await;
+        a.finish().await;
+    }
+}
+
+/// A copy that another instance moved on, and an event that instance took in, which this one
+/// never saw: the batch decided on the copy fails its version check (or the event's key) before
+/// its `COMMIT` and runs again from locked reads, so the events end as they would alone.
+#[tokio::test]
+async fn a_batch_on_a_copy_another_instance_moved_on_runs_again_from_locked_reads() {
+    for db in TestDb::both().await {
+        let refs = prepare(&db.store).await;
+        let other = db.another_instance().await;
+        let robot = RUNNING[0];
+        let event = |id: u64, t: &str| {
+            request(
+                refs,
+                robot,
+                id,
+                "TOILET_ACTIVITY",
+                ts(&format!("2025-06-10T{t}Z")),
+            )
+        };
+        // This instance reads the robot and keeps its session's copy.
+        db.store
+            .take_in_as_one_batch(vec![event(1, "06:10:00")])
+            .await
+            .unwrap();
+        // The other instance takes in an event: the session row moves on.
+        let taken = other.take_in(event(2, "06:20:00")).await.unwrap();
+        assert_eq!(
+            only_step(&taken).applied,
+            ApplyOutcome::Applied(azi3_status_jobs::domain::EventClass::Observed)
+        );
+        let before = db.store.intake_batches_on_copies();
+        let got = db
+            .store
+            .take_in_as_one_batch(vec![event(3, "06:30:00"), event(2, "06:20:00")])
+            .await
+            .unwrap();
+        assert_eq!(
+            db.store.intake_batches_on_copies() - before,
+            1,
+            "{}: decided on the copy first",
+            db.name
+        );
+        assert_eq!(
+            (only_step(&got[0]).applied, only_step(&got[1]).applied),
+            (
+                ApplyOutcome::Applied(azi3_status_jobs::domain::EventClass::Observed),
+                ApplyOutcome::Duplicate
+            ),
+            "{}",
+            db.name
+        );
+        // Another event the other instance takes in, and one this instance takes in after it
+        // (on the copy, which fails, then from locked reads): the copy is current again, but
+        // the other instance's event is not among those this one knows. Taken for new on the
+        // copy, its key refuses it.
+        other.take_in(event(4, "06:40:00")).await.unwrap();
+        db.store
+            .take_in_as_one_batch(vec![event(5, "06:50:00")])
+            .await
+            .unwrap();
+        let before = db.store.intake_batches_on_copies();
+        let again = db
+            .store
+            .take_in_as_one_batch(vec![event(4, "06:40:00")])
+            .await
+            .unwrap();
+        assert_eq!(
+            db.store.intake_batches_on_copies() - before,
+            1,
+            "{}",
+            db.name
+        );
+        assert_eq!(
+            only_step(&again[0]).applied,
+            ApplyOutcome::Duplicate,
+            "{}",
+            db.name
+        );
+        let records = db
+            .store
+            .select_sql(&[&format!(
+                "SELECT incoming_event_id, `order` FROM status_check_record \
+                 WHERE status_check_id = {} ORDER BY `order`",
+                only_step(&got[0]).status_check_id
+            )])
+            .await
+            .unwrap();
+        let pairs: Vec<(String, String)> = records[0]
+            .iter()
+            .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+            .collect();
+        let want: Vec<(String, String)> = [1, 2, 3, 4, 5]
+            .iter()
+            .map(|n| (n.to_string(), n.to_string()))
+            .collect();
+        assert_eq!(pairs, want, "{}", db.name);
+        other.close().await;
+        db.finish().await;
+    }
+}
