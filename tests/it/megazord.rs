@@ -111,6 +111,7 @@ async fn every_route_answers_as_the_contract_says() {
     assert_eq!(alarm.event_name.as_deref(), Some(ALARM));
     assert_eq!(alarm.created_at, "2025-11-20T10:30:00Z".parse().unwrap());
     assert_eq!(server.alarm_posts("nta-789-2025-11-20-1763631000"), 1);
+    assert_eq!(server.alarms_stored(), 1);
 
     let history = client
         .incomings(

@@ -481,6 +481,9 @@ struct Data {
     subscriptions_by_robot: HashMap<RobotId, Vec<usize>>,
     /// Requests received per route.
     requests_per_route: BTreeMap<MegazordRoute, u64>,
+    /// `alarm_event` events stored (a post is counted as received before its latency has
+    /// passed, and stored after).
+    alarms_stored: u64,
     outgoing: Vec<OutgoingEvent>,
     requests: Vec<RecordedRequest>,
     faults: Vec<FaultRule>,
@@ -579,6 +582,9 @@ impl Shared {
             call_ref: call_ref.to_string(),
         };
         let index = data.incoming.len();
+        if event.event_name == self.alarm_event {
+            data.alarms_stored += 1;
+        }
         data.incoming.push(event.clone());
         data.incoming_by_robot
             .entry(robot_id)
@@ -855,6 +861,12 @@ impl MegazordServer {
             .get(&route)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// How many `alarm_event` events are stored: posts answered, where
+    /// [`MegazordServer::request_count`] also counts those still waiting out the latency.
+    pub fn alarms_stored(&self) -> u64 {
+        self.shared.data().alarms_stored
     }
 
     /// Makes `name` a known event schema.
