@@ -345,7 +345,7 @@ impl Service {
             .args(args)
             .current_dir(&bench.args.work_dir)
             .env("AZI3_HTTP__PORT", port.to_string())
-            .env("AZI3_LOG", "warn")
+            .env("AZI3_LOG", service_log_filter())
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -389,7 +389,7 @@ impl Service {
             .args(&self.args)
             .current_dir(&bench.args.work_dir)
             .env("AZI3_HTTP__PORT", port)
-            .env("AZI3_LOG", "warn")
+            .env("AZI3_LOG", service_log_filter())
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -682,6 +682,12 @@ fn migrate(bench: &Bench, config: &std::path::Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The log filter the service runs with: `warn` unless `BENCH_SERVICE_LOG` says otherwise
+/// (`info` is the service's own default, one line per alarm and more).
+fn service_log_filter() -> String {
+    std::env::var("BENCH_SERVICE_LOG").unwrap_or_else(|_| "warn".to_string())
 }
 
 /// Starts the stand-in, a database with `sessions` rules, and the service before S.
