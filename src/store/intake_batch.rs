@@ -81,12 +81,18 @@ pub(super) async fn take_in_batch(
     let robots: Vec<RobotId> = distinct(requests.iter().map(|r| r.robot_id));
     let dates: Vec<String> = candidate_dates(requests);
     let guess = copies.guess(&robots, &dates);
-    if let Some(guess) = &guess {
-        let plans = plans_of(requests, &event_ids, guess);
-        if let Some(batch) = Batch::on_copies(tx, &plans, guess) {
-            return batch.take_in_all(tx, plans, requests).await;
+    // The plans on the guess serve the batch on copies, or else the locked reads, which
+    // decide on the guess too until it proves stale.
+    let guessed_plans = match &guess {
+        Some(guess) => {
+            let plans = plans_of(requests, &event_ids, guess);
+            if let Some(batch) = Batch::on_copies(tx, &plans, guess) {
+                return batch.take_in_all(tx, plans, requests).await;
+            }
+            Some(plans)
         }
-    }
+        None => None,
+    };
     let lookup: Vec<(String, Vec<Arg>)> = robots
         .chunks(ROWS_PER_STATEMENT)
         .map(|chunk| rules::select_with_sessions(chunk, &dates))
@@ -101,7 +107,7 @@ pub(super) async fn take_in_batch(
         }
     };
     let mut batch = Batch::default();
-    let mut plans = plans_of(requests, &event_ids, &lookups);
+    let mut plans = guessed_plans.unwrap_or_else(|| plans_of(requests, &event_ids, &lookups));
     if let Some(read) = batch
         .read_sessions(tx, &plans, &lookups.sessions, check)
         .await?
