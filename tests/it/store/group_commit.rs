@@ -54,6 +54,17 @@ fn request(
     }
 }
 
+/// The watched event `id` of `robot` at `hms` (UTC) on the day the sessions run.
+fn watched(refs: StatusCheckRefs, robot_id: RobotId, id: u64, hms: &str) -> IntakeRequest {
+    request(
+        refs,
+        robot_id,
+        id,
+        "TOILET_ACTIVITY",
+        ts(&format!("2025-06-10T{hms}Z")),
+    )
+}
+
 /// Rules for every robot but [`NO_RULE`], and the sessions of [`RUNNING`] started.
 async fn prepare(store: &Store) -> StatusCheckRefs {
     for robot in RUNNING {
@@ -675,15 +686,7 @@ async fn a_rule_another_instance_changed_is_the_one_the_next_batch_applies() {
         let refs = prepare(&db.store).await;
         let other = db.another_instance().await;
         let robot = RUNNING[0];
-        let event = |id: u64, minute: u32| {
-            request(
-                refs,
-                robot,
-                id,
-                "TOILET_ACTIVITY",
-                ts(&format!("2025-06-10T07:{minute:02}:00Z")),
-            )
-        };
+        let event = |id: u64, minute: u32| watched(refs, robot, id, &format!("07:{minute:02}:00"));
         // This instance has read the robot's rule and session.
         let first = db.store.take_in(event(1, 0)).await.unwrap();
         assert!(matches!(
@@ -759,17 +762,16 @@ async fn batches_decided_on_copies_end_as_the_events_one_by_one() {
     for (b, a) in batched.into_iter().zip(alone) {
         let refs = prepare(&b.store).await;
         assert_eq!(prepare(&a.store).await, refs);
-        let at = |t: &str| ts(&format!("2025-06-10T{t}Z"));
         // The first batch reads the robots and their sessions.
         let first: Vec<IntakeRequest> = RUNNING
             .iter()
             .zip(900..)
-            .map(|(robot, id)| request(refs, *robot, id, "TOILET_ACTIVITY", at("06:05:00")))
+            .map(|(robot, id)| watched(refs, *robot, id, "06:05:00"))
             .collect();
         b.store.take_in_as_one_batch(first.clone()).await.unwrap();
         one_at_a_time(&a.store, &first).await;
         let [ra, rb, rc] = RUNNING;
-        let e = |robot, id, t: &str| request(refs, robot, id, "TOILET_ACTIVITY", at(t));
+        let e = |robot, id, t: &str| watched(refs, robot, id, t);
         let waves: Vec<Vec<IntakeRequest>> = vec![
             vec![
                 e(ra, 11, "06:10:00"),
@@ -850,15 +852,7 @@ async fn a_batch_on_a_copy_another_instance_moved_on_runs_again_from_locked_read
         let refs = prepare(&db.store).await;
         let other = db.another_instance().await;
         let robot = RUNNING[0];
-        let event = |id: u64, t: &str| {
-            request(
-                refs,
-                robot,
-                id,
-                "TOILET_ACTIVITY",
-                ts(&format!("2025-06-10T{t}Z")),
-            )
-        };
+        let event = |id: u64, t: &str| watched(refs, robot, id, t);
         // This instance reads the robot and keeps its session's copy.
         db.store
             .take_in_as_one_batch(vec![event(1, "06:10:00")])
