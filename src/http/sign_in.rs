@@ -34,7 +34,7 @@ fn cookie_value(token: &str) -> String {
         .chain_update(b"azi3-status-jobs dashboard sign-in\0")
         .chain_update(token.as_bytes())
         .finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(digest)
 }
 
 /// The value of cookie `name` in `headers`, if sent.

@@ -248,13 +248,7 @@ fn floor_char_boundary(text: &str, limit: usize) -> usize {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    Sha256::digest(bytes)
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, b| {
-            let _ = write!(hex, "{b:02x}");
-            hex
-        })
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// FNV-1a, 64 bits: a hash that stays the same across releases, as a stored key must.
